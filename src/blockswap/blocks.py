@@ -1,0 +1,343 @@
+"""The block zoo (PAPER.md section 3) in Moonshine's notation, as one registry of block families.
+
+A `BlockType` is a family name plus its arguments: `S`, `G(g)` / `G(N/k)`, `B(b)`, `BG(b,g)` /
+`BG(b,M/k)` and `MBConv(t)`. Families differ by their cheap *unit* (what replaces a 3x3 conv) and
+by their *wrapper*:
+
+- basic wrapper (S, G): BN-ReLU-unit-BN-ReLU-unit + shortcut (pre-activation WRN basic block);
+- bottleneck wrapper (B, BG, MBConv): BN-ReLU-unit + shortcut.
+
+The shortcut is a 1x1 conv (applied to the pre-activated input) when the shape changes and the
+identity otherwise. Each block is wrapped by *its own* type (the released code wrapped a whole
+stage by its first block's type, which changes sizes).
+
+Released-code names (`Conv`, `DConvA4`, `DConvG8`, `DConv`, `ConvB2`, `A4B2`, `G8B2`, `G2B4`,
+`DConvB2`, `MBConv6`) are parsed as aliases wherever a block name is read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .errors import BlockswapError
+from .layers import Conv, Cost, LayerSpec, Norm, PreActivation, Relu, build_sequence, sequence_cost
+
+KERNEL = 3  # k in the paper: every spatial conv of the zoo is 3x3
+
+
+class InvalidAtWidth(BlockswapError):
+    """A block type that cannot be built at some channel width (e.g. groups do not divide it)."""
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Group count of a grouped conv: an absolute count `g`, or `C/k` (k channels per group).
+
+    `relative=True` with `value=1` is the depthwise case (`N` or `M`).
+    """
+
+    value: int
+    relative: bool = False
+
+    def resolve(self, channels: int) -> int:
+        if self.relative:
+            if channels % self.value:
+                raise InvalidAtWidth(f"{channels} channels cannot form groups of {self.value}")
+            return channels // self.value
+        if channels % self.value:
+            raise InvalidAtWidth(f"{self.value} groups do not divide {channels} channels")
+        return self.value
+
+    def notation(self, symbol: str) -> str:
+        if not self.relative:
+            return str(self.value)
+        return symbol if self.value == 1 else f"{symbol}/{self.value}"
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """One entry of the zoo: a family and its arguments. Print gives the paper's notation."""
+
+    family: str
+    bottleneck: int = 1  # b: the unit works at M = N / b channels (B, BG)
+    groups: Groups = Groups(1)  # grouping of the unit's 3x3 conv (G, BG)
+    expansion: int = 1  # t: MBConv's expansion ratio
+
+    @property
+    def spec(self) -> "Family":
+        return FAMILIES[self.family]
+
+    @property
+    def name(self) -> str:
+        return self.spec.notation(self)
+
+    @property
+    def released_name(self) -> Optional[str]:
+        return self.spec.released(self)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def layout(self, cin: int, cout: int, stride: int) -> "BlockLayout":
+        """The block's layer specs at the given widths; raises `InvalidAtWidth` if impossible."""
+        family = self.spec
+        widths = [(cin, cout, stride)] + [(cout, cout, 1)] * (family.units - 1)
+        units = tuple(tuple(family.unit(self, i, o, s)) for i, o, s in widths)
+        preacts = tuple(PreActivation(i) for i, _, _ in widths)
+        shortcut = Conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+        return BlockLayout(preacts, units, shortcut)
+
+    def problem_at(self, cin: int, cout: int, stride: int = 1) -> Optional[str]:
+        """Why this type cannot be built at these widths, or None when it can."""
+        try:
+            self.layout(cin, cout, stride)
+        except InvalidAtWidth as err:
+            return f"{self.name} at {cin}->{cout} channels: {err}"
+        return None
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Specs of one wrapped block: a pre-activation and a unit per step, and the shortcut."""
+
+    preacts: tuple[PreActivation, ...]
+    units: tuple[tuple[LayerSpec, ...], ...]
+    shortcut: Optional[Conv]
+
+    def cost(self, h: int, w: int) -> tuple[Cost, int, int]:
+        total = Cost()
+        h_in, w_in = h, w
+        for preact, unit in zip(self.preacts, self.units):
+            total = total + preact.cost(h, w)
+            unit_cost, h, w = sequence_cost(unit, h, w)
+            total = total + unit_cost
+        if self.shortcut is not None:
+            total = total + self.shortcut.cost(h_in, w_in)
+        return total, h, w
+
+
+class Block(nn.Module):
+    """A wrapped block. `forward` returns (output, probe): the probe is the residual branch's
+    output before the shortcut is added, where the Fisher potential is measured (PAPER.md s.2)."""
+
+    def __init__(self, block_type: BlockType, cin: int, cout: int, stride: int):
+        super().__init__()
+        layout = block_type.layout(cin, cout, stride)
+        self.block_type = block_type
+        self.in_channels, self.out_channels, self.stride = cin, cout, stride
+        self.preacts = nn.ModuleList(p.build() for p in layout.preacts)
+        self.units = nn.ModuleList(build_sequence(u) for u in layout.units)
+        self.shortcut = layout.shortcut.build() if layout.shortcut is not None else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activated = self.preacts[0](x)
+        # WRN convention: a projection shortcut sees the pre-activated input, identity the raw one.
+        residual = x if self.shortcut is None else self.shortcut(activated)
+        branch = self.units[0](activated)
+        for preact, unit in zip(self.preacts[1:], self.units[1:]):
+            branch = unit(preact(branch))
+        return residual + branch, branch
+
+
+# --- families -----------------------------------------------------------------------------------
+
+
+def standard_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    return [Conv(cin, cout, KERNEL, stride)]
+
+
+def grouped_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    # Moonshine's G: grouped 3x3 (in->in), BN, ReLU, pointwise 1x1 (in->out).
+    groups = bt.groups.resolve(cin)
+    return [Conv(cin, cin, KERNEL, stride, groups), Norm(cin), Relu(), Conv(cin, cout, 1)]
+
+
+def bottleneck_width(cout: int, b: int) -> int:
+    if cout % b:
+        raise InvalidAtWidth(f"bottleneck {b} does not divide {cout} channels")
+    return cout // b
+
+
+def bottleneck_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    # 1x1 down to M = N/b, grouped 3x3 at M (carries the stride), 1x1 up to N.
+    m = bottleneck_width(cout, bt.bottleneck)
+    groups = bt.groups.resolve(m)
+    return [
+        Conv(cin, m, 1),
+        Norm(m),
+        Relu(),
+        Conv(m, m, KERNEL, stride, groups),
+        Norm(m),
+        Relu(),
+        Conv(m, cout, 1),
+    ]
+
+
+def mbconv_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    # MobileNetV2's inverted residual: expand t*in, depthwise 3x3, project, BN (as released).
+    wide = bt.expansion * cin
+    return [
+        Conv(cin, wide, 1),
+        Norm(wide),
+        Relu(),
+        Conv(wide, wide, KERNEL, stride, wide),
+        Norm(wide),
+        Relu(),
+        Conv(wide, cout, 1),
+        Norm(cout),
+    ]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    units: int  # 2 = basic wrapper, 1 = bottleneck wrapper
+    unit: Callable[[BlockType, int, int, int], list[LayerSpec]]
+    notation: Callable[[BlockType], str]
+    released: Callable[[BlockType], Optional[str]]
+    description: str
+
+
+def _released_grouped(bt: BlockType) -> str:
+    if bt.groups.relative:
+        return "DConv" if bt.groups.value == 1 else f"DConvG{bt.groups.value}"
+    return f"DConvA{bt.groups.value}"
+
+
+def _released_bottleneck_grouped(bt: BlockType) -> str:
+    g = bt.groups
+    if g.relative:
+        return f"DConvB{bt.bottleneck}" if g.value == 1 else f"G{g.value}B{bt.bottleneck}"
+    return f"A{g.value}B{bt.bottleneck}"
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family("S", 2, standard_unit, lambda bt: "S", lambda bt: "Conv", "standard: two 3x3 convs"),
+        Family(
+            "G",
+            2,
+            grouped_unit,
+            lambda bt: f"G({bt.groups.notation('N')})",
+            _released_grouped,
+            "each 3x3 conv -> grouped 3x3 (in->in) + BN + ReLU + 1x1 (in->out)",
+        ),
+        Family(
+            "B",
+            1,
+            bottleneck_unit,
+            lambda bt: f"B({bt.bottleneck})",
+            lambda bt: f"ConvB{bt.bottleneck}",
+            "bottleneck: 1x1 to N/b, 3x3, 1x1 back to N",
+        ),
+        Family(
+            "BG",
+            1,
+            bottleneck_unit,
+            lambda bt: f"BG({bt.bottleneck},{bt.groups.notation('M')})",
+            _released_bottleneck_grouped,
+            "bottleneck with the 3x3 split into groups at M = N/b channels",
+        ),
+        Family(
+            "MBConv",
+            1,
+            mbconv_unit,
+            lambda bt: f"MBConv({bt.expansion})",
+            lambda bt: f"MBConv{bt.expansion}",
+            "inverted residual: 1x1 expand by t, depthwise 3x3, 1x1 project, BN",
+        ),
+    ]
+}
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+_INT = r"([1-9]\d*)"
+_GROUP = r"([1-9]\d*|[NM](?:/[1-9]\d*)?)"
+
+
+def _groups(text: str) -> Groups:
+    if text[0] in "NM":
+        return Groups(int(text[2:]) if "/" in text else 1, relative=True)
+    return Groups(int(text))
+
+
+# Each pattern maps a full-match regex to a constructor; paper notation first, then released aliases.
+_PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], BlockType]]] = [
+    (re.compile(r"S|Conv"), lambda m: BlockType("S")),
+    (re.compile(rf"G\({_GROUP}\)"), lambda m: BlockType("G", groups=_groups(m[1]))),
+    (re.compile(rf"B\({_INT}\)"), lambda m: BlockType("B", bottleneck=int(m[1]))),
+    (
+        re.compile(rf"BG\({_INT},{_GROUP}\)"),
+        lambda m: BlockType("BG", bottleneck=int(m[1]), groups=_groups(m[2])),
+    ),
+    (re.compile(rf"MBConv\(?{_INT}\)?"), lambda m: BlockType("MBConv", expansion=int(m[1]))),
+    (re.compile(rf"DConvA{_INT}"), lambda m: BlockType("G", groups=Groups(int(m[1])))),
+    (re.compile(rf"DConvG{_INT}"), lambda m: BlockType("G", groups=Groups(int(m[1]), relative=True))),
+    (re.compile(r"DConv"), lambda m: BlockType("G", groups=Groups(1, relative=True))),
+    (re.compile(rf"ConvB{_INT}"), lambda m: BlockType("B", bottleneck=int(m[1]))),
+    (
+        re.compile(rf"A{_INT}B{_INT}"),
+        lambda m: BlockType("BG", bottleneck=int(m[2]), groups=Groups(int(m[1]))),
+    ),
+    (
+        re.compile(rf"G{_INT}B{_INT}"),
+        lambda m: BlockType("BG", bottleneck=int(m[2]), groups=Groups(int(m[1]), relative=True)),
+    ),
+    (
+        re.compile(rf"DConvB{_INT}"),
+        lambda m: BlockType("BG", bottleneck=int(m[1]), groups=Groups(1, relative=True)),
+    ),
+]
+
+ALLOWED_FORMS = (
+    "S, G(g), G(N/k), G(N), B(b), BG(b,g), BG(b,M/k), BG(b,M), MBConv(t) "
+    "or a released-code name (Conv, DConvA4, DConvG8, DConv, ConvB2, A4B2, G8B2, DConvB2, MBConv6)"
+)
+
+
+def parse_block(text: str) -> BlockType:
+    """Parse paper notation or a released-code alias; an unknown name is a clear error."""
+    if isinstance(text, BlockType):
+        return text
+    compact = re.sub(r"\s+", "", str(text))
+    for pattern, make in _PATTERNS:
+        match = pattern.fullmatch(compact)
+        if match:
+            return make(match)
+    raise BlockswapError(f"unknown block type {text!r}; allowed: {ALLOWED_FORMS}")
+
+
+# --- candidate sets -----------------------------------------------------------------------------
+
+_PAPER_SET = (
+    "S B(2) B(4) G(2) G(4) G(8) G(16) G(N/16) G(N/8) G(N/4) G(N/2) G(N) "
+    "BG(2,2) BG(2,4) BG(2,8) BG(2,16) BG(2,M/16) BG(2,M/8) BG(2,M/4) BG(2,M/2) BG(2,M)"
+)
+# The released sampler's list: no BG(2,M), plus three BG(4,.) types its 162.2K network uses.
+_RELEASED_SET = _PAPER_SET.replace(" BG(2,M)", "") + " BG(4,M/8) BG(4,M/4) BG(4,M/2)"
+
+CANDIDATE_SETS: dict[str, tuple[BlockType, ...]] = {
+    "paper": tuple(parse_block(n) for n in _PAPER_SET.split()),
+    "released": tuple(parse_block(n) for n in _RELEASED_SET.split()),
+}
+
+
+def candidate_set(name: str) -> tuple[BlockType, ...]:
+    try:
+        return CANDIDATE_SETS[name]
+    except KeyError:
+        raise BlockswapError(
+            f"unknown candidate set {name!r}; allowed: {', '.join(CANDIDATE_SETS)}"
+        ) from None
+
+
+def valid_types(types: tuple[BlockType, ...], cin: int, cout: int, stride: int = 1) -> list[BlockType]:
+    """The types of `types` that can be built at these widths (what the sampler may draw)."""
+    return [t for t in types if t.problem_at(cin, cout, stride) is None]

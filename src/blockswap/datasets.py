@@ -1,0 +1,407 @@
+"""Datasets: scikit-learn's digits (offline stand-in for CIFAR-10), CIFAR-10/100, SVHN, ImageNet.
+
+Small datasets are held whole as uint8 tensors (N, 3, H, W) and augmented in batches on the
+device (PAPER.md s.4: random crop with padding, horizontal flip, Cutout after normalisation), so a
+CPU epoch is not dominated by per-image Python work. ImageNet is an ImageFolder read by workers.
+
+On-disk formats are the originals (CIFAR's pickled batches, SVHN's .mat files), read directly so
+that tests can write small archives in the same format.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import BlockswapError
+
+# Normalisation constants, each with its source.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # PAPER.md s.4 (attention-transfer / Cutout code)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)  # per-channel statistics of the CIFAR-100 training set
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+SVHN_MEAN = (0.4377, 0.4438, 0.4728)  # per-channel statistics of the SVHN training set
+SVHN_STD = (0.1980, 0.2010, 0.1970)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The paper's augmentation at 32 px: pad 4 and a 16 px Cutout hole; other sizes scale with it.
+PAPER_IMAGE_SIZE = 32
+PAPER_CROP_PADDING = 4
+PAPER_CUTOUT = 16
+
+DIGITS_SPLIT_SEED = 0  # fixed: the digits split never changes with the experiment seed
+DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train / validation / test, stratified by class
+DIGITS_DEFAULT_SIZE = 16  # 8x8 scans upsampled; small enough for CPU, large enough for 2 strides
+
+
+@dataclass
+class ImageTensors:
+    """A whole split in memory: uint8 images (N, 3, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    name: str
+    num_classes: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: object
+    test: object
+    val: Optional[object] = None
+    source: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.image_size, self.image_size)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset without reading it (enough for costing)."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    load: Callable[..., Dataset]
+    where: str  # where the files must be, for the missing-data message
+
+
+# --- digits -------------------------------------------------------------------------------------
+
+
+def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, h, w) floats in [0, 1] -> (N, 3, size, size) uint8."""
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.float() / 255
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+
+
+def load_digits(data_dir=None, image_size=None, val_size=None, download=False) -> Dataset:
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    size = image_size or DIGITS_DEFAULT_SIZE
+    bunch = sklearn_digits()
+    images = torch.from_numpy(bunch.images / 16.0).float().unsqueeze(1)  # pixel values are 0..16
+    labels = torch.from_numpy(bunch.target).long()
+    index = np.arange(len(labels))
+    train_frac, val_frac, test_frac = DIGITS_FRACTIONS
+    rest, test_idx = train_test_split(
+        index, test_size=test_frac, stratify=labels.numpy(), random_state=DIGITS_SPLIT_SEED
+    )
+    train_idx, val_idx = train_test_split(
+        rest,
+        test_size=val_frac / (train_frac + val_frac),
+        stratify=labels.numpy()[rest],
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    pixels = _resize_uint8(images, size)
+
+    def split(idx):
+        idx = torch.from_numpy(np.sort(idx))
+        return ImageTensors(pixels[idx], labels[idx])
+
+    train = split(train_idx)
+    # No published constants exist for upsampled digits: use the training split's own statistics.
+    mean, std = channel_stats(train.images)
+    return Dataset("digits", 10, size, mean, std, train, split(test_idx), split(val_idx), {"source": "sklearn"})
+
+
+# --- CIFAR and SVHN -----------------------------------------------------------------------------
+
+CIFAR_ARCHIVES = {
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        b"labels",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        "cifar-100-python",
+        ["train"],
+        ["test"],
+        b"fine_labels",
+    ),
+}
+SVHN_FILES = {
+    "train": ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
+    "test": ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "eb5a983be6a315427106f1b6c0f40bee"),
+}
+
+
+def _missing(name: str, where: Path, url: str, download: bool, reason: str = "") -> BlockswapError:
+    tried = f" (download failed: {reason})" if download else " (or pass --download to fetch it)"
+    verb = "extract it into" if url.endswith(".tar.gz") else "save it in"
+    return BlockswapError(f"{name} not found: expected {where}; download {url} and {verb} {where.parent}{tried}")
+
+
+def _fetch(url: str, root: Path, md5: str, extract: bool) -> Optional[str]:
+    """Download (and extract) with torchvision's helper; returns an error string when offline."""
+    from torchvision.datasets.utils import download_and_extract_archive, download_url
+
+    try:
+        if extract:
+            download_and_extract_archive(url, str(root), md5=md5)
+        else:
+            download_url(url, str(root), md5=md5)
+    except Exception as err:  # network errors come in many types; the message is what matters
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def _read_cifar_batches(folder: Path, names: list[str], label_key: bytes) -> ImageTensors:
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise BlockswapError(f"CIFAR batch file {path} is missing")
+        try:
+            # CIFAR's own format is a Python pickle of numpy arrays; only these files are read so.
+            with open(path, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+            raise BlockswapError(f"CIFAR batch file {path} is corrupt: {type(err).__name__}") from None
+    return ImageTensors(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long))
+
+
+def _holdout(train: ImageTensors, val_size: int, seed: int = DIGITS_SPLIT_SEED):
+    """Hold out the last `val_size` images of a fixed permutation of the training set."""
+    if not val_size:
+        return train, None
+    if not 0 < val_size < len(train):
+        raise BlockswapError(f"val_size must be between 0 and {len(train) - 1}, got {val_size}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    keep, held = order[:-val_size].sort().values, order[-val_size:].sort().values
+    return (
+        ImageTensors(train.images[keep], train.labels[keep]),
+        ImageTensors(train.images[held], train.labels[held]),
+    )
+
+
+def _make_cifar_loader(name: str, classes: int, mean, std):
+    url, md5, folder_name, train_files, test_files, label_key = CIFAR_ARCHIVES[name]
+
+    def load(data_dir="data", image_size=None, val_size=0, download=False) -> Dataset:
+        root = Path(data_dir)
+        folder = root / folder_name
+        if not folder.is_dir():
+            reason = _fetch(url, root, md5, extract=True) if download else None
+            if not folder.is_dir():
+                raise _missing(name, folder, url, download, reason or "")
+        train = _read_cifar_batches(folder, train_files, label_key)
+        test = _read_cifar_batches(folder, test_files, label_key)
+        train, val = _holdout(train, val_size)
+        return Dataset(name, classes, PAPER_IMAGE_SIZE, mean, std, train, test, val, {"path": str(folder)})
+
+    return load
+
+
+def load_svhn(data_dir="data", image_size=None, val_size=0, download=False) -> Dataset:
+    from scipy.io import loadmat
+
+    root = Path(data_dir) / "svhn"
+    splits = {}
+    for split, (url, md5) in SVHN_FILES.items():
+        path = root / Path(url).name
+        if not path.is_file():
+            reason = _fetch(url, root, md5, extract=False) if download else None
+            if not path.is_file():
+                raise _missing("svhn", path, url, download, reason or "")
+        try:
+            mat = loadmat(str(path))
+            images = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))).to(torch.uint8)
+            labels = torch.from_numpy(mat["y"].astype(np.int64).reshape(-1) % 10)  # SVHN stores digit 0 as 10
+        except (ValueError, KeyError, OSError) as err:
+            raise BlockswapError(f"SVHN file {path} is corrupt: {type(err).__name__}") from None
+        splits[split] = ImageTensors(images, labels)
+    train, val = _holdout(splits["train"], val_size)
+    return Dataset("svhn", 10, PAPER_IMAGE_SIZE, SVHN_MEAN, SVHN_STD, train, splits["test"], val, {"path": str(root)})
+
+
+# --- ImageNet -----------------------------------------------------------------------------------
+
+IMAGENET_SIZE = 224
+IMAGENET_RESIZE = 256  # evaluation: resize the short side to 256, centre-crop 224
+
+
+def load_imagenet(data_dir="data", image_size=None, val_size=0, download=False) -> Dataset:
+    from torchvision import datasets, transforms
+
+    root = Path(data_dir) / "imagenet"
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise BlockswapError(
+            f"imagenet not found: expected ImageFolder trees {root}/train/<class>/*.JPEG and {root}/val/<class>/*.JPEG"
+        )
+    size = image_size or IMAGENET_SIZE
+    normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train = datasets.ImageFolder(
+        str(root / "train"),
+        transforms.Compose(
+            [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise]
+        ),
+    )
+    test = datasets.ImageFolder(
+        str(root / "val"),
+        transforms.Compose(
+            [
+                transforms.Resize(size * IMAGENET_RESIZE // IMAGENET_SIZE),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                normalise,
+            ]
+        ),
+    )
+    return Dataset("imagenet", len(train.classes), size, IMAGENET_MEAN, IMAGENET_STD, train, test, None, {"path": str(root)})
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo("digits", 10, DIGITS_DEFAULT_SIZE, load_digits, "bundled with scikit-learn"),
+        DatasetInfo(
+            "cifar10", 10, 32, _make_cifar_loader("cifar10", 10, CIFAR10_MEAN, CIFAR10_STD), "DATA/cifar-10-batches-py"
+        ),
+        DatasetInfo(
+            "cifar100",
+            100,
+            32,
+            _make_cifar_loader("cifar100", 100, CIFAR100_MEAN, CIFAR100_STD),
+            "DATA/cifar-100-python",
+        ),
+        DatasetInfo("svhn", 10, 32, load_svhn, "DATA/svhn/{train,test}_32x32.mat"),
+        DatasetInfo("imagenet", 1000, IMAGENET_SIZE, load_imagenet, "DATA/imagenet/{train,val}/<class>/"),
+    ]
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise BlockswapError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}") from None
+
+
+def load_dataset(name: str, data_dir: Union[str, Path] = "data", image_size=None, val_size=0, download=False) -> Dataset:
+    """Load a dataset by name. Missing files are one clear error saying where they belong."""
+    return dataset_info(name).load(data_dir=data_dir, image_size=image_size, val_size=val_size, download=download)
+
+
+# --- batched augmentation on the device ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """PAPER.md s.4 at any image size: crop with zero padding, horizontal flip, Cutout (one square
+    hole, applied after normalisation, centre anywhere, clipped at the border)."""
+
+    crop_padding: int
+    cutout: int
+    flip: bool = True
+
+    @classmethod
+    def paper(cls, image_size: int, cutout: bool = True) -> "Augmentation":
+        scale = image_size / PAPER_IMAGE_SIZE
+        return cls(round(PAPER_CROP_PADDING * scale), round(PAPER_CUTOUT * scale) if cutout else 0)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        dev = x.device
+
+        def draw(high, size):
+            return torch.randint(0, high, size, generator=generator).to(dev)
+
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = F.pad(x, (p, p, p, p))
+            rows = draw(2 * p + 1, (n,))[:, None] + torch.arange(h, device=dev)
+            cols = draw(2 * p + 1, (n,))[:, None] + torch.arange(w, device=dev)
+            batch = torch.arange(n, device=dev)[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        if self.flip:
+            flip = draw(2, (n,)).bool()
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self.cutout:
+            cy, cx = draw(h, (n, 1)), draw(w, (n, 1))
+            half = self.cutout // 2
+            ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
+            in_rows = (ys >= cy - half) & (ys < cy - half + self.cutout)
+            in_cols = (xs >= cx - half) & (xs < cx - half + self.cutout)
+            hole = in_rows[:, :, None] & in_cols[:, None, :]
+            x = x.masked_fill(hole[:, None], 0.0)
+        return x.contiguous()
+
+
+class TensorBatches:
+    """Seeded minibatches of an in-memory split, normalised (and augmented) on `device`."""
+
+    def __init__(
+        self,
+        data: ImageTensors,
+        mean,
+        std,
+        batch_size: int,
+        device: Union[str, torch.device] = "cpu",
+        augmentation: Optional[Augmentation] = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        if batch_size < 1:
+            raise BlockswapError(f"batch size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
+        self.batch_size, self.augmentation = batch_size, augmentation
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def state(self) -> torch.Tensor:
+        """Generator state, for exact resumption."""
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
+        for i in range(len(self)):
+            idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            take = order[idx] if order is not None else idx
+            x = (self.images[take].float() - self.mean) / self.std
+            if self.augmentation is not None:
+                x = self.augmentation(x, self.generator)
+            yield x, self.labels[take]

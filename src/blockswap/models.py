@@ -1,0 +1,259 @@
+"""Teacher and student networks: CIFAR-style WRN-D-K and ImageNet-style pre-activation ResNets.
+
+An `Architecture` is the skeleton (stem, one `Slot` per block, head); a `NetworkSpec` fills every
+slot with a block type from a `Genotype` and can be costed without building anything; `Network`
+is the built PyTorch module. A model is rebuilt from `(arch name, genotype, num_classes)`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .blocks import Block, BlockType
+from .errors import BlockswapError
+from .genotype import Genotype
+from .layers import (
+    Classifier,
+    Conv,
+    Cost,
+    LayerSpec,
+    MaxPool,
+    PreActivation,
+    build_sequence,
+    sequence_cost,
+)
+
+STANDARD = BlockType("S")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A block position: its widths, stride and the stage (section) it belongs to."""
+
+    cin: int
+    cout: int
+    stride: int
+    stage: int
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    stem: tuple[LayerSpec, ...]
+    slots: tuple[Slot, ...]
+    head: tuple[LayerSpec, ...]  # between the last block and the classifier
+    features: int  # channels entering the classifier
+
+    @property
+    def depth(self) -> int:
+        return len(self.slots)
+
+    @property
+    def stage_ends(self) -> tuple[int, ...]:
+        """Index of each stage's last block: its output is an attention-transfer point."""
+        return tuple(i for i, s in enumerate(self.slots) if i + 1 == len(self.slots) or self.slots[i + 1].stage != s.stage)
+
+    def feature_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Spatial size entering each block, then the size leaving the last one. Every block type
+        at a slot gives the same size (its only strided layer is a padded 3x3 conv)."""
+        _, h, w = sequence_cost(self.stem, *input_size)
+        sizes = [(h, w)]
+        for slot in self.slots:
+            sizes.append(Conv(slot.cin, slot.cout, 3, slot.stride).output_size(*sizes[-1]))
+        return sizes
+
+
+def wide_resnet(depth: int, width: int) -> Architecture:
+    """WRN-D-K (Zagoruyko & Komodakis): 3 stages of (D-4)/6 basic blocks at 16K/32K/64K."""
+    if depth < 10 or (depth - 4) % 6:
+        raise BlockswapError(f"WRN depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
+    per_stage = (depth - 4) // 6
+    widths = [16, 16 * width, 32 * width, 64 * width]
+    slots = []
+    for stage, stride in enumerate([1, 2, 2]):
+        for i in range(per_stage):
+            cin = widths[stage] if i == 0 else widths[stage + 1]
+            slots.append(Slot(cin, widths[stage + 1], stride if i == 0 else 1, stage))
+    return Architecture(
+        name=f"wrn-{depth}-{width}",
+        stem=(Conv(3, widths[0], 3),),
+        slots=tuple(slots),
+        head=(PreActivation(widths[-1]),),  # the final BN-ReLU, counted by the paper
+        features=widths[-1],
+    )
+
+
+RESNET_SECTIONS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+RESNET_WIDTHS = (64, 128, 256, 512)
+
+
+def preact_resnet(depth: int) -> Architecture:
+    """Pre-activation ResNet for ImageNet (PAPER.md s.8): 7x7/2 stem + BN-ReLU + 3x3/2 max-pool,
+    four sections at 64..512 channels, no final BN, 1x1 projection shortcuts without BN."""
+    if depth not in RESNET_SECTIONS:
+        raise BlockswapError(f"ResNet depth must be one of {sorted(RESNET_SECTIONS)}, got {depth}")
+    stem_width = RESNET_WIDTHS[0]
+    slots = []
+    cin = stem_width
+    for stage, (blocks, width) in enumerate(zip(RESNET_SECTIONS[depth], RESNET_WIDTHS)):
+        for i in range(blocks):
+            slots.append(Slot(cin, width, 2 if (i == 0 and stage > 0) else 1, stage))
+            cin = width
+    return Architecture(
+        name=f"resnet-{depth}",
+        stem=(Conv(3, stem_width, 7, 2), PreActivation(stem_width), MaxPool(stem_width, 3, 2, 1)),
+        slots=tuple(slots),
+        head=(),
+        features=RESNET_WIDTHS[-1],
+    )
+
+
+# Architecture names: a full-match pattern and the builder it feeds.
+ARCHITECTURES: list[tuple[re.Pattern, Callable[[re.Match], Architecture], str]] = [
+    (re.compile(r"wrn-(\d+)-(\d+)"), lambda m: wide_resnet(int(m[1]), int(m[2])), "wrn-D-K (e.g. wrn-40-2)"),
+    (re.compile(r"resnet-(\d+)"), lambda m: preact_resnet(int(m[1])), "resnet-18, resnet-34"),
+]
+
+
+def parse_arch(name: Union[str, Architecture]) -> Architecture:
+    if isinstance(name, Architecture):
+        return name
+    for pattern, build, _ in ARCHITECTURES:
+        match = pattern.fullmatch(str(name).strip().lower())
+        if match:
+            arch = build(match)
+            if arch.slots[0].cout <= 0:
+                raise BlockswapError(f"architecture {name!r} has no channels")
+            return arch
+    allowed = "; ".join(desc for _, _, desc in ARCHITECTURES)
+    raise BlockswapError(f"unknown architecture {name!r}; allowed: {allowed}")
+
+
+GenotypeLike = Union[None, str, Genotype, Sequence[Union[str, BlockType]]]
+
+
+def as_genotype(genotype: GenotypeLike, length: int) -> Genotype:
+    """None = the teacher (all S); a name = all blocks of that type (Moonshine); else a list."""
+    if genotype is None:
+        return Genotype.uniform(STANDARD, length)
+    if isinstance(genotype, Genotype):
+        return genotype
+    if isinstance(genotype, str):
+        return Genotype.from_spec(genotype, length)
+    return Genotype.of(genotype)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """An architecture with every slot filled: enough to cost or build the network."""
+
+    arch: Architecture
+    genotype: Genotype
+    num_classes: int = 10
+
+    def __post_init__(self):
+        if len(self.genotype) != self.arch.depth:
+            raise BlockswapError(
+                f"genotype has {len(self.genotype)} block types but {self.arch.name} has {self.arch.depth} blocks"
+            )
+        if self.num_classes < 1:
+            raise BlockswapError(f"num_classes must be at least 1, got {self.num_classes}")
+        for i, (bt, slot) in enumerate(zip(self.genotype, self.arch.slots)):
+            problem = bt.problem_at(slot.cin, slot.cout, slot.stride)
+            if problem:
+                raise BlockswapError(f"block {i} of {self.arch.name} cannot be {problem}")
+
+    @classmethod
+    def create(cls, arch, genotype: GenotypeLike = None, num_classes: int = 10) -> "NetworkSpec":
+        arch = parse_arch(arch)
+        return cls(arch, as_genotype(genotype, arch.depth), num_classes)
+
+    def block_costs(self, input_size: tuple[int, int]) -> list[Cost]:
+        sizes = self.arch.feature_sizes(input_size)[:-1]
+        return [
+            bt.layout(s.cin, s.cout, s.stride).cost(h, w)[0]
+            for bt, s, (h, w) in zip(self.genotype, self.arch.slots, sizes)
+        ]
+
+    def cost(self, input_size: tuple[int, int]) -> Cost:
+        """Exact params / MACs / paper ops from the specs alone (no network is built)."""
+        total, h, w = sequence_cost(self.arch.stem, *input_size)
+        total = sum(self.block_costs(input_size), total)
+        head = self.arch.head + (Classifier(self.arch.features, self.num_classes),)
+        head_cost, _, _ = sequence_cost(head, *self.arch.feature_sizes(input_size)[-1])
+        return total + head_cost
+
+
+class Intermediates(NamedTuple):
+    logits: torch.Tensor
+    stages: list[torch.Tensor]  # each stage's output after its last residual add (AT points)
+    probes: list[torch.Tensor]  # each block's residual-branch output (Fisher potential probes)
+
+
+class Network(nn.Module):
+    def __init__(self, spec: NetworkSpec, generator: Optional[torch.Generator] = None):
+        super().__init__()
+        self.spec = spec
+        arch = spec.arch
+        self.stem = build_sequence(arch.stem)
+        self.blocks = nn.ModuleList(
+            Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)
+        )
+        self.head = build_sequence(arch.head)
+        self.classifier = Classifier(arch.features, spec.num_classes).build()
+        self.stage_ends = frozenset(arch.stage_ends)
+        initialise(self, generator)
+
+    def forward_intermediates(self, x: torch.Tensor) -> Intermediates:
+        stages, probes = [], []
+        x = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            x, probe = block(x)
+            probes.append(probe)
+            if i in self.stage_ends:
+                stages.append(x)
+        return Intermediates(self.classifier(self.head(x)), stages, probes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_intermediates(x).logits
+
+
+@torch.no_grad()
+def initialise(model: nn.Module, generator: Optional[torch.Generator] = None) -> None:
+    """PAPER.md s.3: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 bias 0, linear bias 0.
+
+    Linear weights keep PyTorch's default law U(-1/sqrt(in), 1/sqrt(in)), drawn from `generator`
+    so that a seed alone fixes the whole initialisation.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            m.weight.normal_(0.0, math.sqrt(2.0 / fan_out), generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            m.weight.uniform_(-bound, bound, generator=generator)
+            m.bias.zero_()
+
+
+def build_model(
+    arch: Union[str, Architecture],
+    genotype: GenotypeLike = None,
+    num_classes: int = 10,
+    seed: Optional[int] = None,
+) -> Network:
+    """Build `arch` with one block type per block (None: all S, the teacher; one name: all of it).
+
+    With `seed` the initialisation is drawn from its own generator, independent of global state.
+    """
+    spec = NetworkSpec.create(arch, genotype, num_classes)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return Network(spec, generator)
