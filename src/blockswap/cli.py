@@ -53,7 +53,7 @@ def cmd_blocks(args) -> None:
 
 def input_size_for(dataset: str, image_size: Optional[int]) -> tuple[tuple[int, int], int]:
     info = dataset_info(dataset)
-    size = image_size or info.image_size
+    size = info.image_size if image_size is None else image_size
     if size < 1:
         raise BlockswapError(f"--image-size must be a positive number of pixels, got {size}")
     return (size, size), info.num_classes

@@ -1,0 +1,180 @@
+"""Datasets: digits for real, CIFAR-10 and SVHN from files in their on-disk formats, augmentation."""
+
+import functools
+import hashlib
+import http.server
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from blockswap import BlockswapError
+from blockswap import datasets as ds
+from datafiles import write_cifar10, write_cifar10_archive, write_svhn
+
+
+def test_digits_split_is_fixed_stratified_and_complete():
+    d = ds.load_dataset("digits", image_size=12)
+    assert (len(d.train), len(d.val), len(d.test)) == (1077, 360, 360)
+    assert d.train.images.shape == (1077, 3, 12, 12) and d.train.images.dtype == torch.uint8
+    for split in (d.train, d.val, d.test):
+        counts = torch.bincount(split.labels, minlength=10).float()
+        fractions = counts / counts.sum()
+        assert fractions.min() > 0.08 and fractions.max() < 0.12  # each class ~10 % everywhere
+    again = ds.load_dataset("digits", image_size=12)
+    assert torch.equal(again.test.images, d.test.images) and torch.equal(again.test.labels, d.test.labels)
+    # Splits are disjoint images of the 1797 scans.
+    all_rows = torch.cat([d.train.images, d.val.images, d.test.images]).flatten(1)
+    assert len(all_rows) == 1797
+    assert torch.allclose(torch.tensor(d.mean), (d.train.images.float() / 255).mean(dim=(0, 2, 3)))
+
+
+def test_digits_are_three_channel_grey():
+    d = ds.load_dataset("digits")
+    assert d.image_size == ds.DIGITS_DEFAULT_SIZE
+    assert torch.equal(d.train.images[:, 0], d.train.images[:, 2])
+
+
+def test_cifar10_reads_torchvisions_on_disk_format(tmp_path):
+    write_cifar10(tmp_path, per_batch=20)
+    d = ds.load_dataset("cifar10", tmp_path)
+    assert (len(d.train), len(d.test), d.val) == (100, 20, None)
+    assert d.train.images.shape == (100, 3, 32, 32) and d.num_classes == 10
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "rb") as fh:
+        batch = pickle.load(fh, encoding="bytes")
+    assert torch.equal(d.train.images[20], torch.from_numpy(batch[b"data"][0].reshape(3, 32, 32)))
+    assert d.train.labels[20].item() == batch[b"labels"][0]
+    assert d.mean == ds.CIFAR10_MEAN
+
+
+def test_cifar10_validation_holdout_is_fixed(tmp_path):
+    write_cifar10(tmp_path)
+    a = ds.load_dataset("cifar10", tmp_path, val_size=10)
+    b = ds.load_dataset("cifar10", tmp_path, val_size=10)
+    assert (len(a.train), len(a.val)) == (90, 10)
+    assert torch.equal(a.val.images, b.val.images)
+    with pytest.raises(BlockswapError, match="val_size must be between 0 and 99"):
+        ds.load_dataset("cifar10", tmp_path, val_size=100)
+
+
+@pytest.fixture
+def local_mirror(tmp_path):
+    """An HTTP server on loopback serving tmp_path/mirror, stopped after the test."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield mirror, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cifar10_download_extracts_the_archive(tmp_path, monkeypatch, local_mirror):
+    mirror, url = local_mirror
+    archive = write_cifar10_archive(mirror)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    original = ds.CIFAR_ARCHIVES["cifar10"]
+    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar10", (f"{url}/{archive.name}", md5) + original[2:])
+    load = ds._make_cifar_loader("cifar10", 10, ds.CIFAR10_MEAN, ds.CIFAR10_STD)
+    d = load(data_dir=tmp_path / "data", download=True)
+    assert len(d.train) == 100 and (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
+
+
+def test_missing_cifar_says_where_to_put_it(tmp_path):
+    with pytest.raises(BlockswapError) as err:
+        ds.load_dataset("cifar10", tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py") in message and "cifar-10-python.tar.gz" in message
+    assert "\n" not in message
+
+
+def test_offline_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    original = ds.CIFAR_ARCHIVES["cifar100"]
+    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar100", ("http://127.0.0.1:9/cifar-100-python.tar.gz",) + original[1:])
+    load = ds._make_cifar_loader("cifar100", 100, ds.CIFAR100_MEAN, ds.CIFAR100_STD)
+    with pytest.raises(BlockswapError, match="cifar100 not found: .*download failed: .*refused"):
+        load(data_dir=tmp_path, download=True)
+
+
+def test_corrupt_cifar_batch(tmp_path):
+    folder = write_cifar10(tmp_path)
+    (folder / "test_batch").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(BlockswapError, match="test_batch is corrupt"):
+        ds.load_dataset("cifar10", tmp_path)
+
+
+def test_svhn_reads_mat_files_and_maps_label_10_to_0(tmp_path):
+    write_svhn(tmp_path)
+    d = ds.load_dataset("svhn", tmp_path)
+    assert d.train.images.shape == (12, 3, 32, 32)
+    assert d.train.labels.min() >= 0 and d.train.labels.max() <= 9
+
+
+def test_imagenet_needs_imagefolder_trees(tmp_path):
+    with pytest.raises(BlockswapError, match="imagenet/train/<class>"):
+        ds.load_dataset("imagenet", tmp_path)
+
+
+def test_imagenet_reads_an_imagefolder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / "imagenet" / split / cls).mkdir(parents=True)
+            Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "imagenet" / split / cls / "x.JPEG")
+    d = ds.load_dataset("imagenet", tmp_path, image_size=32)
+    assert d.num_classes == 2 and d.test[0][0].shape == (3, 32, 32)
+
+
+def test_unknown_dataset():
+    with pytest.raises(BlockswapError, match="allowed: digits, cifar10, cifar100, svhn, imagenet"):
+        ds.load_dataset("mnist")
+
+
+# --- augmentation -------------------------------------------------------------------------------
+
+
+def test_paper_augmentation_at_32_px_is_pad_4_cutout_16():
+    assert ds.Augmentation.paper(32) == ds.Augmentation(4, 16)
+    assert ds.Augmentation.paper(16) == ds.Augmentation(2, 8)
+    assert ds.Augmentation.paper(32, cutout=False).cutout == 0
+
+
+def test_cutout_zeroes_one_square_clipped_at_the_border():
+    aug = ds.Augmentation(crop_padding=0, cutout=4, flip=False)
+    x = torch.ones(200, 1, 10, 10)
+    out = aug(x, torch.Generator().manual_seed(0))
+    zeros = (out == 0).sum(dim=(1, 2, 3))
+    assert zeros.max() == 16 and zeros.min() >= 4  # a full 4x4 hole, or a corner of it
+    rows = (out == 0).any(dim=3).sum(dim=(1, 2))
+    assert rows.max() <= 4
+
+
+def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
+    x = torch.arange(36.0).view(1, 1, 6, 6).expand(64, 1, 6, 6)
+    out = ds.Augmentation(crop_padding=1, cutout=0, flip=False)(x, torch.Generator().manual_seed(1))
+    for img in out[:, 0]:
+        inner = img[1:-1, 1:-1]
+        diffs = inner - x[0, 0, 1:-1, 1:-1]
+        assert torch.all(diffs == diffs[0, 0]) and diffs[0, 0].item() in {-7, -6, -5, -1, 0, 1, 5, 6, 7}
+    flipped = ds.Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
+    kinds = {("flip" if torch.equal(img, x[0].flip(2)) else "same" if torch.equal(img, x[0]) else "?") for img in flipped}
+    assert kinds == {"flip", "same"}
+
+
+def test_batches_are_normalised_seeded_and_cover_the_split():
+    d = ds.load_dataset("digits")
+    def epoch(seed):
+        loader = ds.TensorBatches(d.train, d.mean, d.std, 100, augmentation=ds.Augmentation.paper(16), shuffle=True, seed=seed)
+        return list(loader)
+    a, b, c = epoch(0), epoch(0), epoch(1)
+    assert len(a) == 11 and sum(len(y) for _, y in a) == 1077
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
+    assert not torch.equal(a[0][0], c[0][0])
+    assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(d.train.labels.tolist())
+    plain = next(iter(ds.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
+    assert abs(plain.mean().item()) < 1e-4 and abs(plain.std().item() - 1) < 1e-2
