@@ -83,6 +83,11 @@ class BlockType:
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def slug(self) -> str:
+        """A file-name-safe form of the name: G(N/4) -> gn4, BG(2,M/8) -> bg2-m8, S -> s."""
+        return re.sub(r"[()/]", "", self.name).replace(",", "-").lower()
+
     def layout(self, cin: int, cout: int, stride: int) -> "BlockLayout":
         """The block's layer specs at the given widths; raises `InvalidAtWidth` if impossible."""
         family = self.spec

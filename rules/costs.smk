@@ -1,0 +1,36 @@
+# Cost stage: exact params / MACs / paper ops of every network of the run, from its genotype alone.
+
+
+# snakemake --cores 1 results/default/costs/teacher.json
+rule cost:
+    output:
+        f"{RESULTS}/costs/{{network}}.json",
+    log:
+        f"{LOGS}/costs/{{network}}.log",
+    conda:
+        "../environment.yml"
+    params:
+        method=lambda wc: NETWORKS[wc.network][0],
+        arch=lambda wc: NETWORKS[wc.network][1],
+        genotype=lambda wc: NETWORKS[wc.network][2],
+        dataset=config["dataset"],
+        image_size=image_size_arg(),
+    shell:
+        "blockswap cost --arch {params.arch} --genotype {params.genotype:q} "
+        "--dataset {params.dataset} {params.image_size} "
+        "--name {wildcards.network} --method {params.method} --out {output} > {log} 2>&1"
+
+
+# snakemake --cores 2 results/default/tables/costs.csv
+rule cost_table:
+    input:
+        expand(f"{RESULTS}/costs/{{network}}.json", network=NETWORKS),
+    output:
+        csv=f"{RESULTS}/tables/costs.csv",
+        md=f"{RESULTS}/tables/costs.md",
+    log:
+        f"{LOGS}/tables/costs.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap report costs {input} --csv {output.csv} --md {output.md} > {log} 2>&1"

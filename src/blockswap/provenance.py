@@ -1,0 +1,73 @@
+"""Provenance stamped into every result file, and atomic writes so no partial file is left behind."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from . import __version__
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def code_version() -> str:
+    """Package version, plus the git commit (and '-dirty') when run from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    if commit.returncode != 0 or not commit.stdout.strip():
+        return __version__
+    return f"{__version__}+{commit.stdout.strip()}"
+
+
+def device_name(device: Optional[Union[str, torch.device]] = None) -> str:
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"{device.type}:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float] = None, config=None) -> dict:
+    record = {
+        "code_version": code_version(),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device_name(device),
+    }
+    if seed is not None:
+        record["seed"] = seed
+    if seconds is not None:
+        record["wall_seconds"] = round(seconds, 3)
+    if config is not None:
+        record["config"] = config
+    return record
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
