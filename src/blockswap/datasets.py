@@ -405,3 +405,36 @@ class TensorBatches:
             if self.augmentation is not None:
                 x = self.augmentation(x, self.generator)
             yield x, self.labels[take]
+
+
+def training_batches(
+    data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """An endless, seeded stream of augmented training minibatches on `device` (epoch after epoch)."""
+    epoch = 0
+    while True:
+        epoch_seed = seed + epoch  # a fresh shuffle per epoch, still fixed by the seed
+        if isinstance(data.train, ImageTensors):
+            loader = TensorBatches(
+                data.train,
+                data.mean,
+                data.std,
+                batch_size,
+                device,
+                Augmentation.paper(data.image_size, cutout),
+                shuffle=True,
+                seed=epoch_seed,
+                drop_last=len(data.train) >= batch_size,
+            )
+        else:  # ImageFolder: torchvision transforms in worker processes
+            loader = torch.utils.data.DataLoader(
+                data.train,
+                batch_size=batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=workers,
+                generator=torch.Generator().manual_seed(epoch_seed),
+            )
+        for images, labels in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        epoch += 1
