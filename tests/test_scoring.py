@@ -1,0 +1,150 @@
+"""Scoring: shard invariance, repeatability, kill-and-resume, proxies; selection across shards."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from blockswap import BlockswapError, CANDIDATE_SETS, parse_arch
+from blockswap.cli import main
+from blockswap.datasets import load_dataset
+from blockswap.sampling import CostTable, sample_candidates
+from blockswap.scoring import ScoringSettings, parse_shard, score_candidates, select_best, shard_of
+
+SIZE = 8
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def candidates():
+    table = CostTable.build(parse_arch("wrn-10-2"), CANDIDATE_SETS["paper"], (SIZE, SIZE), 10)
+    return sample_candidates(table, 60_000, 9, seed=0, tolerance=0.3)
+
+
+def settings(**overrides):
+    base = dict(arch="wrn-10-2", dataset="digits", num_classes=10, image_size=SIZE, batch_size=32, seed=5)
+    return ScoringSettings(**{**base, **overrides})
+
+
+def without_seconds(frame):
+    return frame.drop(columns="seconds").reset_index(drop=True)
+
+
+def test_one_shard_equals_three_shards_and_reruns_repeat(tmp_path, digits, candidates):
+    whole = score_candidates(candidates, settings(), digits, tmp_path / "all.csv", progress=False)
+    parts = [score_candidates(candidates, settings(), digits, tmp_path / f"s{i}.csv", (i, 3), progress=False) for i in range(3)]
+    pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(pd.concat(parts)))
+    again = score_candidates(candidates, settings(), digits, tmp_path / "again.csv", progress=False)
+    pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(again))
+    assert list(whole.columns) == ["candidate", "genotype", "params", "macs", "ops", "fisher", "fisher_blocks", "seconds"]
+    assert all(len(json.loads(b)) == 3 for b in whole["fisher_blocks"])
+    assert whole["fisher"].nunique() == len(whole)
+    meta = json.loads((tmp_path / "s1.csv.provenance.json").read_text())
+    assert meta["shard"] == [1, 3] and meta["candidates_total"] == 9 and meta["provenance"]["seed"] == 5
+
+
+def test_shards_partition_the_candidates(candidates):
+    seen = pd.concat([shard_of(candidates, (i, 4)) for i in range(4)])["candidate"]
+    assert sorted(seen) == list(range(9))
+
+
+def test_seed_and_minibatch_mode_change_scores(tmp_path, digits, candidates):
+    base = score_candidates(candidates, settings(), digits, tmp_path / "a.csv", progress=False)
+    other = score_candidates(candidates, settings(seed=6), digits, tmp_path / "b.csv", progress=False)
+    released = score_candidates(candidates, settings(minibatch="per-candidate"), digits, tmp_path / "c.csv", progress=False)
+    released2 = score_candidates(candidates, settings(minibatch="per-candidate"), digits, tmp_path / "d.csv", progress=False)
+    assert not base["fisher"].equals(other["fisher"]) and not base["fisher"].equals(released["fisher"])
+    pd.testing.assert_series_equal(released["fisher"], released2["fisher"])
+
+
+def test_proxy_columns(tmp_path, digits, candidates):
+    s = settings(proxies=["fisher", "accuracy", "l2_norm", "grad_norm"], minibatches=[1, 3])
+    frame = score_candidates(candidates.head(2), s, digits, tmp_path / "p.csv", progress=False)
+    expected = ["accuracy@1", "l2_norm@1", "grad_norm@1", "fisher@3", "accuracy@3", "l2_norm@3", "grad_norm@3"]
+    assert [c for c in frame.columns if "@" in c] == expected
+    assert frame["accuracy@3"].between(0, 100).all()
+
+
+def test_partial_of_other_settings_is_refused(tmp_path, digits, candidates):
+    (tmp_path / "x.csv.partial").write_text("# not-this-fingerprint\n")
+    with pytest.raises(BlockswapError, match="holds scores of other settings"):
+        score_candidates(candidates, settings(), digits, tmp_path / "x.csv", progress=False)
+
+
+def test_killed_scoring_resumes_to_the_same_result(tmp_path):
+    cands = tmp_path / "cands.csv"
+    cmd = [sys.executable, "-m", "blockswap.cli"]
+    subprocess.run(cmd + ["sample", "--arch", "wrn-16-2", "--budget", "150000", "--samples", "24", "--dataset", "digits",
+                          "--out", str(cands)], check=True, capture_output=True)
+    score = cmd + ["score", str(cands), "--dataset", "digits", "--batch-size", "64", "--seed", "1", "--quiet", "--device", "cpu"]
+    subprocess.run(score + ["--out", str(tmp_path / "ref.csv")], check=True, capture_output=True)
+
+    partial = tmp_path / "run.csv.partial"
+    proc = subprocess.Popen(score + ["--out", str(tmp_path / "run.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 5):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows_before = partial.read_text().count("\n") - 2
+    assert 0 < rows_before < 24 and not (tmp_path / "run.csv").exists()
+    subprocess.run(score + ["--out", str(tmp_path / "run.csv")], check=True, capture_output=True)
+    ref, run = pd.read_csv(tmp_path / "ref.csv"), pd.read_csv(tmp_path / "run.csv")
+    pd.testing.assert_frame_equal(without_seconds(ref), without_seconds(run))
+    assert not partial.exists()
+
+
+def test_select_merges_shards_and_picks_the_highest_fisher(tmp_path, digits, candidates):
+    paths = [tmp_path / f"s{i}.csv" for i in range(3)]
+    frames = [score_candidates(candidates, settings(), digits, p, (i, 3), progress=False) for i, p in enumerate(paths)]
+    merged = pd.concat(frames, ignore_index=True)
+    best = select_best(paths)
+    top = merged.loc[merged["fisher"].idxmax()]
+    assert best["candidate"] == top["candidate"] and best["genotype"] == top["genotype"].split()
+    assert best["candidates"] == 9 and len(best["rank_table"]) == 9
+    assert [r["fisher"] for r in best["rank_table"]] == sorted(merged["fisher"], reverse=True)
+    with pytest.raises(BlockswapError, match="3 of 9 candidates have no score .* a shard is missing"):
+        select_best(paths[:2])
+    with pytest.raises(BlockswapError, match="scored twice"):
+        select_best(paths + paths[:1])
+
+
+def test_select_cli_writes_a_genotype_file(tmp_path, digits, candidates, capsys):
+    score_candidates(candidates, settings(), digits, tmp_path / "s.csv", progress=False)
+    assert main(["select", str(tmp_path / "s.csv"), "--out", str(tmp_path / "student.json")]) == 0
+    assert main(["cost", "--arch", "wrn-10-2", "--genotype", str(tmp_path / "student.json"), "--dataset", "digits",
+                 "--image-size", str(SIZE)]) == 0
+    student = json.loads((tmp_path / "student.json").read_text())
+    cost = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert cost["params"] == student["params"] and "provenance" in student
+
+
+@pytest.mark.parametrize("text", ["3/3", "1", "a/b", "-1/2", "0/0"])
+def test_bad_shard(text):
+    with pytest.raises(BlockswapError, match="shard"):
+        parse_shard(text)
+
+
+def test_score_cli_errors(tmp_path, capsys, candidates):
+    path = tmp_path / "c.csv"
+    candidates.to_csv(path, index=False)
+    for argv, message in [
+        (["--dataset", "digits", "--arch", "wrn-10-2", "--proxies", "fisher,iq"], "unknown proxy 'iq'"),
+        (["--dataset", "digits"], "does not say which architecture"),
+        (["--dataset", "digits", "--arch", "wrn-10-2", "--shard", "5/2"], "out of range"),
+        (["--dataset", "digits", "--arch", "wrn-10-2", "--device", "tpu"], "unknown device 'tpu'"),
+    ]:
+        code = main(["score", str(path), "--out", str(tmp_path / "s.csv"), "--quiet", *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
+    assert not (tmp_path / "s.csv").exists()
+    assert main(["score", str(tmp_path / "none.csv"), "--dataset", "digits", "--out", "x.csv"]) == 2
