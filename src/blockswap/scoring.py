@@ -72,6 +72,9 @@ class ScoringSettings:
     proxies: list[str] = field(default_factory=lambda: ["fisher"])
     minibatches: list[int] = field(default_factory=lambda: [1])
     minibatch: str = "shared"
+    # NHWC: mkldnn's convolutions run ~1.5x faster on CPU (bench/fisher_scoring.py); the layout
+    # changes float rounding, so it is part of the settings a score depends on.
+    channels_last: bool = True
 
     def __post_init__(self):
         if self.minibatch not in MINIBATCH_MODES:
@@ -98,19 +101,25 @@ class Scorer:
         self.proxies = parse_proxies(settings.proxies)
         self.points = settings.minibatches if 1 in settings.minibatches else [1] + settings.minibatches
         self.shared = None
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         if settings.minibatch == "shared":
             stream = training_batches(data, settings.batch_size, settings.seed, device)
-            self.shared = list(islice(stream, max(self.points)))
+            self.shared = [self.formatted(b) for b in islice(stream, max(self.points))]
+
+    def formatted(self, batch):
+        images, labels = batch
+        return images.contiguous(memory_format=self.memory_format), labels
 
     def batches(self, candidate: int):
         if self.shared is not None:
             return iter(self.shared)
-        return training_batches(self.data, self.settings.batch_size, derive_seed(self.settings.seed, candidate, 1), self.device)
+        seed = derive_seed(self.settings.seed, candidate, 1)
+        return map(self.formatted, training_batches(self.data, self.settings.batch_size, seed, self.device))
 
     def score(self, candidate: int, genotype: Genotype) -> dict:
         start = time.perf_counter()
         model = build_model(self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate))
-        model.to(self.device)
+        model.to(self.device, memory_format=self.memory_format)
         results = measure_along_training(model, self.batches(candidate), self.proxies, self.points)
         values, blocks = results[1]
         record = {"fisher": values["fisher"], "fisher_blocks": json.dumps(blocks)}
