@@ -5,9 +5,13 @@
 #   data/summary.json        dataset splits and normalisation
 #   costs/<network>.json     params / MACs / paper ops of each network, with provenance
 #   tables/costs.{csv,md}    all networks of the run in the paper's units (Table 2/3 P and Ops)
+#   search/<budget>/
+#     candidates.csv         sampled genotypes within the budget (+ .provenance.json)
+#     scores/shard-<i>.csv   Fisher potential of each candidate, one file per parallel shard
+#     student.json           the highest-Fisher genotype, its costs and the rank table
 #
 # Run everything:   snakemake --cores 8 all
-# One stage:        snakemake --cores 8 costs
+# One stage:        snakemake --cores 8 costs   (or search)
 
 
 configfile: "config/config.yaml"
@@ -16,6 +20,7 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/costs.smk"
+include: "rules/search.smk"
 include: "rules/report.smk"
 
 
@@ -25,8 +30,14 @@ rule all:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/data/summary.json",
         f"{RESULTS}/tables/costs.csv",
+        expand(f"{RESULTS}/search/{{budget}}/student.json", budget=BUDGETS),
 
 
 rule costs:
     input:
         rules.cost_table.output,
+
+
+rule search:
+    input:
+        expand(f"{RESULTS}/search/{{budget}}/student.json", budget=BUDGETS),

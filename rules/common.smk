@@ -1,5 +1,6 @@
 # Configuration validation, the table of networks, and wildcard constraints shared by every stage.
 
+import shlex
 from pathlib import Path
 
 import yaml
@@ -43,10 +44,21 @@ def network_table():
 NETWORKS = network_table()
 
 
+BUDGETS = [str(b) for b in config["search"]["budgets"]]
+
+
 wildcard_constraints:
     network="|".join(re.escape(n) for n in NETWORKS),
+    budget="[0-9]+",
+    shard="[0-9]+",
 
 
 def image_size_arg():
     size = config["image_size"]
     return "" if size is None else f"--image-size {size}"
+
+
+def data_args():
+    """The dataset options every data-reading command takes."""
+    args = f"--dataset {config['dataset']} --data-dir {shlex.quote(config['data_dir'])} {image_size_arg()}"
+    return args + (" --download" if config["download"] else "")

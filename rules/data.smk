@@ -10,10 +10,6 @@ rule data:
     conda:
         "../environment.yml"
     params:
-        dataset=config["dataset"],
-        data_dir=config["data_dir"],
-        image_size=image_size_arg(),
-        download="--download" if config["download"] else "",
+        data=data_args(),
     shell:
-        "blockswap data --dataset {params.dataset} --data-dir {params.data_dir:q} "
-        "{params.image_size} {params.download} --out {output} > {log} 2>&1"
+        "blockswap data {params.data} --out {output} > {log} 2>&1"

@@ -50,14 +50,19 @@ def job_counts(output: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "configfile,costs",
-    [("config/config.yaml", 6), ("config/paper-cifar10.yaml", 32), ("config/paper-imagenet.yaml", 6)],
+    "configfile,costs,budgets,shards",
+    [
+        ("config/config.yaml", 6, 3, 2),
+        ("config/paper-cifar10.yaml", 32, 6, 8),  # 1 teacher + 3 reduced + 21 Moonshine + 7 released
+        ("config/paper-imagenet.yaml", 6, 2, 8),
+    ],
 )
-def test_dry_runs_list_every_job(tmp_path, configfile, costs):
+def test_dry_runs_list_every_job(tmp_path, configfile, costs, budgets, shards):
     proc = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(ROOT / configfile))
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
     assert counts["cost"] == costs
+    assert counts["sample"] == counts["select"] == budgets and counts["score"] == budgets * shards
     assert counts["data"] == counts["cost_table"] == counts["resolved_config"] == 1
 
 
@@ -82,6 +87,15 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tmp_path):
     assert resolved["data_dir"] == "data" and resolved["download"] is False  # defaults applied
     summary = json.loads((results / "data" / "summary.json").read_text())
     assert summary["splits"] == {"train": 1077, "val": 360, "test": 360}
+    for budget in (30000, 45000):
+        search = results / "search" / str(budget)
+        candidates = pd.read_csv(search / "candidates.csv")
+        assert len(candidates) == 12 and ((candidates["params"] - budget).abs() < 0.1 * budget).all()
+        shards = pd.concat(pd.read_csv(search / "scores" / f"shard-{i}.csv") for i in range(3))
+        assert sorted(shards["candidate"]) == list(range(12))
+        student = json.loads((search / "student.json").read_text())
+        assert student["fisher"] == shards["fisher"].max() and student["candidates"] == 12
+        assert (tmp_path / "benchmarks" / "tiny" / "search" / str(budget) / "score-0.tsv").is_file()
     again = snakemake("--cores", "2", "all", "--directory", str(tmp_path), "--configfile", config)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

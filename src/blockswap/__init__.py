@@ -3,9 +3,11 @@
 from .blocks import CANDIDATE_SETS, BlockType, Groups, candidate_set, parse_block, valid_types
 from .counting import count
 from .errors import BlockswapError
+from .fisher import FisherPotential, fisher_potential
 from .genotype import Genotype
 from .layers import Cost
 from .models import Network, NetworkSpec, build_model, parse_arch
+from .sampling import CostTable, sample_candidates
 
 __version__ = "0.1.0"
 
@@ -14,6 +16,8 @@ __all__ = [
     "BlockswapError",
     "CANDIDATE_SETS",
     "Cost",
+    "CostTable",
+    "FisherPotential",
     "Genotype",
     "Groups",
     "Network",
@@ -21,7 +25,9 @@ __all__ = [
     "build_model",
     "candidate_set",
     "count",
+    "fisher_potential",
     "parse_arch",
     "parse_block",
+    "sample_candidates",
     "valid_types",
 ]

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from .blocks import CANDIDATE_SETS, FAMILIES, candidate_set, parse_block
 from .devices import resolve_device
-from .fisher import PROXIES
+from .fisher import CONTROLS, PROXIES
 from .sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, read_candidates, sample_candidates
 from .scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, provenance_path, score_candidates, select_best
 from .datasets import dataset_info, load_dataset
@@ -199,7 +199,13 @@ def add_score(sub) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n parts (0-based; default 0/1)")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
     p.add_argument("--seed", type=int, default=0, help="seeds the minibatch and every candidate's initialisation")
-    p.add_argument("--proxies", default="fisher", help=f"comma-separated, from: {', '.join(PROXIES)}")
+    signs = ", ".join(f"{name} ({'higher' if p.higher_is_better else 'lower'} = better)" for name, p in PROXIES.items())
+    controls = ", ".join(f"{name} ({'higher' if up else 'lower'} = better)" for name, up in CONTROLS.items())
+    p.add_argument(
+        "--proxies",
+        default="fisher",
+        help=f"comma-separated, from: {signs}; the candidates' {controls} columns are controls",
+    )
     p.add_argument("--minibatches", default="1", help="comma-separated k: proxies after k minibatches (e.g. 1,10,100)")
     p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",
                    help="shared: one seeded minibatch for all (default); per-candidate: the released code's way")

@@ -1,0 +1,65 @@
+# Search stage (PAPER.md s.1-2): per budget, sample candidates, score them by Fisher potential in
+# parallel shards (static scatter/gather), and select the highest-scoring genotype.
+
+
+# snakemake --cores 1 results/default/search/100000/candidates.csv
+rule sample:
+    output:
+        f"{RESULTS}/search/{{budget}}/candidates.csv",
+    log:
+        f"{LOGS}/search/{{budget}}/sample.log",
+    conda:
+        "../environment.yml"
+    params:
+        arch=config["teacher"]["arch"],
+        search=config["search"],
+        dataset=config["dataset"],
+        image_size=image_size_arg(),
+    shell:
+        "blockswap sample --arch {params.arch} --budget {wildcards.budget} "
+        "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
+        "--candidates {params.search[candidates]} --samples {params.search[samples]} "
+        "--seed {params.search[seed]} --dataset {params.dataset} {params.image_size} "
+        "--out {output} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/search/100000/scores/shard-0.csv
+rule score:
+    input:
+        candidates=rules.sample.output[0],
+        data=rules.data.output[0],
+    output:
+        f"{RESULTS}/search/{{budget}}/scores/shard-{{shard}}.csv",
+    log:
+        f"{LOGS}/search/{{budget}}/score-{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/score-{{shard}}.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        search=config["search"],
+        data=data_args(),
+    shell:
+        "blockswap score {input.candidates} {params.data} --shard {wildcards.shard}/{params.search[shards]} "
+        "--batch-size {params.search[batch_size]} --seed {params.search[seed]} --quiet "
+        "--out {output} > {log} 2>&1"
+
+
+# snakemake --cores 2 results/default/search/100000/student.json
+rule select:
+    input:
+        expand(
+            f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
+            shard=range(config["search"]["shards"]),
+        ),
+    output:
+        f"{RESULTS}/search/{{budget}}/student.json",
+    log:
+        f"{LOGS}/search/{{budget}}/select.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap select {input} --out {output} > {log} 2>&1"
