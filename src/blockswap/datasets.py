@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -407,34 +407,49 @@ class TensorBatches:
             yield x, self.labels[take]
 
 
+def epoch_batches(
+    data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled, augmented pass over the training split, fixed by `seed`."""
+    if isinstance(data.train, ImageTensors):
+        return TensorBatches(
+            data.train,
+            data.mean,
+            data.std,
+            batch_size,
+            device,
+            Augmentation.paper(data.image_size, cutout),
+            shuffle=True,
+            seed=seed,
+            drop_last=len(data.train) >= batch_size,
+        )
+    loader = torch.utils.data.DataLoader(  # ImageFolder: torchvision transforms in worker processes
+        data.train,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+
+
+def evaluation_batches(data: Dataset, split: str, batch_size: int, device="cpu", workers: int = 4):
+    """A plain (unaugmented) pass over `split` ('val' or 'test')."""
+    part = getattr(data, split)
+    if part is None:
+        raise BlockswapError(f"{data.name} has no {split} split")
+    if isinstance(part, ImageTensors):
+        return TensorBatches(part, data.mean, data.std, batch_size, device)
+    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, num_workers=workers)
+    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+
+
 def training_batches(
     data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless, seeded stream of augmented training minibatches on `device` (epoch after epoch)."""
     epoch = 0
     while True:
-        epoch_seed = seed + epoch  # a fresh shuffle per epoch, still fixed by the seed
-        if isinstance(data.train, ImageTensors):
-            loader = TensorBatches(
-                data.train,
-                data.mean,
-                data.std,
-                batch_size,
-                device,
-                Augmentation.paper(data.image_size, cutout),
-                shuffle=True,
-                seed=epoch_seed,
-                drop_last=len(data.train) >= batch_size,
-            )
-        else:  # ImageFolder: torchvision transforms in worker processes
-            loader = torch.utils.data.DataLoader(
-                data.train,
-                batch_size=batch_size,
-                shuffle=True,
-                drop_last=True,
-                num_workers=workers,
-                generator=torch.Generator().manual_seed(epoch_seed),
-            )
-        for images, labels in loader:
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        yield from epoch_batches(data, batch_size, seed + epoch, device, cutout, workers)
         epoch += 1

@@ -1,0 +1,88 @@
+"""Saving and loading model files and training checkpoints, safely.
+
+Files hold tensors and plain data only and are read with `torch.load(weights_only=True)`: a file
+that carries pickled code is refused, and a corrupt or truncated one is one clear error. Writes go
+through a temporary file and a rename, so a kill never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from .errors import BlockswapError
+from .models import Network, build_model
+
+MODEL_FORMAT = "blockswap-model/1"
+CHECKPOINT_FORMAT = "blockswap-checkpoint/1"
+MODEL_FILE = "model.pt"
+
+
+def atomic_save(obj, path: Union[str, Path]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: Union[str, Path], expected_format: str) -> dict:
+    """Load a file written by this package; anything else is a clear `BlockswapError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlockswapError(f"{path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise BlockswapError(
+            f"{path} was refused: it carries Python objects other than tensors and plain data (possibly code)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BlockswapError(f"{path} is corrupt or truncated ({reason})") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        raise BlockswapError(f"{path} is not a {expected_format} file")
+    return data
+
+
+def model_record(model: Network, input_size, dataset: str) -> dict:
+    spec = model.spec
+    return {
+        "format": MODEL_FORMAT,
+        "arch": spec.arch.name,
+        "genotype": spec.genotype.names,
+        "num_classes": spec.num_classes,
+        "input_size": list(input_size),
+        "dataset": dataset,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def save_model(model: Network, path: Union[str, Path], input_size, dataset: str) -> None:
+    atomic_save(model_record(model, input_size, dataset), path)
+
+
+def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
+    """Rebuild a model from a model file (or a training folder holding `model.pt`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    record = safe_load(path, MODEL_FORMAT)
+    try:
+        model = build_model(record["arch"], record["genotype"], record["num_classes"])
+        model.load_state_dict(record["state_dict"])
+    except (KeyError, TypeError) as err:
+        raise BlockswapError(f"{path} lacks what is needed to rebuild the model ({err})") from None
+    except RuntimeError as err:
+        raise BlockswapError(f"{path}: weights do not fit {record['arch']} ({str(err).splitlines()[0]})") from None
+    return model, record

@@ -1,0 +1,63 @@
+"""Step 3 of BlockSwap: attention transfer (Zagoruyko & Komodakis, 2017), the code variant the
+paper uses (PAPER.md s.4), and optional Hinton knowledge distillation (off in the paper).
+
+    at(x)           = l2_normalise( mean_c(x^2).flatten() )          per example
+    at_loss(s, t)   = mean( (at(s) - at(t))^2 )
+    total           = CE + beta * sum over AT points of at_loss       (beta = 1000 per point)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import BlockswapError
+
+
+def attention_map(x: torch.Tensor) -> torch.Tensor:
+    """Spatial attention of a feature map (N, C, H, W): channel-mean of squares, l2-normalised."""
+    return F.normalize(x.float().pow(2).mean(1).flatten(1), dim=1)
+
+
+def attention_transfer_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return (attention_map(student) - attention_map(teacher)).pow(2).mean()
+
+
+def check_compatible(student_stages: Sequence[torch.Tensor], teacher_stages: Sequence[torch.Tensor]) -> None:
+    """Attention maps need the same number of points and the same spatial sizes (channels may differ)."""
+    if len(student_stages) != len(teacher_stages):
+        raise BlockswapError(
+            f"teacher has {len(teacher_stages)} attention-transfer points but the student has {len(student_stages)}; "
+            "distil between networks with the same number of stages"
+        )
+    for i, (s, t) in enumerate(zip(student_stages, teacher_stages)):
+        if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
+            raise BlockswapError(
+                f"stage {i} of the student is {tuple(s.shape[2:])} pixels but the teacher's is {tuple(t.shape[2:])}; "
+                "attention maps must match in size"
+            )
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    student_stages: Sequence[torch.Tensor],
+    teacher_logits: torch.Tensor,
+    teacher_stages: Sequence[torch.Tensor],
+    beta: float,
+    kd_alpha: float = 0.0,
+    kd_temperature: float = 4.0,
+) -> torch.Tensor:
+    """CE (or the KD mix when kd_alpha > 0) + beta * sum of AT losses over the stage outputs."""
+    loss = F.cross_entropy(logits, labels)
+    if kd_alpha > 0:
+        t = kd_temperature
+        kd = F.kl_div(
+            F.log_softmax(logits.float() / t, dim=1), F.softmax(teacher_logits.float() / t, dim=1), reduction="batchmean"
+        )
+        loss = (1 - kd_alpha) * loss + kd_alpha * t * t * kd
+    if beta:
+        loss = loss + beta * sum(attention_transfer_loss(s, t) for s, t in zip(student_stages, teacher_stages))
+    return loss
