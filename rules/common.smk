@@ -1,4 +1,4 @@
-# Configuration validation, the table of networks, and wildcard constraints shared by every stage.
+# Configuration validation, the plan of networks, input functions and wildcard constraints.
 
 import shlex
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from blockswap import Genotype, parse_block
+from blockswap.plan import plan_networks
 
 validate(config, "../config/schema.yaml")
 
@@ -15,42 +15,21 @@ LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 GENOTYPE_DIR = Path(workflow.basedir) / "config" / "genotypes"
 
-
-def released_genotypes(arch):
-    """The paper's released genotypes (config/genotypes/*.yaml) built on `arch`."""
-    found = {}
-    for path in sorted(GENOTYPE_DIR.glob("*.yaml")):
-        meta = yaml.safe_load(path.read_text())
-        if meta.get("arch") == arch:
-            found[meta["name"]] = str(path)
-    return found
-
-
-def network_table():
-    """Every network the run costs: name -> (method, arch, genotype spec for `blockswap`)."""
-    teacher = config["teacher"]["arch"]
-    table = {"teacher": ("teacher", teacher, "S")}
-    for arch in config["baselines"]["reduced"]:
-        table[f"reduced-{arch}"] = ("reduced", arch, "S")
-    for name in config["baselines"]["moonshine"]:
-        block = parse_block(name)
-        table[f"moonshine-{block.slug}"] = ("moonshine", teacher, block.name)
-    if config["search"]["use_released_genotypes"]:
-        for name, path in released_genotypes(teacher).items():
-            table[name] = ("blockswap", teacher, path)
-    return table
-
-
-NETWORKS = network_table()
-
-
+PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
+STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
+NETWORKS = list(PLANS)
+COSTED = [name for name, plan in PLANS.items() if plan.method != "random"]  # Table 2/3 rows
 BUDGETS = [str(b) for b in config["search"]["budgets"]]
+SEEDS = [str(s) for s in config["seeds"]]
+RANDOM_STUDENTS = range(config["ablation"]["random_students"])
 
 
 wildcard_constraints:
     network="|".join(re.escape(n) for n in NETWORKS),
     budget="[0-9]+",
     shard="[0-9]+",
+    seed="[0-9]+",
+    index="[0-9]+",
 
 
 def image_size_arg():
@@ -58,7 +37,39 @@ def image_size_arg():
     return "" if size is None else f"--image-size {size}"
 
 
-def data_args():
+def data_args(download=False):
     """The dataset options every data-reading command takes."""
     args = f"--dataset {config['dataset']} --data-dir {shlex.quote(config['data_dir'])} {image_size_arg()}"
-    return args + (" --download" if config["download"] else "")
+    return args + (" --download" if download and config["download"] else "")
+
+
+def training_args():
+    t = config["training"]
+    args = (
+        f"--protocol {t['protocol']} --epochs {t['epochs']} --batch-size {t['batch_size']} "
+        f"--lr {t['lr']} --weight-decay {t['weight_decay']}"
+    )
+    return args + ("" if t["cutout"] else " --no-cutout")
+
+
+def plan_tags(network):
+    plan = PLANS[network]
+    tags = f"--tag method={plan.method} --tag network={network}"
+    return tags + (f" --tag budget={plan.budget}" if plan.budget is not None else "")
+
+
+def genotype_input(wildcards):
+    """A searched or picked genotype file is an input of the DAG; block names and released files are not."""
+    plan = PLANS[wildcards.network]
+    return [plan.genotype] if plan.searched else []
+
+
+def student_metrics(methods):
+    return expand(
+        f"{RESULTS}/students/{{network}}/seed-{{seed}}/metrics.json",
+        network=[n for n in STUDENTS if PLANS[n].method in methods],
+        seed=SEEDS,
+    )
+
+
+TEACHER_METRICS = expand(f"{RESULTS}/teachers/seed-{{seed}}/metrics.json", seed=SEEDS)

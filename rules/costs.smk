@@ -3,6 +3,8 @@
 
 # snakemake --cores 1 results/default/costs/teacher.json
 rule cost:
+    input:
+        genotype_input,
     output:
         f"{RESULTS}/costs/{{network}}.json",
     log:
@@ -10,9 +12,9 @@ rule cost:
     conda:
         "../environment.yml"
     params:
-        method=lambda wc: NETWORKS[wc.network][0],
-        arch=lambda wc: NETWORKS[wc.network][1],
-        genotype=lambda wc: NETWORKS[wc.network][2],
+        method=lambda wc: PLANS[wc.network].method,
+        arch=lambda wc: PLANS[wc.network].arch,
+        genotype=lambda wc: PLANS[wc.network].genotype,
         dataset=config["dataset"],
         image_size=image_size_arg(),
     shell:
@@ -24,7 +26,7 @@ rule cost:
 # snakemake --cores 2 results/default/tables/costs.csv
 rule cost_table:
     input:
-        expand(f"{RESULTS}/costs/{{network}}.json", network=NETWORKS),
+        expand(f"{RESULTS}/costs/{{network}}.json", network=COSTED),
     output:
         csv=f"{RESULTS}/tables/costs.csv",
         md=f"{RESULTS}/tables/costs.md",

@@ -10,6 +10,6 @@ rule data:
     conda:
         "../environment.yml"
     params:
-        data=data_args(),
+        data=data_args(download=True),
     shell:
         "blockswap data {params.data} --out {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Report stage: the resolved configuration (schema defaults applied) beside the results.
+# Report stage: the resolved configuration, the paper's tables and its figures, from the results.
 
 
 # snakemake --cores 1 results/default/config.yaml
@@ -13,3 +13,109 @@ rule resolved_config:
         text=yaml.safe_dump(config, sort_keys=False),
     shell:
         "printf '%s' {params.text:q} > {output} 2> {log}"
+
+
+# snakemake --cores 1 results/default/tables/students.csv
+rule students_table:
+    input:
+        TEACHER_METRICS,
+        student_metrics(["blockswap", "moonshine", "reduced", "random"]),
+    output:
+        f"{RESULTS}/tables/students.csv",
+    log:
+        f"{LOGS}/tables/students.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap report students {input} --csv {output} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/tables/table2.md
+rule table2:
+    input:
+        rules.students_table.output[0],
+    output:
+        csv=f"{RESULTS}/tables/table2.csv",
+        md=f"{RESULTS}/tables/table2.md",
+        tex=f"{RESULTS}/tables/table2.tex",
+    log:
+        f"{LOGS}/tables/table2.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap report table2 {input} --csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/tables/correlation.md
+rule correlation:
+    input:
+        students=rules.students_table.output[0],
+        proxies=expand(f"{RESULTS}/ablation/{{budget}}/proxies.csv", budget=BUDGETS),
+    output:
+        csv=f"{RESULTS}/tables/correlation.csv",
+        md=f"{RESULTS}/tables/correlation.md",
+    log:
+        f"{LOGS}/tables/correlation.log",
+    conda:
+        "../environment.yml"
+    params:
+        proxies=" ".join(f"--proxies {b}={RESULTS}/ablation/{b}/proxies.csv" for b in BUDGETS),
+    shell:
+        "blockswap report correlation {input.students} {params.proxies} "
+        "--csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/pareto.png
+rule figure_from_students:
+    input:
+        rules.students_table.output[0],
+    output:
+        png=report(f"{RESULTS}/figures/{{figure}}.png", caption="../report/{figure}.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/{{figure}}.pdf",
+    log:
+        f"{LOGS}/figures/{{figure}}.log",
+    wildcard_constraints:
+        figure="pareto|random_students",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap figure {wildcards.figure} {input} --out {output.png} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/fisher_vs_error.png
+rule figure_fisher_vs_error:
+    input:
+        students=rules.students_table.output[0],
+        proxies=expand(f"{RESULTS}/ablation/{{budget}}/proxies.csv", budget=BUDGETS),
+    output:
+        png=report(
+            f"{RESULTS}/figures/fisher_vs_error.png", caption="../report/fisher_vs_error.rst", category="Figures"
+        ),
+        pdf=f"{RESULTS}/figures/fisher_vs_error.pdf",
+    log:
+        f"{LOGS}/figures/fisher_vs_error.log",
+    conda:
+        "../environment.yml"
+    params:
+        proxies=" ".join(f"--proxies {b}={RESULTS}/ablation/{b}/proxies.csv" for b in BUDGETS),
+    shell:
+        "blockswap figure fisher_vs_error {input.students} {params.proxies} --out {output.png} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/search_60000.png
+rule figure_search:
+    input:
+        scores=expand(
+            f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
+            shard=range(config["search"]["shards"]),
+        ),
+        student=f"{RESULTS}/search/{{budget}}/student.json",
+    output:
+        png=report(f"{RESULTS}/figures/search_{{budget}}.png", caption="../report/search.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/search_{{budget}}.pdf",
+    log:
+        f"{LOGS}/figures/search_{{budget}}.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap figure search {input.scores} --student {input.student} --out {output.png} > {log} 2>&1"

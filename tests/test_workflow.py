@@ -50,61 +50,105 @@ def job_counts(output: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "configfile,costs,budgets,shards",
+    "configfile,expected",
     [
-        ("config/config.yaml", 6, 3, 2),
-        ("config/paper-cifar10.yaml", 32, 6, 8),  # 1 teacher + 3 reduced + 21 Moonshine + 7 released
-        ("config/paper-imagenet.yaml", 6, 2, 8),
+        # 3 budgets x 2 shards; 2 seeds x (3 BlockSwap + 2 reduced + 3 Moonshine + 9 random).
+        ("config/config.yaml", {"train_teacher": 2, "score": 6, "select": 3, "train_student": 34, "proxies": 3}),
+        # Released genotypes are trained, so no selection; 3 seeds x (6 + 3 + 21 + 600 random).
+        ("config/paper-cifar10.yaml", {"train_teacher": 3, "cost": 31, "train_student": 1890, "proxies": 6}),
+        ("config/paper-imagenet.yaml", {"train_teacher": 1, "cost": 6, "train_student": 5}),
     ],
 )
-def test_dry_runs_list_every_job(tmp_path, configfile, costs, budgets, shards):
+def test_dry_runs_list_every_job(tmp_path, configfile, expected):
     proc = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(ROOT / configfile))
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
-    assert counts["cost"] == costs
-    assert counts["sample"] == counts["select"] == budgets and counts["score"] == budgets * shards
-    assert counts["data"] == counts["cost_table"] == counts["resolved_config"] == 1
+    for job, n in expected.items():
+        assert counts.get(job, 0) == n, (job, counts)
 
 
-def test_tiny_run_end_to_end_then_nothing_to_do(tmp_path):
-    config = str(ROOT / "tests" / "config.yaml")
-    proc = snakemake("--cores", "2", "all", "--directory", str(tmp_path), "--configfile", config)
-    assert proc.returncode == 0, proc.stderr
-    results = tmp_path / "results" / "tiny"
-    table = pd.read_csv(results / "tables" / "costs.csv")
-    assert list(table["name"]) == ["teacher", "reduced-wrn-10-1", "moonshine-g4"]
-    moonshine = json.loads((results / "costs" / "moonshine-g4.json").read_text())
-    assert moonshine["genotype"] == ["G(4)"] * 3 and moonshine["input_size"] == [8, 8]
-    assert "code_version" in moonshine["provenance"]
-    direct = subprocess.run(
-        [str(BIN / "blockswap"), "cost", "--arch", "wrn-10-1", "--genotype", "G(4)", "--dataset", "digits", "--image-size", "8"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
-    assert json.loads(direct.stdout)["params"] == table.loc[2, "params"]
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny config run end to end once; tests below inspect and poke it."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    proc = snakemake("--cores", "2", "all", "--directory", str(workdir), "--configfile", TINY)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+TINY = str(ROOT / "tests" / "config.yaml")
+
+
+def test_tiny_run_produces_every_output(tiny_run):
+    results = tiny_run / "results" / "tiny"
+    students = pd.read_csv(results / "tables" / "students.csv")
+    assert set(students["method"]) == {"teacher", "blockswap", "moonshine", "reduced", "random"}
+    assert students["test_error"].between(0, 100).all() and students["test_error_top5"].between(0, 100).all()
+    assert (students.groupby("network")["seed"].apply(sorted) == pd.Series([[0, 1]] * students["network"].nunique(),
+            index=sorted(students["network"].unique()))).all()
+    for budget in (30000, 45000):
+        rows = students[(students["method"] == "blockswap") & (students["budget"] == budget)]
+        assert len(rows) == 2 and rows["fisher"].notna().all()
+        assert len(students[(students["method"] == "random") & (students["budget"] == budget)]) == 6
+        student = json.loads((results / "search" / str(budget) / "student.json").read_text())
+        assert rows["genotype"].iloc[0] == " ".join(student["genotype"])
+    for row in students.drop_duplicates("network").itertuples():
+        cost = subprocess.run(
+            [str(BIN / "blockswap"), "cost", "--arch", row.arch, "--genotype", row.genotype, "--dataset", "digits",
+             "--image-size", "8"], env=ENV, capture_output=True, text=True, check=True)
+        assert json.loads(cost.stdout)["params"] == row.params
+    table2 = pd.read_csv(results / "tables" / "table2.csv")
+    assert set(table2["method"]) == {"teacher", "blockswap", "moonshine", "reduced"} and (table2["n"] == 2).all()
+    assert "error (%)" in (results / "tables" / "table2.md").read_text()
+    assert (results / "tables" / "table2.tex").read_text().startswith("\\begin{tabular}")
+    correlation = pd.read_csv(results / "tables" / "correlation.csv")
+    assert set(correlation["proxy"]) == {"fisher", "accuracy", "params", "macs"} and (correlation["n"] == 3).all()
+    assert set(correlation["budget"]) == {30000, 45000}
+    for name in ("pareto", "search_30000", "search_45000", "random_students", "fisher_vs_error"):
+        for suffix in (".png", ".pdf"):
+            assert (results / "figures" / f"{name}{suffix}").stat().st_size > 1000
     resolved = yaml.safe_load((results / "config.yaml").read_text())
-    assert resolved["data_dir"] == "data" and resolved["download"] is False  # defaults applied
+    assert resolved["data_dir"] == "data" and resolved["training"]["lr"] == 0.1  # defaults applied
     summary = json.loads((results / "data" / "summary.json").read_text())
     assert summary["splits"] == {"train": 1077, "val": 360, "test": 360}
-    for budget in (30000, 45000):
-        search = results / "search" / str(budget)
-        candidates = pd.read_csv(search / "candidates.csv")
-        assert len(candidates) == 12 and ((candidates["params"] - budget).abs() < 0.1 * budget).all()
-        shards = pd.concat(pd.read_csv(search / "scores" / f"shard-{i}.csv") for i in range(3))
-        assert sorted(shards["candidate"]) == list(range(12))
-        student = json.loads((search / "student.json").read_text())
-        assert student["fisher"] == shards["fisher"].max() and student["candidates"] == 12
-        assert (tmp_path / "benchmarks" / "tiny" / "search" / str(budget) / "score-0.tsv").is_file()
-    again = snakemake("--cores", "2", "all", "--directory", str(tmp_path), "--configfile", config)
+    assert (tiny_run / "benchmarks" / "tiny" / "search" / "30000" / "score-0.tsv").is_file()
+
+
+def test_rerun_after_completion_does_nothing(tiny_run):
+    again = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):
+    student = tiny_run / "results" / "tiny" / "students" / "reduced-wrn-10-1" / "seed-1"
+    for name in ("model.pt", "metrics.json", "history.csv"):
+        (student / name).unlink()
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    counts = job_counts(proc.stdout)
+    assert counts["train_student"] == 1 and "train_teacher" not in counts and "score" not in counts
+    assert counts["students_table"] == counts["table2"] == 1
+    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    assert rerun.returncode == 0 and (student / "metrics.json").is_file()
+
+
+def test_tables_and_figures_regenerate_without_retraining(tiny_run):
+    proc = snakemake("-n", "--forcerun", "students_table", "--directory", str(tiny_run), "--configfile", TINY)
+    counts = job_counts(proc.stdout)
+    assert counts["students_table"] == 1 and "train_student" not in counts and "train_teacher" not in counts
+    assert counts["figure_from_students"] == 2
+
+
 def test_single_target(tmp_path):
-    config = str(ROOT / "tests" / "config.yaml")
-    proc = snakemake("--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path), "--configfile", config)
+    proc = snakemake("--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path),
+                     "--configfile", TINY)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "results" / "tiny" / "costs").iterdir()) == ["teacher.json"]
+
+
+def test_one_stage_target_dry_run(tmp_path):
+    proc = snakemake("-n", "search", "--directory", str(tmp_path), "--configfile", TINY)
+    counts = job_counts(proc.stdout)
+    assert counts["select"] == 2 and counts["score"] == 6 and "train_student" not in counts
 
 
 @pytest.mark.parametrize(

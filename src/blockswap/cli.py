@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import pandas as pd
 import yaml
 
 from .blocks import CANDIDATE_SETS, FAMILIES, candidate_set, parse_block
@@ -23,7 +24,16 @@ from .fisher import CONTROLS, PROXIES
 from .genotype import Genotype
 from .models import NetworkSpec, parse_arch
 from .provenance import atomic_write_text, provenance
-from .report import REPORTS, write_table
+from .report import (
+    correlation_layout,
+    correlation_table,
+    cost_table,
+    latex,
+    markdown,
+    students_table,
+    table2,
+    table2_display,
+)
 from .sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, read_candidates, sample_candidates
 from .scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, provenance_path, score_candidates, select_best
 from .train import CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, SCHEDULES, TrainConfig, Trainer, evaluate
@@ -166,6 +176,10 @@ def add_sample(sub) -> None:
 
 def cmd_score(args) -> None:
     candidates = read_candidates(args.candidates_csv)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise BlockswapError(f"--limit must be at least 1, got {args.limit}")
+        candidates = candidates.sort_values("candidate").head(args.limit)
     meta_path = provenance_path(Path(args.candidates_csv))
     arch = args.arch or (json.loads(meta_path.read_text())["arch"] if meta_path.is_file() else None)
     if arch is None:
@@ -214,8 +228,30 @@ def add_score(sub) -> None:
     p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",
                    help="shared: one seeded minibatch for all (default); per-candidate: the released code's way")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")
+
+
+def cmd_pick(args) -> None:
+    candidates = read_candidates(args.candidates_csv)
+    rows = candidates[candidates["candidate"] == args.candidate]
+    if rows.empty:
+        raise BlockswapError(f"{args.candidates_csv} has no candidate {args.candidate} (0 to {len(candidates) - 1})")
+    row = rows.iloc[0]
+    record = {"genotype": row["genotype"].split(), "candidate": int(row["candidate"]), "params": int(row["params"]),
+              "macs": int(row["macs"]), "ops": int(row["ops"]), "source": str(args.candidates_csv),
+              "provenance": provenance()}
+    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    print(f"candidate {args.candidate}: {row['genotype']} -> {args.out}")
+
+
+def add_pick(sub) -> None:
+    p = sub.add_parser("pick", help="write one sampled candidate as a genotype file",
+                       description="Write candidate i of a candidates CSV as a genotype JSON file.")
+    p.add_argument("candidates_csv", help="output of 'blockswap sample'")
+    p.add_argument("--candidate", type=int, required=True, help="candidate index")
+    p.add_argument("--out", required=True, help="output JSON genotype file")
 
 
 def cmd_select(args) -> None:
@@ -278,8 +314,16 @@ def train_config(args) -> TrainConfig:
 
 def cmd_train(args) -> None:
     config = train_config(args)
+    tags = {}
+    for item in args.tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BlockswapError(f"--tag needs KEY=VALUE, got {item!r}")
+        tags[key] = value
+    if args.genotype and Path(args.genotype).is_file():
+        tags.setdefault("genotype_file", args.genotype)  # the report reads a searched Fisher score from it
     trainer = Trainer(config, Path(args.out), resolve_device(args.device), progress=not args.quiet,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), tags=tags)
     trainer.run()
 
 
@@ -319,6 +363,8 @@ def add_train(sub) -> None:
     p.add_argument("--channels-last", action="store_true", help="fast mode: NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="fast mode: torch.compile")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                   help="label stored in metrics.json (e.g. method=blockswap); does not affect training")
 
 
 def cmd_evaluate(args) -> None:
@@ -371,30 +417,134 @@ def add_cost(sub) -> None:
     p.add_argument("--method", help="method recorded in --out (teacher, blockswap, moonshine, reduced)")
 
 
+# --- report ---------------------------------------------------------------------------------------
+
+
+def read_students(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise BlockswapError(f"students table {path} does not exist") from None
+
+
+def report_costs(args):
+    table = cost_table(args.inputs)
+    return table, table
+
+
+def report_students(args):
+    table = students_table(args.inputs)
+    return table, table
+
+
+def report_table2(args):
+    table = table2(read_all_students(args.inputs))
+    return table, table2_display(table)
+
+
+def report_correlation(args):
+    files = parse_pairs(args.proxies, "--proxies")
+    table = correlation_table(read_all_students(args.inputs), files)
+    return table, correlation_layout(table)
+
+
+# Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
+REPORT_BUILDERS = {
+    "costs": report_costs,
+    "students": report_students,
+    "table2": report_table2,
+    "correlation": report_correlation,
+}
+
+
 def cmd_report(args) -> None:
-    table = REPORTS[args.kind](args.inputs)
-    write_table(table, args.csv, args.md)
+    table, display = REPORT_BUILDERS[args.kind](args)
+    atomic_write_text(args.csv, table.to_csv(index=False))
+    if args.md:
+        atomic_write_text(args.md, markdown(display))
+    if args.tex:
+        atomic_write_text(args.tex, latex(display))
     print(f"wrote {len(table)} rows to {args.csv}")
 
 
 def add_report(sub) -> None:
-    p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table.")
-    p.add_argument("kind", choices=sorted(REPORTS), help="which table")
-    p.add_argument("inputs", nargs="+", help="result files (JSON)")
+    p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
+                       "costs (cost JSONs), students (metrics.json files), table2 (students CSVs), "
+                       "correlation (students CSVs and --proxies).")
+    p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
+    p.add_argument("inputs", nargs="+", help="input files")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
+    p.add_argument("--tex", help="also write a LaTeX table here")
+
+
+# --- figure -------------------------------------------------------------------------------------
+
+
+def parse_pairs(items, what: str) -> dict:
+    pairs = {}
+    for item in items or []:
+        key, sep, path = item.partition("=")
+        if not sep or not key.isdigit():
+            raise BlockswapError(f"{what} needs BUDGET=PATH, got {item!r}")
+        pairs[key] = path
+    return pairs
+
+
+def read_all_students(paths) -> pd.DataFrame:
+    return pd.concat([read_students(p) for p in paths], ignore_index=True)
+
+
+def figure_search(args, figures) -> None:
+    if not args.student:
+        raise BlockswapError("figure search needs --student (the selection JSON)")
+    figures.search([Path(p) for p in args.inputs], Path(args.student), Path(args.out))
+
+
+def figure_fisher_vs_error(args, figures) -> None:
+    students, proxies = read_all_students(args.inputs), parse_pairs(args.proxies, "--proxies")
+    figures.fisher_vs_error(correlation_table(students, proxies), students, proxies, Path(args.out))
+
+
+# Figure kind -> drawer (args, the figures module, imported lazily: matplotlib is slow to load).
+FIGURE_BUILDERS = {
+    "pareto": lambda args, figures: figures.pareto(read_all_students(args.inputs), Path(args.out)),
+    "search": figure_search,
+    "random_students": lambda args, figures: figures.random_students(read_all_students(args.inputs), Path(args.out)),
+    "fisher_vs_error": figure_fisher_vs_error,
+}
+
+
+def cmd_figure(args) -> None:
+    from . import figures
+
+    FIGURE_BUILDERS[args.kind](args, figures)
+    print(f"wrote {Path(args.out).with_suffix('.png')} and .pdf")
+
+
+def add_figure(sub) -> None:
+    p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
+                       "pareto / random_students / fisher_vs_error from students CSVs, search from score CSVs.")
+    p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
+    p.add_argument("inputs", nargs="+", help="students CSVs (or, for search, score CSVs)")
+    p.add_argument("--student", help="search: the selection JSON of the budget")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="fisher_vs_error: proxy scores")
+    p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "data": (add_data, cmd_data),
     "blocks": (add_blocks, cmd_blocks),
     "cost": (add_cost, cmd_cost),
-    "report": (add_report, cmd_report),
     "sample": (add_sample, cmd_sample),
     "score": (add_score, cmd_score),
     "select": (add_select, cmd_select),
+    "pick": (add_pick, cmd_pick),
     "train": (add_train, cmd_train),
     "evaluate": (add_evaluate, cmd_evaluate),
+    "report": (add_report, cmd_report),
+    "figure": (add_figure, cmd_figure),
 }
 
 

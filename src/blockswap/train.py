@@ -127,8 +127,9 @@ def autocast(device: torch.device, bf16: bool):
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: Path, device: torch.device, data: Optional[Dataset] = None,
-                 progress: bool = True, log=print):
+                 progress: bool = True, log=print, tags: Optional[dict] = None):
         self.config, self.out, self.device, self.progress, self.log = config, Path(out), device, progress, log
+        self.tags = dict(tags or {})  # labels for reports (method, budget, ...); not part of the fingerprint
         if config.bf16 and device.type != "cuda":
             raise BlockswapError("--bf16 needs a CUDA device (fast mode is for GPUs)")
         self.data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.val_size)
@@ -270,6 +271,7 @@ class Trainer:
             "seed": self.config.seed,
             "teacher": self.config.teacher,
             "mode": self.config.mode,
+            "tags": self.tags,
             "fingerprint": self.config.fingerprint(),
             "hyperparameters": asdict(self.config),
             "code_version": code_version(),

@@ -1,0 +1,45 @@
+# Ablation stage (Table 1, Figure 2): the first K sampled candidates of each budget are random
+# networks in the budget; they are trained as students and their proxies measured after k minibatches.
+
+
+# snakemake --cores 1 results/default/ablation/60000/random-0.json
+rule pick_random:
+    input:
+        rules.sample.output[0],
+    output:
+        f"{RESULTS}/ablation/{{budget}}/random-{{index}}.json",
+    log:
+        f"{LOGS}/ablation/{{budget}}/random-{{index}}.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap pick {input} --candidate {wildcards.index} --out {output} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/ablation/60000/proxies.csv
+rule proxies:
+    input:
+        candidates=rules.sample.output[0],
+        data=rules.data.output[0],
+    output:
+        f"{RESULTS}/ablation/{{budget}}/proxies.csv",
+    log:
+        f"{LOGS}/ablation/{{budget}}/proxies.log",
+    benchmark:
+        f"{BENCHMARKS}/ablation/{{budget}}/proxies.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        data=data_args(),
+        search=config["search"],
+        limit=config["ablation"]["random_students"],
+        proxies=",".join(config["ablation"]["proxies"]),
+        minibatches=",".join(str(k) for k in config["ablation"]["minibatches"]),
+    shell:
+        "blockswap score {input.candidates} {params.data} --limit {params.limit} "
+        "--proxies {params.proxies} --minibatches {params.minibatches} "
+        "--batch-size {params.search[batch_size]} --seed {params.search[seed]} --quiet "
+        "--out {output} > {log} 2>&1"

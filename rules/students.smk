@@ -1,0 +1,35 @@
+# Student stage: every student (BlockSwap, Moonshine, reduced, random) distilled from each teacher
+# with attention transfer. Resumable: a killed job continues from its last epoch when rerun.
+
+
+# snakemake --cores 2 results/default/students/moonshine-b2/seed-0/metrics.json
+rule train_student:
+    input:
+        teacher=f"{RESULTS}/teachers/seed-{{seed}}/metrics.json",
+        genotype=genotype_input,
+    output:
+        model=f"{RESULTS}/students/{{network}}/seed-{{seed}}/model.pt",
+        metrics=f"{RESULTS}/students/{{network}}/seed-{{seed}}/metrics.json",
+        history=f"{RESULTS}/students/{{network}}/seed-{{seed}}/history.csv",
+    log:
+        f"{LOGS}/students/{{network}}/seed-{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/students/{{network}}/seed-{{seed}}.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    params:
+        arch=lambda wc: PLANS[wc.network].arch,
+        genotype=lambda wc: PLANS[wc.network].genotype,
+        tags=lambda wc: plan_tags(wc.network),
+        data=data_args(),
+        training=training_args(),
+        beta=config["distillation"]["beta"],
+        teacher=lambda wc: f"{RESULTS}/teachers/seed-{wc.seed}",
+        out=lambda wc: f"{RESULTS}/students/{wc.network}/seed-{wc.seed}",
+    shell:
+        "blockswap train --arch {params.arch} --genotype {params.genotype:q} {params.data} "
+        "{params.training} --beta {params.beta} --teacher {params.teacher} --seed {wildcards.seed} "
+        "{params.tags} --quiet --out {params.out} > {log} 2>&1"

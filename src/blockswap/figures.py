@@ -1,0 +1,109 @@
+"""The paper's figures from result tables (seaborn, written as PNG and PDF)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .errors import BlockswapError  # noqa: E402
+from .provenance import code_version  # noqa: E402
+
+FIGURE_SIZE = (6.0, 4.0)  # inches
+DPI = 150
+
+
+def save(fig, out: Path) -> None:
+    """Write `out` (PNG) and the same figure as PDF beside it; the code version goes in the metadata."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for path in (out.with_suffix(".png"), out.with_suffix(".pdf")):
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=DPI, metadata={"Creator": f"blockswap {code_version()}"})
+        tmp.replace(path)
+    plt.close(fig)
+
+
+def pareto(students: pd.DataFrame, out: Path) -> None:
+    """Figure 3: test error against parameters, one series per method, mean +- std over seeds."""
+    summary = (students.groupby(["method", "network"], as_index=False)
+               .agg(params=("params", "first"), error=("test_error", "mean"), std=("test_error", "std")))
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    for (method, group), colour in zip(summary.groupby("method"), sns.color_palette()):
+        group = group.sort_values("params")
+        ax.errorbar(group["params"] / 1e3, group["error"], yerr=group["std"].fillna(0), fmt="o", color=colour,
+                    label=method, capsize=2, linestyle="-" if method == "blockswap" else "none")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (K)")
+    ax.set_ylabel("test error (%)")
+    ax.legend()
+    save(fig, out)
+
+
+def search(scores: Sequence[Path], student: Path, out: Path) -> None:
+    """Fisher potential of every sampled candidate against its size, the chosen one marked."""
+    frame = pd.concat([pd.read_csv(p) for p in scores], ignore_index=True)
+    chosen = json.loads(Path(student).read_text())
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    sns.scatterplot(data=frame, x=frame["params"] / 1e3, y="fisher", s=12, ax=ax, color="grey", label="candidates")
+    ax.scatter([chosen["params"] / 1e3], [chosen["fisher"]], marker="*", s=200, color="red", label="selected")
+    ax.set_xlabel("parameters (K)")
+    ax.set_ylabel("Fisher potential")
+    ax.set_title(f"{len(frame)} candidates")
+    ax.legend()
+    save(fig, out)
+
+
+def random_students(students: pd.DataFrame, out: Path) -> None:
+    """Figure 2: error density of random students per budget, Moonshine and BlockSwap marked."""
+    random = students[students["method"] == "random"]
+    if random.empty:
+        raise BlockswapError("the students table has no random students (set ablation.random_students)")
+    budgets = sorted(random["budget"].dropna().unique())
+    fig, axes = plt.subplots(1, len(budgets), figsize=(FIGURE_SIZE[0] * len(budgets) / 1.5, FIGURE_SIZE[1]),
+                             squeeze=False)
+    moonshine = students[students["method"] == "moonshine"].groupby("network").agg(
+        params=("params", "first"), error=("test_error", "mean"))
+    for ax, budget in zip(axes[0], budgets):
+        errors = random[random["budget"] == budget].groupby("candidate")["test_error"].mean()
+        if errors.nunique() > 1:
+            sns.kdeplot(errors, ax=ax, fill=True, warn_singular=False)
+        sns.rugplot(errors, ax=ax)
+        ax.axvline(errors.mean(), color="grey", linestyle=":", label="random mean")
+        if not moonshine.empty:
+            closest = moonshine.iloc[(moonshine["params"] - budget).abs().argsort()[:1]]
+            ax.axvline(closest["error"].iloc[0], color="green", label=f"single type ({closest.index[0]})")
+        ours = students[(students["method"] == "blockswap") & (students["budget"] == budget)]["test_error"]
+        if len(ours):
+            ax.axvline(ours.mean(), color="red", label="BlockSwap")
+        ax.set_title(f"budget {int(budget) / 1e3:g}K")
+        ax.set_xlabel("test error (%)")
+        ax.legend(fontsize="small")
+    save(fig, out)
+
+
+def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies: dict, out: Path) -> None:
+    """Fisher potential at initialisation against final error of the random students, rho/tau shown."""
+    fig, axes = plt.subplots(1, max(1, len(proxies)), figsize=(FIGURE_SIZE[0] * max(1, len(proxies)) / 1.5,
+                                                                FIGURE_SIZE[1]), squeeze=False)
+    random = students[students["method"] == "random"]
+    for ax, (budget, path) in zip(axes[0], sorted(proxies.items())):
+        scores = pd.read_csv(path).set_index("candidate")
+        errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
+        joined = scores.join(errors, how="inner")
+        sns.scatterplot(x=joined["fisher"], y=joined["test_error"], ax=ax)
+        row = correlations[(correlations["budget"] == int(budget)) & (correlations["proxy"] == "fisher")
+                           & (correlations["minibatches"] == 1)]
+        if len(row):
+            ax.set_title(f"{int(budget) / 1e3:g}K: rho {row['spearman'].iloc[0]:.2f}, tau {row['kendall'].iloc[0]:.2f}")
+        ax.set_xlabel("Fisher potential at initialisation")
+        ax.set_ylabel("test error (%)")
+    save(fig, out)

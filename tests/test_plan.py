@@ -1,0 +1,63 @@
+"""The plan of networks a workflow configuration trains and costs."""
+
+import pytest
+import yaml
+
+from blockswap import BlockswapError, Genotype
+from blockswap.plan import closest_single_blocktype, plan_networks, released_for_budget
+from conftest import GENOTYPES, ROOT
+
+
+def load(name):
+    """A config file with the schema's defaults applied, as the workflow sees it."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / name).read_text())
+    validate(config, str(ROOT / "config" / "schema.yaml"))
+    return config
+
+
+def test_paper_cifar10_trains_the_released_genotypes_for_table2():
+    plans = plan_networks(load("config/paper-cifar10.yaml"), GENOTYPES, "results/x")
+    released = {p.budget: p.genotype for p in plans.values() if p.method == "blockswap"}
+    assert {b: str(g).split("/")[-1] for b, g in released.items()} == {
+        811400: "blockswap-811k.yaml",
+        556000: "blockswap-556k.yaml",
+        404200: "blockswap-404k.yaml",
+        289200: "blockswap-289k.yaml",
+        217000: "blockswap-217k.yaml",
+        162200: "blockswap-162k.yaml",
+    }
+    methods = [p.method for p in plans.values()]
+    assert methods.count("moonshine") == 21 and methods.count("reduced") == 3 and methods.count("random") == 600
+
+
+def test_searched_students_depend_on_the_search_output():
+    plans = plan_networks(load("config/config.yaml"), GENOTYPES, "results/default")
+    student = plans["blockswap-60000"]
+    assert student.searched and student.genotype == "results/default/search/60000/student.json"
+    assert plans["random-60000-3"].genotype == "results/default/ablation/60000/random-3.json"
+    assert "random-60000-4" not in plans
+
+
+def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():
+    config = load("config/paper-cifar10.yaml")
+    config["search"]["candidates"] = "paper"
+    # From PAPER.md s.6: 404.2K is closest to G(16) (406.4K); 217.0K to BG(2,4) (214.1K).
+    assert closest_single_blocktype(config, 404_200) == "G(16)"
+    assert closest_single_blocktype(config, 217_000) == "BG(2,4)"
+    config["baselines"]["moonshine"] = "auto"
+    names = [p.name for p in plan_networks(config, GENOTYPES, "r").values() if p.method == "moonshine"]
+    assert "moonshine-g16" in names and "moonshine-bg2-4" in names
+
+
+def test_a_budget_without_a_released_genotype_is_a_clear_error():
+    config = load("config/paper-cifar10.yaml")
+    with pytest.raises(BlockswapError, match="no released wrn-40-2 genotype lies within"):
+        released_for_budget(config, GENOTYPES, 1_000_000)
+
+
+def test_every_transcribed_genotype_has_its_attribution():
+    for path in GENOTYPES.glob("*.yaml"):
+        meta = yaml.safe_load(path.read_text())
+        assert "BayesWatch/pytorch-blockswap" in meta["source"] and Genotype.load(path)
