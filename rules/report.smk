@@ -70,7 +70,7 @@ rule figure_from_students:
     input:
         rules.students_table.output[0],
     output:
-        png=report(f"{RESULTS}/figures/{{figure}}.png", caption="../report/{figure}.rst", category="Figures"),
+        png=report(f"{RESULTS}/figures/{{figure}}.png", caption="../report/students_figures.rst", category="Figures"),
         pdf=f"{RESULTS}/figures/{{figure}}.pdf",
     log:
         f"{LOGS}/figures/{{figure}}.log",

@@ -114,6 +114,13 @@ def test_tiny_run_produces_every_output(tiny_run):
     assert (tiny_run / "benchmarks" / "tiny" / "search" / "30000" / "score-0.tsv").is_file()
 
 
+def test_html_report(tiny_run):
+    proc = snakemake("--report", "results/tiny/report.html", "--directory", str(tiny_run), "--configfile", TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (tiny_run / "results" / "tiny" / "report.html").read_text()
+    assert "pareto.png" in html and "Fisher potential of every sampled candidate" in html
+
+
 def test_rerun_after_completion_does_nothing(tiny_run):
     again = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

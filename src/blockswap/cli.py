@@ -23,7 +23,7 @@ from .errors import BlockswapError
 from .fisher import CONTROLS, PROXIES
 from .genotype import Genotype
 from .models import NetworkSpec, parse_arch
-from .provenance import atomic_write_text, provenance
+from .provenance import atomic_write_text, provenance, write_json
 from .report import (
     correlation_layout,
     correlation_table,
@@ -90,7 +90,7 @@ def cmd_cost(args) -> None:
     if args.out:
         record = {"name": args.name, "method": args.method, **result, "dataset": args.dataset}
         record.update(input_size=list(input_size), num_classes=classes)
-        atomic_write_text(args.out, json.dumps({**record, "provenance": provenance()}, indent=2) + "\n")
+        write_json(args.out, {**record, "provenance": provenance()})
     print(json.dumps(result))
 
 
@@ -112,7 +112,7 @@ def cmd_data(args) -> None:
     }
     if args.out:
         record = {**summary, "provenance": provenance(seconds=time.perf_counter() - start)}
-        atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+        write_json(args.out, record)
     print(json.dumps(summary))
 
 
@@ -151,7 +151,7 @@ def cmd_sample(args) -> None:
         "input_size": list(input_size),
         "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start),
     }
-    atomic_write_text(provenance_path(Path(args.out)), json.dumps(meta, indent=2) + "\n")
+    write_json(provenance_path(Path(args.out)), meta)
     print(f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
           f"{args.budget_kind} -> {args.out}")
 
@@ -242,7 +242,7 @@ def cmd_pick(args) -> None:
     record = {"genotype": row["genotype"].split(), "candidate": int(row["candidate"]), "params": int(row["params"]),
               "macs": int(row["macs"]), "ops": int(row["ops"]), "source": str(args.candidates_csv),
               "provenance": provenance()}
-    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"candidate {args.candidate}: {row['genotype']} -> {args.out}")
 
 
@@ -257,7 +257,7 @@ def add_pick(sub) -> None:
 def cmd_select(args) -> None:
     best = select_best([Path(p) for p in args.scores])
     record = {**best, "provenance": provenance()}
-    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"selected candidate {best['candidate']} of {best['candidates']} (Fisher {best['fisher']:.6g}, "
           f"{best['params']} params) -> {args.out}")
 

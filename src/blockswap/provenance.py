@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -71,3 +72,8 @@ def atomic_write_text(path: Union[str, Path], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Union[str, Path], record) -> None:
+    """A result record as indented JSON, written atomically."""
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -50,7 +51,7 @@ def cost_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
 def markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -167,8 +168,10 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
 def correlation_table(students: pd.DataFrame, proxy_files: dict) -> pd.DataFrame:
     """Per budget and proxy: Spearman rho and Kendall tau of proxy vs final test error (mean over
     seeds) of the random students, with bootstrap confidence intervals and n (Table 1)."""
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import ConstantInputWarning, kendalltau, spearmanr
 
+    # Small resamples are often constant; their NaN rho is expected and nanpercentile skips it.
+    warnings.simplefilter("ignore", ConstantInputWarning)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     rows = []
     random = students[students["method"] == "random"]
@@ -197,6 +200,10 @@ def correlation_layout(table: pd.DataFrame) -> pd.DataFrame:
     """Table 1's layout: one row per proxy, one column per (budget, minibatches), Spearman rho."""
     if table.empty:
         return table
-    table = table.assign(column=[f"{b} k={k}" if k else f"{b}" for b, k in zip(table["budget"], table["minibatches"])])
-    return table.pivot_table(index="proxy", columns="column", values="spearman", sort=False).round(3).reset_index()
+    # Controls (params, MACs; k = 0) do not depend on training: shown under every k.
+    ks = sorted(k for k in table["minibatches"].unique() if k > 0) or [0]
+    controls = table[table["minibatches"] == 0]
+    table = pd.concat([table[table["minibatches"] > 0]] + [controls.assign(minibatches=k) for k in ks])
+    table = table.assign(column=[f"{b} k={k}" for b, k in zip(table["budget"], table["minibatches"])])
+    return table.pivot_table(index="proxy", columns="column", values="spearman", sort=False, dropna=False).round(3).reset_index()
 

@@ -26,7 +26,7 @@ from .errors import BlockswapError
 from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .provenance import atomic_write_text, provenance
+from .provenance import atomic_write_text, provenance, write_json
 from .sampling import CANDIDATE_COLUMNS
 
 MINIBATCH_MODES = ("shared", "per-candidate")
@@ -190,7 +190,7 @@ def score_candidates(
         "provenance": provenance(seed=settings.seed, device=device, seconds=time.perf_counter() - start),
     }
     atomic_write_text(out, scored.to_csv(index=False))
-    atomic_write_text(provenance_path(out), json.dumps(record, indent=2) + "\n")
+    write_json(provenance_path(out), record)
     partial.unlink(missing_ok=True)
     return scored
 

@@ -29,7 +29,7 @@ from .datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
 from .distillation import check_compatible, distillation_loss
 from .errors import BlockswapError
 from .models import build_model
-from .provenance import atomic_write_text, code_version, provenance
+from .provenance import atomic_write_text, code_version, provenance, write_json
 from .scoring import derive_seed
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -277,7 +277,7 @@ class Trainer:
             "code_version": code_version(),
             "provenance": provenance(seed=self.config.seed, device=self.device, seconds=elapsed),
         }
-        atomic_write_text(self.out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        write_json(self.out / METRICS_FILE, metrics)
         (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)
         self.log(f"finished: test error {test['top1_error']:.2f}% (top-5 {test['top5_error']:.2f}%) -> {self.out}")
         return metrics
