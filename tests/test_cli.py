@@ -90,6 +90,8 @@ def test_console_script_without_traceback(tmp_path):
 
 
 def test_help_on_every_command():
-    for argv in (["--help"], ["blocks", "--help"], ["cost", "--help"]):
+    from blockswap.cli import COMMANDS
+
+    for argv in [["--help"]] + [[name, "--help"] for name in COMMANDS]:
         proc = subprocess.run([sys.executable, "-m", "blockswap.cli", *argv], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout

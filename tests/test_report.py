@@ -1,0 +1,101 @@
+"""Tables and figures from result files: Table 2 layout with the paper's values, Table 1 statistics."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blockswap import figures
+from blockswap.report import correlation_layout, correlation_table, latex, markdown, table2, table2_display
+from conftest import GENOTYPES
+from blockswap import Genotype, NetworkSpec
+
+
+def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
+    cost = NetworkSpec.create(arch, genotype).cost((32, 32))
+    return {"method": method, "network": network, "arch": arch, "genotype": str(NetworkSpec.create(arch, genotype).genotype),
+            "budget": budget, "seed": seed, "params": cost.params, "macs": cost.macs, "ops": cost.ops,
+            "test_error": error, "test_error_top5": 0.0, "fisher": None, "candidate": candidate, "dataset": dataset}
+
+
+@pytest.fixture
+def students():
+    released = Genotype.load(GENOTYPES / "blockswap-217k.yaml")
+    rows = []
+    for seed, (t, r, b, m) in enumerate([(4.0, 7.3, 4.6, 5.0), (4.2, 7.5, 4.8, 5.2), (3.8, 7.1, 4.7, 5.1)]):
+        rows += [
+            student_row("teacher", "teacher", "wrn-40-2", None, seed, t),
+            student_row("reduced", "reduced-wrn-16-1", "wrn-16-1", None, seed, r),
+            student_row("blockswap", "blockswap-217000", "wrn-40-2", released, seed, b, budget=217000),
+            student_row("moonshine", "moonshine-bg2-4", "wrn-40-2", "BG(2,4)", seed, m),
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_table2_aggregates_seeds_and_puts_the_papers_values_beside(students):
+    table = table2(students)
+    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "blockswap"]
+    teacher = table.iloc[0]
+    assert (teacher["D-W"], teacher["P (K)"], teacher["Ops (M)"], teacher["n"]) == ("40-2", 2243.5, 328.3, 3)
+    assert teacher["error mean"] == 4.0 and teacher["error std"] == pytest.approx(0.16, abs=0.01)
+    assert teacher["paper error"] == "3.96 +- 0.09"
+    blockswap = table[table["method"] == "blockswap"].iloc[0]
+    assert blockswap["paper P (K)"] == 217.0 and blockswap["paper error"] == "4.68 +- 0.37"
+    assert pd.isna(table[table["method"] == "moonshine"].iloc[0]["paper error"])  # not a Table 2 row
+    assert table[table["method"] == "reduced"].iloc[0]["paper error"] == "7.32 +- 0.02"
+
+
+def test_paper_values_only_for_cifar10(students):
+    assert "paper error" not in table2(students.assign(dataset="digits"))
+
+
+def test_display_forms(students):
+    shown = table2_display(table2(students))
+    assert "4.00 +- 0.16" in list(shown["error (%)"])
+    tex = latex(shown)
+    assert tex.startswith(r"\begin{tabular}") and r"$\pm$" in tex and r"\_" not in tex.split(r"\midrule")[0]
+    md = markdown(shown)
+    assert md.splitlines()[1].startswith("|---") and "nan" not in md
+
+
+def test_correlation_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 12
+    errors = np.linspace(10, 20, n)
+    rows = [student_row("random", f"random-217000-{i}", "wrn-16-1", None, seed, errors[i] + 0.01 * seed,
+                        budget=217000, candidate=i, dataset="digits") for i in range(n) for seed in (0, 1)]
+    students = pd.DataFrame(rows)
+    proxies = pd.DataFrame({
+        "candidate": range(n),
+        "fisher": -errors,  # perfectly anti-monotone: rho = -1
+        "accuracy@5": rng.permutation(n).astype(float),
+        "params": errors,  # perfectly monotone: rho = +1
+        "macs": errors,
+    })
+    proxies.to_csv(tmp_path / "p.csv", index=False)
+    table = correlation_table(students, {"217000": tmp_path / "p.csv"})
+    fisher = table[table["proxy"] == "fisher"].iloc[0]
+    assert fisher["spearman"] == pytest.approx(-1) and fisher["kendall"] == pytest.approx(-1) and fisher["n"] == n
+    assert fisher["spearman_low"] == pytest.approx(-1) and fisher["spearman_high"] == pytest.approx(-1)
+    accuracy = table[table["proxy"] == "accuracy"].iloc[0]
+    assert accuracy["minibatches"] == 5 and accuracy["spearman_low"] < accuracy["spearman"] < accuracy["spearman_high"]
+    assert table[table["proxy"] == "params"].iloc[0]["spearman"] == pytest.approx(1)
+    layout = correlation_layout(table)
+    assert list(layout.columns) == ["proxy", "217000 k=1", "217000 k=5"]
+    again = correlation_table(students, {"217000": tmp_path / "p.csv"})
+    pd.testing.assert_frame_equal(table, again)  # bootstrap is seeded
+
+
+def test_figures_are_written_as_png_and_pdf(tmp_path, students):
+    figures.pareto(students, tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").stat().st_size > 1000 and (tmp_path / "pareto.pdf").stat().st_size > 1000
+    scores = pd.DataFrame({"candidate": [0, 1, 2], "params": [1e5, 1.1e5, 0.9e5], "fisher": [1.0, 3.0, 2.0]})
+    scores.to_csv(tmp_path / "s.csv", index=False)
+    (tmp_path / "student.json").write_text(json.dumps({"params": 1.1e5, "fisher": 3.0}))
+    figures.search([tmp_path / "s.csv"], tmp_path / "student.json", tmp_path / "search.png")
+    assert (tmp_path / "search.png").is_file()
+    from blockswap import BlockswapError
+
+    with pytest.raises(BlockswapError, match="no random students"):
+        figures.random_students(students, tmp_path / "r.png")
