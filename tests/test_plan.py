@@ -36,8 +36,8 @@ def test_searched_students_depend_on_the_search_output():
     plans = plan_networks(load("config/config.yaml"), GENOTYPES, "results/default")
     student = plans["blockswap-60000"]
     assert student.searched and student.genotype == "results/default/search/60000/student.json"
-    assert plans["random-60000-3"].genotype == "results/default/ablation/60000/random-3.json"
-    assert "random-60000-4" not in plans
+    assert plans["random-60000-2"].genotype == "results/default/ablation/60000/random-2.json"
+    assert "random-60000-3" not in plans  # three random students per budget
 
 
 def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():

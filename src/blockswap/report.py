@@ -136,11 +136,13 @@ def table2_display(frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame.drop(columns=["genotype"]).copy()
     shown.insert(shown.columns.get_loc("error mean"), "error (%)",
                  [f"{m:.2f} +- {s:.2f}" for m, s in zip(frame["error mean"], frame["error std"])])
-    return shown.drop(columns=["error mean", "error std"]).fillna("")
+    return shown.drop(columns=["error mean", "error std"])
 
 
 def latex(table: pd.DataFrame) -> str:
     def escape(value) -> str:
+        if pd.isna(value):
+            return ""
         return str(value).replace("_", r"\_").replace("%", r"\%").replace("+-", r"$\pm$")
 
     lines = [r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
