@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import GENOTYPES, RELEASED
 
 from blockswap.cli import main
-from conftest import GENOTYPES, RELEASED
 
 
 def run(capsys, *argv):

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 from blockswap import BlockswapError
 from blockswap import datasets as ds
-from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 
 def test_digits_split_is_fixed_stratified_and_complete():

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import yaml
+from conftest import GENOTYPES, RELEASED
 
 from blockswap import BlockswapError, Genotype, parse_block
-from conftest import GENOTYPES, RELEASED
 
 RELEASED_FILES = sorted(RELEASED.glob("*.csv"))
 

@@ -2,10 +2,10 @@
 
 import pytest
 import yaml
+from conftest import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
 from blockswap.plan import closest_single_blocktype, plan_networks, released_for_budget
-from conftest import GENOTYPES, ROOT
 
 
 def load(name):

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from blockswap import figures
-from blockswap.report import correlation_layout, correlation_table, latex, markdown, table2, table2_display
 from conftest import GENOTYPES
-from blockswap import Genotype, NetworkSpec
+
+from blockswap import BlockswapError, Genotype, NetworkSpec, figures
+from blockswap.report import correlation_layout, correlation_table, latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
@@ -95,7 +94,5 @@ def test_figures_are_written_as_png_and_pdf(tmp_path, students):
     (tmp_path / "student.json").write_text(json.dumps({"params": 1.1e5, "fisher": 3.0}))
     figures.search([tmp_path / "s.csv"], tmp_path / "student.json", tmp_path / "search.png")
     assert (tmp_path / "search.png").is_file()
-    from blockswap import BlockswapError
-
     with pytest.raises(BlockswapError, match="no random students"):
         figures.random_students(students, tmp_path / "r.png")

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from blockswap import BlockswapError, CANDIDATE_SETS, parse_arch
+from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
 from blockswap.datasets import load_dataset
 from blockswap.sampling import CostTable, sample_candidates

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -124,6 +122,17 @@ def test_html_report(tiny_run):
 def test_rerun_after_completion_does_nothing(tiny_run):
     again = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_editing_the_package_alone_triggers_no_rerun(tiny_run):
+    source = ROOT / "src" / "blockswap" / "train.py"
+    stat = source.stat()
+    os.utime(source)  # as if edited
+    try:
+        proc = snakemake("-n", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):

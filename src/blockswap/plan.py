@@ -16,9 +16,7 @@ from .blocks import candidate_set, parse_block
 from .datasets import dataset_info
 from .errors import BlockswapError
 from .models import NetworkSpec, parse_arch
-from .sampling import CostTable
 
-METHODS = ("teacher", "blockswap", "moonshine", "reduced", "random")
 
 
 @dataclass(frozen=True)
