@@ -6,9 +6,18 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from blockswap.plan import plan_networks
+from blockswap.plan import config_key, plan_networks, save_resolved_config, use_resolved_config
 
-validate(config, "../config/schema.yaml")
+# Schema defaults are applied once, by the process that starts the workflow, and the resolved
+# configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the
+# raw configuration, so a job never depends on defaults being re-applied on its node.
+RESOLVED_CONFIG = Path(".snakemake") / "blockswap-config" / f"{config_key(config)}.yaml"
+if workflow.remote_exec and RESOLVED_CONFIG.is_file():
+    use_resolved_config(config, RESOLVED_CONFIG)
+else:
+    validate(config, "../config/schema.yaml")
+    if workflow.is_main_process:
+        save_resolved_config(config, RESOLVED_CONFIG)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"logs/{config['run']}"

@@ -61,3 +61,16 @@ def test_every_transcribed_genotype_has_its_attribution():
     for path in GENOTYPES.glob("*.yaml"):
         meta = yaml.safe_load(path.read_text())
         assert "BayesWatch/pytorch-blockswap" in meta["source"] and Genotype.load(path)
+
+
+def test_resolved_config_round_trip(tmp_path):
+    from blockswap.plan import config_key, save_resolved_config, use_resolved_config
+
+    raw = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    key = config_key(raw)
+    resolved = load("tests/config.yaml")
+    assert config_key(yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())) == key  # stable
+    save_resolved_config(resolved, tmp_path / f"{key}.yaml")
+    on_node = dict(raw)
+    use_resolved_config(on_node, tmp_path / f"{key}.yaml")
+    assert on_node == resolved and on_node["training"]["lr"] == 0.1

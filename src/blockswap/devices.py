@@ -1,9 +1,14 @@
-"""Device choice: `auto` takes CUDA, then Apple's MPS, then the CPU."""
+"""Device choice: `auto` takes CUDA, then Apple's MPS, then the CPU.
+
+With several visible CUDA devices (a multi-GPU workstation running `snakemake --resources gpu=G`),
+`auto` claims a free one through `gpus.claim`, so parallel jobs never share a GPU.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from . import gpus
 from .errors import BlockswapError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -12,6 +17,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            if count > 1:
+                return torch.device(f"cuda:{gpus.claim([str(i) for i in range(count)])}")
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")

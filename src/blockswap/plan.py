@@ -6,6 +6,8 @@ can check the plan. Network names are file-name safe; they key every per-network
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,7 +18,7 @@ from .blocks import candidate_set, parse_block
 from .datasets import dataset_info
 from .errors import BlockswapError
 from .models import NetworkSpec, parse_arch
-
+from .provenance import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,22 @@ class NetworkPlan:
     genotype: str  # what `blockswap --genotype` takes: a block name, or a genotype file
     budget: Optional[int] = None
     searched: bool = False  # genotype file produced by the search stage (a DAG input)
+
+
+def config_key(config: dict) -> str:
+    """A short hash of a configuration as given (before schema defaults are applied)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_resolved_config(config: dict, path: Path) -> None:
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
+
+
+def use_resolved_config(config: dict, path: Path) -> None:
+    """Replace `config` in place by the resolved configuration saved by the main process."""
+    resolved = yaml.safe_load(Path(path).read_text())
+    config.clear()
+    config.update(resolved)
 
 
 def input_size(config: dict) -> tuple[tuple[int, int], int]:
