@@ -17,7 +17,7 @@ import yaml
 
 from .blocks import CANDIDATE_SETS, FAMILIES, candidate_set, parse_block
 from .checkpoint import load_model
-from .datasets import dataset_info, evaluation_batches, load_dataset
+from .datasets import DATASETS, dataset_info, evaluation_batches, load_dataset
 from .devices import resolve_device
 from .errors import BlockswapError
 from .fisher import CONTROLS, PROXIES
@@ -122,8 +122,9 @@ def add_data(sub) -> None:
         help="check (and optionally download) a dataset",
         description="Load a dataset, print its splits and normalisation; with --download fetch it first.",
     )
-    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset files (default: data)")
+    where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)} (files: {where})")
+    p.add_argument("--data-dir", default="data", help="folder holding the dataset files, DATA above (default: data)")
     p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
     p.add_argument("--val-size", type=int, default=0, help="training images held out for validation")
     p.add_argument("--download", action="store_true", help="download missing files when the network allows")
