@@ -96,3 +96,23 @@ def test_figures_are_written_as_png_and_pdf(tmp_path, students):
     assert (tmp_path / "search.png").is_file()
     with pytest.raises(BlockswapError, match="no random students"):
         figures.random_students(students, tmp_path / "r.png")
+
+
+def test_tables_and_figures_carry_provenance_sidecars(tmp_path, students, capsys):
+    from blockswap.cli import main
+    from blockswap.provenance import file_digest, provenance_path
+
+    students.to_csv(tmp_path / "students.csv", index=False)
+    csv, md, tex = (tmp_path / f"table2.{ext}" for ext in ("csv", "md", "tex"))
+    assert main(["report", "table2", str(tmp_path / "students.csv"), "--csv", str(csv), "--md", str(md),
+                 "--tex", str(tex)]) == 0
+    meta = json.loads(provenance_path(csv).read_text())
+    assert meta["kind"] == "table2" and meta["rows"] == len(pd.read_csv(csv))
+    assert meta["outputs"] == [str(csv), str(md), str(tex)]
+    assert meta["inputs"] == {str(tmp_path / "students.csv"): file_digest(tmp_path / "students.csv")}
+    assert {"code_version", "command", "device", "wall_seconds"} <= set(meta["provenance"])
+
+    png = tmp_path / "pareto.png"
+    assert main(["figure", "pareto", str(tmp_path / "students.csv"), "--out", str(png)]) == 0
+    meta = json.loads(provenance_path(png).read_text())
+    assert meta["outputs"] == [str(png), str(png.with_suffix(".pdf"))] and len(meta["inputs"]) == 1

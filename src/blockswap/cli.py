@@ -23,7 +23,7 @@ from .errors import BlockswapError
 from .fisher import CONTROLS, PROXIES
 from .genotype import Genotype
 from .models import NetworkSpec, parse_arch
-from .provenance import atomic_write_text, provenance, write_json
+from .provenance import atomic_write_text, input_digests, provenance, provenance_path, write_json, write_sidecar
 from .report import (
     correlation_layout,
     correlation_table,
@@ -35,7 +35,7 @@ from .report import (
     table2_display,
 )
 from .sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, read_candidates, sample_candidates
-from .scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, provenance_path, score_candidates, select_best
+from .scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, score_candidates, select_best
 from .train import CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, SCHEDULES, TrainConfig, Trainer, evaluate
 
 USAGE_ERROR = 2
@@ -458,13 +458,35 @@ REPORT_BUILDERS = {
 }
 
 
+def derived_inputs(args) -> list[str]:
+    """Every file a table or figure is computed from: the positional inputs, any --proxies files and
+    (search figure) the selection JSON."""
+    student = [args.student] if getattr(args, "student", None) else []
+    return list(args.inputs) + list(parse_pairs(args.proxies, "--proxies").values()) + student
+
+
+def derived_record(args, outputs, start: float, **extra) -> dict:
+    return {
+        "kind": args.kind,
+        "outputs": [str(p) for p in outputs],
+        **extra,
+        "inputs": input_digests(derived_inputs(args)),
+        "provenance": provenance(seconds=time.perf_counter() - start),
+    }
+
+
 def cmd_report(args) -> None:
+    start = time.perf_counter()
     table, display = REPORT_BUILDERS[args.kind](args)
+    outputs = [args.csv]
     atomic_write_text(args.csv, table.to_csv(index=False))
     if args.md:
         atomic_write_text(args.md, markdown(display))
+        outputs.append(args.md)
     if args.tex:
         atomic_write_text(args.tex, latex(display))
+        outputs.append(args.tex)
+    write_sidecar(args.csv, derived_record(args, outputs, start, rows=len(table)))
     print(f"wrote {len(table)} rows to {args.csv}")
 
 
@@ -520,7 +542,10 @@ FIGURE_BUILDERS = {
 def cmd_figure(args) -> None:
     from . import figures
 
+    start = time.perf_counter()
     FIGURE_BUILDERS[args.kind](args, figures)
+    png = Path(args.out).with_suffix(".png")
+    write_sidecar(png, derived_record(args, [png, png.with_suffix(".pdf")], start))
     print(f"wrote {Path(args.out).with_suffix('.png')} and .pdf")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -17,6 +18,9 @@ import torch
 from . import __version__
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+# A CSV, PNG or other file that cannot hold its own provenance gets it in a sidecar JSON beside it.
+PROVENANCE_SUFFIX = ".provenance.json"
+DIGEST_CHUNK = 1 << 20  # bytes read at a time when hashing an input
 
 
 def code_version() -> str:
@@ -77,3 +81,26 @@ def atomic_write_text(path: Union[str, Path], text: str) -> None:
 def write_json(path: Union[str, Path], record) -> None:
     """A result record as indented JSON, written atomically."""
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def provenance_path(out: Union[str, Path]) -> Path:
+    """The sidecar that carries the provenance of `out`."""
+    out = Path(out)
+    return out.with_name(out.name + PROVENANCE_SUFFIX)
+
+
+def file_digest(path: Union[str, Path]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_digests(paths) -> dict[str, str]:
+    """Each input file and its sha256, so a derived table or figure names exactly what it came from."""
+    return {str(p): file_digest(p) for p in paths}
+
+
+def write_sidecar(out: Union[str, Path], record: dict) -> None:
+    write_json(provenance_path(out), record)

@@ -26,12 +26,11 @@ from .errors import BlockswapError
 from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .provenance import atomic_write_text, provenance, write_json
+from .provenance import atomic_write_text, file_digest, provenance, provenance_path, write_json
 from .sampling import CANDIDATE_COLUMNS
 
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"
-PROVENANCE_SUFFIX = ".provenance.json"
 
 
 def derive_seed(*parts: int) -> int:
@@ -55,10 +54,6 @@ def shard_of(frame: pd.DataFrame, shard: tuple[int, int]) -> pd.DataFrame:
     ordered = frame.sort_values("candidate", kind="stable")
     bounds = np.linspace(0, len(ordered), n + 1).round().astype(int)
     return ordered.iloc[bounds[i] : bounds[i + 1]]
-
-
-def provenance_path(out: Path) -> Path:
-    return out.with_name(out.name + PROVENANCE_SUFFIX)
 
 
 @dataclass
@@ -242,7 +237,7 @@ def select_best(score_files: Sequence[Path]) -> dict:
         if meta_path.is_file():
             totals.add(json.loads(meta_path.read_text())["candidates_total"])
         frames.append(frame)
-        sources.append({"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        sources.append({"file": str(path), "sha256": file_digest(path)})
     merged = pd.concat(frames, ignore_index=True)
     duplicated = sorted(set(merged.loc[merged["candidate"].duplicated(), "candidate"]))
     if duplicated:
