@@ -127,6 +127,8 @@ class Payload:
         return (os.system, ("echo pwned",))
 
 
+# torch warns about the pickle protocol of the hand-made malicious file before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_corrupt_and_foreign_files_are_refused(tmp_path, teacher_dir):
     evil = tmp_path / "evil.pt"
     torch.save({"format": MODEL_FORMAT, "payload": Payload()}, evil)
