@@ -21,6 +21,8 @@ from .models import Network, build_model
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"
 MODEL_FILE = "model.pt"
+# torch.save writes a zip archive; anything else (a CSV, a legacy raw pickle) is not one of ours.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def atomic_save(obj, path: Union[str, Path]) -> None:
@@ -41,6 +43,9 @@ def safe_load(path: Union[str, Path], expected_format: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise BlockswapError(f"{path} does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+            raise BlockswapError(f"{path} is not a {expected_format} file (not a zip archive written by torch.save)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
