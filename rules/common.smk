@@ -1,30 +1,37 @@
 # Configuration validation, the plan of networks, input functions and wildcard constraints.
 
 import shlex
+import sys
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from blockswap.plan import config_key, plan_networks, save_resolved_config, use_resolved_config
+from blockswap.errors import BlockswapError
+from blockswap.plan import config_error_message, config_key, plan_networks, save_resolved_config, use_resolved_config
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the
 # raw configuration, so a job never depends on defaults being re-applied on its node.
 RESOLVED_CONFIG = Path(".snakemake") / "blockswap-config" / f"{config_key(config)}.yaml"
-if workflow.remote_exec and RESOLVED_CONFIG.is_file():
-    use_resolved_config(config, RESOLVED_CONFIG)
-else:
-    validate(config, "../config/schema.yaml")
-    if workflow.is_main_process:
-        save_resolved_config(config, RESOLVED_CONFIG)
-
-RESULTS = f"results/{config['run']}"
-LOGS = f"logs/{config['run']}"
-BENCHMARKS = f"benchmarks/{config['run']}"
 GENOTYPE_DIR = Path(workflow.basedir) / "config" / "genotypes"
 
-PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
+# A bad configuration stops the workflow with one line naming the key, and before any job runs.
+try:
+    if workflow.remote_exec and RESOLVED_CONFIG.is_file():
+        use_resolved_config(config, RESOLVED_CONFIG)
+    else:
+        validate(config, "../config/schema.yaml")
+    RESULTS = f"results/{config['run']}"
+    PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
+except (WorkflowError, BlockswapError) as err:
+    sys.exit(f"blockswap: config error: {config_error_message(err)}")
+if workflow.is_main_process and not workflow.remote_exec:
+    save_resolved_config(config, RESOLVED_CONFIG)
+
+LOGS = f"logs/{config['run']}"
+BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
 NETWORKS = list(PLANS)
 COSTED = [name for name, plan in PLANS.items() if plan.method != "random"]  # Table 2/3 rows

@@ -19,6 +19,7 @@ from .datasets import dataset_info
 from .errors import BlockswapError
 from .models import NetworkSpec, parse_arch
 from .provenance import atomic_write_text
+from .sampling import CostTable, check_budget
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ class NetworkPlan:
 def config_key(config: dict) -> str:
     """A short hash of a configuration as given (before schema defaults are applied)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_error_message(err: Exception) -> str:
+    """One line for a configuration the workflow cannot run: the schema violation (jsonschema's
+    ValidationError, which Snakemake's `validate` wraps) with the key it concerns, or our own error."""
+    import jsonschema  # a Snakemake dependency; only needed when a config is wrong
+
+    for cause in (err, err.__cause__, err.__context__):
+        if isinstance(cause, jsonschema.ValidationError):
+            where = ".".join(str(part) for part in cause.absolute_path)
+            return f"{where}: {cause.message}" if where else cause.message
+    return str(err).splitlines()[0]
 
 
 def save_resolved_config(config: dict, path: Path) -> None:
@@ -98,6 +111,12 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
     teacher = config["teacher"]["arch"]
     plans = [NetworkPlan("teacher", "teacher", teacher, "S")]
     search = config["search"]
+    if search["budgets"] and (not search["use_released_genotypes"] or config["ablation"]["random_students"]):
+        # Sampling will run: an unreachable budget is a config error now, not a failed job later.
+        size, classes = input_size(config)
+        table = CostTable.build(parse_arch(teacher), candidate_set(search["candidates"]), size, classes)
+        for budget in search["budgets"]:
+            check_budget(table, budget, search["budget_kind"], search["tolerance"])
     for budget in search["budgets"]:
         if search["use_released_genotypes"]:
             genotype, searched = str(released_for_budget(config, genotype_dir, budget)), False

@@ -71,6 +71,17 @@ class CostTable:
         return Genotype(tuple(self.types[s][int(i)] for s, i in enumerate(choice)))
 
 
+def check_budget(table: CostTable, budget: float, budget_kind: str, tolerance: float) -> None:
+    """Fail at once, with the achievable range, when no network of the space lies in the band."""
+    low, high = budget * (1 - tolerance), budget * (1 + tolerance)
+    cheapest, dearest = table.achievable(budget_kind)
+    if high <= cheapest or low >= dearest:
+        raise BlockswapError(
+            f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
+            f"with these candidates: {cheapest} to {dearest} {budget_kind}"
+        )
+
+
 def sample_candidates(
     table: CostTable,
     budget: float,
@@ -89,13 +100,8 @@ def sample_candidates(
         raise BlockswapError(f"tolerance must be a fraction between 0 and 1, got {tolerance}")
     if samples < 1:
         raise BlockswapError(f"samples must be at least 1, got {samples}")
+    check_budget(table, budget, budget_kind, tolerance)
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
-    cheapest, dearest = table.achievable(budget_kind)
-    if high <= cheapest or low >= dearest:
-        raise BlockswapError(
-            f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
-            f"with these candidates: {cheapest} to {dearest} {budget_kind}"
-        )
     rng = np.random.default_rng(seed)
     column = table.column(budget_kind)
     counts = np.array([len(t) for t in table.types])
