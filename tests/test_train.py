@@ -207,7 +207,8 @@ def test_train_cli_errors(tmp_path, capsys, argv, message):
 
 
 def test_hyperparameters_from_a_config_file_and_flags(tmp_path, capsys):
-    from blockswap.cli import make_parser, train_config
+    from blockswap.cli import make_parser
+    from blockswap.cli.training import train_config
 
     (tmp_path / "h.yaml").write_text("epochs: 7\nlr: 0.05\n")
     args = make_parser().parse_args(["train", "--arch", "wrn-10-2", "--dataset", "digits", "--out", "o",

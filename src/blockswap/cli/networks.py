@@ -1,0 +1,120 @@
+"""`blockswap blocks`, `cost` and `data`: the block zoo, a network's cost, a dataset's splits."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+from ..blocks import CANDIDATE_SETS, FAMILIES, parse_block
+from ..datasets import DATASETS, dataset_info, load_dataset
+from ..errors import BlockswapError
+from ..genotype import Genotype
+from ..models import NetworkSpec, parse_arch
+from ..provenance import provenance, write_json
+
+
+EXTRA_TYPES = ("MBConv(6)",)  # in the zoo, in no candidate set (a Table 2 baseline)
+
+
+def cmd_blocks(args) -> None:
+    if args.set:
+        types = CANDIDATE_SETS[args.set]
+    else:
+        seen = dict.fromkeys(t for s in CANDIDATE_SETS.values() for t in s)
+        types = tuple(seen) + tuple(parse_block(n) for n in EXTRA_TYPES)
+    rows = [("paper", "released", "family", "wrapper", "sets", "description")]
+    for t in types:
+        sets = ",".join(name for name, members in CANDIDATE_SETS.items() if t in members) or "-"
+        family = FAMILIES[t.family]
+        wrapper = "basic (2 units)" if family.units == 2 else "bottleneck (1 unit)"
+        rows.append((t.name, t.released_name or "-", t.family, wrapper, sets, family.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+def input_size_for(dataset: str, image_size: Optional[int]) -> tuple[tuple[int, int], int]:
+    info = dataset_info(dataset)
+    size = info.image_size if image_size is None else image_size
+    if size < 1:
+        raise BlockswapError(f"--image-size must be a positive number of pixels, got {size}")
+    return (size, size), info.num_classes
+
+
+def cmd_cost(args) -> None:
+    arch = parse_arch(args.arch)
+    input_size, classes = input_size_for(args.dataset, args.image_size)
+    genotype = Genotype.from_spec(args.genotype, arch.depth) if args.genotype else None
+    spec = NetworkSpec.create(arch, genotype, classes)
+    result = {"arch": arch.name, "genotype": spec.genotype.names, **spec.cost(input_size).as_dict()}
+    if args.out:
+        record = {"name": args.name, "method": args.method, **result, "dataset": args.dataset}
+        record.update(input_size=list(input_size), num_classes=classes)
+        write_json(args.out, {**record, "provenance": provenance()})
+    print(json.dumps(result))
+
+
+def add_blocks(sub) -> None:
+    p = sub.add_parser("blocks", help="list the block types of the zoo", description="List the block types.")
+    p.add_argument("--set", choices=sorted(CANDIDATE_SETS), help="only this candidate set")
+
+
+def add_cost(sub) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="params, MACs and paper ops of a network",
+        description="Print params, MACs and paper ops of ARCH with a genotype as one JSON object.",
+    )
+    p.add_argument("--arch", required=True, help="wrn-D-K, resnet-18 or resnet-34")
+    p.add_argument(
+        "--genotype",
+        help="a genotype file (.json/.yaml/.csv), a whitespace-separated list of block names, "
+        "or one block name for all blocks (default: all S, the teacher)",
+    )
+    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
+    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    p.add_argument("--out", help="also write the result, with provenance, to this JSON file")
+    p.add_argument("--name", help="label recorded in --out (e.g. teacher, moonshine-gn4)")
+    p.add_argument("--method", help="method recorded in --out (teacher, blockswap, moonshine, reduced)")
+
+
+def cmd_data(args) -> None:
+    start = time.perf_counter()
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, args.val_size, args.download)
+    splits = {name: getattr(data, name) for name in ("train", "val", "test") if getattr(data, name) is not None}
+    summary = {
+        "dataset": data.name,
+        "num_classes": data.num_classes,
+        "image_size": data.image_size,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "splits": {name: len(split) for name, split in splits.items()},
+        **data.source,
+    }
+    if args.out:
+        record = {**summary, "provenance": provenance(seconds=time.perf_counter() - start)}
+        write_json(args.out, record)
+    print(json.dumps(summary))
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser(
+        "data",
+        help="check (and optionally download) a dataset",
+        description="Load a dataset, print its splits and normalisation; with --download fetch it first.",
+    )
+    where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)} (files: {where})")
+    p.add_argument("--data-dir", default="data", help="folder holding the dataset files, DATA above (default: data)")
+    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
+    p.add_argument("--val-size", type=int, default=0, help="training images held out for validation")
+    p.add_argument("--download", action="store_true", help="download missing files when the network allows")
+    p.add_argument("--out", help="also write the summary, with provenance, to this JSON file")
+
+
+COMMANDS = {
+    "blocks": (add_blocks, cmd_blocks),
+    "cost": (add_cost, cmd_cost),
+    "data": (add_data, cmd_data),
+}

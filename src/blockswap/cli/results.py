@@ -1,0 +1,162 @@
+"""`blockswap report` and `figure`: the paper's tables and figures from result files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import BlockswapError
+from ..provenance import atomic_write_text, input_digests, provenance, write_sidecar
+from ..report import (
+    correlation_layout,
+    correlation_table,
+    cost_table,
+    latex,
+    markdown,
+    students_table,
+    table2,
+    table2_display,
+)
+
+
+def read_students(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise BlockswapError(f"students table {path} does not exist") from None
+
+
+def report_costs(args):
+    table = cost_table(args.inputs)
+    return table, table
+
+
+def report_students(args):
+    table = students_table(args.inputs)
+    return table, table
+
+
+def report_table2(args):
+    table = table2(read_all_students(args.inputs))
+    return table, table2_display(table)
+
+
+def report_correlation(args):
+    files = parse_pairs(args.proxies, "--proxies")
+    table = correlation_table(read_all_students(args.inputs), files)
+    return table, correlation_layout(table)
+
+
+# Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
+REPORT_BUILDERS = {
+    "costs": report_costs,
+    "students": report_students,
+    "table2": report_table2,
+    "correlation": report_correlation,
+}
+
+
+def derived_inputs(args) -> list[str]:
+    """Every file a table or figure is computed from: the positional inputs, any --proxies files and
+    (search figure) the selection JSON."""
+    student = [args.student] if getattr(args, "student", None) else []
+    return list(args.inputs) + list(parse_pairs(args.proxies, "--proxies").values()) + student
+
+
+def derived_record(args, outputs, start: float, **extra) -> dict:
+    return {
+        "kind": args.kind,
+        "outputs": [str(p) for p in outputs],
+        **extra,
+        "inputs": input_digests(derived_inputs(args)),
+        "provenance": provenance(seconds=time.perf_counter() - start),
+    }
+
+
+def cmd_report(args) -> None:
+    start = time.perf_counter()
+    table, display = REPORT_BUILDERS[args.kind](args)
+    outputs = [args.csv]
+    atomic_write_text(args.csv, table.to_csv(index=False))
+    if args.md:
+        atomic_write_text(args.md, markdown(display))
+        outputs.append(args.md)
+    if args.tex:
+        atomic_write_text(args.tex, latex(display))
+        outputs.append(args.tex)
+    write_sidecar(args.csv, derived_record(args, outputs, start, rows=len(table)))
+    print(f"wrote {len(table)} rows to {args.csv}")
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
+                       "costs (cost JSONs), students (metrics.json files), table2 (students CSVs), "
+                       "correlation (students CSVs and --proxies).")
+    p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
+    p.add_argument("inputs", nargs="+", help="input files")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget")
+    p.add_argument("--csv", required=True, help="output CSV")
+    p.add_argument("--md", help="also write a Markdown table here")
+    p.add_argument("--tex", help="also write a LaTeX table here")
+
+
+def parse_pairs(items, what: str) -> dict:
+    pairs = {}
+    for item in items or []:
+        key, sep, path = item.partition("=")
+        if not sep or not key.isdigit():
+            raise BlockswapError(f"{what} needs BUDGET=PATH, got {item!r}")
+        pairs[key] = path
+    return pairs
+
+
+def read_all_students(paths) -> pd.DataFrame:
+    return pd.concat([read_students(p) for p in paths], ignore_index=True)
+
+
+def figure_search(args, figures) -> None:
+    if not args.student:
+        raise BlockswapError("figure search needs --student (the selection JSON)")
+    figures.search([Path(p) for p in args.inputs], Path(args.student), Path(args.out))
+
+
+def figure_fisher_vs_error(args, figures) -> None:
+    students, proxies = read_all_students(args.inputs), parse_pairs(args.proxies, "--proxies")
+    figures.fisher_vs_error(correlation_table(students, proxies), students, proxies, Path(args.out))
+
+
+# Figure kind -> drawer (args, the figures module, imported lazily: matplotlib is slow to load).
+FIGURE_BUILDERS = {
+    "pareto": lambda args, figures: figures.pareto(read_all_students(args.inputs), Path(args.out)),
+    "search": figure_search,
+    "random_students": lambda args, figures: figures.random_students(read_all_students(args.inputs), Path(args.out)),
+    "fisher_vs_error": figure_fisher_vs_error,
+}
+
+
+def cmd_figure(args) -> None:
+    from .. import figures
+
+    start = time.perf_counter()
+    FIGURE_BUILDERS[args.kind](args, figures)
+    png = Path(args.out).with_suffix(".png")
+    write_sidecar(png, derived_record(args, [png, png.with_suffix(".pdf")], start))
+    print(f"wrote {Path(args.out).with_suffix('.png')} and .pdf")
+
+
+def add_figure(sub) -> None:
+    p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
+                       "pareto / random_students / fisher_vs_error from students CSVs, search from score CSVs.")
+    p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
+    p.add_argument("inputs", nargs="+", help="students CSVs (or, for search, score CSVs)")
+    p.add_argument("--student", help="search: the selection JSON of the budget")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="fisher_vs_error: proxy scores")
+    p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
+
+
+COMMANDS = {
+    "report": (add_report, cmd_report),
+    "figure": (add_figure, cmd_figure),
+}

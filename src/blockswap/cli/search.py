@@ -1,0 +1,165 @@
+"""`blockswap sample`, `score`, `pick` and `select`: the Fisher-potential search (PAPER.md s.2, s.7)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..blocks import CANDIDATE_SETS, candidate_set
+from ..datasets import load_dataset
+from ..devices import resolve_device
+from ..errors import BlockswapError
+from ..fisher import CONTROLS, PROXIES
+from ..models import parse_arch
+from ..provenance import atomic_write_text, provenance, provenance_path, write_json
+from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, read_candidates, sample_candidates
+from ..scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, score_candidates, select_best
+from .networks import input_size_for
+
+
+def cmd_sample(args) -> None:
+    arch = parse_arch(args.arch)
+    input_size, classes = input_size_for(args.dataset, args.image_size)
+    start = time.perf_counter()
+    table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
+    frame = sample_candidates(table, args.budget, args.samples, args.seed, args.budget_kind, args.tolerance)
+    atomic_write_text(args.out, frame.to_csv(index=False))
+    meta = {
+        "arch": arch.name,
+        "budget": args.budget,
+        "budget_kind": args.budget_kind,
+        "tolerance": args.tolerance,
+        "candidates": args.candidates,
+        "samples": args.samples,
+        "dataset": args.dataset,
+        "input_size": list(input_size),
+        "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start),
+    }
+    write_json(provenance_path(Path(args.out)), meta)
+    print(f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
+          f"{args.budget_kind} -> {args.out}")
+
+
+def add_sample(sub) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="random mixed-block candidates inside a budget",
+        description="Sample distinct random genotypes whose cost lies strictly within +-tolerance of the budget.",
+    )
+    p.add_argument("--arch", required=True, help="the teacher's architecture (wrn-D-K, resnet-18/34)")
+    p.add_argument("--budget", type=float, required=True, help="target cost (parameters or MACs)")
+    p.add_argument("--budget-kind", choices=BUDGET_KINDS, default="params", help="what the budget counts")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative band (default 0.025)")
+    p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
+    p.add_argument("--samples", type=int, default=1000, help="distinct candidates to keep (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
+    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops")
+
+
+def cmd_score(args) -> None:
+    candidates = read_candidates(args.candidates_csv)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise BlockswapError(f"--limit must be at least 1, got {args.limit}")
+        candidates = candidates.sort_values("candidate").head(args.limit)
+    meta_path = provenance_path(Path(args.candidates_csv))
+    arch = args.arch or (json.loads(meta_path.read_text())["arch"] if meta_path.is_file() else None)
+    if arch is None:
+        raise BlockswapError(f"no --arch given and {meta_path} does not say which architecture was sampled")
+    device = resolve_device(args.device)
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
+    settings = ScoringSettings(
+        arch=parse_arch(arch).name,
+        dataset=data.name,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        proxies=args.proxies.split(","),
+        minibatches=[int(k) for k in args.minibatches.split(",")],
+        minibatch=args.minibatch,
+    )
+    shard = parse_shard(args.shard)
+    scored = score_candidates(candidates, settings, data, Path(args.out), shard, device, progress=not args.quiet)
+    print(f"scored {len(scored)} candidates (shard {shard[0]}/{shard[1]}) -> {args.out}")
+
+
+def add_score(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="Fisher potential (and ablation proxies) of candidates",
+        description="Score candidates by Fisher potential at initialisation on one minibatch; shardable, resumable.",
+    )
+    p.add_argument("candidates_csv", help="output of 'blockswap sample'")
+    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
+    p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
+    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
+    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    p.add_argument("--arch", help="architecture (default: read from the candidates' provenance)")
+    p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n parts (0-based; default 0/1)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the minibatch and every candidate's initialisation")
+    signs = ", ".join(f"{name} ({'higher' if p.higher_is_better else 'lower'} = better)" for name, p in PROXIES.items())
+    controls = ", ".join(f"{name} ({'higher' if up else 'lower'} = better)" for name, up in CONTROLS.items())
+    p.add_argument(
+        "--proxies",
+        default="fisher",
+        help=f"comma-separated, from: {signs}; the candidates' {controls} columns are controls",
+    )
+    p.add_argument("--minibatches", default="1", help="comma-separated k: proxies after k minibatches (e.g. 1,10,100)")
+    p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",
+                   help="shared: one seeded minibatch for all (default); per-candidate: the released code's way")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")
+
+
+def cmd_pick(args) -> None:
+    candidates = read_candidates(args.candidates_csv)
+    rows = candidates[candidates["candidate"] == args.candidate]
+    if rows.empty:
+        raise BlockswapError(f"{args.candidates_csv} has no candidate {args.candidate} (0 to {len(candidates) - 1})")
+    row = rows.iloc[0]
+    record = {"genotype": row["genotype"].split(), "candidate": int(row["candidate"]), "params": int(row["params"]),
+              "macs": int(row["macs"]), "ops": int(row["ops"]), "source": str(args.candidates_csv),
+              "provenance": provenance()}
+    write_json(args.out, record)
+    print(f"candidate {args.candidate}: {row['genotype']} -> {args.out}")
+
+
+def add_pick(sub) -> None:
+    p = sub.add_parser("pick", help="write one sampled candidate as a genotype file",
+                       description="Write candidate i of a candidates CSV as a genotype JSON file.")
+    p.add_argument("candidates_csv", help="output of 'blockswap sample'")
+    p.add_argument("--candidate", type=int, required=True, help="candidate index")
+    p.add_argument("--out", required=True, help="output JSON genotype file")
+
+
+def cmd_select(args) -> None:
+    best = select_best([Path(p) for p in args.scores])
+    record = {**best, "provenance": provenance()}
+    write_json(args.out, record)
+    print(f"selected candidate {best['candidate']} of {best['candidates']} (Fisher {best['fisher']:.6g}, "
+          f"{best['params']} params) -> {args.out}")
+
+
+def add_select(sub) -> None:
+    p = sub.add_parser(
+        "select",
+        help="merge scored shards and pick the highest Fisher potential",
+        description="Merge score shards, check none is missing or duplicated, write the winning genotype.",
+    )
+    p.add_argument("scores", nargs="+", help="scores CSV files (all shards)")
+    p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
+
+
+COMMANDS = {
+    "sample": (add_sample, cmd_sample),
+    "score": (add_score, cmd_score),
+    "pick": (add_pick, cmd_pick),
+    "select": (add_select, cmd_select),
+}
