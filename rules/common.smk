@@ -37,7 +37,6 @@ NETWORKS = list(PLANS)
 COSTED = [name for name, plan in PLANS.items() if plan.method != "random"]  # Table 2/3 rows
 BUDGETS = [str(b) for b in config["search"]["budgets"]]
 SEEDS = [str(s) for s in config["seeds"]]
-RANDOM_STUDENTS = range(config["ablation"]["random_students"])
 
 
 wildcard_constraints:

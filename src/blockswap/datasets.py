@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import BlockswapError
+from .seeds import derive_seed
 
 # Normalisation constants, each with its source.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # PAPER.md s.4 (attention-transfer / Cutout code)
@@ -407,6 +408,10 @@ class TensorBatches:
             yield x, self.labels[take]
 
 
+def on_device(loader, device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+
+
 def epoch_batches(
     data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
@@ -431,7 +436,7 @@ def epoch_batches(
         num_workers=workers,
         generator=torch.Generator().manual_seed(seed),
     )
-    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+    return on_device(loader, device)
 
 
 def evaluation_batches(data: Dataset, split: str, batch_size: int, device="cpu", workers: int = 4):
@@ -441,8 +446,7 @@ def evaluation_batches(data: Dataset, split: str, batch_size: int, device="cpu",
         raise BlockswapError(f"{data.name} has no {split} split")
     if isinstance(part, ImageTensors):
         return TensorBatches(part, data.mean, data.std, batch_size, device)
-    loader = torch.utils.data.DataLoader(part, batch_size=batch_size, num_workers=workers)
-    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+    return on_device(torch.utils.data.DataLoader(part, batch_size=batch_size, num_workers=workers), device)
 
 
 def training_batches(
@@ -451,5 +455,5 @@ def training_batches(
     """An endless, seeded stream of augmented training minibatches on `device` (epoch after epoch)."""
     epoch = 0
     while True:
-        yield from epoch_batches(data, batch_size, seed + epoch, device, cutout, workers)
+        yield from epoch_batches(data, batch_size, derive_seed(seed, epoch), device, cutout, workers)
         epoch += 1

@@ -12,6 +12,7 @@ from . import gpus
 from .errors import BlockswapError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"  # for every --device flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:

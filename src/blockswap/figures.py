@@ -15,6 +15,7 @@ import seaborn as sns  # noqa: E402
 
 from .errors import BlockswapError  # noqa: E402
 from .provenance import code_version  # noqa: E402
+from .report import ERROR_STD_DDOF  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
 DPI = 150
@@ -37,7 +38,8 @@ def pareto(students: pd.DataFrame, out: Path) -> None:
     (random ablation students are left to Figure 2)."""
     students = students[students["method"] != "random"]
     summary = (students.groupby(["method", "network"], as_index=False)
-               .agg(params=("params", "first"), error=("test_error", "mean"), std=("test_error", "std")))
+               .agg(params=("params", "first"), error=("test_error", "mean"),
+                    std=("test_error", lambda e: e.std(ddof=ERROR_STD_DDOF))))
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     for (method, group), colour in zip(summary.groupby("method"), sns.color_palette()):
         group = group.sort_values("params")

@@ -41,11 +41,8 @@ class FisherPotential:
 def fisher_potential(model: Network, images: torch.Tensor, labels: torch.Tensor) -> FisherPotential:
     """Fisher potential of `model` on one minibatch (total and per block). BN uses batch stats."""
     model.train()
-    out = model.forward_intermediates(images)
-    loss = F.cross_entropy(out.logits, labels)
-    grads = torch.autograd.grad(loss, out.probes)
-    blocks = fisher_from_probes(out.probes, grads).detach()
-    return FisherPotential(float(blocks.sum()), blocks.tolist())
+    values, blocks, _ = measure(model, images, labels, [PROXIES["fisher"]])
+    return FisherPotential(values["fisher"], blocks)
 
 
 # --- Table 1 proxies ----------------------------------------------------------------------------

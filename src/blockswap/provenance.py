@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ PROVENANCE_SUFFIX = ".provenance.json"
 DIGEST_CHUNK = 1 << 20  # bytes read at a time when hashing an input
 
 
+@functools.lru_cache(maxsize=1)  # fixed for the life of a process; every file stamps it
 def code_version() -> str:
     """Package version, plus the git commit (and '-dirty') when run from a checkout."""
     try:

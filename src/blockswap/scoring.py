@@ -26,16 +26,12 @@ from .errors import BlockswapError
 from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .provenance import atomic_write_text, file_digest, provenance, provenance_path, write_json
+from .provenance import atomic_write_text, input_digests, provenance, provenance_path, write_json
 from .sampling import CANDIDATE_COLUMNS
+from .seeds import derive_seed
 
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, identical on every platform (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -81,10 +77,13 @@ class ScoringSettings:
         if self.minibatches[0] < 1:
             raise BlockswapError(f"minibatch counts must be positive, got {self.minibatches}")
 
+    def extra_columns(self) -> list[tuple[str, int, str]]:
+        """(proxy, k, column) of every measurement beyond the Fisher potential at k = 1 (which is
+        the `fisher` and `fisher_blocks` columns): `<proxy>@<k>`."""
+        return [(p, k, f"{p}@{k}") for k in self.minibatches for p in self.proxies if (p, k) != ("fisher", 1)]
+
     def columns(self) -> list[str]:
-        """Score columns: `fisher` and `fisher_blocks` (k = 1), then `<proxy>@<k>` for the rest."""
-        extra = [f"{p}@{k}" for k in self.minibatches for p in self.proxies if (p, k) != ("fisher", 1)]
-        return ["fisher", "fisher_blocks"] + extra
+        return ["fisher", "fisher_blocks"] + [column for _, _, column in self.extra_columns()]
 
 
 class Scorer:
@@ -118,10 +117,8 @@ class Scorer:
         results = measure_along_training(model, self.batches(candidate), self.proxies, self.points)
         values, blocks = results[1]
         record = {"fisher": values["fisher"], "fisher_blocks": json.dumps(blocks)}
-        for k in self.settings.minibatches:
-            for proxy in self.settings.proxies:
-                if (proxy, k) != ("fisher", 1):
-                    record[f"{proxy}@{k}"] = results[k][0][proxy]
+        for proxy, k, column in self.settings.extra_columns():
+            record[column] = results[k][0][proxy]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         record["seconds"] = round(time.perf_counter() - start, 4)
@@ -225,7 +222,7 @@ TOP_ROWS = 10  # rows of the rank table kept in the selection's provenance
 
 def select_best(score_files: Sequence[Path]) -> dict:
     """Merge shards, check the candidates are complete and unique, return the top-Fisher one."""
-    frames, totals, sources = [], set(), []
+    frames, totals = [], set()
     for path in score_files:
         path = Path(path)
         if not path.is_file():
@@ -237,7 +234,6 @@ def select_best(score_files: Sequence[Path]) -> dict:
         if meta_path.is_file():
             totals.add(json.loads(meta_path.read_text())["candidates_total"])
         frames.append(frame)
-        sources.append({"file": str(path), "sha256": file_digest(path)})
     merged = pd.concat(frames, ignore_index=True)
     duplicated = sorted(set(merged.loc[merged["candidate"].duplicated(), "candidate"]))
     if duplicated:
@@ -261,5 +257,5 @@ def select_best(score_files: Sequence[Path]) -> dict:
         "ops": int(best["ops"]),
         "candidates": int(len(merged)),
         "rank_table": top.to_dict(orient="records"),
-        "sources": sources,
+        "sources": input_digests(score_files),
     }

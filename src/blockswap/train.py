@@ -24,13 +24,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, atomic_save, load_model, safe_load, save_model
-from .counting import count
 from .datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
 from .distillation import check_compatible, distillation_loss
 from .errors import BlockswapError
 from .models import build_model
-from .provenance import atomic_write_text, code_version, provenance, write_json
-from .scoring import derive_seed
+from .provenance import atomic_write_text, provenance, write_json
+from .seeds import derive_seed
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -257,7 +256,8 @@ class Trainer:
     def _finish(self, history: list, elapsed: float) -> dict:
         test = evaluate(self.model, evaluation_batches(self.data, "test", EVAL_BATCH_SIZE, self.device),
                         self.device, self.config.bf16)
-        cost = count(self.model, self.data.input_size)
+        cost = self.model.spec.cost(self.data.input_size)  # exact, from the genotype (no forward pass)
+        stamp = provenance(seed=self.config.seed, device=self.device, seconds=elapsed)
         save_model(self.model, self.out / MODEL_FILE, self.data.input_size, self.data.name)
         atomic_write_text(self.out / HISTORY_FILE, pd.DataFrame(history).to_csv(index=False))
         metrics = {
@@ -274,8 +274,8 @@ class Trainer:
             "tags": self.tags,
             "fingerprint": self.config.fingerprint(),
             "hyperparameters": asdict(self.config),
-            "code_version": code_version(),
-            "provenance": provenance(seed=self.config.seed, device=self.device, seconds=elapsed),
+            "code_version": stamp["code_version"],
+            "provenance": stamp,
         }
         write_json(self.out / METRICS_FILE, metrics)
         (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)

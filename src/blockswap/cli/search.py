@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..blocks import CANDIDATE_SETS, candidate_set
 from ..datasets import load_dataset
-from ..devices import resolve_device
+from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..fisher import CONTROLS, PROXIES
 from ..models import parse_arch
@@ -112,7 +112,7 @@ def add_score(sub) -> None:
     p.add_argument("--minibatches", default="1", help="comma-separated k: proxies after k minibatches (e.g. 1,10,100)")
     p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",
                    help="shared: one seeded minibatch for all (default); per-candidate: the released code's way")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")

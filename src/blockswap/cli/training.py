@@ -9,7 +9,7 @@ import yaml
 
 from ..checkpoint import load_model
 from ..datasets import evaluation_batches, load_dataset
-from ..devices import resolve_device
+from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..models import parse_arch
@@ -100,7 +100,7 @@ def add_train(sub) -> None:
     p.add_argument("--val-size", type=int, help="training images held out for validation")
     p.add_argument("--data-dir", help="folder holding the dataset files (default: data)")
     p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--bf16", action="store_true", help="fast mode: bf16 autocast (CUDA)")
     p.add_argument("--channels-last", action="store_true", help="fast mode: NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="fast mode: torch.compile")
@@ -129,7 +129,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--dataset", help="default: the dataset the model was trained on")
     p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
     p.add_argument("--image-size", type=int, help="digits only (default: the model's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 COMMANDS = {
