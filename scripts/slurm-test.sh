@@ -37,20 +37,15 @@ snakemake all --profile profiles/slurm --directory "$work/slurm" --configfile "$
   > "$work/slurm.log" 2>&1 || { tail -n 40 "$work/slurm.log"; fail "the SLURM run failed (log: $work/slurm.log)"; }
 slurm_s=$(( $(date +%s) - start ))
 
-python - "$work" <<'PY' || fail "results differ or jobs bypassed sbatch"
+PYTHONPATH=tests python - "$work" <<'PY' || fail "results differ or jobs bypassed sbatch"
 import re, sys
 from pathlib import Path
 import pandas as pd
+from snakemake_log import job_counts
 
 work = Path(sys.argv[1])
 log = (work / "slurm.log").read_text()
-stats = log.split("Job stats:")[1].strip().splitlines()[2:]
-jobs = {}
-for line in stats:
-    parts = line.split()
-    if len(parts) != 2:
-        break
-    jobs[parts[0]] = int(parts[1])
+jobs = job_counts(log)
 remote = sum(n for rule, n in jobs.items() if rule not in ("all", "total"))
 submitted = set(re.findall(r"(?:SLURM (?:array )?job ?id|SLURM jobid) (\d+(?:_\d+)?)", log, flags=re.I))
 finished_remote = len(re.findall(r"Finished jobid: \d+ \(Rule: (?!all\))", log))

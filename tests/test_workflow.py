@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from snakemake_log import job_counts
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -34,17 +35,6 @@ def test_lint_is_clean():
 def test_snakefmt_check():
     proc = subprocess.run([str(BIN / "snakefmt"), "--check", "."], cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-
-
-def job_counts(output: str) -> dict:
-    lines = output.split("Job stats:")[1].strip().splitlines()[2:]
-    counts = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2:
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 @pytest.mark.parametrize(
