@@ -9,9 +9,11 @@
 #     candidates.csv               sampled genotypes within the budget (+ .provenance.json)
 #     scores/shard-<i>.csv         Fisher potential of each candidate, one file per parallel shard
 #     student.json                 the highest-Fisher genotype, its costs and the rank table
+#     bestof-<n>.json              samples ablation: the highest-Fisher of the first n candidates
 #   students/<network>/seed-<s>/   each student distilled from teacher <s> (AT)
 #   ablation/<budget>/             random-<i>.json picked candidates, proxies.csv (Table 1 proxies)
-#   tables/                        costs, students, table2 (csv/md/tex), correlation (csv/md)
+#   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
+#                                  correlation (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
 #
 # Run everything:   snakemake --cores 8 all
@@ -35,31 +37,10 @@ include: "rules/ablation.smk"
 include: "rules/report.smk"
 
 
-ABLATION_ON = config["ablation"]["random_students"] > 0
-TABLES = [
-    f"{RESULTS}/tables/costs.csv",
-    f"{RESULTS}/tables/students.csv",
-    f"{RESULTS}/tables/table2.md",
-] + ([f"{RESULTS}/tables/correlation.md"] if ABLATION_ON else [])
-SEARCHED = [] if config["search"]["use_released_genotypes"] else BUDGETS
-FIGURES = (
-    [f"{RESULTS}/figures/pareto.png"]
-    + expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED)
-    + ([f"{RESULTS}/figures/random_students.png", f"{RESULTS}/figures/fisher_vs_error.png"] if ABLATION_ON else [])
-)
-
-
-# Per-network results are listed as well as the tables built from them: Snakemake (>= 7.7) does not
-# remake a deleted intermediate file whose consumers are up to date, but it always remakes a
-# missing input of the target, and then the tables that depend on it.
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/config.yaml",
-        TEACHER_METRICS,
-        student_metrics(["blockswap", "moonshine", "reduced", "random"]),
-        TABLES,
-        FIGURES,
+        get_final_output(),
 
 
 rule teacher:
@@ -79,23 +60,23 @@ rule students:
 
 rule baselines:
     input:
-        student_metrics(["moonshine", "reduced"]),
+        student_metrics(["moonshine", "reduced", "snip"]),
 
 
 rule ablation:
     input:
-        student_metrics(["random"]),
-        expand(f"{RESULTS}/ablation/{{budget}}/proxies.csv", budget=BUDGETS if ABLATION_ON else []),
+        student_metrics(["random", "bestof"]),
+        list(PROXY_FILES.values()),
 
 
 rule tables:
     input:
-        TABLES,
+        paper_tables(),
 
 
 rule figures:
     input:
-        FIGURES,
+        paper_figures(),
 
 
 rule costs:

@@ -1,5 +1,6 @@
 # Configuration validation, the plan of networks, input functions and wildcard constraints.
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -9,7 +10,18 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from blockswap.errors import BlockswapError
-from blockswap.plan import config_error_message, config_key, plan_networks, save_resolved_config, use_resolved_config
+from blockswap.plan import (
+    ablation_budgets,
+    config_error_message,
+    config_key,
+    plan_networks,
+    plan_notes,
+    save_resolved_config,
+    STUDENT_METHODS,
+    scored_budgets,
+    teacher_spec,
+    use_resolved_config,
+)
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the
@@ -25,17 +37,26 @@ try:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
     PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
+    # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.
+    PRETRAINED = teacher_spec(config)
 except (WorkflowError, BlockswapError) as err:
     sys.exit(f"blockswap: config error: {config_error_message(err)}")
 if workflow.is_main_process and not workflow.remote_exec:
     save_resolved_config(config, RESOLVED_CONFIG)
+    for note in plan_notes(config):
+        print(f"blockswap: note: {note}", file=sys.stderr)
 
 LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
 NETWORKS = list(PLANS)
-COSTED = [name for name, plan in PLANS.items() if plan.method != "random"]  # Table 2/3 rows
+COSTED = [
+    name for name, plan in PLANS.items() if plan.method not in ("random", "bestof", "snip")
+]  # Table 2/3 rows with dense costs
 BUDGETS = [str(b) for b in config["search"]["budgets"]]
+SEARCHED = [] if config["search"]["use_released_genotypes"] else BUDGETS  # budgets with a student.json
+SCORED = [str(b) for b in scored_budgets(config)]  # budgets whose candidates are all scored
+ABLATED = [str(b) for b in ablation_budgets(config)]  # budgets of the random-student ablation
 SEEDS = [str(s) for s in config["seeds"]]
 
 
@@ -59,12 +80,34 @@ def data_args(download=False):
 
 
 def training_args():
+    """The training flags every training job gets; unset (null) keys leave the protocol's values."""
     t = config["training"]
     args = (
         f"--protocol {t['protocol']} --epochs {t['epochs']} --batch-size {t['batch_size']} "
-        f"--lr {t['lr']} --weight-decay {t['weight_decay']}"
+        f"--lr {t['lr']} --weight-decay {t['weight_decay']} --nproc {t['gpus']}"
     )
-    return args + ("" if t["cutout"] else " --no-cutout")
+    args += " --cutout" if t["cutout"] else " --no-cutout"
+    if t["schedule"] is not None:
+        args += f" --schedule {t['schedule']}"
+    if t["milestones"] is not None:
+        args += " --milestones " + ",".join(str(m) for m in t["milestones"])
+    if t["gamma"] is not None:
+        args += f" --gamma {t['gamma']}"
+    return args + (" --drop-last" if t["drop_last"] else "")
+
+
+def distillation_args(network):
+    """AT weight (auto: rescaled with the image size by the trainer) and, for SNIP, the pruning."""
+    beta = config["distillation"]["beta"]
+    args = "" if beta == "auto" else f"--beta {beta}"
+    plan = PLANS[network]
+    if plan.prune_params is not None:
+        args += f" --prune snip --prune-params {plan.prune_params}"
+    return args
+
+
+def teacher_arg(seed):
+    return PRETRAINED or f"{RESULTS}/teachers/seed-{seed}"
 
 
 def plan_tags(network):
@@ -74,17 +117,67 @@ def plan_tags(network):
 
 
 def genotype_input(wildcards):
-    """A searched or picked genotype file is an input of the DAG; block names and released files are not."""
+    """A genotype file (searched, picked or released) is an input of the DAG; a block name is not."""
     plan = PLANS[wildcards.network]
-    return [plan.genotype] if plan.searched else []
+    return [plan.genotype] if plan.searched or Path(plan.genotype).is_file() else []
+
+
+def teacher_inputs(wildcards):
+    """What a student reads of its teacher: the trained weights, or the pretrained weight file."""
+    if PRETRAINED:
+        return teacher_weights()
+    return [f"{RESULTS}/teachers/seed-{wildcards.seed}/model.pt"]
 
 
 def student_metrics(methods):
-    return expand(
-        f"{RESULTS}/students/{{network}}/seed-{{seed}}/metrics.json",
-        network=[n for n in STUDENTS if PLANS[n].method in methods],
-        seed=SEEDS,
-    )
+    """metrics.json of every (network, seed) of these methods; each network has its own seeds."""
+    return [
+        f"{RESULTS}/students/{name}/seed-{seed}/metrics.json"
+        for name in STUDENTS
+        if PLANS[name].method in methods
+        for seed in PLANS[name].seeds
+    ]
+
+
+def teacher_weights():
+    """A pretrained teacher's weight file is an input of every job that reads it."""
+    return [PRETRAINED.split(":", 2)[2]] if PRETRAINED else []
 
 
 TEACHER_METRICS = expand(f"{RESULTS}/teachers/seed-{{seed}}/metrics.json", seed=SEEDS)
+# Every score shard of one budget (the budget wildcard is left for the rule to fill).
+SCORE_SHARDS = expand(
+    f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
+    shard=range(config["search"]["shards"]),
+)
+PROXY_FILES = {b: f"{RESULTS}/ablation/{b}/proxies.csv" for b in ABLATED}
+PROXY_ARGS = " ".join(f"--proxies {b}={path}" for b, path in PROXY_FILES.items())
+
+
+def paper_tables():
+    """The paper's tables this configuration makes: Table 2 or 3, Table 1, the samples ablation."""
+    main = "table3" if config["dataset"] == "imagenet" else "table2"
+    tables = [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/tables/students.csv", f"{RESULTS}/tables/{main}.md"]
+    tables += [f"{RESULTS}/tables/correlation.md"] if ABLATED else []
+    return tables + ([f"{RESULTS}/tables/samples.md"] if config["ablation"]["samples"] else [])
+
+
+def paper_figures():
+    figures = [f"{RESULTS}/figures/pareto.png"]
+    figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED)
+    if ABLATED:
+        figures += [f"{RESULTS}/figures/random_students.png", f"{RESULTS}/figures/fisher_vs_error.png"]
+    return figures
+
+
+def get_final_output():
+    """Everything `all` makes. Per-network results are listed as well as the tables built from them:
+    Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
+    but it always remakes a missing input of the target, and then the tables that depend on it."""
+    return [
+        f"{RESULTS}/config.yaml",
+        *TEACHER_METRICS,
+        *student_metrics(STUDENT_METHODS),
+        *paper_tables(),
+        *paper_figures(),
+    ]

@@ -19,7 +19,7 @@ rule resolved_config:
 rule students_table:
     input:
         TEACHER_METRICS,
-        student_metrics(["blockswap", "moonshine", "reduced", "random"]),
+        student_metrics(STUDENT_METHODS),
     output:
         f"{RESULTS}/tables/students.csv",
     log:
@@ -30,27 +30,33 @@ rule students_table:
         "blockswap report students {input} --csv {output} > {log} 2>&1"
 
 
+# Table 2 (CIFAR) or Table 3 (ImageNet): one row per network, the paper's values beside ours.
 # snakemake --cores 1 results/default/tables/table2.md
-rule table2:
+rule paper_table:
     input:
         rules.students_table.output[0],
     output:
-        csv=f"{RESULTS}/tables/table2.csv",
-        md=f"{RESULTS}/tables/table2.md",
-        tex=f"{RESULTS}/tables/table2.tex",
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
     log:
-        f"{LOGS}/tables/table2.log",
+        f"{LOGS}/tables/{{table}}.log",
+    wildcard_constraints:
+        table="table2|table3|samples",
     conda:
         "../environment.yml"
+    params:
+        notes=" ".join(f"--note {shlex.quote(n)}" for n in plan_notes(config)),
     shell:
-        "blockswap report table2 {input} --csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
+        "blockswap report {wildcards.table} {input} {params.notes} "
+        "--csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/default/tables/correlation.md
 rule correlation:
     input:
         students=rules.students_table.output[0],
-        proxies=expand(f"{RESULTS}/ablation/{{budget}}/proxies.csv", budget=BUDGETS),
+        proxies=list(PROXY_FILES.values()),
     output:
         csv=f"{RESULTS}/tables/correlation.csv",
         md=f"{RESULTS}/tables/correlation.md",
@@ -59,7 +65,7 @@ rule correlation:
     conda:
         "../environment.yml"
     params:
-        proxies=" ".join(f"--proxies {b}={RESULTS}/ablation/{b}/proxies.csv" for b in BUDGETS),
+        proxies=PROXY_ARGS,
     shell:
         "blockswap report correlation {input.students} {params.proxies} "
         "--csv {output.csv} --md {output.md} > {log} 2>&1"
@@ -86,7 +92,7 @@ rule figure_from_students:
 rule figure_fisher_vs_error:
     input:
         students=rules.students_table.output[0],
-        proxies=expand(f"{RESULTS}/ablation/{{budget}}/proxies.csv", budget=BUDGETS),
+        proxies=list(PROXY_FILES.values()),
     output:
         png=report(
             f"{RESULTS}/figures/fisher_vs_error.png", caption="../report/fisher_vs_error.rst", category="Figures"
@@ -97,7 +103,7 @@ rule figure_fisher_vs_error:
     conda:
         "../environment.yml"
     params:
-        proxies=" ".join(f"--proxies {b}={RESULTS}/ablation/{b}/proxies.csv" for b in BUDGETS),
+        proxies=PROXY_ARGS,
     shell:
         "blockswap figure fisher_vs_error {input.students} {params.proxies} --out {output.png} > {log} 2>&1"
 
@@ -105,10 +111,7 @@ rule figure_fisher_vs_error:
 # snakemake --cores 1 results/default/figures/search_60000.png
 rule figure_search:
     input:
-        scores=expand(
-            f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
-            shard=range(config["search"]["shards"]),
-        ),
+        scores=SCORE_SHARDS,
         student=f"{RESULTS}/search/{{budget}}/student.json",
     output:
         png=report(f"{RESULTS}/figures/search_{{budget}}.png", caption="../report/search.rst", category="Figures"),

@@ -51,10 +51,7 @@ rule score:
 # snakemake --cores 2 results/default/search/100000/student.json
 rule select:
     input:
-        expand(
-            f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
-            shard=range(config["search"]["shards"]),
-        ),
+        SCORE_SHARDS,
     output:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
@@ -63,3 +60,20 @@ rule select:
         "../environment.yml"
     shell:
         "blockswap select {input} --out {output} > {log} 2>&1"
+
+
+# The samples ablation: the Fisher-best among the first N candidates of the same scored list.
+# snakemake --cores 2 results/default/search/60000/bestof-10.json
+rule select_first:
+    input:
+        SCORE_SHARDS,
+    output:
+        f"{RESULTS}/search/{{budget}}/bestof-{{n}}.json",
+    log:
+        f"{LOGS}/search/{{budget}}/bestof-{{n}}.log",
+    wildcard_constraints:
+        n="[0-9]+",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap select {input} --first {wildcards.n} --out {output} > {log} 2>&1"

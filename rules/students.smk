@@ -1,11 +1,12 @@
-# Student stage: every student (BlockSwap, Moonshine, reduced, random) distilled from each teacher
-# with attention transfer. Resumable: a killed job continues from its last epoch when rerun.
+# Student stage: every student (BlockSwap, Moonshine, reduced, SNIP, best-of-N, random) distilled from
+# its teachers with attention transfer. Resumable: a killed job continues from its last epoch when rerun.
 
 
 # snakemake --cores 2 results/default/students/moonshine-b2/seed-0/metrics.json
 rule train_student:
     input:
         teacher=f"{RESULTS}/teachers/seed-{{seed}}/metrics.json",
+        weights=teacher_inputs,
         genotype=genotype_input,
     output:
         model=f"{RESULTS}/students/{{network}}/seed-{{seed}}/model.pt",
@@ -18,7 +19,7 @@ rule train_student:
     conda:
         "../environment.yml"
     resources:
-        gpu=1,
+        gpu=config["training"]["gpus"],
         mem_mb=8000,
     params:
         arch=lambda wc: PLANS[wc.network].arch,
@@ -26,10 +27,10 @@ rule train_student:
         tags=lambda wc: plan_tags(wc.network),
         data=data_args(),
         training=training_args(),
-        beta=config["distillation"]["beta"],
-        teacher=lambda wc: f"{RESULTS}/teachers/seed-{wc.seed}",
-        out=lambda wc: f"{RESULTS}/students/{wc.network}/seed-{wc.seed}",
+        distillation=lambda wc: distillation_args(wc.network),
+        teacher=lambda wc: teacher_arg(wc.seed),
+        out=lambda wc, output: str(Path(output.metrics).parent),
     shell:
         "blockswap train --arch {params.arch} --genotype {params.genotype:q} {params.data} "
-        "{params.training} --beta {params.beta} --teacher {params.teacher} --seed {wildcards.seed} "
+        "{params.training} {params.distillation} --teacher {params.teacher:q} --seed {wildcards.seed} "
         "{params.tags} --quiet --out {params.out} > {log} 2>&1"

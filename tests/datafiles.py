@@ -47,3 +47,54 @@ def write_svhn(root: Path, n: int = 12, seed: int = 0) -> Path:
         y = rng.integers(1, 11, (n, 1)).astype(np.uint8)  # 1..10, where 10 means digit 0
         savemat(folder / f"{split}_32x32.mat", {"X": X, "y": y})
     return folder
+
+
+def write_cifar100(root: Path, per_split: int = 40, seed: int = 0) -> Path:
+    """A tiny `cifar-100-python` folder: `train` and `test` pickles with fine and coarse labels, and `meta`."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test"):
+        batch = {
+            b"filenames": [f"{i}.png".encode() for i in range(per_split)],
+            b"batch_label": f"{name} batch".encode(),
+            b"fine_labels": rng.integers(0, 100, per_split).tolist(),
+            b"coarse_labels": rng.integers(0, 20, per_split).tolist(),
+            b"data": rng.integers(0, 256, (per_split, 3072), dtype=np.uint8),
+        }
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    with open(folder / "meta", "wb") as fh:
+        pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"c{i}".encode() for i in range(20)]}, fh)
+    return folder
+
+
+def write_imagenet(root: Path, classes: int = 1000, per_class: int = 1, size=(48, 40), seed: int = 0) -> Path:
+    """A tiny ImageNet in the layout the loader reads: `imagenet/{train,val}/<wnid>/*.JPEG`, real JPEG
+    files (random noise) of a non-square size, `classes` synset folders each with `per_class` images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "imagenet"
+    for split in ("train", "val"):
+        for c in range(classes):
+            wnid = f"n{c:08d}"
+            target = folder / split / wnid
+            target.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(target / f"{wnid}_{i}.JPEG", quality=75)
+    return folder
+
+
+def write_torchvision_resnet34(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised torchvision ResNet-34 state dict, saved the way torchvision's own
+    weight files are (a plain state dict), standing in for the pretrained ImageNet weights."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
+    return path

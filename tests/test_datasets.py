@@ -178,3 +178,87 @@ def test_batches_are_normalised_seeded_and_cover_the_split():
     assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(d.train.labels.tolist())
     plain = next(iter(ds.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
     assert abs(plain.mean().item()) < 1e-4 and abs(plain.std().item() - 1) < 1e-2
+
+
+def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation():
+    # White images: every pixel the crop brings in from the padding must be black *before*
+    # normalisation (the released pipeline pads raw images), i.e. exactly (0 - mean) / std after.
+    white = ds.ImageTensors(torch.full((64, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
+    crop = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(2, 0, flip=False), seed=0)
+    x = next(iter(crop))[0]
+    black = crop.normalise(torch.zeros(1, 3, 1, 1))
+    white_n = crop.normalise(torch.full((1, 3, 1, 1), 255.0))
+    is_black = (x == black).all(dim=1)  # (n, h, w): every channel exactly normalised black
+    is_white = (x == white_n).all(dim=1)
+    assert torch.all(is_black | is_white)
+    assert is_black.any(dim=(1, 2)).float().mean() > 0.5  # most crops are shifted
+    assert not torch.equal(black, torch.zeros_like(black))  # black is not the mean colour (0 after normalising)
+    # Shifted crops: black rows/columns form bands at the border only.
+    for img in is_black:
+        rows, cols = img.all(dim=1), img.all(dim=0)
+        assert torch.equal(img, rows[:, None] | cols[None, :])
+    # Cutout comes after normalisation: its hole is 0, neither black nor white.
+    cut = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(0, 4, flip=False), seed=0)
+    y = next(iter(cut))[0]
+    hole = (y == 0).all(dim=1)
+    assert torch.all(hole | (y == white_n).all(dim=1)) and hole.sum(dim=(1, 2)).max() == 16
+
+
+def test_last_partial_batch_is_kept_unless_dropped():
+    d = ds.load_dataset("digits", image_size=8)
+    kept = list(ds.epoch_batches(d, 100, seed=0))
+    dropped = list(ds.epoch_batches(d, 100, seed=0, drop_last=True))
+    assert [len(y) for _, y in kept] == [100] * 10 + [77]
+    assert [len(y) for _, y in dropped] == [100] * 10
+    # A split smaller than one batch is one partial batch, never an empty epoch.
+    assert [len(y) for _, y in ds.epoch_batches(d, 5000, seed=0, drop_last=True)] == [1077]
+
+
+def test_ranks_share_each_global_batch_exactly():
+    d = ds.load_dataset("digits", image_size=8)
+    whole = list(ds.epoch_batches(d, 100, seed=4))
+    parts = [list(ds.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
+    for i, (x, y) in enumerate(whole):
+        shares = [p[i] for p in parts]
+        assert [len(s[1]) for s in shares] == [len(y) // 3 + (r >= 3 - len(y) % 3) for r in range(3)]
+        assert torch.equal(torch.cat([s[0] for s in shares]), x)
+        assert torch.equal(torch.cat([s[1] for s in shares]), y)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """An ImageFolder tree of 10 flat grey images (pixel 200) in 2 classes."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            folder = tmp_path / "imagenet" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(5):
+                Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(folder / f"{i}.png")
+    return ds.load_dataset("imagenet", tmp_path, image_size=32)
+
+
+def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
+    def epoch(**kw):
+        return list(ds.epoch_batches(image_folder, 4, seed=1, workers=0, **kw))
+
+    plain = epoch(cutout=False)
+    assert [len(y) for _, y in plain] == [4, 4, 2] and not any((x == 0).any() for x, _ in plain)
+    assert [len(y) for _, y in epoch(cutout=False, drop_last=True)] == [4, 4]
+    cut = epoch(cutout=True)
+    size = ds.Augmentation.paper(32).cutout  # 16 px at 32 px, as for CIFAR
+    for x, _ in cut:
+        hole = (x == 0).all(dim=1)  # zero in every channel: after normalisation (grey is not 0)
+        assert torch.equal(hole, (x == 0).any(dim=1))
+        counts = hole.sum(dim=(1, 2))
+        assert counts.max() <= size * size and counts.min() > 0
+        rows, cols = hole.any(dim=2).sum(dim=1), hole.any(dim=1).sum(dim=1)
+        assert torch.equal(counts, rows * cols)  # one rectangle: a square clipped at the border
+    again = epoch(cutout=True)
+    assert all(torch.equal(a[0] == 0, b[0] == 0) for a, b in zip(cut, again))  # seeded
+    shares = [epoch(cutout=True, shard=(r, 2)) for r in range(2)]
+    for i, (x, y) in enumerate(cut):  # each rank cuts its part of the holes one process cuts
+        assert torch.equal(torch.cat([s[i][0] == 0 for s in shares]), x == 0)
+        assert torch.equal(torch.cat([s[i][1] for s in shares]), y)

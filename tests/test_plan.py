@@ -1,5 +1,7 @@
 """The plan of networks a workflow configuration trains and costs."""
 
+import re
+
 import pytest
 import yaml
 from conftest import GENOTYPES, ROOT
@@ -29,7 +31,39 @@ def test_paper_cifar10_trains_the_released_genotypes_for_table2():
         162200: "blockswap-162k.yaml",
     }
     methods = [p.method for p in plans.values()]
-    assert methods.count("moonshine") == 21 and methods.count("reduced") == 3 and methods.count("random") == 600
+    assert methods.count("moonshine") == 21 and methods.count("reduced") == 3 and methods.count("random") == 300
+    assert methods.count("snip") == 6 and methods.count("bestof") == 3
+
+
+def test_paper_cifar10_ablation_follows_the_paper_design():
+    """Table 1 / Figure 2: 100 random students at ~200K, ~400K and ~800K, each trained once; the
+    samples ablation trains the Fisher-best of the first 10 / 100 / 1000 candidates at 404.2K."""
+    plans = plan_networks(load("config/paper-cifar10.yaml"), GENOTYPES, "results/x")
+    random = [p for p in plans.values() if p.method == "random"]
+    assert sorted({p.budget for p in random}) == [200000, 400000, 800000]
+    assert all(p.seeds == (0,) for p in random) and len(random) == 300
+    bestof = [p for p in plans.values() if p.method == "bestof"]
+    assert [(p.first, p.budget, p.genotype) for p in bestof] == [
+        (n, 404200, f"results/x/search/404200/bestof-{n}.json") for n in (10, 100, 1000)]
+    blockswap = {p.budget: p for p in plans.values() if p.method == "blockswap"}
+    assert all(p.seeds == (0, 1, 2) for p in blockswap.values())
+    # SNIP prunes the teacher to the exact size of the released BlockSwap student of each budget.
+    snip = {p.budget: p.prune_params for p in plans.values() if p.method == "snip"}
+    assert snip[217000] == 217050 and snip[404200] == 404250 and len(snip) == 6
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"ablation": {"seeds": [5]}}, "ablation.seeds: [5] are not in seeds"),
+    ({"ablation": {"random_students": 2000}}, "is more than search.samples"),
+    ({"ablation": {"samples": [10, 5000]}}, "ablation.samples: [5000] exceed search.samples"),
+    ({"ablation": {"samples_budget": 123456}}, "ablation.samples_budget: 123456 is not one of search.budgets"),
+])
+def test_ablation_mistakes_are_caught_before_any_job(change, message):
+    config = load("config/paper-cifar10.yaml")
+    for section, values in change.items():
+        config[section].update(values)
+    with pytest.raises(BlockswapError, match=re.escape(message)):
+        plan_networks(config, GENOTYPES, "r")
 
 
 def test_searched_students_depend_on_the_search_output():
@@ -43,12 +77,27 @@ def test_searched_students_depend_on_the_search_output():
 def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():
     config = load("config/paper-cifar10.yaml")
     config["search"]["candidates"] = "paper"
-    # From PAPER.md s.6: 404.2K is closest to G(16) (406.4K); 217.0K to BG(2,4) (214.1K).
-    assert closest_single_blocktype(config, 404_200) == "G(16)"
-    assert closest_single_blocktype(config, 217_000) == "BG(2,4)"
+    # From docs/paper.md s.6: 404.2K is closest to G(16) (406.4K); 217.0K to BG(2,4) (214.1K).
+    assert closest_single_blocktype(config, 404_200) == ("G(16)", "")
+    assert closest_single_blocktype(config, 217_000) == ("BG(2,4)", "")
     config["baselines"]["moonshine"] = "auto"
     names = [p.name for p in plan_networks(config, GENOTYPES, "r").values() if p.method == "moonshine"]
     assert "moonshine-g16" in names and "moonshine-bg2-4" in names
+
+
+def test_moonshine_auto_never_picks_a_network_outside_the_tolerance():
+    """1,100K params: the nearest single-blocktype WRN-40-2 is G(4) at 814.6K or G(2) at 1359.0K,
+    both far outside +-2.5 %; the plan trains none and says so."""
+    from blockswap.plan import plan_notes
+
+    config = load("config/paper-cifar10.yaml")
+    config["baselines"]["moonshine"] = "auto"
+    config["search"].update(budgets=[1_100_000], use_released_genotypes=False)
+    config["ablation"].update(random_students=0, samples=[])
+    name, note = closest_single_blocktype(config, 1_100_000)
+    assert name is None and "no single-blocktype wrn-40-2 lies within +-2.5% of 1100000 params" in note
+    assert not [p for p in plan_networks(config, GENOTYPES, "r").values() if p.method == "moonshine"]
+    assert plan_notes(config) == [note]
 
 
 def test_a_budget_without_a_released_genotype_is_a_clear_error():

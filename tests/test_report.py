@@ -34,7 +34,12 @@ def students():
 
 def test_table2_aggregates_seeds_and_puts_the_papers_values_beside(students):
     table = table2(students)
-    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "blockswap"]
+    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "quoted", "quoted", "blockswap"]
+    quoted = table[table["method"] == "quoted"]
+    # Rows from other papers: the paper's numbers and their source, nothing of ours.
+    assert list(quoted["network"]) == ["DARTS cell", "CondenseNet"] and quoted["error mean"].isna().all()
+    assert list(quoted["paper error"]) == ["4.49 +- 0.03", "4.95 +- 0.05"]
+    assert quoted["note"].str.contains("quoted by the paper").all()
     teacher = table.iloc[0]
     assert (teacher["D-W"], teacher["P (K)"], teacher["Ops (M)"], teacher["n"]) == ("40-2", 2243.5, 328.3, 3)
     assert teacher["error mean"] == 4.0 and teacher["error std"] == pytest.approx(0.16, abs=0.01)
@@ -46,7 +51,64 @@ def test_table2_aggregates_seeds_and_puts_the_papers_values_beside(students):
 
 
 def test_paper_values_only_for_cifar10(students):
-    assert "paper error" not in table2(students.assign(dataset="digits"))
+    table = table2(students.assign(dataset="digits"))
+    assert "paper error" not in table and "quoted" not in set(table["method"])
+
+
+def test_snip_rows_match_the_paper_by_size_and_notes_become_rows(students):
+    snip = [student_row("snip", "snip-217000", "wrn-40-2", None, seed, e, budget=217000) for seed, e in
+            enumerate([5.4, 5.6, 5.5])]
+    for row in snip:
+        row["params"] = 217050  # what remains after pruning to the released student's size
+    table = table2(pd.concat([students, pd.DataFrame(snip)], ignore_index=True), ["no Moonshine network near 1"])
+    row = table[table["method"] == "snip"].iloc[0]
+    assert row["paper P (K)"] == 217.0 and row["paper error"] == "5.53" and pd.isna(row["paper Ops (M)"])
+    assert table.iloc[-1]["method"] == "note" and table.iloc[-1]["note"] == "no Moonshine network near 1"
+    assert "no Moonshine network near 1" in markdown(table2_display(table))
+
+
+def imagenet_row(method, network, genotype, error, top5, budget=None):
+    row = student_row(method, network, "resnet-34" if method != "reduced" else "resnet-18", genotype, 0, error,
+                      budget=budget, dataset="imagenet")
+    cost = NetworkSpec.create(row["arch"], genotype, 1000).cost((224, 224))
+    return {**row, "params": cost.params, "macs": cost.macs, "ops": cost.ops, "test_error_top5": top5}
+
+
+def test_table3_layout_and_the_papers_values():
+    from blockswap.report import table3
+
+    small = Genotype.load(GENOTYPES / "blockswap-imagenet-3.1m.yaml")
+    students = pd.DataFrame([
+        imagenet_row("teacher", "teacher", None, 27.0, 9.0),
+        imagenet_row("reduced", "reduced-resnet-18", None, 30.0, 11.0),
+        imagenet_row("moonshine", "moonshine-gn", "G(N)", 31.0, 11.5),
+        imagenet_row("blockswap", "blockswap-3100000", small, 30.5, 11.2, budget=3100000),
+    ])
+    table = table3(students)
+    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "blockswap", "note"]
+    blockswap = table[table["method"] == "blockswap"].iloc[0]
+    assert (blockswap["P (M)"], blockswap["Ops (G)"]) == (3.08, 0.812)  # docs/paper.md s.8
+    assert (table.iloc[0]["P (M)"], table.iloc[0]["Ops (G)"]) == (21.79, 3.669)  # the paper: 21.8M, 3.669G
+    assert (blockswap["paper top-1"], blockswap["paper top-5"]) == (29.57, 10.20)
+    moonshine = table[table["method"] == "moonshine"].iloc[0]
+    assert (moonshine["paper P (M)"], moonshine["paper top-1"]) == (3.1, 30.16)
+    assert table.iloc[-1]["note"].startswith("ResNet-18-0.5")
+
+
+def test_samples_table_with_the_single_blocktype_reference(students):
+    from blockswap.report import samples_table
+
+    rows = []
+    for n, errors in ((10, (4.9, 4.8)), (1000, (4.2, 4.3))):
+        for seed, e in enumerate(errors):
+            rows.append(student_row("bestof", f"bestof-{n}", "wrn-40-2", "G(16)", seed, e, budget=404200, candidate=3))
+    table = samples_table(pd.concat([students, pd.DataFrame(rows)], ignore_index=True))
+    assert table["samples"].tolist()[:2] == [10, 1000] and table["n"].tolist() == [2, 2, 3]
+    assert table["error mean"].tolist()[:2] == [4.85, 4.25]
+    assert table["paper error"].tolist() == [4.85, 4.21, 4.45]
+    assert table.iloc[-1]["network"] == "moonshine-bg2-4" and "closest to the 404200 budget" in table.iloc[-1]["note"]
+    with pytest.raises(BlockswapError, match="no best-of-N students"):
+        samples_table(students)
 
 
 def test_display_forms(students):

@@ -1,10 +1,14 @@
-"""Budgeted candidate sampling: the band, the candidate set, seeding, impossible budgets."""
+"""Budgeted candidate sampling: the band, the candidate set, seeding, uniform proposals, impossible
+budgets."""
 
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2_contingency, chisquare
 
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, NetworkSpec, parse_arch
 from blockswap.cli import main
@@ -54,6 +58,46 @@ def test_draws_are_uniform_over_the_types_valid_at_each_block():
     assert "BG(2,16)" not in set(first) and len(set(first)) == 19
 
 
+def type_indices(table, frame):
+    """(samples, slots) index of each sampled block's type among the types valid at its slot."""
+    names = [{t.name: i for i, t in enumerate(types)} for types in table.types]
+    return np.array([[names[s][n] for s, n in enumerate(g.split())] for g in frame["genotype"]])
+
+
+def uniformity_pvalues(table, frame):
+    """Chi-square p-values: per slot, counts of each valid type against a uniform law; per pair of
+    adjacent slots, their joint counts against independence."""
+    chosen = type_indices(table, frame)
+    per_slot = [chisquare(np.bincount(chosen[:, s], minlength=len(t))).pvalue for s, t in enumerate(table.types)]
+    pairs = []
+    for s in range(len(table.types) - 1):
+        joint = np.zeros((len(table.types[s]), len(table.types[s + 1])))
+        np.add.at(joint, (chosen[:, s], chosen[:, s + 1]), 1)
+        joint = joint[joint.sum(1) > 0][:, joint.sum(0) > 0]  # a type never drawn fails per_slot
+        pairs.append(chi2_contingency(joint).pvalue)
+    return per_slot, pairs
+
+
+# Budgets whose band (tolerance 0.9) contains every network of the space, so that every proposal
+# is kept and the sampled genotypes are the proposals themselves (distinctness aside: the spaces
+# hold 7e7 and 6e23 networks, so a handful of repeats at most are dropped).
+EVERYTHING_KEPT = [("wrn-16-1", 100_000, 19_000), ("wrn-40-2", 1_300_000, 21_000)]
+
+
+@pytest.mark.parametrize("arch,budget,samples", EVERYTHING_KEPT)
+def test_proposals_are_uniform_per_block_and_independent_across_blocks(arch, budget, samples):
+    table = CostTable.build(parse_arch(arch), CANDIDATE_SETS["paper"], CIFAR, 10)
+    cheapest, dearest = table.achievable("params")
+    assert budget * 0.1 < cheapest and dearest < budget * 1.9  # the band holds every network
+    frame = sample_candidates(table, budget, samples, seed=0, tolerance=0.9)
+    assert len(frame) == samples
+    per_slot, pairs = uniformity_pvalues(table, frame)
+    # ~1000 draws per type: a sampler that never draws one type of one slot, or draws one twice as
+    # often, gives p < 1e-100 there; a uniform one is above 1e-4 at every slot (fixed seed).
+    assert min(per_slot) > 1e-4, per_slot
+    assert min(pairs) > 1e-4, pairs
+
+
 def test_macs_budget(wrn402_paper):
     frame = sample_candidates(wrn402_paper, 60e6, 50, seed=0, budget_kind="macs")
     assert ((frame["macs"] - 60e6).abs() < 0.025 * 60e6).all()
@@ -73,10 +117,51 @@ def test_unfillable_budget_fails_with_a_count_and_a_hint(monkeypatch, wrn402_pap
         sample_candidates(wrn402_paper, 2_200_000, 1000, seed=0)
 
 
-def test_released_set_reaches_the_162k_network_the_paper_set_barely_does():
+def band_probability(table, budget, tolerance=0.025):
+    """Exact probability that one uniform proposal has params strictly inside the band: the law of
+    the total, convolved slot by slot over the per-slot cost table (truncated above the band)."""
+    low, high = budget * (1 - tolerance), budget * (1 + tolerance)
+    top = int(np.ceil(high))
+    law = np.zeros(top + 1)
+    law[int(table.fixed[0])] = 1.0
+    for costs in table.costs:
+        step = np.zeros_like(law)
+        for value in costs[:, 0]:
+            if value <= top:
+                step[value:] += law[: top + 1 - value]
+        law = step / len(costs)
+    total = np.arange(top + 1)
+    return float(law[(total > low) & (total < high)].sum())
+
+
+def test_released_set_reaches_the_162k_network_the_paper_set_barely_does(monkeypatch):
+    import blockswap.sampling as sampling
+
     released = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["released"], CIFAR, 10)
+    paper = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["paper"], CIFAR, 10)
     frame = sample_candidates(released, 162_200, 200, seed=0)
     assert len(frame) == 200
+    # Exactly: a uniform proposal lands in the 162.2K band with probability 3.0e-4 from the released
+    # set and 3.4e-7 from the paper set (about 7 hits per 20M draws; the README's seed-0 run of
+    # 20M draws found 13 distinct networks).
+    p_released, p_paper = band_probability(released, 162_200), band_probability(paper, 162_200)
+    assert p_released == pytest.approx(3.0067e-4, rel=1e-3)
+    assert p_paper == pytest.approx(3.3903e-7, rel=1e-3)
+    # The convolution agrees with plain Monte Carlo through the sampler's own cost table.
+    rng = np.random.default_rng(0)
+    draws = 400_000
+    choices = rng.integers(0, [len(t) for t in released.types], size=(draws, len(released.types)))
+    params = released.totals(choices)[:, 0]
+    hits = int(((params > 162_200 * 0.975) & (params < 162_200 * 1.025)).sum())
+    expected = p_released * draws  # ~120; Poisson sd ~11
+    assert abs(hits - expected) < 5 * expected**0.5, (hits, expected)
+    # The sampler itself: with the same bound of 1M proposals the released set fills 200 candidates
+    # and the paper set finds almost none (0.34 expected).
+    monkeypatch.setattr(sampling, "MAX_DRAWS_PER_SAMPLE", 5_000)
+    assert len(sample_candidates(released, 162_200, 200, seed=0)) == 200
+    with pytest.raises(BlockswapError, match=r"found only \d+ distinct candidates .* after 1000000 draws") as failure:
+        sample_candidates(paper, 162_200, 200, seed=0)
+    assert int(re.search(r"found only (\d+)", str(failure.value))[1]) <= 3
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Training and distillation: AT loss, learning on digits, kill-and-resume, checkpoint safety."""
 
+import dataclasses
 import json
+import math
 import os
 import pickle
 import signal
@@ -15,8 +17,8 @@ import torch
 from blockswap import BlockswapError, build_model
 from blockswap.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_model, safe_load, save_model
 from blockswap.cli import main
-from blockswap.datasets import load_dataset
-from blockswap.distillation import attention_map, attention_transfer_loss, distillation_loss
+from blockswap.datasets import ImageTensors, evaluation_batches, load_dataset
+from blockswap.distillation import attention_map, attention_transfer_loss, default_beta, distillation_loss
 from blockswap.train import TrainConfig, Trainer
 
 SIZE = 8
@@ -69,9 +71,13 @@ def test_teacher_learns_and_writes_its_outputs(teacher_dir):
     assert metrics["mode"] == "paper" and metrics["seed"] == 0 and metrics["teacher"] is None
     for key in ("code_version", "hyperparameters", "provenance", "test_error_top5", "macs", "ops"):
         assert key in metrics
+    assert metrics["params_dense"] == metrics["params"] and metrics["prune"] is None and metrics["beta"] is None
     history = pd.read_csv(teacher_dir / "history.csv")
     assert list(history.columns) == ["epoch", "train_loss", "train_error", "lr", "val_error", "seconds"]
     assert history["lr"].iloc[0] == 0.1 and history["lr"].is_monotonic_decreasing  # cosine per epoch
+    # Exactly the closed-form cosine of each epoch, so strictly lower every epoch (not a step shape).
+    assert history["lr"].tolist() == [0.1 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)]
+    assert (history["lr"].diff().dropna() < 0).all()
     assert not (teacher_dir / "checkpoint.pt").exists()
 
 
@@ -80,6 +86,8 @@ def test_distilled_student_learns(tmp_path, digits, teacher_dir):
     metrics = Trainer(cfg, tmp_path, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
     assert metrics["test_error"] < CHANCE / 2
     assert metrics["genotype"] == ["G(4)", "B(2)", "BG(2,M/4)"] and metrics["teacher"] == str(teacher_dir)
+    assert metrics["beta"] == 100.0  # an explicit beta is used as given
+    assert metrics["teacher_source"]["kind"] == "trained" and metrics["teacher_source"]["arch"] == "wrn-10-2"
 
 
 def test_model_file_rebuilds_the_same_network(teacher_dir, digits):
@@ -116,10 +124,32 @@ def test_teacher_student_mismatch_is_a_clear_error(tmp_path, digits, teacher_dir
         Trainer(config(teacher=str(other)), tmp_path / "s", torch.device("cpu"), digits, progress=False)
 
 
-def test_reduced_student_distils_from_a_wider_deeper_teacher(tmp_path, digits, teacher_dir):
-    cfg = config(arch="wrn-10-1", teacher=str(teacher_dir), epochs=1)
-    metrics = Trainer(cfg, tmp_path, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
+def attention_distances(student, teacher, images) -> list[float]:
+    """AT loss between two networks at each of their stage outputs (eval mode)."""
+    with torch.no_grad():
+        s = student.eval().forward_intermediates(images).stages
+        t = teacher.eval().forward_intermediates(images).stages
+    return [attention_transfer_loss(a, b).item() for a, b in zip(s, t)]
+
+
+def test_reduced_student_distils_from_a_wider_deeper_teacher(tmp_path, digits):
+    quiet = dict(progress=False, log=lambda *_: None)
+    deep = tmp_path / "teacher"  # WRN-16-2: twice the depth and width of the WRN-10-1 student
+    Trainer(config(arch="wrn-16-2", epochs=4), deep, torch.device("cpu"), digits, **quiet).run()
+    cfg = config(arch="wrn-10-1", teacher=str(deep), epochs=3)
+    metrics = Trainer(cfg, tmp_path / "distilled", torch.device("cpu"), digits, **quiet).run()
     assert 0 <= metrics["test_error"] <= 100
+    assert metrics["beta"] == 62.5  # automatic: 1000 x (8 / 32)^2
+    alone = Trainer(config(arch="wrn-10-1", epochs=3), tmp_path / "alone", torch.device("cpu"), digits, **quiet).run()
+    images = next(iter(evaluation_batches(digits, "test", 256)))[0]
+    teacher, student, control = (load_model(tmp_path / name)[0] for name in ("teacher", "distilled", "alone"))
+    assert teacher.spec.arch.depth == 6 and student.spec.arch.depth == 3
+    # Attention transfer acted at every stage: each of the student's three attention maps is far
+    # closer to the deeper teacher's than those of the same student trained without it.
+    distilled, undistilled = attention_distances(student, teacher, images), attention_distances(control, teacher, images)
+    assert len(distilled) == 3
+    assert all(d < 0.5 * u for d, u in zip(distilled, undistilled)), (distilled, undistilled)
+    assert metrics["test_error"] < CHANCE / 2 and alone["test_error"] < CHANCE / 2
 
 
 class Payload:
@@ -197,6 +227,18 @@ def test_killed_training_resumes_to_the_same_numbers(tmp_path):
         (["--teacher", "nowhere"], "does not exist"),
         (["--genotype", "S S"], "genotype has 2 block types"),
         (["--kd-alpha", "2"], "kd alpha must be between 0 and 1"),
+        (["--schedule", "step", "--milestones", "60,50"], "milestones must be strictly increasing positive"),
+        (["--milestones", "0,5"], "milestones must be strictly increasing positive"),
+        (["--milestones", "6x"], "argument --milestones: expected whole epochs separated by commas"),
+        (["--gamma", "0"], "gamma must be positive"),
+        (["--prune", "snip"], "--prune and --prune-params go together"),
+        (["--prune-params", "1000"], "--prune and --prune-params go together"),
+        (["--prune", "magnitude", "--prune-params", "9"], "invalid choice: 'magnitude'"),
+        (["--prune", "snip", "--prune-params", "99999999"], "exceeds the"),
+        (["--nproc", "0"], "--nproc must be at least 1"),
+        (["--nproc", "2", "--device", "mps"], "several processes need --device auto, cuda or cpu"),
+        (["--teacher", "torchvision:resnet34:/nowhere/w.pth"], "resnet34-b627a593.pth"),
+        (["--teacher", "torchvision:vgg11"], "unknown torchvision teacher 'vgg11'"),
     ],
 )
 def test_train_cli_errors(tmp_path, capsys, argv, message):
@@ -218,7 +260,118 @@ def test_hyperparameters_from_a_config_file_and_flags(tmp_path, capsys):
     args = make_parser().parse_args(["train", "--arch", "resnet-18", "--dataset", "imagenet", "--out", "o",
                                      "--protocol", "imagenet"])
     cfg = train_config(args)
-    assert (cfg.epochs, cfg.batch_size, cfg.schedule, cfg.beta, cfg.weight_decay) == (100, 256, "step", 750.0, 1e-4)
+    assert (cfg.epochs, cfg.batch_size, cfg.schedule, cfg.weight_decay) == (100, 256, "step", 1e-4)
+    assert (cfg.milestones, cfg.gamma, cfg.protocol, cfg.cutout, cfg.drop_last) == ([30, 60, 90], 0.1, "imagenet", False, False)
+    assert cfg.beta is None and default_beta(cfg.protocol, 224) == 750.0  # the paper's ImageNet beta at 224 px
+    (tmp_path / "i.yaml").write_text("protocol: imagenet\ncutout: true\n")  # the file may pick the preset
+    args = make_parser().parse_args(["train", "--arch", "resnet-18", "--dataset", "imagenet", "--out", "o",
+                                     "--config", str(tmp_path / "i.yaml"), "--milestones", "2,4", "--gamma", "0.5",
+                                     "--drop-last", "--teacher", "torchvision:resnet34"])
+    cfg = train_config(args)
+    assert (cfg.epochs, cfg.milestones, cfg.gamma, cfg.cutout, cfg.drop_last) == (100, [2, 4], 0.5, True, True)
+    assert cfg.teacher == "torchvision:resnet34"  # a spec, not resolved as a path
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
     code = main(["train", "--arch", "wrn-10-2", "--dataset", "digits", "--out", "o", "--config", str(tmp_path / "bad.yaml")])
     assert code == 2 and "unknown keys epochz" in capsys.readouterr().err
+
+
+def test_default_beta_scales_the_papers_value_with_the_map_area():
+    assert default_beta("cifar", 32) == 1000.0 and default_beta("imagenet", 224) == 750.0
+    assert default_beta("cifar", 8) == 62.5 and default_beta("cifar", 16) == 250.0
+    with pytest.raises(BlockswapError, match="unknown protocol 'coco'"):
+        default_beta("coco", 32)
+
+
+def subset(data, n):
+    """`data` with only its first `n` training images (fast training runs)."""
+    return dataclasses.replace(data, train=ImageTensors(data.train.images[:n], data.train.labels[:n]))
+
+
+def test_automatic_beta_is_recorded_for_a_16_px_student(tmp_path, teacher_dir):
+    data16 = subset(load_dataset("digits", image_size=16), 64)
+    cfg = config(arch="wrn-10-1", image_size=16, teacher=str(teacher_dir), epochs=1)
+    metrics = Trainer(cfg, tmp_path, torch.device("cpu"), data16, progress=False, log=lambda *_: None).run()
+    assert metrics["beta"] == 250.0 and metrics["hyperparameters"]["beta"] is None
+
+
+def test_step_schedule_multiplies_by_gamma_at_the_milestones(tmp_path, digits):
+    cfg = config(arch="wrn-10-1", epochs=5, schedule="step", milestones=[1, 3], gamma=0.2)
+    Trainer(cfg, tmp_path, torch.device("cpu"), subset(digits, 32), progress=False, log=lambda *_: None).run()
+    lr = pd.read_csv(tmp_path / "history.csv")["lr"].tolist()
+    assert lr == pytest.approx([0.1, 0.02, 0.02, 0.004, 0.004], rel=1e-12)
+    assert lr != pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)], rel=1e-3)
+
+
+@pytest.mark.parametrize("drop_last,batches", [(False, [32, 32, 32, 4]), (True, [32, 32, 32])])
+def test_images_seen_per_epoch_include_the_last_partial_batch(tmp_path, digits, drop_last, batches):
+    trainer = Trainer(config(arch="wrn-10-1", epochs=2, drop_last=drop_last), tmp_path, torch.device("cpu"),
+                      subset(digits, 100), progress=False, log=lambda *_: None)
+    seen = []  # training minibatch sizes entering the network (evaluation passes are in eval mode)
+    trainer.model.stem.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])) if m.training else None)
+    trainer.run()
+    assert seen == batches * 2
+
+
+class StopAfterFirstEpoch(Exception):
+    pass
+
+
+def stop_after_first_epoch(line):
+    if line.startswith("epoch 1/"):  # logged once the epoch's checkpoint is written
+        raise StopAfterFirstEpoch
+
+
+def test_snip_pruned_student_keeps_its_masks_through_training_and_resume(tmp_path, digits):
+    data = subset(digits, 64)
+    keep = 20000  # of WRN-10-1's 78,042
+    cfg = config(arch="wrn-10-1", epochs=3, prune="snip", prune_params=keep)
+    ref = Trainer(cfg, tmp_path / "ref", torch.device("cpu"), data, progress=False, log=lambda *_: None).run()
+    assert ref["params"] == keep and ref["params_dense"] == build_model("wrn-10-1").spec.cost((SIZE, SIZE)).params
+    record = safe_load(tmp_path / "ref" / "model.pt", MODEL_FORMAT)  # the weights as trained, nothing re-applied
+    masks, params = record["masks"], record["state_dict"]
+    model_params = dict(build_model("wrn-10-1").named_parameters())
+    assert set(masks) == {n for n, p in model_params.items() if p.dim() > 1}  # conv and linear weights only
+    for name, mask in masks.items():
+        assert torch.all(params[name][mask == 0] == 0), name  # pruned weights stay exactly 0
+        assert params[name][mask == 1].count_nonzero() > 0.9 * mask.sum()  # the kept ones trained
+    assert sum(int(m.numel() - m.sum()) for m in masks.values()) == ref["params_dense"] - keep
+
+    # Killed after epoch 1: the checkpoint carries the masks; resuming uses them (here: one more
+    # weight pruned by hand in the checkpoint, which the resumed run must keep at 0).
+    out = tmp_path / "run"
+    with pytest.raises(StopAfterFirstEpoch):
+        Trainer(cfg, out, torch.device("cpu"), data, progress=False, log=stop_after_first_epoch).run()
+    state = safe_load(out / "checkpoint.pt", CHECKPOINT_FORMAT)
+    assert all(torch.equal(state["masks"][n], masks[n]) for n in masks)
+    name = "classifier.2.weight"
+    kept = state["masks"][name].flatten().nonzero()[0, 0]
+    state["masks"][name].view(-1)[kept] = 0
+    atomic_save(state, out / "checkpoint.pt")
+    metrics = Trainer(cfg, out, torch.device("cpu"), data, progress=False, log=lambda *_: None).run()
+    record = safe_load(out / "model.pt", MODEL_FORMAT)
+    assert metrics["params"] == keep - 1 and torch.equal(record["masks"][name], state["masks"][name])
+    assert record["state_dict"][name].view(-1)[kept] == 0
+    assert all(torch.all(record["state_dict"][n][m == 0] == 0) for n, m in record["masks"].items())
+    # Evaluation sees the pruned network: the model file rebuilds with the masks.
+    assert torch.equal(load_model(out)[1]["masks"][name], record["masks"][name])
+
+
+def test_pretrained_torchvision_teacher(tmp_path):
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"  # a torchvision ResNet-18 state dict (random, seeded weights)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    spec = f"torchvision:resnet18:{weights}"
+    g = torch.Generator().manual_seed(0)
+    images = ImageTensors(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
+                          torch.randint(0, 1000, (8,), generator=g))
+    digits32 = load_dataset("digits", image_size=32)
+    imagenet_like = dataclasses.replace(digits32, name="imagenet", num_classes=1000, train=images, test=images, val=None)
+    cfg = TrainConfig(arch="resnet-18", dataset="imagenet", protocol="imagenet", epochs=1, batch_size=8, teacher=spec)
+    metrics = Trainer(cfg, tmp_path / "s", torch.device("cpu"), imagenet_like, progress=False, log=lambda *_: None).run()
+    assert metrics["teacher"] == spec and metrics["teacher_source"]["kind"] == "pretrained"
+    assert metrics["teacher_source"]["weights_file"] == str(weights.resolve())
+    assert metrics["beta"] == pytest.approx(750 * (32 / 224) ** 2)
+    with pytest.raises(BlockswapError, match="has 1000 classes but the dataset has 10"):
+        Trainer(dataclasses.replace(cfg, dataset="digits"), tmp_path / "d", torch.device("cpu"), digits32)

@@ -11,12 +11,13 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
 from .errors import BlockswapError
 from .models import Network, build_model
+from .snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"
@@ -60,7 +61,9 @@ def safe_load(path: Union[str, Path], expected_format: str) -> dict:
     return data
 
 
-def model_record(model: Network, input_size, dataset: str) -> dict:
+def model_record(model: Network, input_size, dataset: str, masks: Optional[dict] = None) -> dict:
+    """Everything needed to rebuild the model; `masks` (parameter name -> 0/1 tensor) are a pruned
+    network's, kept so that whoever loads it knows which weights are pruned."""
     spec = model.spec
     return {
         "format": MODEL_FORMAT,
@@ -70,11 +73,12 @@ def model_record(model: Network, input_size, dataset: str) -> dict:
         "input_size": list(input_size),
         "dataset": dataset,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "masks": None if masks is None else {k: v.detach().cpu() for k, v in masks.items()},
     }
 
 
-def save_model(model: Network, path: Union[str, Path], input_size, dataset: str) -> None:
-    atomic_save(model_record(model, input_size, dataset), path)
+def save_model(model: Network, path: Union[str, Path], input_size, dataset: str, masks: Optional[dict] = None) -> None:
+    atomic_save(model_record(model, input_size, dataset, masks), path)
 
 
 def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
@@ -86,8 +90,14 @@ def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
     try:
         model = build_model(record["arch"], record["genotype"], record["num_classes"])
         model.load_state_dict(record["state_dict"])
+        if record.get("masks") is not None:
+            # A pruned model's weights are already zero where masked; applying the masks again
+            # checks that they fit the network.
+            apply_masks(model, record["masks"])
     except (KeyError, TypeError) as err:
         raise BlockswapError(f"{path} lacks what is needed to rebuild the model ({err})") from None
+    except BlockswapError as err:
+        raise BlockswapError(f"{path}: {err}") from None
     except RuntimeError as err:
         raise BlockswapError(f"{path}: weights do not fit {record['arch']} ({str(err).splitlines()[0]})") from None
     return model, record

@@ -10,6 +10,7 @@ that tests can write small archives in the same format.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,10 +318,34 @@ def load_dataset(name: str, data_dir: Union[str, Path] = "data", image_size=None
 # --- batched augmentation on the device ---------------------------------------------------------
 
 
+def part_of(n: int, rank: int, world: int) -> slice:
+    """Rank `rank`'s share of a global batch of `n` examples: contiguous, sizes differing by at most
+    one, so the shares of every rank put together are the global batch in order."""
+    return slice(n * rank // world, n * (rank + 1) // world)
+
+
+def cutout_holes(n: int, h: int, w: int, size: int, generator: torch.Generator, device) -> torch.Tensor:
+    """(n, h, w) boolean masks of one `size` x `size` square each, centred anywhere in the image
+    and clipped at the border (the Cutout code's rule: the centre is drawn over the whole image)."""
+    cy = torch.randint(0, h, (n, 1), generator=generator).to(device)
+    cx = torch.randint(0, w, (n, 1), generator=generator).to(device)
+    half = size // 2
+    ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
+    in_rows = (ys >= cy - half) & (ys < cy - half + size)
+    in_cols = (xs >= cx - half) & (xs < cx - half + size)
+    return in_rows[:, :, None] & in_cols[:, None, :]
+
+
 @dataclass(frozen=True)
 class Augmentation:
-    """PAPER.md s.4 at any image size: crop with zero padding, horizontal flip, Cutout (one square
-    hole, applied after normalisation, centre anywhere, clipped at the border)."""
+    """PAPER.md s.4 at any image size: crop with black padding, horizontal flip, Cutout (one square
+    hole, applied after normalisation, centre anywhere, clipped at the border).
+
+    The released pipeline pads the raw image (black = pixel value 0) and normalises afterwards,
+    so the border of a shifted crop is normalised black, not the mean colour; Cutout's hole is 0
+    after normalisation. Given `normalise`, the crop and flip work on raw pixels, then the batch is
+    normalised, then Cutout is applied, in that order.
+    """
 
     crop_padding: int
     cutout: int
@@ -331,7 +356,12 @@ class Augmentation:
         scale = image_size / PAPER_IMAGE_SIZE
         return cls(round(PAPER_CROP_PADDING * scale), round(PAPER_CUTOUT * scale) if cutout else 0)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        normalise: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> torch.Tensor:
         n, _, h, w = x.shape
         dev = x.device
 
@@ -340,7 +370,7 @@ class Augmentation:
 
         if self.crop_padding:
             p = self.crop_padding
-            padded = F.pad(x, (p, p, p, p))
+            padded = F.pad(x, (p, p, p, p))  # zeros: black when x is still in pixel values
             rows = draw(2 * p + 1, (n,))[:, None] + torch.arange(h, device=dev)
             cols = draw(2 * p + 1, (n,))[:, None] + torch.arange(w, device=dev)
             batch = torch.arange(n, device=dev)[:, None, None]
@@ -348,19 +378,20 @@ class Augmentation:
         if self.flip:
             flip = draw(2, (n,)).bool()
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if normalise is not None:
+            x = normalise(x)
         if self.cutout:
-            cy, cx = draw(h, (n, 1)), draw(w, (n, 1))
-            half = self.cutout // 2
-            ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
-            in_rows = (ys >= cy - half) & (ys < cy - half + self.cutout)
-            in_cols = (xs >= cx - half) & (xs < cx - half + self.cutout)
-            hole = in_rows[:, :, None] & in_cols[:, None, :]
-            x = x.masked_fill(hole[:, None], 0.0)
+            x = x.masked_fill(cutout_holes(n, h, w, self.cutout, generator, dev)[:, None], 0.0)
         return x.contiguous()
 
 
 class TensorBatches:
-    """Seeded minibatches of an in-memory split, normalised (and augmented) on `device`."""
+    """Seeded minibatches of an in-memory split, normalised (and augmented) on `device`.
+
+    With `shard=(rank, world)` each global batch is drawn and augmented whole, exactly as in one
+    process, and this rank keeps its `part_of` it: data-parallel ranks together see the very
+    images one process would, whatever the number of processes.
+    """
 
     def __init__(
         self,
@@ -373,6 +404,7 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ):
         if batch_size < 1:
             raise BlockswapError(f"batch size must be at least 1, got {batch_size}")
@@ -382,7 +414,7 @@ class TensorBatches:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
         self.batch_size, self.augmentation = batch_size, augmentation
-        self.shuffle, self.drop_last = shuffle, drop_last
+        self.shuffle, self.drop_last, self.shard = shuffle, drop_last, shard
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -396,47 +428,109 @@ class TensorBatches:
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw pixel values (0..255, float) -> normalised; pixel 0 (black) -> -mean/std."""
+        return (x - self.mean) / self.std
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
         for i in range(len(self)):
             idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
             take = order[idx] if order is not None else idx
-            x = (self.images[take].float() - self.mean) / self.std
+            x = self.images[take].float()
             if self.augmentation is not None:
-                x = self.augmentation(x, self.generator)
-            yield x, self.labels[take]
+                x = self.augmentation(x, self.generator, self.normalise)
+            else:
+                x = self.normalise(x)
+            mine = part_of(len(x), *self.shard)
+            yield x[mine], self.labels[take][mine]
 
 
 def on_device(loader, device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
 
 
-def epoch_batches(
-    data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
-) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """One shuffled, augmented pass over the training split, fixed by `seed`."""
-    if isinstance(data.train, ImageTensors):
-        return TensorBatches(
+class ShardedBatchSampler:
+    """Index lists of one shuffled epoch (a DataLoader `batch_sampler`): the global batches are
+    fixed by `seed`, and rank `rank` of `world` gets its `part_of` each (possibly empty)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool, shard: tuple[int, int] = (0, 1)):
+        self.n, self.batch_size, self.seed, self.drop_last, self.shard = n, batch_size, seed, drop_last, shard
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        for i in range(len(self)):
+            batch = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield batch[part_of(len(batch), *self.shard)]
+
+
+def _collate(batch: list, image_shape: tuple[int, ...]):
+    # A rank's share of a final partial batch can be empty; it still takes part in the step.
+    if not batch:
+        return torch.empty((0, *image_shape)), torch.empty(0, dtype=torch.long)
+    return torch.utils.data.default_collate(batch)
+
+
+class FolderBatches:
+    """One seeded epoch of an ImageFolder split: torchvision transforms in worker processes, then
+    Cutout (after normalisation, as for in-memory data) on the device, drawn for the whole global
+    batch from a generator seeded by the epoch so that every rank cuts the same holes as one
+    process would."""
+
+    def __init__(self, data: "Dataset", batch_size: int, seed: int, device, cutout: int, workers: int,
+                 drop_last: bool, shard: tuple[int, int]):
+        self.sampler = ShardedBatchSampler(len(data.train), batch_size, seed, drop_last, shard)
+        self.loader = torch.utils.data.DataLoader(
             data.train,
-            data.mean,
-            data.std,
-            batch_size,
-            device,
-            Augmentation.paper(data.image_size, cutout),
-            shuffle=True,
-            seed=seed,
-            drop_last=len(data.train) >= batch_size,
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            # Seeds the workers' random transforms; the order comes from the sampler.
+            generator=torch.Generator().manual_seed(derive_seed(seed, 0)),
+            collate_fn=functools.partial(_collate, image_shape=(3, data.image_size, data.image_size)),
         )
-    loader = torch.utils.data.DataLoader(  # ImageFolder: torchvision transforms in worker processes
-        data.train,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    return on_device(loader, device)
+        self.device, self.cutout, self.seed, self.shard = torch.device(device), cutout, seed, shard
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, 1))
+        n_total = self.sampler.n
+        for i, (x, y) in enumerate(on_device(self.loader, self.device)):
+            if self.cutout:
+                n = min(self.sampler.batch_size, n_total - i * self.sampler.batch_size)  # global batch
+                _, _, h, w = x.shape
+                holes = cutout_holes(n, h, w, self.cutout, generator, self.device)[part_of(n, *self.shard)]
+                x = x.masked_fill(holes[:, None], 0.0)
+            yield x, y
+
+
+def epoch_batches(
+    data: Dataset,
+    batch_size: int,
+    seed: int,
+    device="cpu",
+    cutout: bool = True,
+    workers: int = 4,
+    drop_last: bool = False,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled, augmented pass over the training split, fixed by `seed` (this rank's share of
+    every global batch when `shard` = (rank, world) names several processes).
+
+    `drop_last` drops the final partial batch; a split smaller than one batch is always one
+    (partial) batch, so an epoch is never empty.
+    """
+    drop_last = drop_last and len(data.train) >= batch_size
+    augmentation = Augmentation.paper(data.image_size, cutout)
+    if isinstance(data.train, ImageTensors):
+        return TensorBatches(data.train, data.mean, data.std, batch_size, device, augmentation, shuffle=True,
+                             seed=seed, drop_last=drop_last, shard=shard)
+    return FolderBatches(data, batch_size, seed, device, augmentation.cutout, workers, drop_last, shard)
 
 
 def evaluation_batches(data: Dataset, split: str, batch_size: int, device="cpu", workers: int = 4):
@@ -452,8 +546,12 @@ def evaluation_batches(data: Dataset, split: str, batch_size: int, device="cpu",
 def training_batches(
     data: Dataset, batch_size: int, seed: int, device="cpu", cutout: bool = True, workers: int = 4
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """An endless, seeded stream of augmented training minibatches on `device` (epoch after epoch)."""
+    """An endless, seeded stream of augmented training minibatches on `device` (epoch after epoch).
+
+    Only full minibatches (unless the split is smaller than one): a proxy measured on minibatch k
+    (Fisher potential, Table 1's ablation) always sees the batch size it was configured with.
+    """
     epoch = 0
     while True:
-        yield from epoch_batches(data, batch_size, derive_seed(seed, epoch), device, cutout, workers)
+        yield from epoch_batches(data, batch_size, derive_seed(seed, epoch), device, cutout, workers, drop_last=True)
         epoch += 1

@@ -30,6 +30,13 @@ class NetworkPlan:
     genotype: str  # what `blockswap --genotype` takes: a block name, or a genotype file
     budget: Optional[int] = None
     searched: bool = False  # genotype file produced by the search stage (a DAG input)
+    seeds: tuple[int, ...] = ()  # teacher seeds this network is trained (distilled) from
+    prune_params: Optional[int] = None  # SNIP: parameters left after pruning at initialisation
+    first: Optional[int] = None  # samples ablation: the Fisher-best of the first N candidates
+
+
+# Methods of the student plan, in the order of Table 2 (after the teacher).
+STUDENT_METHODS = ("reduced", "moonshine", "snip", "blockswap", "bestof", "random")
 
 
 def config_key(config: dict) -> str:
@@ -91,48 +98,243 @@ def released_for_budget(config: dict, genotype_dir: Path, budget: int) -> Path:
     return best[1]
 
 
-def closest_single_blocktype(config: dict, budget: int) -> str:
-    """Moonshine `auto`: the candidate type that, used for every block, costs closest to `budget`."""
+def closest_single_blocktype(config: dict, budget: int) -> tuple[Optional[str], str]:
+    """Moonshine `auto`: the candidate type that, used for every block, costs closest to `budget`,
+    if that cost lies strictly inside the search tolerance; else (None, a note saying so)."""
     arch = parse_arch(config["teacher"]["arch"])
     size, classes = input_size(config)
-    kind = config["search"]["budget_kind"]
+    kind, tolerance = config["search"]["budget_kind"], config["search"]["tolerance"]
     best = None
     for block in candidate_set(config["search"]["candidates"]):
         if any(block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots):
             continue
         cost = getattr(NetworkSpec.create(arch, block.name, classes).cost(size), kind)
         if best is None or abs(cost - budget) < best[0]:
-            best = (abs(cost - budget), block.name)
-    return best[1]
+            best = (abs(cost - budget), block.name, cost)
+    _, name, cost = best
+    if abs(cost - budget) < tolerance * budget:
+        return name, ""
+    return None, (f"no single-blocktype {arch.name} lies within +-{tolerance:.1%} of {budget} {kind} "
+                  f"(closest: all-{name} at {cost} {kind})")
+
+
+def ablation_budgets(config: dict) -> list[int]:
+    """Budgets of the random-student ablation (Table 1, Figure 2); none when it is off."""
+    ablation = config["ablation"]
+    if not ablation["random_students"]:
+        return []
+    return list(ablation["budgets"] or config["search"]["budgets"])
+
+
+def ablation_seeds(config: dict) -> tuple[int, ...]:
+    return tuple(config["ablation"]["seeds"] or config["seeds"][:1])
+
+
+def samples_budget(config: dict) -> Optional[int]:
+    """The search budget of the samples ablation, or None when it is off."""
+    if not config["ablation"]["samples"]:
+        return None
+    return config["ablation"]["samples_budget"] or config["search"]["budgets"][0]
+
+
+def sampled_budgets(config: dict) -> list[int]:
+    """Every budget whose candidates are sampled: searched, ablated or samples-ablated."""
+    search = config["search"]
+    budgets = [] if search["use_released_genotypes"] else list(search["budgets"])
+    budgets += ablation_budgets(config)
+    if samples_budget(config) is not None:
+        budgets.append(samples_budget(config))
+    return list(dict.fromkeys(budgets))
+
+
+def scored_budgets(config: dict) -> list[int]:
+    """Budgets whose candidates are all scored by Fisher potential (search or samples ablation)."""
+    search = config["search"]
+    budgets = [] if search["use_released_genotypes"] else list(search["budgets"])
+    if samples_budget(config) is not None:
+        budgets.append(samples_budget(config))
+    return list(dict.fromkeys(budgets))
+
+
+def check_plan(config: dict) -> None:
+    """Mistakes that schema validation cannot see, reported before any job runs."""
+    search, ablation = config["search"], config["ablation"]
+    seeds = set(config["seeds"])
+    extra = sorted(set(ablation_seeds(config)) - seeds)
+    if extra:
+        raise BlockswapError(f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)")
+    if ablation["random_students"] > search["samples"]:
+        raise BlockswapError(f"ablation.random_students: {ablation['random_students']} is more than search.samples "
+                             f"({search['samples']}); random students are the first sampled candidates")
+    too_many = [n for n in ablation["samples"] if n > search["samples"]]
+    if too_many:
+        raise BlockswapError(f"ablation.samples: {too_many} exceed search.samples ({search['samples']})")
+    budget = ablation["samples_budget"]
+    if ablation["samples"] and budget is not None and budget not in search["budgets"]:
+        raise BlockswapError(f"ablation.samples_budget: {budget} is not one of search.budgets {search['budgets']}")
+    if ablation["samples"] and not search["budgets"]:
+        raise BlockswapError("ablation.samples needs at least one search budget")
+
+
+def plan_notes(config: dict) -> list[str]:
+    """What the plan could not do as asked (e.g. no single-blocktype network near a budget)."""
+    if config["baselines"]["moonshine"] != "auto":
+        return []
+    return [note for _, note in (closest_single_blocktype(config, b) for b in config["search"]["budgets"]) if note]
 
 
 def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, NetworkPlan]:
     """Every student (and the teacher) of the run, keyed by name."""
+    check_plan(config)
     teacher = config["teacher"]["arch"]
-    plans = [NetworkPlan("teacher", "teacher", teacher, "S")]
+    seeds = tuple(config["seeds"])
+    plans = [NetworkPlan("teacher", "teacher", teacher, "S", seeds=seeds)]
     search = config["search"]
-    if search["budgets"] and (not search["use_released_genotypes"] or config["ablation"]["random_students"]):
+    size, classes = input_size(config)
+    sampled = sampled_budgets(config)
+    if sampled:
         # Sampling will run: an unreachable budget is a config error now, not a failed job later.
-        size, classes = input_size(config)
         table = CostTable.build(parse_arch(teacher), candidate_set(search["candidates"]), size, classes)
-        for budget in search["budgets"]:
+        for budget in sampled:
             check_budget(table, budget, search["budget_kind"], search["tolerance"])
+    blockswap_params = {}
     for budget in search["budgets"]:
         if search["use_released_genotypes"]:
-            genotype, searched = str(released_for_budget(config, genotype_dir, budget)), False
+            path = released_for_budget(config, genotype_dir, budget)
+            genotype, searched = str(path), False
+            blockswap_params[budget] = NetworkSpec.create(teacher, genotype, classes).cost(size).params
         else:
             genotype, searched = f"{results}/search/{budget}/student.json", True
-        plans.append(NetworkPlan(f"blockswap-{budget}", "blockswap", teacher, genotype, budget, searched))
+        plans.append(NetworkPlan(f"blockswap-{budget}", "blockswap", teacher, genotype, budget, searched, seeds))
     for arch in config["baselines"]["reduced"]:
-        plans.append(NetworkPlan(f"reduced-{parse_arch(arch).name}", "reduced", parse_arch(arch).name, "S"))
+        name = parse_arch(arch).name
+        plans.append(NetworkPlan(f"reduced-{name}", "reduced", name, "S", seeds=seeds))
     moonshine = config["baselines"]["moonshine"]
     if moonshine == "auto":
-        moonshine = [closest_single_blocktype(config, b) for b in search["budgets"]]
+        moonshine = [name for name, _ in (closest_single_blocktype(config, b) for b in search["budgets"]) if name]
     for name in dict.fromkeys(moonshine):
         block = parse_block(name)
-        plans.append(NetworkPlan(f"moonshine-{block.slug}", "moonshine", teacher, block.name))
-    for budget in search["budgets"]:
+        plans.append(NetworkPlan(f"moonshine-{block.slug}", "moonshine", teacher, block.name, seeds=seeds))
+    if config["baselines"]["snip"]:
+        if search["budget_kind"] != "params":
+            raise BlockswapError("baselines.snip: SNIP prunes to a parameter count; it needs search.budget_kind params")
+        for budget in search["budgets"]:
+            # Pruned to the BlockSwap student's exact size where it is known before the search.
+            keep = blockswap_params.get(budget, budget)
+            plans.append(NetworkPlan(f"snip-{budget}", "snip", teacher, "S", budget, seeds=seeds, prune_params=keep))
+    best_budget = samples_budget(config)
+    for n in config["ablation"]["samples"]:
+        plans.append(NetworkPlan(f"bestof-{n}", "bestof", teacher, f"{results}/search/{best_budget}/bestof-{n}.json",
+                                 best_budget, True, ablation_seeds(config), first=n))
+    for budget in ablation_budgets(config):
         for i in range(config["ablation"]["random_students"]):
             plans.append(NetworkPlan(f"random-{budget}-{i}", "random", teacher,
-                                     f"{results}/ablation/{budget}/random-{i}.json", budget, True))
+                                     f"{results}/ablation/{budget}/random-{i}.json", budget, True,
+                                     ablation_seeds(config)))
     return {p.name: p for p in plans}
+
+
+def teacher_spec(config: dict) -> Optional[str]:
+    """What students get as `--teacher` when the teacher is pretrained (the paper's ImageNet teacher):
+    `torchvision:<name>:<weights file>`, the file resolved now so that it is a declared input of the
+    DAG and a missing file stops the run before any job; None when teachers are trained."""
+    teacher = config["teacher"]
+    if not teacher["pretrained"]:
+        return None
+    from .pretrained import ARCHS, weights_path
+
+    by_arch = {a.arch: a.builder for a in ARCHS.values()}
+    arch = parse_arch(teacher["arch"]).name
+    if arch not in by_arch:
+        raise BlockswapError(f"teacher.pretrained: torchvision has no pretrained {arch} here; "
+                             f"allowed teacher.arch: {', '.join(by_arch)}")
+    if config["dataset"] != "imagenet":
+        raise BlockswapError(f"teacher.pretrained: torchvision's weights are ImageNet's; dataset is {config['dataset']}")
+    spec = f"torchvision:{by_arch[arch]}" + (f":{teacher['weights']}" if teacher["weights"] else "")
+    return f"torchvision:{by_arch[arch]}:{weights_path(spec)}"
+
+
+# --- what a configuration costs to run ------------------------------------------------------------
+
+# Training images per epoch of each dataset (digits: the 60 % training split of 1797 scans).
+TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167}
+
+# GPU seconds per training image (forward + backward + optimiser step, paper mode, float32) at a
+# reference input side, measured by `bash bench/gpu.sh` on one GPU; other sizes scale with the pixel
+# count. Students carry the frozen teacher's forward pass for attention transfer.
+# reference side, teacher, student: filled from the measurement named in README's benchmark table.
+EPOCH_TIMINGS = {
+    "wrn": {"side": 32, "teacher": None, "student": None, "measured": None},
+    "resnet": {"side": 224, "teacher": None, "student": None, "measured": None},
+}
+SCORE_SECONDS = {"wrn": None, "resnet": None}  # seconds per Fisher-scored candidate, same measurement
+
+
+@dataclass(frozen=True)
+class StageCost:
+    stage: str
+    runs: int
+    epochs: int
+    gpu_hours: Optional[float]
+
+
+# Stage of the plan each method's training runs belong to (the workflow's stage targets).
+STAGE_OF = {"teacher": "teacher", "blockswap": "students", "reduced": "baselines", "moonshine": "baselines",
+            "snip": "baselines", "random": "ablation", "bestof": "ablation"}
+
+
+def family(arch: str) -> str:
+    return "resnet" if arch.startswith("resnet") else "wrn"
+
+
+def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
+    """Training runs, epochs and estimated GPU-hours per stage, plus the Fisher scoring, from the
+    measured per-image timings (None where no measurement covers the configuration)."""
+    (side, _), _ = input_size(config)
+    images = TRAIN_IMAGES[config["dataset"]]
+    epochs = config["training"]["epochs"]
+    timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
+    pixels = (side / timing["side"]) ** 2
+    stages: dict[str, list] = {}
+    for plan in plans.values():
+        trained = not (plan.method == "teacher" and config["teacher"]["pretrained"])
+        runs = len(plan.seeds) if trained else 0
+        role = "teacher" if plan.method == "teacher" else "student"
+        per_image = timing[role]
+        hours = None if per_image is None else runs * epochs * images * per_image * pixels / 3600
+        entry = stages.setdefault(STAGE_OF[plan.method], [0, 0, 0.0])
+        entry[0] += runs
+        entry[1] += runs * epochs
+        entry[2] = None if entry[2] is None or hours is None else entry[2] + hours
+    rows = [StageCost(stage, runs, n_epochs, hours) for stage, (runs, n_epochs, hours) in stages.items()]
+    scored = len(scored_budgets(config)) * config["search"]["samples"]
+    per_candidate = SCORE_SECONDS[family(config["teacher"]["arch"])]
+    rows.append(StageCost("search (Fisher scoring)", scored, 0,
+                          None if per_candidate is None else scored * per_candidate * pixels / 3600))
+    return rows
+
+
+def load_config(paths: list[Path]) -> dict:
+    """A workflow configuration from one or more files (later ones override, nested keys merged,
+    as Snakemake merges --configfile), validated and with the schema's defaults applied."""
+    from snakemake.utils import validate
+
+    def merge(base: dict, extra: dict) -> dict:
+        for key, value in extra.items():
+            base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return base
+
+    config: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise BlockswapError(f"configuration {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise BlockswapError(f"{path}: a configuration is a mapping of keys")
+        merge(config, loaded)
+    try:
+        validate(config, str(Path(__file__).resolve().parents[2] / "config" / "schema.yaml"))
+    except Exception as err:  # Snakemake wraps jsonschema's error; the message names the key
+        raise BlockswapError(f"config error: {config_error_message(err)}") from None
+    return config

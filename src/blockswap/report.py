@@ -69,7 +69,8 @@ def students_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
         if "test_error" not in m:
             raise BlockswapError(f"{path} is not a training metrics file (no test_error)")
         tags = m.get("tags", {})
-        source = read_json(tags["genotype_file"]) if "genotype_file" in tags and Path(tags["genotype_file"]).is_file() else {}
+        # A searched or picked student carries its candidate index and Fisher value in its own
+        # tags (copied from its genotype file when it was trained): no file outside the inputs is read.
         rows.append({
             "method": tags.get("method", "teacher" if m.get("teacher") is None else "student"),
             "network": tags.get("network", Path(path).parent.parent.name),
@@ -82,8 +83,8 @@ def students_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
             "ops": m["ops"],
             "test_error": m["test_error"],
             "test_error_top5": m["test_error_top5"],
-            "fisher": source.get("fisher"),
-            "candidate": source.get("candidate"),
+            "fisher": float(tags["fisher"]) if "fisher" in tags else None,
+            "candidate": int(tags["candidate"]) if "candidate" in tags else None,
             "dataset": m["dataset"],
         })
     frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS)
@@ -100,18 +101,40 @@ def depth_width(arch: str) -> str:
 # Spread of test error over seeds: the population std (ddof 0), in Table 2 and in its figure.
 ERROR_STD_DDOF = 0
 
-TABLE2_ORDER = {"teacher": 0, "reduced": 1, "moonshine": 2, "blockswap": 3, "random": 4}
+TABLE2_ORDER = {"teacher": 0, "reduced": 1, "moonshine": 2, "quoted": 3, "snip": 4, "blockswap": 5, "bestof": 6,
+                "random": 7}
 
 
-def table2(students: pd.DataFrame) -> pd.DataFrame:
+def error_summary(errors: pd.Series) -> dict:
+    return {"error mean": round(errors.mean(), 2), "error std": round(errors.std(ddof=ERROR_STD_DDOF), 2),
+            "n": len(errors)}
+
+
+def _ordered(rows: list, size_column: str) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["_order"] = frame["method"].map(TABLE2_ORDER)
+    if "n" in frame:
+        frame["n"] = frame["n"].astype("Int64")  # quoted rows have none
+    return frame.sort_values(["_order", size_column], ascending=[True, False]).drop(columns="_order").reset_index(drop=True)
+
+
+def note_rows(notes: Iterable[str]) -> list[dict]:
+    return [{"method": "note", "network": "", "note": note} for note in notes]
+
+
+def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
     """The paper's Table 2 layout: per network, P (K), Ops (M), test error mean +- std over seeds, n;
-    the paper's own values beside ours where the row is one of its rows (CIFAR-10)."""
-    from .paper import table2_match
+    the paper's own values beside ours where the row is one of its rows (CIFAR-10), the rows it
+    quotes from other papers marked as quoted, and the plan's notes (e.g. no Moonshine network near
+    a budget) as rows of their own."""
+    from .paper import TABLE2_QUOTED, table2_match
 
     rows = []
-    for network, group in students[students["method"] != "random"].groupby("network", sort=False):
+    shown = students[~students["method"].isin(["random", "bestof"])]
+    for network, group in shown.groupby("network", sort=False):
         first = group.iloc[0]
-        errors = group["test_error"]
         row = {
             "D-W": depth_width(first["arch"]),
             "method": first["method"],
@@ -119,27 +142,93 @@ def table2(students: pd.DataFrame) -> pd.DataFrame:
             "genotype": first["genotype"],
             "P (K)": round(first["params"] / 1e3, 1),
             "Ops (M)": round(first["ops"] / 1e6, 1),
-            "error mean": round(errors.mean(), 2),
-            "error std": round(errors.std(ddof=ERROR_STD_DDOF), 2),
-            "n": len(group),
+            **error_summary(group["test_error"]),
         }
         match = table2_match(first["method"], first["arch"], first["genotype"], first["params"] / 1e3)
         if match is not None and first["dataset"] == "cifar10":
-            row.update({"paper P (K)": match[0], "paper Ops (M)": match[1], "paper error": f"{match[2]:.2f} +- {match[3]:.2f}"})
+            p_params, p_ops, err, std = match
+            row.update({"paper P (K)": p_params, "paper Ops (M)": p_ops,
+                        "paper error": f"{err:.2f}" + ("" if std is None else f" +- {std:.2f}")})
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["_order"] = frame["method"].map(TABLE2_ORDER)
-    return frame.sort_values(["_order", "P (K)"], ascending=[True, False]).drop(columns="_order").reset_index(drop=True)
+    if not students.empty and (students["dataset"] == "cifar10").all():
+        for name, dw, p_params, p_ops, err, std, source in TABLE2_QUOTED:
+            rows.append({"D-W": dw, "method": "quoted", "network": name, "paper P (K)": p_params,
+                         "paper Ops (M)": p_ops, "paper error": f"{err:.2f} +- {std:.2f}", "note": source})
+    frame = _ordered(rows, "P (K)")
+    return pd.concat([frame, pd.DataFrame(note_rows(notes))], ignore_index=True) if notes else frame
+
+
+def table3(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
+    """The paper's Table 3 layout (ImageNet): per network, P (M), MACs (G), top-1 and top-5 error
+    (mean over seeds, n), the paper's values beside ours, and its rows this package cannot build."""
+    from .paper import TABLE3_NOT_REPRODUCED, table3_match
+
+    rows = []
+    for network, group in students[students["method"] != "random"].groupby("network", sort=False):
+        first = group.iloc[0]
+        row = {
+            "arch": first["arch"],
+            "method": first["method"],
+            "network": network,
+            "genotype": first["genotype"],
+            "P (M)": round(first["params"] / 1e6, 2),
+            "Ops (G)": round(first["ops"] / 1e9, 3),  # the paper's op convention (docs/paper.md s.5)
+            "top-1 error": round(group["test_error"].mean(), 2),
+            "top-5 error": round(group["test_error_top5"].mean(), 2),
+            "n": len(group),
+        }
+        match = table3_match(first["method"], first["arch"], first["genotype"], first["params"] / 1e6)
+        if match is not None and first["dataset"] == "imagenet":
+            row.update(dict(zip(["paper P (M)", "paper Ops (G)", "paper top-1", "paper top-5"], match)))
+        rows.append(row)
+    frame = _ordered(rows, "P (M)")
+    return pd.concat([frame, pd.DataFrame(note_rows([*notes, *TABLE3_NOT_REPRODUCED]))], ignore_index=True)
+
+
+def samples_table(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
+    """The samples ablation: test error of the Fisher-best of the first N candidates, per N (mean
+    over the ablation seeds, n), with the single-blocktype network closest in size as the reference
+    and the paper's values where the protocol is the paper's (CIFAR-10, 404.2K)."""
+    from .paper import SAMPLES_SINGLE_BLOCKTYPE, samples_match
+
+    best = students[students["method"] == "bestof"]
+    if best.empty:
+        raise BlockswapError("no best-of-N students in the students table (is ablation.samples set?)")
+    budget = int(best["budget"].iloc[0])
+    rows = []
+    for network, group in best.groupby("network", sort=False):
+        first = group.iloc[0]
+        n = int(network.rsplit("-", 1)[1])
+        row = {"samples": n, "network": network, "genotype": first["genotype"], "candidate": first["candidate"],
+               "fisher": first["fisher"], "params": first["params"], **error_summary(group["test_error"])}
+        paper = samples_match(n, first["dataset"], budget)
+        if paper is not None:
+            row["paper error"] = paper
+        rows.append(row)
+    frame = pd.DataFrame(rows).sort_values("samples").reset_index(drop=True)
+    moonshine = students[students["method"] == "moonshine"]
+    if not moonshine.empty:
+        distance = (moonshine["params"] - budget).abs()
+        nearest = moonshine.loc[distance == distance.min(), "network"].iloc[0]
+        group = moonshine[moonshine["network"] == nearest]
+        row = {"samples": pd.NA, "network": nearest, "genotype": group["genotype"].iloc[0],
+               "params": group["params"].iloc[0], **error_summary(group["test_error"]),
+               "note": f"single-blocktype network closest to the {budget} budget"}
+        if samples_match(1000, group["dataset"].iloc[0], budget) is not None:
+            row["paper error"] = SAMPLES_SINGLE_BLOCKTYPE
+        frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+    frame["samples"] = frame["samples"].astype("Int64")
+    return pd.concat([frame, pd.DataFrame(note_rows(notes))], ignore_index=True) if notes else frame
 
 
 def table2_display(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean +- std in one column, genotypes left to the CSV."""
-    shown = frame.drop(columns=["genotype"]).copy()
-    shown.insert(shown.columns.get_loc("error mean"), "error (%)",
-                 [f"{m:.2f} +- {s:.2f}" for m, s in zip(frame["error mean"], frame["error std"])])
-    return shown.drop(columns=["error mean", "error std"])
+    shown = frame.drop(columns=["genotype"], errors="ignore").copy()
+    if "error mean" in shown:
+        shown.insert(shown.columns.get_loc("error mean"), "error (%)",
+                     ["" if pd.isna(m) else f"{m:.2f} +- {s:.2f}" for m, s in zip(frame["error mean"], frame["error std"])])
+        shown = shown.drop(columns=["error mean", "error std"])
+    return shown
 
 
 def latex(table: pd.DataFrame) -> str:

@@ -220,8 +220,9 @@ def _resume(partial: Path, fingerprint: str, header: list[str]) -> pd.DataFrame:
 TOP_ROWS = 10  # rows of the rank table kept in the selection's provenance
 
 
-def select_best(score_files: Sequence[Path]) -> dict:
-    """Merge shards, check the candidates are complete and unique, return the top-Fisher one."""
+def select_best(score_files: Sequence[Path], first: Optional[int] = None) -> dict:
+    """Merge shards, check the candidates are complete and unique, return the top-Fisher one (of
+    the first `first` candidates only, for the samples ablation: best-of-N)."""
     frames, totals = [], set()
     for path in score_files:
         path = Path(path)
@@ -244,6 +245,10 @@ def select_best(score_files: Sequence[Path]) -> dict:
     missing = sorted(set(range(total)) - set(merged["candidate"]))
     if missing:
         raise BlockswapError(f"{len(missing)} of {total} candidates have no score (first: {missing[:10]}); a shard is missing")
+    if first is not None:
+        if not 1 <= first <= total:
+            raise BlockswapError(f"--first must be between 1 and the {total} scored candidates, got {first}")
+        merged = merged[merged["candidate"] < first]
     # Highest Fisher potential wins; ties go to the lower candidate index (deterministic).
     ranked = merged.sort_values(["fisher", "candidate"], ascending=[False, True], kind="stable").reset_index(drop=True)
     best = ranked.iloc[0]
@@ -256,6 +261,7 @@ def select_best(score_files: Sequence[Path]) -> dict:
         "macs": int(best["macs"]),
         "ops": int(best["ops"]),
         "candidates": int(len(merged)),
+        "of_total": total,
         "rank_table": top.to_dict(orient="records"),
         "sources": input_digests(score_files),
     }

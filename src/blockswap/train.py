@@ -1,11 +1,16 @@
 """Training a teacher from scratch, or a student with attention transfer from a frozen teacher.
 
 The protocol defaults are the paper's (PAPER.md s.4): SGD momentum 0.9, lr 0.1 cosine-annealed
-per epoch to 0, batch 128, weight decay 5e-4, crop + flip + Cutout. `PROTOCOLS["imagenet"]` is the
-ImageNet one. A checkpoint is written atomically after every epoch; running the same configuration
-again resumes from it (every epoch's data order and augmentation come from a seed derived from
-(seed, epoch), so a resumed run equals an uninterrupted one on CPU), and a finished run is not
-trained again. The reported number is the final epoch's test error.
+per epoch to 0, batch 128, weight decay 5e-4, crop + flip + Cutout, the last partial batch kept.
+`PROTOCOLS["imagenet"]` is the ImageNet one. A checkpoint is written atomically after every epoch;
+running the same configuration again resumes from it (every epoch's data order and augmentation
+come from a seed derived from (seed, epoch), and the learning rate is a function of the epoch, so
+a resumed run equals an uninterrupted one on CPU), and a finished run is not trained again. The
+reported number is the final epoch's test error.
+
+Optional: SNIP pruning at initialisation (Table 2's SNIP rows: masks fixed through training) and
+data-parallel training over several processes (`distributed.py`), which trains the same network
+as one process.
 """
 
 from __future__ import annotations
@@ -13,19 +18,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import numbers
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from . import distributed, snip
 from .checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, atomic_save, load_model, safe_load, save_model
 from .datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
-from .distillation import check_compatible, distillation_loss
+from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
+from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .models import build_model
 from .provenance import atomic_write_text, provenance, write_json
@@ -34,8 +44,27 @@ from .seeds import derive_seed
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
-SCHEDULES = ("cosine", "step")
 EVAL_BATCH_SIZE = 512  # evaluation only: larger batches, same numbers
+# derive_seed(seed, 0, PRUNE_STREAM) seeds the SNIP minibatch: three parts, so it is no epoch's seed.
+PRUNE_STREAM = 1
+
+
+def cosine_lr(config: "TrainConfig", epoch: int) -> float:
+    """The paper's: annealed per epoch from lr to 0 over the run (closed form)."""
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+
+
+def step_lr(config: "TrainConfig", epoch: int) -> float:
+    """lr times gamma for every milestone reached (epochs counted from 0, as MultiStepLR does)."""
+    return config.lr * config.gamma ** sum(m <= epoch for m in config.milestones)
+
+
+# Learning rate of each epoch (0-based) per schedule; a function of the epoch, so nothing to resume.
+SCHEDULES: dict[str, Callable[["TrainConfig", int], float]] = {"cosine": cosine_lr, "step": step_lr}
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 @dataclass
@@ -46,34 +75,55 @@ class TrainConfig:
     data_dir: str = "data"
     image_size: Optional[int] = None
     val_size: int = 0  # training images held out for validation (CIFAR/SVHN); digits has its own
+    protocol: str = "cifar"  # whose paper values an automatic beta scales (PAPER_BETA)
     epochs: int = 200
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch, however many processes share it
+    drop_last: bool = False  # the released code trains on the last, partial batch too
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine: to 0 over the run, stepped per epoch; step: x gamma every step_size
-    step_size: int = 30
-    gamma: float = 0.1
+    schedule: str = "cosine"  # cosine: to 0 over the run, stepped per epoch; step: x gamma at each milestone
+    # Step schedule: Moonshine's / the arXiv-v1 CIFAR schedule (x0.2 at epochs 60, 120, 160).
+    milestones: list = field(default_factory=lambda: [60, 120, 160])
+    gamma: float = 0.2
     cutout: bool = True
     seed: int = 0
-    teacher: Optional[str] = None  # folder or model.pt of a trained teacher: distil with AT
-    beta: float = 1000.0  # AT weight per point
+    teacher: Optional[str] = None  # trained-run folder / model.pt, or torchvision:NAME[:weights]: distil with AT
+    beta: Optional[float] = None  # AT weight per point; None = the protocol's paper value scaled to the image size
     kd_alpha: float = 0.0  # Hinton KD weight (0 = off, as in the paper)
     kd_temperature: float = 4.0
+    prune: Optional[str] = None  # "snip": prune connections at initialisation, masks fixed through training
+    prune_params: Optional[int] = None  # parameters left after pruning (BN and biases included)
     bf16: bool = False  # fast mode (CUDA): bf16 autocast
     channels_last: bool = False  # fast mode: NHWC layout
     compile: bool = False  # fast mode: torch.compile
 
     def __post_init__(self):
+        if isinstance(self.milestones, (tuple, list)):
+            self.milestones = list(self.milestones)
+        milestones_ok = (
+            isinstance(self.milestones, list)
+            and all(_is_int(m) and m >= 1 for m in self.milestones)
+            and all(a < b for a, b in zip(self.milestones, self.milestones[1:]))
+        )
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (milestones_ok, f"milestones must be strictly increasing positive whole epochs, got {self.milestones!r}"),
+            (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
+            (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"),
+            (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
             (0 <= self.kd_alpha <= 1, f"kd alpha must be between 0 and 1, got {self.kd_alpha}"),
             (self.kd_temperature > 0, f"kd temperature must be positive, got {self.kd_temperature}"),
+            (self.prune is None or self.prune in PRUNERS,
+             f"prune must be one of {', '.join(PRUNERS)}, got {self.prune!r}"),
+            ((self.prune is None) == (self.prune_params is None),
+             "--prune and --prune-params go together: name the method and the parameters to keep"),
+            (self.prune_params is None or (_is_int(self.prune_params) and self.prune_params >= 1),
+             f"prune params must be a positive whole number, got {self.prune_params!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,19 +137,21 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-# Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol).
+# Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:
+# 100 epochs, lr /10 every 30, batch 256, wd 1e-4, no Cutout (PAPER.md s.4); beta is automatic
+# (750 at 224 px, PAPER_BETA).
 PROTOCOLS = {
-    "cifar": {},
-    "imagenet": dict(epochs=100, batch_size=256, weight_decay=1e-4, schedule="step", step_size=30, beta=750.0,
-                     cutout=False),
+    "cifar": dict(protocol="cifar"),
+    "imagenet": dict(protocol="imagenet", epochs=100, batch_size=256, weight_decay=1e-4, schedule="step",
+                     milestones=[30, 60, 90], gamma=0.1, cutout=False),
 }
+assert set(PROTOCOLS) == set(PAPER_BETA), "every protocol needs its paper beta"
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
-def make_scheduler(optimiser, config: TrainConfig):
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs, eta_min=0.0)
-    return torch.optim.lr_scheduler.StepLR(optimiser, step_size=config.step_size, gamma=config.gamma)
+# Pruning at initialisation: name -> (model, images, labels of one training minibatch, parameters
+# to keep) -> {parameter name: 0/1 mask}.
+PRUNERS: dict[str, Callable[..., dict]] = {"snip": snip.snip_masks}
 
 
 @torch.no_grad()
@@ -124,34 +176,115 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
+class WithIntermediates(nn.Module):
+    """`forward` returns the network's logits, stage outputs and probes: DistributedDataParallel
+    synchronises gradients only of passes through its own forward, and distillation needs the
+    stage outputs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        return self.net.forward_intermediates(x)
+
+
+# --- teachers -----------------------------------------------------------------------------------
+
+
+def is_pretrained_teacher(spec: str) -> bool:
+    from .pretrained import is_pretrained_spec  # torchvision is imported only for such teachers
+
+    return is_pretrained_spec(spec)
+
+
+def _pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
+    from .pretrained import describe, load_pretrained_teacher
+
+    teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size)
+    return teacher, {"kind": "pretrained", **describe(spec, data.input_size)}
+
+
+def _trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
+    teacher, record = load_model(spec)
+    if record["num_classes"] != data.num_classes:
+        raise BlockswapError(
+            f"teacher {spec} has {record['num_classes']} classes but {data.name} has {data.num_classes}"
+        )
+    return teacher, {"kind": "trained", "path": spec, "arch": record["arch"], "genotype": record["genotype"],
+                     "dataset": record["dataset"]}
+
+
+# Kinds of teacher, tried in order: (claims the spec?, load it -> (module, record for metrics.json)).
+TEACHER_SOURCES: list[tuple[Callable[[str], bool], Callable[[str, Dataset], tuple[nn.Module, dict]]]] = [
+    (is_pretrained_teacher, _pretrained_teacher),
+    (lambda spec: True, _trained_teacher),  # a folder or model.pt of one of our runs
+]
+
+
+def finished_run(config: TrainConfig, out: Path) -> Optional[dict]:
+    """The metrics of a finished run of `config` in `out`; None if there is none; an error if `out`
+    holds a finished run of another configuration."""
+    path = Path(out) / METRICS_FILE
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    if metrics.get("fingerprint") != config.fingerprint():
+        raise BlockswapError(
+            f"{out} holds a finished run of a different configuration; use another --out folder or delete it"
+        )
+    return metrics
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out: Path, device: torch.device, data: Optional[Dataset] = None,
-                 progress: bool = True, log=print, tags: Optional[dict] = None):
-        self.config, self.out, self.device, self.progress, self.log = config, Path(out), device, progress, log
+                 progress: bool = True, log=print, tags: Optional[dict] = None, world: World = SINGLE):
+        self.config, self.out, self.device, self.world = config, Path(out), device, world
+        self.progress = progress and world.is_main
+        self.log = log if world.is_main else (lambda *_: None)
         self.tags = dict(tags or {})  # labels for reports (method, budget, ...); not part of the fingerprint
         if config.bf16 and device.type != "cuda":
             raise BlockswapError("--bf16 needs a CUDA device (fast mode is for GPUs)")
         self.data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.val_size)
+        self.beta = config.beta if config.beta is not None else default_beta(config.protocol, self.data.image_size)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = build_model(config.arch, config.genotype, self.data.num_classes, seed=config.seed)
         self.model.to(device, memory_format=self.memory_format)
-        self.teacher = self._load_teacher() if config.teacher else None
+        self.params_dense = sum(p.numel() for p in self.model.parameters())
+        self.teacher, self.teacher_record = self._load_teacher() if config.teacher else (None, None)
+        self.masks = self._prune() if config.prune else None
         self.optimiser = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
-        self.scheduler = make_scheduler(self.optimiser, config)
-        self.step_model = torch.compile(self.model) if config.compile else self.model
+        step = WithIntermediates(self.model)
+        if world.size > 1:
+            step = distributed.data_parallel(step, device)
+        self.step_model = torch.compile(step) if config.compile else step
 
-    def _load_teacher(self):
-        teacher, record = load_model(self.config.teacher)
-        if record["num_classes"] != self.data.num_classes:
-            raise BlockswapError(
-                f"teacher {self.config.teacher} has {record['num_classes']} classes but {self.data.name} has "
-                f"{self.data.num_classes}"
-            )
+    def _load_teacher(self) -> tuple[nn.Module, dict]:
+        spec = self.config.teacher
+        load = next(load for claims, load in TEACHER_SOURCES if claims(spec))
+        teacher, record = load(spec, self.data)
         teacher.to(self.device, memory_format=self.memory_format).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        return teacher
+        return teacher, record
+
+    def _prune(self) -> dict[str, torch.Tensor]:
+        """Masks of the freshly initialised network from one seeded, augmented training minibatch of
+        the (global) training batch size, BN in train mode; rank 0's masks are every rank's."""
+        config = self.config
+        if config.prune_params > self.params_dense:
+            raise BlockswapError(
+                f"--prune-params {config.prune_params} exceeds the {self.params_dense} parameters of the network"
+            )
+        batches = epoch_batches(self.data, config.batch_size, derive_seed(config.seed, 0, PRUNE_STREAM), self.device,
+                                config.cutout, drop_last=True)
+        images, labels = next(iter(batches))
+        masks = PRUNERS[config.prune](self.model, images.contiguous(memory_format=self.memory_format), labels,
+                                      config.prune_params)
+        masks = distributed.broadcast_tensors({k: v.to(self.device).contiguous() for k, v in masks.items()})
+        snip.apply_masks(self.model, masks)
+        return masks
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -163,7 +296,7 @@ class Trainer:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "masks": None if self.masks is None else {k: v.cpu() for k, v in self.masks.items()},
             "history": history,
             "elapsed": elapsed,
         }
@@ -179,97 +312,124 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("masks") is not None:
+            self.masks = {k: v.to(self.device) for k, v in state["masks"].items()}
+            snip.apply_masks(self.model, self.masks)
         self.log(f"resuming {self.out} after epoch {state['epoch']}")
         return state["epoch"], list(state["history"]), float(state["elapsed"])
 
     def finished(self) -> Optional[dict]:
-        path = self.out / METRICS_FILE
-        if not path.exists():
-            return None
-        metrics = json.loads(path.read_text())
-        if metrics.get("fingerprint") != self.config.fingerprint():
-            raise BlockswapError(
-                f"{self.out} holds a finished run of a different configuration; use another --out folder or delete it"
-            )
-        return metrics
+        return finished_run(self.config, self.out)
 
     # --- loop -----------------------------------------------------------------------------------
 
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor, first: bool):
+        config = self.config
+        out = self.step_model(images)
+        if self.teacher is None:
+            return out.logits, F.cross_entropy(out.logits, labels)
+        with torch.no_grad():
+            target = self.teacher.forward_intermediates(images)
+        if first:
+            check_compatible(out.stages, target.stages)
+            if target.logits.shape[1] != out.logits.shape[1]:
+                raise BlockswapError(f"teacher {config.teacher} predicts {target.logits.shape[1]} classes but the "
+                                     f"student {out.logits.shape[1]}")
+        loss = distillation_loss(out.logits, labels, out.stages, target.logits, target.stages, self.beta,
+                                 config.kd_alpha, config.kd_temperature)
+        return out.logits, loss
+
     def train_epoch(self, epoch: int) -> dict:
-        config, model = self.config, self.step_model
-        model.train()
-        batches = epoch_batches(self.data, config.batch_size, derive_seed(config.seed, epoch), self.device, config.cutout)
+        config, world = self.config, self.world
+        self.step_model.train()
+        batches = epoch_batches(self.data, config.batch_size, derive_seed(config.seed, epoch), self.device,
+                                config.cutout, drop_last=config.drop_last, shard=world.shard)
+        n_train = len(self.data.train)
         loss_sum = wrong = seen = 0.0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False,
-                   total=len(batches) if hasattr(batches, "__len__") else None)
-        for images, labels in bar:
+                   total=len(batches))
+        for step, (images, labels) in enumerate(bar):
             images = images.contiguous(memory_format=self.memory_format)
-            with autocast(self.device, config.bf16):
-                if self.teacher is None:
-                    logits = model(images)
-                    loss = F.cross_entropy(logits, labels)
-                else:
-                    out = self.model.forward_intermediates(images)
-                    with torch.no_grad():
-                        target = self.teacher.forward_intermediates(images)
-                    if seen == 0:
-                        check_compatible(out.stages, target.stages)
-                    logits = out.logits
-                    loss = distillation_loss(logits, labels, out.stages, target.logits, target.stages, config.beta,
-                                             config.kd_alpha, config.kd_temperature)
-            self.optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimiser.step()
             n = len(labels)
-            loss_sum += float(loss.detach()) * n
-            wrong += float((logits.argmax(1) != labels).sum())
+            with autocast(self.device, config.bf16):
+                logits, loss = self._loss(images, labels, first=step == 0)
+            objective = loss
+            if world.size > 1:
+                # Each rank's loss is a mean over its share; weighting it by share / (global batch /
+                # ranks) makes DDP's average of the ranks' gradients the global batch's mean gradient.
+                # An empty share (a final batch smaller than the ranks) still joins the collectives.
+                global_n = min(config.batch_size, n_train - step * config.batch_size)
+                objective = loss * (n * world.size / global_n) if n else logits.sum() * 0.0
+            self.optimiser.zero_grad(set_to_none=True)
+            objective.backward()
+            self.optimiser.step()
+            if self.masks is not None:
+                snip.apply_masks(self.model, self.masks)  # momentum and weight decay must not revive them
+            if n:
+                loss_sum += float(loss.detach()) * n
+                wrong += float((logits.argmax(1) != labels).sum())
             seen += n
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", err=f"{100 * wrong / seen:.1f}%")
+            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", err=f"{100 * wrong / max(seen, 1):.1f}%")
+        loss_sum, wrong, seen = distributed.all_sum([loss_sum, wrong, seen], self.device)
         return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
 
-    def run(self) -> dict:
+    def run(self) -> Optional[dict]:
+        """Train (or resume) to the end and return the metrics (on rank 0; None on other ranks)."""
         done = self.finished()
         if done is not None:
             self.log(f"{self.out} is already trained (test error {done['test_error']:.2f}%); nothing to do")
             return done
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         start_epoch, history, elapsed = self._resume()
         for epoch in range(start_epoch, self.config.epochs):
             start = time.perf_counter()
-            lr = self.optimiser.param_groups[0]["lr"]
+            lr = SCHEDULES[self.config.schedule](self.config, epoch)
+            for group in self.optimiser.param_groups:
+                group["lr"] = lr
             row = {"epoch": epoch + 1, **self.train_epoch(epoch), "lr": lr}
-            if self.data.val is not None:
+            if self.data.val is not None and self.world.is_main:
                 val = evaluate(self.model, evaluation_batches(self.data, "val", EVAL_BATCH_SIZE, self.device),
                                self.device, self.config.bf16)
                 row["val_error"] = val["top1_error"]
-            self.scheduler.step()
             row["seconds"] = time.perf_counter() - start
             elapsed += row["seconds"]
             history.append(row)
-            atomic_save(self._checkpoint(epoch + 1, history, elapsed), self.out / CHECKPOINT_FILE)
+            if self.world.is_main:
+                atomic_save(self._checkpoint(epoch + 1, history, elapsed), self.out / CHECKPOINT_FILE)
             val_text = f" val err {row['val_error']:.2f}%" if "val_error" in row else ""
             self.log(f"epoch {epoch + 1}/{self.config.epochs}: loss {row['train_loss']:.4f} "
                      f"train err {row['train_error']:.2f}%{val_text} lr {lr:.4g} ({row['seconds']:.1f}s)")
-        return self._finish(history, elapsed)
+        metrics = self._finish(history, elapsed) if self.world.is_main else None
+        distributed.barrier()  # the other ranks return once the results are written
+        return metrics
 
     def _finish(self, history: list, elapsed: float) -> dict:
         test = evaluate(self.model, evaluation_batches(self.data, "test", EVAL_BATCH_SIZE, self.device),
                         self.device, self.config.bf16)
         cost = self.model.spec.cost(self.data.input_size)  # exact, from the genotype (no forward pass)
         stamp = provenance(seed=self.config.seed, device=self.device, seconds=elapsed)
-        save_model(self.model, self.out / MODEL_FILE, self.data.input_size, self.data.name)
+        save_model(self.model, self.out / MODEL_FILE, self.data.input_size, self.data.name, masks=self.masks)
         atomic_write_text(self.out / HISTORY_FILE, pd.DataFrame(history).to_csv(index=False))
+        params = snip.remaining_params(self.model, self.masks) if self.masks is not None else cost.params
         metrics = {
             "test_error": test["top1_error"],
             "test_error_top5": test["top5_error"],
             "arch": self.model.spec.arch.name,
             "genotype": self.model.spec.genotype.names,
             **cost.as_dict(),
+            # Pruned: the parameters left; MACs and ops stay those of the dense network (unstructured
+            # sparsity removes no layer), as the paper prints no ops for its SNIP rows.
+            "params": params,
+            "params_dense": cost.params,
+            "prune": self.config.prune,
             "dataset": self.data.name,
             "epochs": self.config.epochs,
             "seed": self.config.seed,
             "teacher": self.config.teacher,
+            "teacher_source": self.teacher_record,
+            "beta": self.beta if self.teacher is not None else None,
+            "processes": self.world.size,
             "mode": self.config.mode,
             "tags": self.tags,
             "fingerprint": self.config.fingerprint(),
@@ -281,3 +441,30 @@ class Trainer:
         (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)
         self.log(f"finished: test error {test['top1_error']:.2f}% (top-5 {test['top5_error']:.2f}%) -> {self.out}")
         return metrics
+
+
+# --- several processes --------------------------------------------------------------------------
+
+
+def train_rank(world: World, device: torch.device, config: TrainConfig, out: Path, data: Optional[Dataset],
+                progress: bool, tags: Optional[dict]) -> None:
+    """One rank of a data-parallel run (a spawned process, or one launched by torchrun)."""
+    Trainer(config, out, device, data, progress=progress, log=lambda line: print(line, flush=True), tags=tags,
+            world=world).run()
+
+
+def train_parallel(config: TrainConfig, out: Path, nproc: int, device: str = "auto", data: Optional[Dataset] = None,
+                   progress: bool = True, tags: Optional[dict] = None) -> dict:
+    """Train on `nproc` local processes (one GPU each on CUDA, gloo on the CPU) and return rank 0's
+    metrics. The result equals a one-process run of the same config, to float rounding."""
+    kind = distributed.device_type(device)
+    done = finished_run(config, Path(out))
+    if done is None:
+        # Loaded once here, so a missing dataset is one error before any process starts.
+        data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.val_size)
+        distributed.spawn(nproc, kind, train_rank, config, Path(out), data, progress, tags)
+        done = json.loads((Path(out) / METRICS_FILE).read_text())
+    else:
+        print(f"{out} is already trained (test error {done['test_error']:.2f}%); nothing to do", flush=True)
+    return done
+

@@ -2,7 +2,7 @@
 
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
 `networks` (blocks, cost, data), `search` (sample, score, pick, select), `training` (train,
-evaluate) and `results` (report, figure). A user's mistake (`BlockswapError`, or a bad argument)
+evaluate), `results` (report, figure) and `workflow` (plan). A user's mistake (`BlockswapError`, or a bad argument)
 is one line on stderr and exit code 2.
 """
 
@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Optional
 
 from ..errors import BlockswapError
-from . import networks, results, search, training
+from . import networks, results, search, training, workflow
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     **search.COMMANDS,
     **training.COMMANDS,
     **results.COMMANDS,
+    **workflow.COMMANDS,
 }
 
 

@@ -15,9 +15,11 @@ from ..report import (
     cost_table,
     latex,
     markdown,
+    samples_table,
     students_table,
     table2,
     table2_display,
+    table3,
 )
 
 
@@ -39,7 +41,17 @@ def report_students(args):
 
 
 def report_table2(args):
-    table = table2(read_all_students(args.inputs))
+    table = table2(read_all_students(args.inputs), args.note or ())
+    return table, table2_display(table)
+
+
+def report_table3(args):
+    table = table3(read_all_students(args.inputs), args.note or ())
+    return table, table.drop(columns=["genotype"], errors="ignore")
+
+
+def report_samples(args):
+    table = samples_table(read_all_students(args.inputs), args.note or ())
     return table, table2_display(table)
 
 
@@ -54,6 +66,8 @@ REPORT_BUILDERS = {
     "costs": report_costs,
     "students": report_students,
     "table2": report_table2,
+    "table3": report_table3,
+    "samples": report_samples,
     "correlation": report_correlation,
 }
 
@@ -92,11 +106,12 @@ def cmd_report(args) -> None:
 
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
-                       "costs (cost JSONs), students (metrics.json files), table2 (students CSVs), "
-                       "correlation (students CSVs and --proxies).")
+                       "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
+                       "CSVs), correlation (students CSVs and --proxies).")
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
     p.add_argument("inputs", nargs="+", help="input files")
     p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget")
+    p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")

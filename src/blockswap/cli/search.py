@@ -140,7 +140,7 @@ def add_pick(sub) -> None:
 
 
 def cmd_select(args) -> None:
-    best = select_best([Path(p) for p in args.scores])
+    best = select_best([Path(p) for p in args.scores], args.first)
     record = {**best, "provenance": provenance()}
     write_json(args.out, record)
     print(f"selected candidate {best['candidate']} of {best['candidates']} (Fisher {best['fisher']:.6g}, "
@@ -154,6 +154,7 @@ def add_select(sub) -> None:
         description="Merge score shards, check none is missing or duplicated, write the winning genotype.",
     )
     p.add_argument("scores", nargs="+", help="scores CSV files (all shards)")
+    p.add_argument("--first", type=int, help="only the first N candidates compete (samples ablation: best of N)")
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
 
 

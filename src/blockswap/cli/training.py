@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -10,22 +11,34 @@ import yaml
 from ..checkpoint import load_model
 from ..datasets import evaluation_batches, load_dataset
 from ..devices import DEVICE_HELP, resolve_device
+from ..distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
 from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..models import parse_arch
-from ..train import CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, SCHEDULES, TrainConfig, Trainer, evaluate
+from ..pretrained import is_pretrained_spec, pretrained_metrics
+from ..provenance import provenance, write_json
+from ..train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
+                     is_pretrained_teacher, train_parallel, train_rank)
 
 
-# CLI flag -> TrainConfig field, for the hyperparameters that can be set either way.
-TRAIN_FLAGS = {
-    "epochs": int, "batch_size": int, "lr": float, "momentum": float, "weight_decay": float, "schedule": str,
-    "step_size": int, "gamma": float, "seed": int, "beta": float, "kd_alpha": float, "kd_temperature": float,
-    "val_size": int, "image_size": int, "data_dir": str,
-}
+# TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the
+# --config file, which overrides the --protocol preset.
+TRAIN_FLAGS = (
+    "epochs", "batch_size", "drop_last", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma", "cutout",
+    "seed", "beta", "kd_alpha", "kd_temperature", "prune", "prune_params", "val_size", "image_size", "data_dir",
+)
+
+
+def milestones(text: str) -> list[int]:
+    """'60,120,160' -> [60, 120, 160] (TrainConfig checks that they increase)."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole epochs separated by commas, e.g. 60,120,160, got {text!r}")
 
 
 def train_config(args) -> TrainConfig:
-    values = {"arch": parse_arch(args.arch).name, "dataset": args.dataset, **PROTOCOLS[args.protocol]}
+    loaded = {}
     if args.config:
         path = Path(args.config)
         if not path.is_file():
@@ -36,22 +49,37 @@ def train_config(args) -> TrainConfig:
         unknown = sorted(set(loaded) - CONFIG_FIELDS)
         if unknown:
             raise BlockswapError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(CONFIG_FIELDS))}")
-        values.update(loaded)
+    protocol = args.protocol or loaded.get("protocol", "cifar")
+    if protocol not in PROTOCOLS:
+        raise BlockswapError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    values = {"arch": parse_arch(args.arch).name, "dataset": args.dataset, **PROTOCOLS[protocol], **loaded}
+    values["protocol"] = protocol
     for name in TRAIN_FLAGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if args.no_cutout:
-        values["cutout"] = False
     for flag in ("bf16", "channels_last", "compile"):
         values[flag] = values.get(flag, False) or getattr(args, flag)
     if args.teacher:
-        values["teacher"] = str(Path(args.teacher).resolve())
+        # A torchvision spec is a name, not a path; a trained run is recorded by its absolute path.
+        values["teacher"] = args.teacher if is_pretrained_teacher(args.teacher) else str(Path(args.teacher).resolve())
     spec = args.genotype or values.get("genotype")
     if spec is not None:
         arch = parse_arch(values["arch"])
         genotype = Genotype.from_data(spec) if isinstance(spec, list) else Genotype.from_spec(spec, arch.depth)
         values["genotype"] = genotype.names
     return TrainConfig(**values)
+
+
+def search_tags(path: Path) -> dict:
+    """A searched or picked genotype file (`blockswap select` / `pick`) carries the candidate's index
+    and Fisher potential; they travel in the run's own metrics.json, so reports read no other file."""
+    if path.suffix != ".json":
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}  # Genotype.load has already said what is wrong with a file that is used
+    return {key: str(record[key]) for key in ("candidate", "fisher") if isinstance(record, dict) and key in record}
 
 
 def cmd_train(args) -> None:
@@ -63,10 +91,26 @@ def cmd_train(args) -> None:
             raise BlockswapError(f"--tag needs KEY=VALUE, got {item!r}")
         tags[key] = value
     if args.genotype and Path(args.genotype).is_file():
-        tags.setdefault("genotype_file", args.genotype)  # the report reads a searched Fisher score from it
-    trainer = Trainer(config, Path(args.out), resolve_device(args.device), progress=not args.quiet,
-                      log=lambda line: print(line, flush=True), tags=tags)
-    trainer.run()
+        tags.setdefault("genotype_file", args.genotype)
+        tags.update(search_tags(Path(args.genotype)))
+    if args.nproc < 1:
+        raise BlockswapError(f"--nproc must be at least 1, got {args.nproc}")
+    world = world_from_env()
+    if world is not None and world.size > 1:  # one rank of a torchrun launch
+        if args.nproc not in (1, world.size):
+            raise BlockswapError(f"--nproc {args.nproc} contradicts torchrun's WORLD_SIZE={world.size}; leave it out")
+        kind = device_type(args.device)
+        init_process_group(world, kind)
+        try:
+            train_rank(world, rank_device(kind, world), config, Path(args.out), None, not args.quiet, tags)
+        finally:
+            destroy_process_group()
+    elif args.nproc > 1:
+        train_parallel(config, Path(args.out), args.nproc, args.device, progress=not args.quiet, tags=tags)
+    else:
+        trainer = Trainer(config, Path(args.out), resolve_device(args.device), progress=not args.quiet,
+                          log=lambda line: print(line, flush=True), tags=tags)
+        trainer.run()
 
 
 def add_train(sub) -> None:
@@ -80,27 +124,38 @@ def add_train(sub) -> None:
     p.add_argument("--genotype", help="genotype file, name list, or one block name (default: all S)")
     p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
     p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, history.csv")
-    p.add_argument("--teacher", help="trained teacher (folder or model.pt): distil with attention transfer")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cifar",
-                   help="hyperparameter preset: cifar (the paper's CIFAR-10 protocol) or imagenet")
+    p.add_argument("--teacher", help="trained teacher (folder or model.pt), or torchvision:NAME[:weights.pth] "
+                   "(e.g. torchvision:resnet34, pretrained): distil with attention transfer")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="hyperparameter preset: cifar (the paper's CIFAR-10 protocol, default) or imagenet")
     p.add_argument("--config", help="YAML file of hyperparameters (TrainConfig fields); flags override it")
     p.add_argument("--epochs", type=int, help="epochs (paper: 200)")
-    p.add_argument("--batch-size", type=int, help="minibatch size (paper: 128)")
+    p.add_argument("--batch-size", type=int, help="global minibatch size, shared by all processes (paper: 128)")
+    p.add_argument("--drop-last", action="store_true", default=None,
+                   help="drop each epoch's last, partial batch (the paper's code keeps it)")
     p.add_argument("--lr", type=float, help="initial learning rate (paper: 0.1)")
     p.add_argument("--momentum", type=float, help="SGD momentum (paper: 0.9)")
     p.add_argument("--weight-decay", type=float, help="weight decay (paper: 5e-4)")
-    p.add_argument("--schedule", choices=SCHEDULES, help="cosine (per epoch, to 0) or step")
-    p.add_argument("--step-size", type=int, help="step schedule: epochs between decays (ImageNet: 30)")
-    p.add_argument("--gamma", type=float, help="step schedule: decay factor (0.1)")
-    p.add_argument("--no-cutout", action="store_true", help="train without Cutout")
+    p.add_argument("--schedule", choices=SCHEDULES, help="cosine (per epoch, to 0) or step (x gamma at milestones)")
+    p.add_argument("--milestones", type=milestones,
+                   help="step schedule: epochs at which lr is multiplied by gamma (default 60,120,160; ImageNet 30,60,90)")
+    p.add_argument("--gamma", type=float, help="step schedule: decay factor (default 0.2; ImageNet 0.1)")
+    p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
+                   help="Cutout after normalisation (default on; the ImageNet preset turns it off)")
     p.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation")
-    p.add_argument("--beta", type=float, help="attention-transfer weight per point (paper: 1000; ImageNet 750)")
+    p.add_argument("--beta", type=float, help="attention-transfer weight per point (default: the paper's, 1000 at "
+                   "32 px or 750 at 224 px for ImageNet, times (image size / that size)^2)")
     p.add_argument("--kd-alpha", type=float, help="Hinton KD weight, 0 = off (the paper uses none)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature")
+    p.add_argument("--prune", choices=sorted(PRUNERS), help="prune at initialisation (snip: SNIP connection "
+                   "saliency on one minibatch, global top-k; masks fixed through training)")
+    p.add_argument("--prune-params", type=int, help="with --prune: parameters left (BN and biases included)")
     p.add_argument("--val-size", type=int, help="training images held out for validation")
     p.add_argument("--data-dir", help="folder holding the dataset files (default: data)")
     p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (one GPU each on "
+                   "CUDA, gloo on the CPU); the result does not depend on it. Under torchrun, leave it out")
     p.add_argument("--bf16", action="store_true", help="fast mode: bf16 autocast (CUDA)")
     p.add_argument("--channels-last", action="store_true", help="fast mode: NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="fast mode: torch.compile")
@@ -110,8 +165,11 @@ def add_train(sub) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    model, record = load_model(args.model)
     device = resolve_device(args.device)
+    if is_pretrained_spec(args.model):
+        evaluate_pretrained(args, device)
+        return
+    model, record = load_model(args.model)
     dataset = args.dataset or record["dataset"]
     image_size = args.image_size or (record["input_size"][0] if dataset == "digits" else None)
     data = load_dataset(dataset, args.data_dir, image_size, 0)
@@ -119,17 +177,33 @@ def cmd_evaluate(args) -> None:
         raise BlockswapError(f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}")
     model.to(device)
     result = evaluate(model, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
-    print(json.dumps({"model": str(args.model), "dataset": dataset, "test_error": result["top1_error"],
-                      "test_error_top5": result["top5_error"]}))
+    summary = {"model": str(args.model), "dataset": dataset, "test_error": result["top1_error"],
+               "test_error_top5": result["top5_error"]}
+    if args.out:
+        write_json(args.out, {**summary, "provenance": provenance(device=device)})
+    print(json.dumps(summary))
+
+
+def evaluate_pretrained(args, device) -> None:
+    """A pretrained torchvision teacher's test error, written as a teacher's metrics.json (the
+    workflow's teacher row when `teacher.pretrained` is set)."""
+    if not args.dataset:
+        raise BlockswapError(f"{args.model}: give --dataset (a pretrained teacher was trained on none of ours)")
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, 0)
+    metrics = pretrained_metrics(args.model, data, device)
+    if args.out:
+        write_json(args.out, metrics)
+    print(json.dumps({key: metrics[key] for key in ("test_error", "test_error_top5", "params", "dataset")}))
 
 
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test error of a trained model", description="Recompute test error.")
-    p.add_argument("model", help="a training folder or its model.pt")
+    p.add_argument("model", help="a training folder or its model.pt, or torchvision:NAME[:weights.pth]")
     p.add_argument("--dataset", help="default: the dataset the model was trained on")
     p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
-    p.add_argument("--image-size", type=int, help="digits only (default: the model's)")
+    p.add_argument("--image-size", type=int, help="side of the evaluated images (default: the model's / dataset's)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--out", help="also write the result as JSON here (a pretrained teacher: a metrics.json)")
 
 
 COMMANDS = {

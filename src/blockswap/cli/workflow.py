@@ -1,0 +1,46 @@
+"""`blockswap plan`: what a workflow configuration trains, and what it costs, before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..plan import EPOCH_TIMINGS, family, load_config, plan_cost, plan_networks, plan_notes
+
+GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
+
+
+def cmd_plan(args) -> None:
+    config = load_config(args.configfiles)
+    plans = plan_networks(config, GENOTYPE_DIR, f"results/{config['run']}")
+    rows = plan_cost(config, plans)
+    print(f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, "
+          f"{config['training']['epochs']} epochs per training run")
+    header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        hours = "n/a" if row.gpu_hours is None else f"{row.gpu_hours:.1f}"
+        print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{hours:>12}")
+    known = [r.gpu_hours for r in rows if r.gpu_hours is not None]
+    total_runs = sum(r.runs for r in rows if r.epochs)
+    total_epochs = sum(r.epochs for r in rows)
+    total = f"{sum(known):.1f}" if len(known) == len(rows) else "n/a"
+    print(f"{'total (training)':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
+    timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
+    source = timing["measured"] or "no measurement covers this architecture family yet"
+    print(f"GPU-hours: estimates from seconds per image measured by bench/gpu.sh ({source}), scaled by pixel count")
+    for note in plan_notes(config):
+        print(f"note: {note}")
+
+
+def add_plan(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="training runs, epochs and GPU-hours of a workflow configuration",
+        description="Print, per stage, the training runs and epochs a configuration asks for and an estimate "
+        "of GPU-hours from measured timings. Several files merge like Snakemake's --configfile.",
+    )
+    p.add_argument("configfiles", nargs="+", help="configuration files (e.g. config/paper-cifar10.yaml)")
+
+
+COMMANDS = {"plan": (add_plan, cmd_plan)}

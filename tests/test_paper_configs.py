@@ -1,0 +1,163 @@
+"""Every shipped configuration runs end to end, unchanged but for a scale-down overlay.
+
+Each `config/*.yaml` is run by Snakemake with its `tests/miniature/<name>.yaml` overlay as a second
+`--configfile` (one epoch, a few candidates and random students, one seed) on tiny datasets written
+in the originals' on-disk formats (CIFAR-10 and CIFAR-100 pickled batches, SVHN .mat files, an
+ImageNet tree of JPEGs with 1000 synset folders) and a stand-in for torchvision's ResNet-34 weight
+file in a torch hub cache. Every table and figure the README lists for the configuration must be
+made, with the rows the configuration's design implies.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from datafiles import write_cifar10, write_cifar100, write_imagenet, write_svhn, write_torchvision_resnet34
+from snakemake_log import job_counts
+
+BIN = Path(sys.executable).parent
+CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
+MINIATURE = ROOT / "tests" / "miniature"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """All datasets in one data folder, and a torch hub cache holding the ResNet-34 weight file."""
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, per_batch=20)
+    write_cifar100(root)
+    write_svhn(root)
+    write_imagenet(root, classes=1000, per_class=1)
+    torch_home = tmp_path_factory.mktemp("torch-home")
+    write_torchvision_resnet34(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
+    return root, torch_home
+
+
+def run_miniature(name, tiny_data, workdir, *extra):
+    data, torch_home = tiny_data
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
+    return subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+         "all", "--configfile", str(ROOT / "config" / name), str(MINIATURE / name), "--config", f"data_dir={data}",
+         *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+
+
+def test_every_shipped_configuration_has_a_miniature():
+    assert CONFIGS == sorted(p.name for p in MINIATURE.glob("*.yaml"))
+
+
+def rows(results: Path, table: str) -> pd.DataFrame:
+    frame = pd.read_csv(results / "tables" / f"{table}.csv")
+    for suffix in (".md", ".tex"):
+        if (results / "tables" / f"{table}{suffix}").exists():
+            assert (results / "tables" / f"{table}{suffix}").stat().st_size > 100
+    return frame
+
+
+def count(frame: pd.DataFrame, column: str = "method") -> dict:
+    return frame[column].value_counts().to_dict()
+
+
+def check_default(results: Path) -> None:
+    students = rows(results, "students")
+    table2 = rows(results, "table2")
+    # 3 budgets: one searched BlockSwap student each, 2 reduced networks, the Moonshine networks
+    # that lie within 2.5 % of a budget, 2 random students per budget, one seed.
+    moonshine = count(table2).get("moonshine", 0)
+    notes = count(table2).get("note", 0)
+    assert moonshine + notes == 3  # each budget has a Moonshine network or a note saying none is near
+    assert count(students) == {"teacher": 1, "blockswap": 3, "reduced": 2, "random": 6, **(
+        {"moonshine": moonshine} if moonshine else {})}
+    assert students.loc[students["method"] == "blockswap", "fisher"].notna().all()
+    assert students.loc[students["method"] == "random", "candidate"].notna().all()
+    correlation = rows(results, "correlation")
+    assert len(correlation) == 3 * (4 * 2 + 2)  # budgets x (proxies x minibatches + params, macs)
+
+
+def check_paper_cifar10(results: Path) -> None:
+    students = rows(results, "students")
+    assert count(students) == {"teacher": 1, "blockswap": 6, "reduced": 3, "moonshine": 21, "snip": 6,
+                               "bestof": 2, "random": 6}
+    # SNIP keeps exactly the released BlockSwap student's parameter count at each budget.
+    blockswap = students[students["method"] == "blockswap"].set_index("budget")["params"]
+    snip = students[students["method"] == "snip"].set_index("budget")["params"]
+    assert snip.sort_index().tolist() == blockswap.sort_index().tolist()
+    table2 = rows(results, "table2")
+    assert count(table2) == {"teacher": 1, "reduced": 3, "moonshine": 21, "quoted": 2, "snip": 6, "blockswap": 6}
+    assert table2["paper error"].notna().sum() == 1 + 3 + 1 + 2 + 6 + 6  # MBConv(6) is the one paper Moonshine row
+    samples = rows(results, "samples")
+    assert samples["samples"].dropna().tolist() == [2, 4] and len(samples) == 3  # + the single-blocktype reference
+    correlation = rows(results, "correlation")
+    assert sorted(correlation["budget"].unique()) == [200000, 400000, 800000]
+    assert len(correlation) == 3 * (4 * 2 + 2) and (correlation["n"] == 2).all()
+
+
+def check_paper_imagenet(results: Path) -> None:
+    students = rows(results, "students")
+    assert count(students) == {"teacher": 1, "blockswap": 2, "reduced": 1, "moonshine": 2}
+    teacher = json.loads((results / "teachers" / "seed-0" / "metrics.json").read_text())
+    assert teacher["mode"] == "pretrained" and teacher["params"] == 21_797_672  # torchvision's ResNet-34
+    table3 = rows(results, "table3")
+    assert count(table3) == {"teacher": 1, "reduced": 1, "moonshine": 2, "blockswap": 2, "note": 1}
+    assert table3["paper top-1"].notna().sum() == 6 and table3["paper top-5"].notna().sum() == 6
+
+
+# Configuration -> (tables, figures the README lists for it, the row checks).
+EXPECTED = {
+    "config.yaml": (["costs", "students", "table2", "correlation"],
+                    ["pareto", "search_60000", "search_100000", "search_150000", "random_students",
+                     "fisher_vs_error"], check_default),
+    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation"],
+                           ["pareto", "random_students", "fisher_vs_error"], check_paper_cifar10),
+    "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp_path):
+    assert name in EXPECTED, f"add the expected outputs of config/{name} to this test"
+    start = time.perf_counter()
+    proc = run_miniature(name, tiny_data, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = [line.split(":", 1)[1].strip() for line in (ROOT / "config" / name).read_text().splitlines()
+           if line.startswith("run:")][0].split()[0]
+    results = tmp_path / "results" / run
+    tables, figures, check = EXPECTED[name]
+    for table in tables:
+        assert (results / "tables" / f"{table}.csv").stat().st_size > 0, table
+        assert (results / "tables" / f"{table}.csv.provenance.json").is_file(), table
+    for figure in figures:
+        for suffix in (".png", ".pdf"):
+            assert (results / "figures" / f"{figure}{suffix}").stat().st_size > 1000, figure
+    check(results)
+    # Nothing is left to do: every input of every rule was declared, so a rerun finds no job.
+    again = run_miniature(name, tiny_data, tmp_path, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+    print(f"{name}: {time.perf_counter() - start:.0f} s")
+
+
+# Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
+# of 3 budgets once (300 runs, as in the paper, where 1,800 were trained before).
+@pytest.mark.parametrize("name,expected", [
+    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300, "pick_random": 300,
+                            "proxies": 3, "select_first": 3, "score": 8}),
+    ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
+])
+def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):
+    _, torch_home = tiny_data  # the ImageNet config reads the teacher's weight file from the hub cache
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
+    proc = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "-n", "all", "--configfile", str(ROOT / "config" / name)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = job_counts(proc.stdout)
+    for job, n in expected.items():
+        assert counts.get(job, 0) == n, (job, counts)
