@@ -1,4 +1,4 @@
-# Search stage (PAPER.md s.1-2): per budget, sample candidates, score them by Fisher potential in
+# Search stage (docs/paper.md s.1-2): per budget, sample candidates, score them by Fisher potential in
 # parallel shards (static scatter/gather), and select the highest-scoring genotype.
 
 

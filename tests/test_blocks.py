@@ -15,7 +15,7 @@ WIDTHS = [(32, 32, 1), (32, 64, 2), (64, 64, 1)]
 
 
 def closed_form_params(t: BlockType, cin: int, cout: int) -> int:
-    """Parameter count written out from PAPER.md s.3, independently of the layer specs."""
+    """Parameter count written out from docs/paper.md s.3, independently of the layer specs."""
     k2 = 9
     shortcut = cin * cout if cin != cout else 0
     if t.family == "S":

@@ -52,7 +52,7 @@ def test_table2_counts(arch, genotype, params_k, ops_m):
 
 def test_teacher_exact_params_and_plain_macs():
     c = cost("wrn-40-2")
-    assert c.params == 2_243_546  # PAPER.md s.5
+    assert c.params == 2_243_546  # docs/paper.md s.5
     assert_printed(c.macs / 1e6, 327.6, 1)  # plain conv + linear MACs
 
 
@@ -61,7 +61,7 @@ def test_mbconv6_params_differ_from_the_paper_by_a_rounding_unit():
     assert cost("wrn-40-2", "MBConv6").params == 1_500_986
 
 
-# Moonshine single-blocktype WRN-40-2 sizes (PAPER.md s.6): P (K), Ops (M).
+# Moonshine single-blocktype WRN-40-2 sizes (docs/paper.md s.6): P (K), Ops (M).
 MOONSHINE = {
     "G(2)": (1359.0, 198.2),
     "G(4)": (814.6, 118.5),

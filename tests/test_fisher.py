@@ -16,7 +16,7 @@ def brute_force_fisher(model, images, labels):
     """Each block separately: its own forward pass, autograd to that probe only, Python loops.
 
     The probe is found independently of `forward_intermediates`: a forward hook on the block's last
-    unit (PAPER.md s.2: the residual branch's output, before the shortcut is added)."""
+    unit (docs/paper.md s.2: the residual branch's output, before the shortcut is added)."""
     model.train()  # batch statistics, as the Fisher potential is defined
     per_block = []
     for index, block in enumerate(model.blocks):

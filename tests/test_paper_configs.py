@@ -24,6 +24,7 @@ from snakemake_log import job_counts
 BIN = Path(sys.executable).parent
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
 MINIATURE = ROOT / "tests" / "miniature"
+CORES = os.environ.get("BLOCKSWAP_TEST_CORES", "2")  # bench/gpu.sh runs it with the GPU machine's cores
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def run_miniature(name, tiny_data, workdir, *extra):
     data, torch_home = tiny_data
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
     return subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", CORES,
          "all", "--configfile", str(ROOT / "config" / name), str(MINIATURE / name), "--config", f"data_dir={data}",
          *extra],
         cwd=ROOT, env=env, capture_output=True, text=True,

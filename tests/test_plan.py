@@ -123,3 +123,28 @@ def test_resolved_config_round_trip(tmp_path):
     on_node = dict(raw)
     use_resolved_config(on_node, tmp_path / f"{key}.yaml")
     assert on_node == resolved and on_node["training"]["lr"] == 0.1
+
+
+def test_plan_command_counts_runs_and_epochs_by_stage(capsys):
+    from blockswap.cli import main
+
+    assert main(["plan", str(ROOT / "config" / "paper-cifar10.yaml")]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    # 3 teachers; 3 seeds x 6 BlockSwap; 3 x (3 reduced + 21 Moonshine + 6 SNIP); 300 random + 3 best-of-N.
+    assert lines["teacher"][1:3] == ["3", "600"] and lines["students"][1:3] == ["18", "3600"]
+    assert lines["baselines"][1:3] == ["90", "18000"] and lines["ablation"][1:3] == ["303", "60600"]
+    assert lines["total"][1:3] == ["414", "82800"] and 300 < float(lines["total"][3]) < 500
+    assert main(["plan", str(ROOT / "config" / "paper-imagenet.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "teacher                          0         0" in out  # torchvision's pretrained teacher: no training
+    assert main(["plan", str(ROOT / "config" / "paper-imagenet.yaml"), str(ROOT / "tests/miniature/paper-imagenet.yaml")]) == 0
+    assert "total                            5         5" in capsys.readouterr().out  # the overlay's 1 epoch
+
+
+def test_plan_command_rejects_a_bad_config(tmp_path, capsys):
+    from blockswap.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: {epochs: 0}\n")
+    assert main(["plan", str(bad)]) == 2
+    assert "training.epochs: 0 is less than the minimum of 1" in capsys.readouterr().err

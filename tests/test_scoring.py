@@ -118,6 +118,33 @@ def test_select_merges_shards_and_picks_the_highest_fisher(tmp_path, digits, can
         select_best(paths + paths[:1])
 
 
+def test_select_first_n_is_the_best_of_the_first_n(tmp_path, digits, candidates):
+    """The samples ablation: best-of-N looks only at candidates 0..N-1 of the complete scored list."""
+    path = tmp_path / "s.csv"
+    frame = score_candidates(candidates, settings(), digits, path, progress=False)
+    for n in (1, 4, 9):
+        best = select_best([path], first=n)
+        first = frame[frame["candidate"] < n]
+        assert best["candidate"] == first.loc[first["fisher"].idxmax(), "candidate"] and best["candidates"] == n
+    assert select_best([path], first=1)["candidate"] == 0
+    with pytest.raises(BlockswapError, match="--first must be between 1 and the 9 scored candidates, got 10"):
+        select_best([path], first=10)
+
+
+def test_scoring_runs_in_true_float32_unless_tf32_is_asked(digits):
+    """TF32 moved GPU Fisher values by up to 5.6 % (bench/gpu.sh on an H100): scoring turns it off."""
+    import torch
+
+    from blockswap.scoring import Scorer
+
+    torch.backends.cudnn.allow_tf32 = True
+    Scorer(settings(), digits, torch.device("cpu"))
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    Scorer(settings(tf32=True), digits, torch.device("cpu"))
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False  # PyTorch's defaults
+
+
 def test_select_cli_writes_a_genotype_file(tmp_path, digits, candidates, capsys):
     score_candidates(candidates, settings(), digits, tmp_path / "s.csv", progress=False)
     assert main(["select", str(tmp_path / "s.csv"), "--out", str(tmp_path / "student.json")]) == 0

@@ -1,4 +1,4 @@
-"""The block zoo (PAPER.md section 3) in Moonshine's notation, as one registry of block families.
+"""The block zoo (docs/paper.md s.3) in Moonshine's notation, as one registry of block families.
 
 A `BlockType` is a family name plus its arguments: `S`, `G(g)` / `G(N/k)`, `B(b)`, `BG(b,g)` /
 `BG(b,M/k)` and `MBConv(t)`. Families differ by their cheap *unit* (what replaces a 3x3 conv) and
@@ -128,7 +128,7 @@ class BlockLayout:
 
 class Block(nn.Module):
     """A wrapped block. `forward` returns (output, probe): the probe is the residual branch's
-    output before the shortcut is added, where the Fisher potential is measured (PAPER.md s.2)."""
+    output before the shortcut is added, where the Fisher potential is measured (docs/paper.md s.2)."""
 
     def __init__(self, block_type: BlockType, cin: int, cout: int, stride: int):
         super().__init__()

@@ -2,7 +2,7 @@
 
 The spec path (`NetworkSpec.cost`) is the fast one used for sampling. The module path runs one
 forward pass with hooks and reads the real tensor shapes, so tests can hold the two against each
-other. Conventions: PAPER.md section 5 and `layers.py`.
+other. Conventions: docs/paper.md s.5 and `layers.py`.
 """
 
 from __future__ import annotations

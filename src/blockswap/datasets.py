@@ -1,7 +1,7 @@
 """Datasets: scikit-learn's digits (offline stand-in for CIFAR-10), CIFAR-10/100, SVHN, ImageNet.
 
 Small datasets are held whole as uint8 tensors (N, 3, H, W) and augmented in batches on the
-device (PAPER.md s.4: random crop with padding, horizontal flip, Cutout after normalisation), so a
+device (docs/paper.md s.4: random crop with padding, horizontal flip, Cutout after normalisation), so a
 CPU epoch is not dominated by per-image Python work. ImageNet is an ImageFolder read by workers.
 
 On-disk formats are the originals (CIFAR's pickled batches, SVHN's .mat files), read directly so
@@ -24,7 +24,7 @@ from .errors import BlockswapError
 from .seeds import derive_seed
 
 # Normalisation constants, each with its source.
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # PAPER.md s.4 (attention-transfer / Cutout code)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # docs/paper.md s.4 (attention-transfer / Cutout code)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)  # per-channel statistics of the CIFAR-100 training set
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -338,7 +338,7 @@ def cutout_holes(n: int, h: int, w: int, size: int, generator: torch.Generator, 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """PAPER.md s.4 at any image size: crop with black padding, horizontal flip, Cutout (one square
+    """docs/paper.md s.4 at any image size: crop with black padding, horizontal flip, Cutout (one square
     hole, applied after normalisation, centre anywhere, clipped at the border).
 
     The released pipeline pads the raw image (black = pixel value 0) and normalises afterwards,

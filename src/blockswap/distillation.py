@@ -1,5 +1,5 @@
 """Step 3 of BlockSwap: attention transfer (Zagoruyko & Komodakis, 2017), the code variant the
-paper uses (PAPER.md s.4), and optional Hinton knowledge distillation (off in the paper).
+paper uses (docs/paper.md s.4), and optional Hinton knowledge distillation (off in the paper).
 
     at(x)           = l2_normalise( mean_c(x^2).flatten() )          per example
     at_loss(s, t)   = mean( (at(s) - at(t))^2 )
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .errors import BlockswapError
 
 # The paper's AT weight per point and the image side it was set for, per training protocol
-# (PAPER.md s.4: CIFAR-10 at 32 px, ImageNet at 224 px).
+# (docs/paper.md s.4: CIFAR-10 at 32 px, ImageNet at 224 px).
 PAPER_BETA: dict[str, tuple[float, int]] = {
     "cifar": (1000.0, 32),
     "imagenet": (750.0, 224),

@@ -1,4 +1,4 @@
-"""Data-parallel training over several processes (PAPER.md s.8: ImageNet students were trained
+"""Data-parallel training over several processes (docs/paper.md s.8: ImageNet students were trained
 with batch 256 split across 4 GPUs).
 
 A run is defined independently of the number of processes N: every rank draws the same seeded

@@ -1,4 +1,4 @@
-"""Step 2 of BlockSwap: Fisher potential (PAPER.md s.2) and the Table 1 ablation proxies.
+"""Step 2 of BlockSwap: Fisher potential (docs/paper.md s.2) and the Table 1 ablation proxies.
 
 Fisher potential of a freshly initialised network on one minibatch, BatchNorm in training mode,
 mean-reduced cross-entropy, one backward pass: at each block's probe a (the residual branch's
@@ -106,7 +106,7 @@ def measure(
     return values, blocks.tolist(), loss
 
 
-# SGD between measurements: the paper's training settings (PAPER.md s.4).
+# SGD between measurements: the paper's training settings (docs/paper.md s.4).
 ABLATION_LR = 0.1
 ABLATION_MOMENTUM = 0.9
 ABLATION_WEIGHT_DECAY = 5e-4

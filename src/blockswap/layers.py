@@ -5,7 +5,7 @@ record into a PyTorch module; `cost()` gives its trainable parameters, multiply-
 paper ops at a spatial size without building anything. Counting a candidate therefore needs no
 network, and the hook-based counter in `counting.py` checks the two against each other.
 
-Ops follow the paper's convention (PAPER.md section 5): conv/linear MACs, plus one op per element
+Ops follow the paper's convention (docs/paper.md s.5): conv/linear MACs, plus one op per element
 entering a *block-level* ReLU (`PreActivation`) and max-pool window reads. ReLUs inside cheap
 units (`Relu`) cost nothing.
 """
@@ -153,7 +153,7 @@ class MaxPool:
 class Classifier:
     """Global average pooling (adapts to any input size) then a linear layer with bias.
 
-    MACs count the weight matrix; the paper's ops count weights + bias (PAPER.md section 5).
+    MACs count the weight matrix; the paper's ops count weights + bias (docs/paper.md s.5).
     """
 
     features: int

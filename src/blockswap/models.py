@@ -94,7 +94,7 @@ RESNET_WIDTHS = (64, 128, 256, 512)
 
 
 def preact_resnet(depth: int) -> Architecture:
-    """Pre-activation ResNet for ImageNet (PAPER.md s.8): 7x7/2 stem + BN-ReLU + 3x3/2 max-pool,
+    """Pre-activation ResNet for ImageNet (docs/paper.md s.8): 7x7/2 stem + BN-ReLU + 3x3/2 max-pool,
     four sections at 64..512 channels, no final BN, 1x1 projection shortcuts without BN."""
     if depth not in RESNET_SECTIONS:
         raise BlockswapError(f"ResNet depth must be one of {sorted(RESNET_SECTIONS)}, got {depth}")
@@ -226,7 +226,7 @@ class Network(nn.Module):
 
 @torch.no_grad()
 def initialise(model: nn.Module, generator: Optional[torch.Generator] = None) -> None:
-    """PAPER.md s.3: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 bias 0, linear bias 0.
+    """docs/paper.md s.3: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 bias 0, linear bias 0.
 
     Linear weights keep PyTorch's default law U(-1/sqrt(in), 1/sqrt(in)), drawn from `generator`
     so that a seed alone fixes the whole initialisation.

@@ -259,15 +259,24 @@ def teacher_spec(config: dict) -> Optional[str]:
 # Training images per epoch of each dataset (digits: the 60 % training split of 1797 scans).
 TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167}
 
-# GPU seconds per training image (forward + backward + optimiser step, paper mode, float32) at a
-# reference input side, measured by `bash bench/gpu.sh` on one GPU; other sizes scale with the pixel
-# count. Students carry the frozen teacher's forward pass for attention transfer.
-# reference side, teacher, student: filled from the measurement named in README's benchmark table.
+# GPU seconds per training image (forward + backward + optimiser step, paper mode, float32 with
+# PyTorch's default TF32 convolutions) at a reference input side, measured by `bash bench/gpu.sh`
+# on one NVIDIA H100 80GB HBM3 (torch 2.11, 2026-11-26); other sizes scale with the pixel count.
+# wrn: WRN-40-2 teacher 5,167 images/s; students the mean of 1/rate over a BlockSwap 404.2K,
+# all-G(4) and all-G(N) WRN-40-2 (3,298, 2,968, 4,375 images/s) plus the frozen teacher's forward
+# pass for attention transfer (a third of its training step: an estimate, not measured).
+# resnet: ResNet-34 at 224 px, batch 256, 2,874 images/s, for the teacher and (plus the teacher's
+# forward pass, as above) for every student: no ImageNet student was timed.
+_WRN_TEACHER, _WRN_STUDENTS = 1 / 5167, (1 / 3298 + 1 / 2968 + 1 / 4375) / 3
+_RESNET = 1 / 2874
 EPOCH_TIMINGS = {
-    "wrn": {"side": 32, "teacher": None, "student": None, "measured": None},
-    "resnet": {"side": 224, "teacher": None, "student": None, "measured": None},
+    "wrn": {"side": 32, "teacher": _WRN_TEACHER, "student": _WRN_STUDENTS + _WRN_TEACHER / 3,
+            "measured": "H100, 2026-11-26"},
+    "resnet": {"side": 224, "teacher": _RESNET, "student": _RESNET * 4 / 3, "measured": "H100, 2026-11-26"},
 }
-SCORE_SECONDS = {"wrn": None, "resnet": None}  # seconds per Fisher-scored candidate, same measurement
+# Seconds per Fisher-scored candidate at the reference side (WRN-40-2 at 404.2K, batch 128: 1000
+# candidates in 50.7 s on the H100, TF32 on); no ResNet candidate was timed.
+SCORE_SECONDS = {"wrn": 0.0507, "resnet": None}
 
 
 @dataclass(frozen=True)
@@ -309,8 +318,8 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     rows = [StageCost(stage, runs, n_epochs, hours) for stage, (runs, n_epochs, hours) in stages.items()]
     scored = len(scored_budgets(config)) * config["search"]["samples"]
     per_candidate = SCORE_SECONDS[family(config["teacher"]["arch"])]
-    rows.append(StageCost("search (Fisher scoring)", scored, 0,
-                          None if per_candidate is None else scored * per_candidate * pixels / 3600))
+    hours = 0.0 if not scored else None if per_candidate is None else scored * per_candidate * pixels / 3600
+    rows.append(StageCost("search (Fisher scoring)", scored, 0, hours))
     return rows
 
 

@@ -1,6 +1,6 @@
 """torchvision's pretrained ImageNet networks as frozen attention-transfer teachers.
 
-The paper distils its ImageNet students (PAPER.md s.8, Table 3) from torchvision's pretrained
+The paper distils its ImageNet students (docs/paper.md s.8, Table 3) from torchvision's pretrained
 ResNet-34: its teacher row, 26.73 / 8.57 % top-1 / top-5 error, is torchvision's published figure
 for IMAGENET1K_V1 to within 0.05. A teacher is named by a spec string:
 
@@ -168,7 +168,7 @@ class TorchvisionTeacher(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> "TorchvisionTeacher":
-        # A teacher is frozen in eval mode (PAPER.md s.4): a train-mode pass would switch BN to
+        # A teacher is frozen in eval mode (docs/paper.md s.4): a train-mode pass would switch BN to
         # batch statistics and overwrite the pretrained running statistics.
         return super().train(False)
 
@@ -290,7 +290,7 @@ def pretrained_metrics(spec: str, data, device) -> dict:
         "genotype": ["torchvision"],
         "params": info["params"],
         "macs": info["macs"],
-        # The paper's ops convention (PAPER.md s.5) is defined on our block structure; for a
+        # The paper's ops convention (docs/paper.md s.5) is defined on our block structure; for a
         # torchvision network ops is reported as its MACs.
         "ops": info["macs"],
         "ops_convention": "macs",

@@ -1,4 +1,4 @@
-"""Step 1 of BlockSwap (PAPER.md s.1): random mixed-block students inside a budget.
+"""Step 1 of BlockSwap (docs/paper.md s.1): random mixed-block students inside a budget.
 
 Each block's type is drawn uniformly from the candidate types that fit that block's widths; a
 proposal is kept when its cost lies strictly within +-tolerance of the budget. Costs come from a

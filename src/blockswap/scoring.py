@@ -66,6 +66,10 @@ class ScoringSettings:
     # NHWC: mkldnn's convolutions run ~1.5x faster on CPU (bench/fisher_scoring.py); the layout
     # changes float rounding, so it is part of the settings a score depends on.
     channels_last: bool = True
+    # TF32 convolutions (PyTorch's default on Ampere and newer GPUs) moved Fisher potentials by up
+    # to 5.6 % relative from float32 on an H100 (bench/gpu.sh), enough to reorder close candidates:
+    # scoring runs in true float32 unless asked. No effect on the CPU.
+    tf32: bool = False
 
     def __post_init__(self):
         if self.minibatch not in MINIBATCH_MODES:
@@ -96,6 +100,9 @@ class Scorer:
         self.points = settings.minibatches if 1 in settings.minibatches else [1] + settings.minibatches
         self.shared = None
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        # Process-wide switches: a scoring process scores with one precision.
+        torch.backends.cudnn.allow_tf32 = settings.tf32
+        torch.backends.cuda.matmul.allow_tf32 = settings.tf32
         if settings.minibatch == "shared":
             stream = training_batches(data, settings.batch_size, settings.seed, device)
             self.shared = [self.formatted(b) for b in islice(stream, max(self.points))]

@@ -1,5 +1,5 @@
 """SNIP: single-shot pruning of connections at initialisation (Lee, Ajanthan & Torr, ICLR 2019),
-the pruning baseline of BlockSwap's Table 2 (PAPER.md s.6, "SNIP" rows at the BlockSwap budgets).
+the pruning baseline of BlockSwap's Table 2 (docs/paper.md s.6, "SNIP" rows at the BlockSwap budgets).
 
 The saliency of a connection j is |dL/dc_j| at c = 1, where c_j multiplies weight w_j; that is
 |w_j * dL/dw_j|, with L the mean cross-entropy of one minibatch on the freshly initialised network

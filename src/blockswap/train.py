@@ -1,6 +1,6 @@
 """Training a teacher from scratch, or a student with attention transfer from a frozen teacher.
 
-The protocol defaults are the paper's (PAPER.md s.4): SGD momentum 0.9, lr 0.1 cosine-annealed
+The protocol defaults are the paper's (docs/paper.md s.4): SGD momentum 0.9, lr 0.1 cosine-annealed
 per epoch to 0, batch 128, weight decay 5e-4, crop + flip + Cutout, the last partial batch kept.
 `PROTOCOLS["imagenet"]` is the ImageNet one. A checkpoint is written atomically after every epoch;
 running the same configuration again resumes from it (every epoch's data order and augmentation
@@ -138,7 +138,7 @@ class TrainConfig:
 
 
 # Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:
-# 100 epochs, lr /10 every 30, batch 256, wd 1e-4, no Cutout (PAPER.md s.4); beta is automatic
+# 100 epochs, lr /10 every 30, batch 256, wd 1e-4, no Cutout (docs/paper.md s.4); beta is automatic
 # (750 at 224 px, PAPER_BETA).
 PROTOCOLS = {
     "cifar": dict(protocol="cifar"),

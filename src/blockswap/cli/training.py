@@ -1,4 +1,4 @@
-"""`blockswap train` and `evaluate`: teachers and attention-transfer students (PAPER.md s.4)."""
+"""`blockswap train` and `evaluate`: teachers and attention-transfer students (docs/paper.md s.4)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def add_train(sub) -> None:
         "train",
         help="train a teacher, or distil a student with attention transfer",
         description="Train ARCH from scratch, or with --teacher distil it with CE + attention transfer "
-        "(PAPER.md s.4). Rerunning resumes; a finished run is not retrained.",
+        "(docs/paper.md s.4). Rerunning resumes; a finished run is not retrained.",
     )
     p.add_argument("--arch", required=True, help="wrn-D-K, resnet-18 or resnet-34")
     p.add_argument("--genotype", help="genotype file, name list, or one block name (default: all S)")

@@ -19,16 +19,17 @@ def cmd_plan(args) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
-        hours = "n/a" if row.gpu_hours is None else f"{row.gpu_hours:.1f}"
+        hours = "n/a" if row.gpu_hours is None else f"{row.gpu_hours:.2f}"
         print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{hours:>12}")
     known = [r.gpu_hours for r in rows if r.gpu_hours is not None]
     total_runs = sum(r.runs for r in rows if r.epochs)
     total_epochs = sum(r.epochs for r in rows)
-    total = f"{sum(known):.1f}" if len(known) == len(rows) else "n/a"
-    print(f"{'total (training)':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
+    total = f"{sum(known):.2f}" if len(known) == len(rows) else "n/a"
+    print(f"{'total':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     source = timing["measured"] or "no measurement covers this architecture family yet"
-    print(f"GPU-hours: estimates from seconds per image measured by bench/gpu.sh ({source}), scaled by pixel count")
+    print(f"runs: training runs (the total counts no scoring); GPU-hours: estimates from seconds per image "
+          f"measured by bench/gpu.sh ({source}), scaled by pixel count")
     for note in plan_notes(config):
         print(f"note: {note}")
 

@@ -1,0 +1,100 @@
+"""bench/gpu.sh, the prepared GPU measurement run (issue 16), in its CPU dry-run mode: every step
+runs at tiny sizes, a failing part or step is recorded without stopping the others, and one JSON
+holds every step with its results."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+STEPS = ["install", "env", "fisher", "train", "correctness", "loader", "snakemake"]
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-bench")
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           # Robustness: the env step's process dies after its JSON (exit 3), one part of the
+           # Fisher step raises; both must be recorded and every later step must still run.
+           "GPU_BENCH_FAIL": "env:exit,fisher:floor"}
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "gpu.json").read_text()), proc.stdout, out
+
+
+def test_every_step_is_in_the_json_and_the_summary_comes_last(dry_run):
+    result, stdout, out = dry_run
+    assert result["dry_run"] is True
+    assert list(result["steps"]) == STEPS
+    assert sorted(p.name for p in out.iterdir()) == ["gpu.json", "gpu.log"]  # few files come back from $OUT
+    lines = stdout.strip().splitlines()
+    assert lines[-1].startswith("full results:")
+    header = max(i for i, line in enumerate(lines) if line.startswith("== bench/gpu.sh on CPU dry run"))
+    summary = lines[header + 2 : -1]
+    assert [line.split()[0] for line in summary if not line.startswith(" ")] == STEPS
+
+
+def test_failures_are_recorded_and_the_rest_runs(dry_run):
+    steps = dry_run[0]["steps"]
+    env = steps["env"]
+    assert env["status"] == "error" and env["rc"] == 3
+    assert env["result"]["ceilings"]["copy_tb_per_s"] > 0  # what it measured before dying is kept
+    fisher = steps["fisher"]
+    assert fisher["status"] == "ok" and "injected" in fisher["result"]["errors"]["floor"]
+    assert fisher["result"]["variants"] and fisher["result"]["processes"]  # the parts after it ran
+    for step in ("train", "correctness", "loader"):
+        assert steps[step]["status"] == "ok" and not steps[step]["result"]["errors"], steps[step]
+    assert steps["install"]["status"] == "skipped"
+    assert steps["snakemake"]["status"] in ("ok", "skipped")
+
+
+def test_fisher_step(dry_run):
+    fisher = dry_run[0]["steps"]["fisher"]["result"]
+    baseline = fisher["baseline"]
+    assert baseline["candidates"] == 4 and baseline["candidates_per_s"] > 0 and baseline["seconds_for_1000"] > 0
+    assert fisher["kernel_time"]["measure_gpu_ms"] == 0  # no kernels on the CPU
+    variants = fisher["variants"]
+    assert set(variants) == {"plain", "skip_default_init", "one_copy", "skip_init+one_copy", "threads4",
+                             "threads4+skip_init+one_copy", "bf16_autocast", "tf32_off"}
+    for name in ("plain", "skip_default_init", "one_copy", "skip_init+one_copy", "threads4",
+                 "threads4+skip_init+one_copy", "tf32_off"):  # the same numbers as `blockswap score`
+        assert variants[name]["max_rel_diff_vs_plain"] == 0 and variants[name]["max_rel_diff_vs_baseline"] == 0, name
+        assert variants[name]["candidates_per_s"] > 0
+    assert variants["bf16_autocast"]["max_rel_diff_vs_plain"] > 0
+    processes = fisher["processes"]["processes2"]
+    assert processes["candidates"] == 4 and processes["compared"] == 4 and processes["max_rel_diff_vs_baseline"] == 0
+
+
+def test_train_step(dry_run):
+    train = dry_run[0]["steps"]["train"]["result"]
+    assert set(train["results"]) == {"teacher wrn-40-2", "blockswap-404k", "all-G(4)", "all-G(N)"}
+    for label, modes in train["results"].items():
+        assert set(modes) == {"paper", "cl"}, label  # bf16 and compile need CUDA
+        assert modes["paper"]["images_per_s"] > 0 and modes["cl"]["speedup_vs_paper"] > 0
+        assert modes["paper"]["seconds_per_cifar_epoch"] == pytest.approx(50_000 / modes["paper"]["images_per_s"],
+                                                                           rel=1e-2)
+
+
+def test_correctness_step(dry_run):
+    correctness = dry_run[0]["steps"]["correctness"]["result"]
+    fisher = correctness["fisher_device_vs_cpu"]
+    assert fisher["max_rel_diff_tf32_on"] == 0 and fisher["within_1e-3"]  # CPU against CPU
+    resume = correctness["kill_and_resume"]
+    if resume["killed"]:  # a loaded machine can finish the short run before the kill
+        assert resume["resumed"] and resume["identical"] and resume["test_error_diff"] == 0
+    digits = correctness["digits"]["summary"]
+    assert digits["paper"]["runs"] == 1 and digits["fast"]["runs"] == 1 and "within_noise" in digits
+
+
+def test_loader_step(dry_run):
+    loader = dry_run[0]["steps"]["loader"]["result"]
+    assert loader["loader_result"]["images_per_s"] > 0 and loader["loader_result"]["images_timed"] > 0
+    assert loader["resnet34"]["paper"]["images_per_s"] > 0
+    assert loader["gpu_over_loader"]["paper"] > 0 and "loader_bound" in loader
