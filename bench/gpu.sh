@@ -8,7 +8,7 @@
 #   bash bench/gpu.sh --dry-run   # CPU, tiny sizes: every code path that does not need CUDA
 #
 # Every step runs in its own process under `timeout`, inside one overall budget
-# (GPU_BENCH_BUDGET seconds, default 440 on the GPU, 300 dry); a failing or timed-out step is
+# (GPU_BENCH_BUDGET seconds, default 470 on the GPU, 300 dry); a failing or timed-out step is
 # recorded and the next one runs. The summary table comes last. GPU_BENCH_STEPS chooses the steps
 # and their order (default "env fisher train snakemake correctness loader"; install and the
 # report always run).
@@ -35,7 +35,7 @@ if ((DRY)); then
     BUDGET=${GPU_BENCH_BUDGET:-300}
     DRYFLAG=--dry-run
 else
-    BUDGET=${GPU_BENCH_BUDGET:-440}
+    BUDGET=${GPU_BENCH_BUDGET:-470}
     DRYFLAG=
 fi
 STEPS=${GPU_BENCH_STEPS:-env fisher train snakemake correctness loader}
@@ -136,7 +136,7 @@ log "=== install: $status: $note"
 record install "$status" 0 $((SECONDS - t0)) 0 "$note"
 
 # --- measurements, in the order of $STEPS ----------------------------------------------------
-declare -A CAP=([env]=30 [fisher]=85 [train]=95 [correctness]=60 [loader]=45 [snakemake]=150)
+declare -A CAP=([env]=20 [fisher]=110 [train]=90 [correctness]=90 [loader]=35 [snakemake]=110)
 snakemake_step() { # the paper CIFAR-10 configuration in miniature (the report reads pytest's closing line)
     if [[ ! -f tests/test_paper_configs.py ]]; then
         record snakemake skipped 0 0 0 "skipped: tests/test_paper_configs.py not present"

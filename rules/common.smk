@@ -16,6 +16,7 @@ from blockswap.plan import (
     config_key,
     plan_networks,
     plan_notes,
+    sampled_budgets,
     save_resolved_config,
     STUDENT_METHODS,
     scored_budgets,
@@ -57,6 +58,7 @@ BUDGETS = [str(b) for b in config["search"]["budgets"]]
 SEARCHED = [] if config["search"]["use_released_genotypes"] else BUDGETS  # budgets with a student.json
 SCORED = [str(b) for b in scored_budgets(config)]  # budgets whose candidates are all scored
 ABLATED = [str(b) for b in ablation_budgets(config)]  # budgets of the random-student ablation
+SAMPLED = [str(b) for b in sampled_budgets(config)]  # budgets whose candidates are sampled
 SEEDS = [str(s) for s in config["seeds"]]
 
 
@@ -177,7 +179,18 @@ def get_final_output():
     return [
         f"{RESULTS}/config.yaml",
         *TEACHER_METRICS,
+        *search_results(),
         *student_metrics(STUDENT_METHODS),
         *paper_tables(),
         *paper_figures(),
     ]
+
+
+def search_results():
+    """Candidates, score shards, selections and picked random students: listed so that a deleted
+    one is rebuilt (and what depends on it rerun), as a deleted student is."""
+    files = [f"{RESULTS}/search/{b}/candidates.csv" for b in SAMPLED]
+    files += [f"{RESULTS}/search/{b}/scores/shard-{i}.csv" for b in SCORED for i in range(config["search"]["shards"])]
+    files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
+    files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
+    return files + list(PROXY_FILES.values())

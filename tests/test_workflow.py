@@ -130,9 +130,20 @@ def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):
     proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
     counts = job_counts(proc.stdout)
     assert counts["train_student"] == 1 and "train_teacher" not in counts and "score" not in counts
-    assert counts["students_table"] == counts["table2"] == 1
+    assert counts["students_table"] == counts["paper_table"] == 1
     rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
     assert rerun.returncode == 0 and (student / "metrics.json").is_file()
+
+
+def test_deleting_a_search_result_rebuilds_it_and_what_depends_on_it(tiny_run):
+    """A deleted selection is rebuilt by `all` (it is listed), and only its student follows."""
+    (tiny_run / "results" / "tiny" / "search" / "30000" / "student.json").unlink()
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    counts = job_counts(proc.stdout)
+    assert counts["select"] == 1 and "score" not in counts and "sample" not in counts
+    assert counts["train_student"] == 2  # blockswap-30000 from each of the two teachers
+    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    assert rerun.returncode == 0
 
 
 def test_tables_and_figures_regenerate_without_retraining(tiny_run):
