@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import yaml
 
@@ -20,6 +22,8 @@ from .errors import BlockswapError
 from .models import NetworkSpec, parse_arch
 from .provenance import atomic_write_text
 from .sampling import CostTable, check_budget
+
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -137,14 +141,22 @@ def samples_budget(config: dict) -> Optional[int]:
     return config["ablation"]["samples_budget"] or config["search"]["budgets"][0]
 
 
+def budget_keys(config: dict) -> dict[int, str]:
+    """Every budget whose candidates are sampled (searched, ablated or samples-ablated), with the
+    configuration key it comes from (the first one, when several name it), in that order."""
+    search, keys = config["search"], {}
+    for budget in [] if search["use_released_genotypes"] else search["budgets"]:
+        keys.setdefault(budget, "search.budgets")
+    for budget in ablation_budgets(config):
+        keys.setdefault(budget, "ablation.budgets" if config["ablation"]["budgets"] else "search.budgets")
+    if samples_budget(config) is not None:
+        keys.setdefault(samples_budget(config), "ablation.samples_budget")
+    return keys
+
+
 def sampled_budgets(config: dict) -> list[int]:
     """Every budget whose candidates are sampled: searched, ablated or samples-ablated."""
-    search = config["search"]
-    budgets = [] if search["use_released_genotypes"] else list(search["budgets"])
-    budgets += ablation_budgets(config)
-    if samples_budget(config) is not None:
-        budgets.append(samples_budget(config))
-    return list(dict.fromkeys(budgets))
+    return list(budget_keys(config))
 
 
 def scored_budgets(config: dict) -> list[int]:
@@ -156,8 +168,89 @@ def scored_budgets(config: dict) -> list[int]:
     return list(dict.fromkeys(budgets))
 
 
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _schema_types(node: dict) -> set[str]:
+    """The JSON types a schema node allows, its oneOf/anyOf branches included; empty means any."""
+    types: set[str] = set()
+    for branch in (node, *node.get("oneOf", ()), *node.get("anyOf", ())):
+        declared = branch.get("type", ())
+        types |= {declared} if isinstance(declared, str) else set(declared)
+    return types
+
+
+def number_problems(value, node: dict, path: tuple = ()) -> Iterator[str]:
+    """What JSON Schema lets through but no job can use, key by key: non-finite numbers (YAML .inf,
+    .nan pass `minimum` and friends, as every comparison with NaN is false) and floats where the
+    schema wants an integer (jsonschema counts 2.0 as an integer, but `--epochs 2.0` is no int)."""
+    where = ".".join(str(part) for part in path)
+    if isinstance(value, float):
+        types = _schema_types(node)
+        if not math.isfinite(value):
+            yield f"{where}: {value} is not a finite number; allowed: finite numbers (no .inf or .nan)"
+        elif types and "number" not in types:
+            yield f"{where}: {value} is not an integer; allowed: a whole number, no decimal point (e.g. {int(value)})"
+    elif isinstance(value, dict):
+        properties = node.get("properties", {})
+        for key, item in value.items():
+            yield from number_problems(item, properties.get(key, {}), (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from number_problems(item, node.get("items", {}), (*path, index))
+
+
+def check_numbers(config: dict) -> None:
+    problem = next(number_problems(config, load_schema()), None)
+    if problem:
+        raise BlockswapError(problem)
+
+
+def check_moonshine(config: dict) -> None:
+    """A listed Moonshine block type must be buildable at every block of the teacher (grouped convs
+    need group counts dividing the widths); `auto` only ever picks ones that are."""
+    names = config["baselines"]["moonshine"]
+    if names == "auto":
+        return
+    arch = parse_arch(config["teacher"]["arch"])
+    for name in names:
+        try:
+            block = parse_block(name)
+        except BlockswapError as err:
+            raise BlockswapError(f"baselines.moonshine: {err}") from None
+        problems = [p for p in (block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots) if p]
+        if problems:
+            fits = [t.name for t in candidate_set(config["search"]["candidates"])
+                    if not any(t.problem_at(s.cin, s.cout, s.stride) for s in arch.slots)]
+            raise BlockswapError(f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
+                                 f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}")
+
+
+def check_budgets(config: dict) -> None:
+    """Every sampled budget must hold at least search.samples distinct networks (counted exactly),
+    or its sampling job would fail after the jobs before it had run."""
+    keys = budget_keys(config)
+    if not keys:
+        return
+    search = config["search"]
+    size, classes = input_size(config)
+    arch = parse_arch(config["teacher"]["arch"])
+    try:
+        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes)
+    except BlockswapError as err:
+        raise BlockswapError(f"search.candidates: {err}") from None
+    for budget, key in keys.items():
+        try:
+            check_budget(table, budget, search["budget_kind"], search["tolerance"], search["samples"], "search.samples")
+        except BlockswapError as err:
+            raise BlockswapError(f"{key}: {err}") from None
+
+
 def check_plan(config: dict) -> None:
     """Mistakes that schema validation cannot see, reported before any job runs."""
+    check_numbers(config)
     search, ablation = config["search"], config["ablation"]
     seeds = set(config["seeds"])
     extra = sorted(set(ablation_seeds(config)) - seeds)
@@ -165,7 +258,8 @@ def check_plan(config: dict) -> None:
         raise BlockswapError(f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)")
     if ablation["random_students"] > search["samples"]:
         raise BlockswapError(f"ablation.random_students: {ablation['random_students']} is more than search.samples "
-                             f"({search['samples']}); random students are the first sampled candidates")
+                             f"({search['samples']}); random students are the first sampled candidates; "
+                             f"allowed: 0 to {search['samples']}")
     too_many = [n for n in ablation["samples"] if n > search["samples"]]
     if too_many:
         raise BlockswapError(f"ablation.samples: {too_many} exceed search.samples ({search['samples']})")
@@ -174,6 +268,8 @@ def check_plan(config: dict) -> None:
         raise BlockswapError(f"ablation.samples_budget: {budget} is not one of search.budgets {search['budgets']}")
     if ablation["samples"] and not search["budgets"]:
         raise BlockswapError("ablation.samples needs at least one search budget")
+    check_moonshine(config)
+    check_budgets(config)
 
 
 def plan_notes(config: dict) -> list[str]:
@@ -191,12 +287,6 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
     plans = [NetworkPlan("teacher", "teacher", teacher, "S", seeds=seeds)]
     search = config["search"]
     size, classes = input_size(config)
-    sampled = sampled_budgets(config)
-    if sampled:
-        # Sampling will run: an unreachable budget is a config error now, not a failed job later.
-        table = CostTable.build(parse_arch(teacher), candidate_set(search["candidates"]), size, classes)
-        for budget in sampled:
-            check_budget(table, budget, search["budget_kind"], search["tolerance"])
     blockswap_params = {}
     for budget in search["budgets"]:
         if search["use_released_genotypes"]:
@@ -343,7 +433,7 @@ def load_config(paths: list[Path]) -> dict:
             raise BlockswapError(f"{path}: a configuration is a mapping of keys")
         merge(config, loaded)
     try:
-        validate(config, str(Path(__file__).resolve().parents[2] / "config" / "schema.yaml"))
+        validate(config, str(SCHEMA))
     except Exception as err:  # Snakemake wraps jsonschema's error; the message names the key
         raise BlockswapError(f"config error: {config_error_message(err)}") from None
     return config

@@ -8,6 +8,7 @@ thousands of proposals are checked per millisecond (vectorised with numpy).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +72,14 @@ class CostTable:
         return Genotype(tuple(self.types[s][int(i)] for s, i in enumerate(choice)))
 
 
-def check_budget(table: CostTable, budget: float, budget_kind: str, tolerance: float) -> None:
-    """Fail at once, with the achievable range, when no network of the space lies in the band."""
+def check_budget(
+    table: CostTable, budget: float, budget_kind: str, tolerance: float, samples: int = 1, samples_name: str = "samples"
+) -> int:
+    """Fail at once when the band holds fewer than `samples` distinct networks of the space: with the
+    achievable range when the band lies outside it, else with the exact count (`count_in_band`).
+    Returns the count. `samples_name` is what the caller calls the number of samples (a config key)."""
+    if not (math.isfinite(budget) and budget > 0):
+        raise BlockswapError(f"budget must be a positive finite number, got {budget}")
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
     cheapest, dearest = table.achievable(budget_kind)
     if high <= cheapest or low >= dearest:
@@ -80,6 +87,100 @@ def check_budget(table: CostTable, budget: float, budget_kind: str, tolerance: f
             f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
             f"with these candidates: {cheapest} to {dearest} {budget_kind}"
         )
+    count = count_in_band(table, budget, budget_kind, tolerance)
+    if count < samples:
+        raise BlockswapError(
+            f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) holds only {count} distinct {table.arch.name} "
+            f"networks of these candidates, fewer than {samples_name} ({samples}); allowed: {samples_name} at most "
+            f"{count}, or a wider tolerance or another budget"
+        )
+    return count
+
+
+# --- counting the networks in a band ----------------------------------------------------------------
+
+LIMB_BITS = 32  # counts are held as base-2^32 digits in uint64, so sums of a slot's terms cannot overflow
+# Above this many cost steps a dense table (steps x limbs x 8 bytes, a few at a time) would take
+# hundreds of MB; the sparse programme keeps only the partial costs that occur. WRN-28-10's params
+# span ~2.2M steps, so every shipped architecture counts densely.
+MAX_DENSE_COSTS = 1 << 22
+
+
+def count_in_band(table: CostTable, budget: float, budget_kind: str = "params",
+                  tolerance: float = DEFAULT_TOLERANCE) -> int:
+    """The exact number of distinct genotypes whose cost lies strictly within +-tolerance of `budget`,
+    i.e. how many candidates `sample_candidates` can find at most.
+
+    A dynamic programme over slots: after each slot, for every partial cost, the number of choices of
+    the slots so far that reach it; partial costs that already exceed the band's upper bound are
+    dropped (costs only grow). Costs are shifted by each slot's cheapest type and divided by the gcd
+    of all shifts, so the partial costs are small integers (WRN-40-2 params: at most ~140K steps).
+    Counts reach 23^18 ~ 3e24 > 2^64, so they are exact multi-limb integers (base 2^32 digits)."""
+    if budget_kind not in BUDGET_KINDS:
+        raise BlockswapError(f"budget kind must be one of {', '.join(BUDGET_KINDS)}, got {budget_kind!r}")
+    if not (math.isfinite(budget) and math.isfinite(tolerance)):
+        raise BlockswapError(f"budget and tolerance must be finite numbers, got {budget} and {tolerance}")
+    column = table.column(budget_kind)
+    cheapest = [int(costs[:, column].min()) for costs in table.costs]
+    shifts = [costs[:, column] - least for costs, least in zip(table.costs, cheapest)]
+    step = math.gcd(*(int(s) for slot in shifts for s in slot)) or 1  # 0 when every slot has one cost
+    base = int(table.fixed[column]) + sum(cheapest)
+    low, high = budget * (1 - tolerance), budget * (1 + tolerance)
+    if base >= high:
+        return 0
+    # Largest partial cost (in steps) that can still end inside the band; +1 guards the float floor,
+    # and the exact strict comparison happens once at the end, as the sampler makes it.
+    top = int((high - base) // step) + 1
+    # Every count is at most the number of genotypes of the whole space: enough limbs for that.
+    limbs = max(1, -(-math.prod(len(t) for t in table.types).bit_length() // LIMB_BITS))
+    slots = [np.unique(shift // step, return_counts=True) for shift in shifts]
+    count = _count_dense if top < MAX_DENSE_COSTS else _count_sparse
+    values, counts = count(slots, top, limbs)
+    totals = base + step * values
+    inside = (totals > low) & (totals < high)  # int64 against float, exactly as sample_candidates does
+    return sum(int(counts[j][inside].sum()) << (LIMB_BITS * j) for j in range(limbs))
+
+
+def _carry(counts: np.ndarray) -> np.ndarray:
+    """Normalise (limbs, n) base-2^32 digits in place: push each digit's overflow into the next."""
+    mask = np.uint64((1 << LIMB_BITS) - 1)
+    for j in range(len(counts) - 1):
+        counts[j + 1] += counts[j] >> np.uint64(LIMB_BITS)
+        counts[j] &= mask
+    return counts
+
+
+def _count_dense(slots, top: int, limbs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts for every partial cost 0..top, one array per limb: a slot adds its shifted copies."""
+    counts = np.zeros((limbs, top + 1), dtype=np.uint64)
+    counts[0, 0] = 1
+    for offsets, multiplicity in slots:
+        after = np.zeros_like(counts)
+        for offset, times in zip(offsets.tolist(), multiplicity.tolist()):
+            if offset > top:
+                break  # offsets are sorted
+            # Digits stay below 2^32 before the slot, so a slot's sum stays below 2^32 x types.
+            after[:, offset:] += counts[:, : top + 1 - offset] * np.uint64(times)
+        counts = _carry(after)
+    return np.arange(top + 1), counts
+
+
+def _count_sparse(slots, top: int, limbs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same programme over only the partial costs that occur (sorted), for cost ranges too wide
+    for a dense table (e.g. MACs at odd image sizes, where the gcd of the costs is small)."""
+    values = np.zeros(1, dtype=np.int64)
+    counts = np.zeros((limbs, 1), dtype=np.uint64)
+    counts[0, 0] = 1
+    for offsets, multiplicity in slots:
+        reached = (values[:, None] + offsets[None, :]).ravel()
+        ways = (counts[:, :, None] * multiplicity.astype(np.uint64)[None, None, :]).reshape(limbs, -1)
+        keep = reached <= top
+        reached, ways = reached[keep], ways[:, keep]
+        order = np.argsort(reached, kind="stable")
+        reached, ways = reached[order], ways[:, order]
+        starts = np.flatnonzero(np.r_[True, reached[1:] != reached[:-1]])
+        values, counts = reached[starts], _carry(np.add.reduceat(ways, starts, axis=1))
+    return values, counts
 
 
 def sample_candidates(
@@ -100,7 +201,7 @@ def sample_candidates(
         raise BlockswapError(f"tolerance must be a fraction between 0 and 1, got {tolerance}")
     if samples < 1:
         raise BlockswapError(f"samples must be at least 1, got {samples}")
-    check_budget(table, budget, budget_kind, tolerance)
+    check_budget(table, budget, budget_kind, tolerance, samples)
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
     rng = np.random.default_rng(seed)
     column = table.column(budget_kind)

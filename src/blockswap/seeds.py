@@ -2,6 +2,12 @@
 
 import numpy as np
 
+# The largest seed a configuration may give (config/schema.yaml's `maximum` for seeds, search.seed
+# and ablation.seeds). derive_seed takes any non-negative integer (SeedSequence hashes integers of
+# any size), but a configured seed is also used raw: torch.Generator.manual_seed takes at most
+# 2^64-1 and numpy's legacy RandomState (np.random.seed) at most 2^32-1, the narrowest of them.
+MAX_SEED = 2**32 - 1
+
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (e.g. (seed, epoch) or (seed, candidate)), identical on every
