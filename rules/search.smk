@@ -49,9 +49,11 @@ rule score:
 
 
 # snakemake --cores 2 results/default/search/100000/student.json
+# The candidates are an input: select checks that the shards score each of them exactly once.
 rule select:
     input:
-        SCORE_SHARDS,
+        scores=SCORE_SHARDS,
+        candidates=rules.sample.output[0],
     output:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
@@ -59,14 +61,15 @@ rule select:
     conda:
         "../environment.yml"
     shell:
-        "blockswap select {input} --out {output} > {log} 2>&1"
+        "blockswap select {input.scores} --candidates {input.candidates} --out {output} > {log} 2>&1"
 
 
 # The samples ablation: the Fisher-best among the first N candidates of the same scored list.
 # snakemake --cores 2 results/default/search/60000/bestof-10.json
 rule select_first:
     input:
-        SCORE_SHARDS,
+        scores=SCORE_SHARDS,
+        candidates=rules.sample.output[0],
     output:
         f"{RESULTS}/search/{{budget}}/bestof-{{n}}.json",
     log:
@@ -76,4 +79,5 @@ rule select_first:
     conda:
         "../environment.yml"
     shell:
-        "blockswap select {input} --first {wildcards.n} --out {output} > {log} 2>&1"
+        "blockswap select {input.scores} --candidates {input.candidates} --first {wildcards.n} --out {output} "
+        "> {log} 2>&1"

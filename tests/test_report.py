@@ -131,8 +131,8 @@ def test_correlation_statistics(tmp_path):
         "candidate": range(n),
         "fisher": -errors,  # perfectly anti-monotone: rho = -1
         "accuracy@5": rng.permutation(n).astype(float),
-        "params": errors,  # perfectly monotone: rho = +1
-        "macs": errors,
+        "params": np.arange(n) * 1000 + 50_000,  # whole numbers, monotone in the error: rho = +1
+        "macs": np.arange(n) * 90_000 + 4_000_000,
     })
     proxies.to_csv(tmp_path / "p.csv", index=False)
     table = correlation_table(students, {"217000": tmp_path / "p.csv"})

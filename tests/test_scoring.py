@@ -107,28 +107,31 @@ def test_select_merges_shards_and_picks_the_highest_fisher(tmp_path, digits, can
     paths = [tmp_path / f"s{i}.csv" for i in range(3)]
     frames = [score_candidates(candidates, settings(), digits, p, (i, 3), progress=False) for i, p in enumerate(paths)]
     merged = pd.concat(frames, ignore_index=True)
-    best = select_best(paths)
+    listed = tmp_path / "candidates.csv"
+    candidates.to_csv(listed, index=False)
+    best = select_best(paths, listed)
     top = merged.loc[merged["fisher"].idxmax()]
     assert best["candidate"] == top["candidate"] and best["genotype"] == top["genotype"].split()
     assert best["candidates"] == 9 and len(best["rank_table"]) == 9
     assert [r["fisher"] for r in best["rank_table"]] == sorted(merged["fisher"], reverse=True)
     with pytest.raises(BlockswapError, match="3 of 9 candidates have no score .* a shard is missing"):
-        select_best(paths[:2])
+        select_best(paths[:2], listed)
     with pytest.raises(BlockswapError, match="scored twice"):
-        select_best(paths + paths[:1])
+        select_best(paths + paths[:1], listed)
 
 
 def test_select_first_n_is_the_best_of_the_first_n(tmp_path, digits, candidates):
     """The samples ablation: best-of-N looks only at candidates 0..N-1 of the complete scored list."""
-    path = tmp_path / "s.csv"
+    path, listed = tmp_path / "s.csv", tmp_path / "candidates.csv"
     frame = score_candidates(candidates, settings(), digits, path, progress=False)
+    candidates.to_csv(listed, index=False)
     for n in (1, 4, 9):
-        best = select_best([path], first=n)
+        best = select_best([path], listed, first=n)
         first = frame[frame["candidate"] < n]
         assert best["candidate"] == first.loc[first["fisher"].idxmax(), "candidate"] and best["candidates"] == n
-    assert select_best([path], first=1)["candidate"] == 0
+    assert select_best([path], listed, first=1)["candidate"] == 0
     with pytest.raises(BlockswapError, match="--first must be between 1 and the 9 scored candidates, got 10"):
-        select_best([path], first=10)
+        select_best([path], listed, first=10)
 
 
 def test_scoring_runs_in_true_float32_unless_tf32_is_asked(digits):
@@ -147,7 +150,9 @@ def test_scoring_runs_in_true_float32_unless_tf32_is_asked(digits):
 
 def test_select_cli_writes_a_genotype_file(tmp_path, digits, candidates, capsys):
     score_candidates(candidates, settings(), digits, tmp_path / "s.csv", progress=False)
-    assert main(["select", str(tmp_path / "s.csv"), "--out", str(tmp_path / "student.json")]) == 0
+    candidates.to_csv(tmp_path / "candidates.csv", index=False)
+    assert main(["select", str(tmp_path / "s.csv"), "--candidates", str(tmp_path / "candidates.csv"), "--out",
+                 str(tmp_path / "student.json")]) == 0
     assert main(["cost", "--arch", "wrn-10-2", "--genotype", str(tmp_path / "student.json"), "--dataset", "digits",
                  "--image-size", str(SIZE)]) == 0
     student = json.loads((tmp_path / "student.json").read_text())

@@ -157,7 +157,8 @@ def test_single_target(tmp_path):
     proc = snakemake("--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path),
                      "--configfile", TINY)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "results" / "tiny" / "costs").iterdir()) == ["teacher.json"]
+    made = sorted(p.name for p in (tmp_path / "results" / "tiny" / "costs").iterdir())
+    assert made == ["teacher.json", "teacher.json.provenance.json"]  # the file and its sealed provenance
 
 
 def test_one_stage_target_dry_run(tmp_path):

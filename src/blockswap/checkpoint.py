@@ -2,14 +2,14 @@
 
 Files hold tensors and plain data only and are read with `torch.load(weights_only=True)`: a file
 that carries pickled code is refused, and a corrupt or truncated one is one clear error. Writes go
-through a temporary file and a rename, so a kill never leaves half a checkpoint.
+through a temporary file and a rename, so a kill never leaves half a checkpoint. A model file is a
+result and is sealed (provenance.seal); a checkpoint is rewritten every epoch and read only by the
+run that wrote it, so it is not.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -17,6 +17,7 @@ import torch
 
 from .errors import BlockswapError
 from .models import Network, build_model
+from .provenance import atomic_write, seal, verify
 from .snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
@@ -27,16 +28,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def atomic_save(obj, path: Union[str, Path]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def safe_load(path: Union[str, Path], expected_format: str) -> dict:
@@ -44,6 +36,7 @@ def safe_load(path: Union[str, Path], expected_format: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise BlockswapError(f"{path} does not exist")
+    verify(path)
     with open(path, "rb") as fh:
         if fh.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
             raise BlockswapError(f"{path} is not a {expected_format} file (not a zip archive written by torch.save)")
@@ -79,6 +72,7 @@ def model_record(model: Network, input_size, dataset: str, masks: Optional[dict]
 
 def save_model(model: Network, path: Union[str, Path], input_size, dataset: str, masks: Optional[dict] = None) -> None:
     atomic_save(model_record(model, input_size, dataset, masks), path)
+    seal(path)
 
 
 def load_model(path: Union[str, Path]) -> tuple[Network, dict]:

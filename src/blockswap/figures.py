@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -13,9 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .checks import read_json_record, require  # noqa: E402
 from .errors import BlockswapError  # noqa: E402
-from .provenance import code_version  # noqa: E402
+from .provenance import atomic_write, code_version  # noqa: E402
 from .report import ERROR_STD_DDOF  # noqa: E402
+from .scoring import read_scores  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
 DPI = 150
@@ -27,9 +28,8 @@ def save(fig, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     for path in (out.with_suffix(".png"), out.with_suffix(".pdf")):
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=DPI, metadata={"Creator": f"blockswap {code_version()}"})
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI,
+                                                   metadata={"Creator": f"blockswap {code_version()}"}))
     plt.close(fig)
 
 
@@ -52,13 +52,17 @@ def pareto(students: pd.DataFrame, out: Path) -> None:
     save(fig, out)
 
 
+FIGURE_SCORE_COLUMNS = ["candidate", "params", "fisher"]  # what the search figure plots
+
+
 def search(scores: Sequence[Path], student: Path, out: Path) -> None:
     """Fisher potential of every sampled candidate against its size, the chosen one marked."""
-    frame = pd.concat([pd.read_csv(p) for p in scores], ignore_index=True)
-    chosen = json.loads(Path(student).read_text())
+    frame = pd.concat([read_scores(p, FIGURE_SCORE_COLUMNS)[0] for p in scores], ignore_index=True)
+    chosen = read_json_record(student, "selection file")
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     sns.scatterplot(data=frame, x=frame["params"] / 1e3, y="fisher", s=12, ax=ax, color="grey", label="candidates")
-    ax.scatter([chosen["params"] / 1e3], [chosen["fisher"]], marker="*", s=200, color="red", label="selected")
+    params, fisher = (require(chosen, student, key, "number") for key in ("params", "fisher"))
+    ax.scatter([params / 1e3], [fisher], marker="*", s=200, color="red", label="selected")
     ax.set_xlabel("parameters (K)")
     ax.set_ylabel("Fisher potential")
     ax.set_title(f"{len(frame)} candidates")
@@ -100,7 +104,7 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
                                                                 FIGURE_SIZE[1]), squeeze=False)
     random = students[students["method"] == "random"]
     for ax, (budget, path) in zip(axes[0], sorted(proxies.items())):
-        scores = pd.read_csv(path).set_index("candidate")
+        scores = read_scores(path, FIGURE_SCORE_COLUMNS)[0].set_index("candidate")
         errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
         joined = scores.join(errors, how="inner")
         sns.scatterplot(x=joined["fisher"], y=joined["test_error"], ax=ax)

@@ -21,6 +21,7 @@ from typing import Iterable, Union
 import yaml
 
 from .blocks import BlockType, parse_block
+from .checks import read_text
 from .errors import BlockswapError
 
 
@@ -73,10 +74,8 @@ class Genotype:
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Genotype":
         """Read a genotype file: .json, .yaml/.yml, or the released .csv format."""
+        text, _ = read_text(path, "genotype file")  # a searched or picked genotype is checked against its seal
         path = Path(path)
-        if not path.is_file():
-            raise BlockswapError(f"genotype file {path} does not exist")
-        text = path.read_text()
         suffix = path.suffix.lower()
         if suffix == ".csv":
             return cls.from_csv(text, str(path))

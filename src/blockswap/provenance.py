@@ -1,4 +1,7 @@
-"""Provenance stamped into every result file, and atomic writes so no partial file is left behind."""
+"""Provenance stamped into every result file, atomic writes so no partial file is left behind, and
+seals: the sha256 of every result file as written, recorded in its sidecar and checked by readers,
+so a file damaged or edited after it was written is named instead of silently changing a result.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,34 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 
-from . import __version__
+from .errors import BlockswapError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # A CSV, PNG or other file that cannot hold its own provenance gets it in a sidecar JSON beside it.
 PROVENANCE_SUFFIX = ".provenance.json"
 DIGEST_CHUNK = 1 << 20  # bytes read at a time when hashing an input
+# The sidecar key holding the sha256 of the file as it was written (its seal).
+SEAL_KEY = "sha256"
+# Mode asked for when a result file is created; the kernel takes the user's umask off it, as for
+# any file the user creates (0644 under umask 022, 0640 under 027).
+FILE_MODE = 0o666
 
 
 @functools.lru_cache(maxsize=1)  # fixed for the life of a process; every file stamps it
 def code_version() -> str:
     """Package version, plus the git commit (and '-dirty') when run from a checkout."""
+    # Imported here: the package imports modules that import this one before it defines __version__.
+    from . import __version__
+
     try:
         commit = subprocess.run(
             ["git", "-C", str(PACKAGE_ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
@@ -48,11 +59,18 @@ def device_name(device: Optional[Union[str, torch.device]] = None) -> str:
     return f"{device.type}:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float] = None, config=None) -> dict:
-    record = {
+def _stamp() -> dict:
+    """What wrote a file, and when."""
+    return {
         "code_version": code_version(),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float] = None, config=None) -> dict:
+    record = {
+        **_stamp(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": device_name(device),
@@ -66,23 +84,48 @@ def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float]
     return record
 
 
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+    """The one way files are written: `write(tmp)` fills a temporary file in the same folder, which
+    is then renamed over `path`, so readers never see half a file and a kill leaves the old one.
+
+    The temporary file is created with FILE_MODE and the kernel applies the umask (and any default
+    ACL), so results get the permissions the user's other files get; tempfile.mkstemp would force
+    0600 and make tables and models unreadable to the user's group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+            break
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """Text written atomically (not sealed: for files that are not results, and for sidecars)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 def write_json(path: Union[str, Path], record) -> None:
-    """A result record as indented JSON, written atomically."""
+    """A result record as indented JSON, written atomically and sealed; the sidecar repeats the
+    record's own provenance so that a changed file can be traced to the command that wrote it."""
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    stamp = record.get("provenance") if isinstance(record, dict) else None
+    seal(path, {"provenance": stamp} if stamp else None)
+
+
+def write_result_text(path: Union[str, Path], text: str, record: Optional[dict] = None) -> None:
+    """A result file (CSV, table) written atomically and sealed, `record` (its provenance) in its sidecar."""
+    atomic_write_text(path, text)
+    seal(path, record)
 
 
 def provenance_path(out: Union[str, Path]) -> Path:
@@ -104,5 +147,77 @@ def input_digests(paths) -> dict[str, str]:
     return {str(p): file_digest(p) for p in paths}
 
 
-def write_sidecar(out: Union[str, Path], record: dict) -> None:
-    write_json(provenance_path(out), record)
+def seal(path: Union[str, Path], record: Optional[dict] = None) -> None:
+    """Record the sha256 of `path` as it is now in its sidecar, beside `record` (the provenance of a
+    file that cannot carry its own; by default, what wrote it and when). Called right after `path`
+    is written: a kill between the two leaves a mismatch, which readers report, never a silent one."""
+    record = dict(record) if record is not None else {"provenance": _stamp()}
+    record[SEAL_KEY] = file_digest(path)
+    atomic_write_text(provenance_path(path), json.dumps(record, indent=2) + "\n")
+
+
+def read_sidecar(path: Union[str, Path]) -> Optional[dict]:
+    """The sidecar record of `path`; None if it has none (a file made outside this package)."""
+    sidecar = provenance_path(path)
+    try:
+        record = json.loads(sidecar.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlockswapError(f"{sidecar} is damaged ({str(err).splitlines()[0]}); delete it and {path}, and rerun "
+                             "the step that wrote them") from None
+    if not isinstance(record, dict):
+        raise BlockswapError(f"{sidecar} is damaged (not a JSON object); delete it and {path}, and rerun the step "
+                             "that wrote them")
+    return record
+
+
+def verify(path: Union[str, Path], data: Optional[bytes] = None) -> Optional[dict]:
+    """Check `path` (whose bytes are `data`, if already read) against the sha256 its sidecar recorded
+    when it was written; return the sidecar record. A file without a sidecar (made by hand or by
+    another tool) or with one written before files were sealed is taken as it is."""
+    record = read_sidecar(path)
+    expected = None if record is None else record.get(SEAL_KEY)
+    if expected is None:
+        return record
+    actual = hashlib.sha256(data).hexdigest() if data is not None else file_digest(path)
+    if actual != expected:
+        stamp = record.get("provenance")
+        command = stamp.get("command") if isinstance(stamp, dict) else None
+        # One line whatever the recorded command holds.
+        rerun = f"rerun `{' '.join(str(command).split())}`" if command else "rerun the step that wrote it"
+        raise BlockswapError(f"{path} changed after it was written: {rerun} or delete it (to keep a deliberate edit, "
+                             f"`blockswap reseal {path}`)")
+    return record
+
+
+def read_verified(path: Union[str, Path], what: str) -> tuple[bytes, Optional[dict]]:
+    """The bytes of an input file, after checking it exists and matches its seal, and its sidecar
+    record (None where it has none)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise BlockswapError(f"{what} {path} does not exist") from None
+    return data, verify(path, data)
+
+
+def reseal(path: Union[str, Path]) -> Optional[dict]:
+    """Accept a deliberate edit of `path`: record its present sha256, marked `edited_by_hand` with
+    the time (the digest it was written with is kept as `sha256_as_written`). Returns the new
+    sidecar record, or None if the file is unchanged."""
+    path = Path(path)
+    if path.name.endswith(PROVENANCE_SUFFIX):
+        raise BlockswapError(f"{path} is a provenance sidecar; reseal the file it describes")
+    if not path.is_file():
+        raise BlockswapError(f"{path} does not exist")
+    record = read_sidecar(path) or {}
+    digest = file_digest(path)
+    if record.get(SEAL_KEY) == digest:
+        return None
+    if SEAL_KEY in record:
+        record.setdefault("sha256_as_written", record[SEAL_KEY])
+    record.update({"edited_by_hand": True, "edited": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   SEAL_KEY: digest})
+    atomic_write_text(provenance_path(path), json.dumps(record, indent=2) + "\n")
+    return record

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Iterable, Union
@@ -10,28 +9,21 @@ from typing import Iterable, Union
 import numpy as np
 import pandas as pd
 
+from .checks import EXPECTED, check_value, read_csv_table, read_json_record, require
 from .errors import BlockswapError
 
 COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "params_k", "ops_m"]
-
-
-def read_json(path: Union[str, Path]) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BlockswapError(f"result file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise BlockswapError(f"result file {path} is not valid JSON: {err}") from None
+# What a cost file (`blockswap cost --out`) must hold, and as what (checks.EXPECTED).
+COST_KEYS = {"arch": "text", "genotype": "names", "params": "int", "macs": "int", "ops": "int"}
 
 
 def cost_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
     """One row per `blockswap cost --out` file, in the paper's units (K params, M ops)."""
     rows = []
     for path in paths:
-        record = read_json(path)
-        missing = {"arch", "genotype", "params", "macs", "ops"} - record.keys()
-        if missing:
-            raise BlockswapError(f"{path} is not a cost file: it lacks {', '.join(sorted(missing))}")
+        record = read_json_record(path, "cost file")
+        for key, kind in COST_KEYS.items():
+            require(record, path, key, kind)
         rows.append(
             {
                 "name": record.get("name") or Path(path).stem,
@@ -59,38 +51,60 @@ STUDENT_COLUMNS = [
     "method", "network", "arch", "genotype", "budget", "seed", "params", "macs", "ops",
     "test_error", "test_error_top5", "fisher", "candidate", "dataset",
 ]
+# The kind of each column of a students table (checks.EXPECTED); "?": may be empty.
+STUDENT_KINDS = {
+    "method": "text", "network": "text", "arch": "text", "genotype": "text", "budget": "int?", "seed": "int",
+    "params": "int", "macs": "int", "ops": "int", "test_error": "error", "test_error_top5": "error",
+    "fisher": "number?", "candidate": "int?", "dataset": "text",
+}
+# What a training run's metrics.json must hold for its row, and as what.
+METRICS_KEYS = {"arch": "text", "genotype": "names", "seed": "int", "params": "int", "macs": "int", "ops": "int",
+                "test_error": "error", "test_error_top5": "error", "dataset": "text"}
+# Tags (strings in metrics.json) read into the table, and the kind each must parse as.
+TAG_KINDS = {"budget": "int", "fisher": "number", "candidate": "int"}
+
+
+def _tag(tags: dict, path, key: str):
+    if key not in tags:
+        return None
+    try:
+        return check_value(tags[key], TAG_KINDS[key], from_text=True)
+    except (TypeError, ValueError):
+        raise BlockswapError(f"{path}: tags.{key} is {tags[key]!r}, expected {EXPECTED[TAG_KINDS[key]]}") from None
 
 
 def students_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
-    """One row per trained network (`metrics.json` of `blockswap train`), teachers included."""
+    """One row per trained network (`metrics.json` of `blockswap train`), teachers included; each
+    file's values are checked, so a damaged one stops the table instead of becoming a NaN row."""
     rows = []
     for path in paths:
-        m = read_json(path)
-        if "test_error" not in m:
-            raise BlockswapError(f"{path} is not a training metrics file (no test_error)")
-        tags = m.get("tags", {})
+        m = read_json_record(path, "training metrics file")
+        values = {key: require(m, path, key, kind) for key, kind in METRICS_KEYS.items()}
+        tags = m.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise BlockswapError(f"{path}: tags is not a mapping")
         # A searched or picked student carries its candidate index and Fisher value in its own
         # tags (copied from its genotype file when it was trained): no file outside the inputs is read.
         rows.append({
+            **values,
             "method": tags.get("method", "teacher" if m.get("teacher") is None else "student"),
             "network": tags.get("network", Path(path).parent.parent.name),
-            "arch": m["arch"],
-            "genotype": " ".join(m["genotype"]),
-            "budget": int(tags["budget"]) if "budget" in tags else None,
-            "seed": m["seed"],
-            "params": m["params"],
-            "macs": m["macs"],
-            "ops": m["ops"],
-            "test_error": m["test_error"],
-            "test_error_top5": m["test_error_top5"],
-            "fisher": float(tags["fisher"]) if "fisher" in tags else None,
-            "candidate": int(tags["candidate"]) if "candidate" in tags else None,
-            "dataset": m["dataset"],
+            "genotype": " ".join(values["genotype"]),
+            "budget": _tag(tags, path, "budget"),
+            "fisher": _tag(tags, path, "fisher"),
+            "candidate": _tag(tags, path, "candidate"),
         })
     frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS)
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
+
+
+def read_students(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+    """Students tables (`blockswap report students`), checked (seal, whole lines, every column and
+    cell), as one table."""
+    frames = [read_csv_table(path, "students table", STUDENT_KINDS, STUDENT_COLUMNS)[0] for path in paths]
+    return pd.concat(frames, ignore_index=True)
 
 
 def depth_width(arch: str) -> str:
@@ -266,12 +280,14 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict) -> pd.DataFrame
 
     # Small resamples are often constant; their NaN rho is expected and nanpercentile skips it.
     warnings.simplefilter("ignore", ConstantInputWarning)
+    from .scoring import read_scores  # here: scoring loads torch, which the other tables do not need
+
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     rows = []
     random = students[students["method"] == "random"]
     for budget, path in proxy_files.items():
-        proxies = pd.read_csv(path)
-        errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
+        proxies = read_scores(path, ["candidate", "params", "macs"])[0]
+        errors = _random_errors(random, int(budget), proxies, path)
         joined = proxies.set_index("candidate").join(errors, how="inner")
         n = len(joined)
         for proxy, k, column in proxy_columns(proxies):
@@ -288,6 +304,34 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict) -> pd.DataFrame
                 row.update({name: value, f"{name}_low": low, f"{name}_high": high})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, path) -> pd.Series:
+    """Mean test error per candidate of the random students of `budget`, after checking that
+    `proxies` (their proxies file) measured exactly these networks: each student's candidate is
+    listed once, with the student's genotype. A student left out would silently shrink n."""
+    students = random[random["budget"] == budget]
+    if students.empty:
+        raise BlockswapError(f"the students table has no random students of budget {budget}, whose proxies are {path}")
+    if students["candidate"].isna().any():
+        network = students.loc[students["candidate"].isna(), "network"].iloc[0]
+        raise BlockswapError(f"random student {network} of budget {budget} has no candidate index in the students "
+                             "table")
+    students = students.assign(candidate=students["candidate"].astype(int))
+    twice = sorted(set(proxies.loc[proxies["candidate"].duplicated(), "candidate"]))
+    if twice:
+        raise BlockswapError(f"{path} lists candidate {twice[0]} twice")
+    listed = proxies.set_index("candidate")
+    absent = sorted(set(students["candidate"]) - set(listed.index))
+    if absent:
+        raise BlockswapError(f"{path} has no proxies of candidate {absent[0]}, a random student of budget {budget}: "
+                             "it was measured on other candidates")
+    if "genotype" in listed:
+        other = students[students["genotype"].to_numpy() != listed.loc[students["candidate"], "genotype"].to_numpy()]
+        if len(other):
+            raise BlockswapError(f"{path}: candidate {other['candidate'].iloc[0]} is not the network random student "
+                                 f"{other['network'].iloc[0]} trained: they come from different samples")
+    return students.groupby("candidate")["test_error"].mean()
 
 
 def correlation_layout(table: pd.DataFrame) -> pd.DataFrame:

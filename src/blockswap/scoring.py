@@ -8,9 +8,12 @@ released code's behaviour (a fresh random minibatch per candidate), still seeded
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -21,17 +24,27 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .checks import parse_csv, read_csv_table
 from .datasets import Dataset, training_batches
 from .errors import BlockswapError
 from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .provenance import atomic_write_text, input_digests, provenance, provenance_path, write_json
-from .sampling import CANDIDATE_COLUMNS
+from .provenance import input_digests, provenance, write_result_text
+from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .seeds import derive_seed
 
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"
+# Kind of each column of a candidates or scores file (checks.EXPECTED says what each kind is).
+SCORE_KINDS = {"candidate": "int", "genotype": "text", "params": "int", "macs": "int", "ops": "int",
+               "fisher": "number", "fisher_blocks": "numbers", "seconds": "number"}
+SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candidate reads
+
+
+def score_kind(column: str) -> Optional[str]:
+    """A scores-file column's kind: the fixed columns, and every `<proxy>@<k>` a finite number."""
+    return SCORE_KINDS.get(column, "number" if "@" in column else None)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -150,7 +163,8 @@ def score_candidates(
 
     Rows are appended to `out.partial` as they finish; a rerun after an interruption resumes from
     it (after checking it belongs to the same settings and candidates), and `out` appears only
-    when the shard is complete.
+    when the shard is complete. The partial file is locked while a process writes it, so a second
+    process scoring into the same `out` stops at once instead of interleaving rows.
     """
     device = device or torch.device("cpu")
     out = Path(out)
@@ -158,68 +172,142 @@ def score_candidates(
     fingerprint = _fingerprint(settings, rows)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
     header = CANDIDATE_COLUMNS + settings.columns() + ["seconds"]
-    done = _resume(partial, fingerprint, header)
     start = time.perf_counter()
-    todo = rows[~rows["candidate"].isin(done["candidate"])] if len(done) else rows
-    if len(todo):
-        scorer = Scorer(settings, data, device)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "a") as fh:
-            if fh.tell() == 0:
-                fh.write(f"# {fingerprint}\n")
-                pd.DataFrame(columns=header).to_csv(fh, index=False)
+    with _locked(partial, out) as fh:
+        done = _read_partial(fh, partial, fingerprint, header, rows)
+        todo = rows[~rows["candidate"].isin(done["candidate"])]
+        if len(todo):
+            scorer = Scorer(settings, data, device)
+            if os.fstat(fh.fileno()).st_size == 0:
+                fh.write(_preamble(fingerprint, header))
             bar = tqdm(todo.itertuples(index=False), total=len(rows), initial=len(done), disable=not progress,
                        desc=f"scoring shard {shard[0]}/{shard[1]}", unit="cand")
             for row in bar:
                 record = {c: getattr(row, c) for c in CANDIDATE_COLUMNS}
                 record.update(scorer.score(int(row.candidate), Genotype.parse(row.genotype)))
-                pd.DataFrame([record], columns=header).to_csv(fh, index=False, header=False)
+                fh.write(pd.DataFrame([record], columns=header).to_csv(index=False, header=False).encode())
                 fh.flush()
                 bar.set_postfix(fisher=f"{record['fisher']:.3g}")
-    scored = _complete_rows(_read_partial(partial), header) if partial.exists() else done
-    scored = scored.drop_duplicates("candidate", keep="first").sort_values("candidate").reset_index(drop=True)
-    if len(scored) != len(rows):
-        raise BlockswapError(f"scored {len(scored)} of {len(rows)} candidates; rerun to finish")
-    record = {
-        "shard": list(shard),
-        "candidates_total": int(len(candidates)),
-        "candidates_in_shard": int(len(rows)),
-        "settings": asdict(settings),
-        "fingerprint": fingerprint,
-        "provenance": provenance(seed=settings.seed, device=device, seconds=time.perf_counter() - start),
-    }
-    atomic_write_text(out, scored.to_csv(index=False))
-    write_json(provenance_path(out), record)
-    partial.unlink(missing_ok=True)
+        # Read back through the same checks, so a resumed shard gives the file an uninterrupted one does.
+        scored = _read_partial(fh, partial, fingerprint, header, rows).sort_values("candidate").reset_index(drop=True)
+        if len(scored) != len(rows):
+            raise BlockswapError(f"{partial} holds {len(scored)} of the shard's {len(rows)} candidates after scoring; "
+                                 f"{_afresh(partial)}")
+        record = {
+            "shard": list(shard),
+            "candidates_total": int(len(candidates)),
+            "candidates_in_shard": int(len(rows)),
+            "settings": asdict(settings),
+            "fingerprint": fingerprint,
+            "provenance": provenance(seed=settings.seed, device=device, seconds=time.perf_counter() - start),
+        }
+        write_result_text(out, scored.to_csv(index=False), record)
+        partial.unlink()
     return scored
 
 
-def _read_partial(partial: Path) -> pd.DataFrame:
+@contextmanager
+def _locked(partial: Path, out: Path):
+    """`partial`, opened for reading and appending under an exclusive lock (flock: the kernel
+    releases it when the process ends, however it ends). An empty partial file is removed on the
+    way out, so a run that scored nothing leaves nothing behind."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fh = open(partial, "a+b")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise BlockswapError(f"another process is scoring into {out} ({partial} is locked); wait for it to "
+                                 "finish or stop it") from None
+        # The lock holder may have finished and removed the file between our open and our lock:
+        # lock the file that is at the path now.
+        try:
+            current = os.stat(partial).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        fh.close()
     try:
-        return pd.read_csv(partial, skiprows=1)  # line 1 is the fingerprint
-    except (pd.errors.ParserError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
+        yield fh
+    finally:
+        if partial.exists() and os.fstat(fh.fileno()).st_size == 0:
+            partial.unlink()
+        fh.close()
 
 
-def _complete_rows(frame: pd.DataFrame, header: list[str]) -> pd.DataFrame:
-    # A row cut short by a kill mid-write has missing cells: drop it, it will be scored again.
-    if list(frame.columns) != header:
-        return pd.DataFrame(columns=header)
-    return frame.dropna(subset=["seconds"])
+def _preamble(fingerprint: str, header: list[str]) -> bytes:
+    """A partial file's first two lines: the fingerprint of what it scores, and the CSV header."""
+    return f"# {fingerprint}\n{','.join(header)}\n".encode()
 
 
-def _resume(partial: Path, fingerprint: str, header: list[str]) -> pd.DataFrame:
-    """Finished rows of an interrupted run; the partial file is rewritten to hold only those."""
-    if not partial.exists():
-        return pd.DataFrame(columns=header)
-    first = partial.open().readline().strip()
-    if first != f"# {fingerprint}":
-        raise BlockswapError(
-            f"{partial} holds scores of other settings or candidates; delete it to start this shard afresh"
-        )
-    done = _complete_rows(_read_partial(partial), header)
-    atomic_write_text(partial, f"# {fingerprint}\n" + done.to_csv(index=False))
-    return done
+def _afresh(partial: Path) -> str:
+    return f"delete it to score this shard afresh: rm {partial}"
+
+
+def _read_partial(fh, partial: Path, fingerprint: str, header: list[str], rows: pd.DataFrame) -> pd.DataFrame:
+    """The finished rows of `partial` (open as `fh`), checked against this shard's candidates.
+
+    Repaired where the repair is certain: a last line cut short (a kill or a full disk mid-write)
+    is cut off, and a candidate scored twice with the same values (scores are repeatable; only the
+    timing may differ) is kept once. Anything else (rows of other candidates, one candidate with
+    two different scores, a damaged line) is refused with the command that starts the shard afresh.
+    """
+    fh.seek(0)
+    data = fh.read()
+    complete = data[: data.rfind(b"\n") + 1]  # whole lines; a line without its newline was cut short
+    preamble = _preamble(fingerprint, header)
+    if not complete.startswith(preamble):
+        if preamble.startswith(complete):  # killed before the first row was written: nothing to resume
+            fh.truncate(0)
+            return pd.DataFrame(columns=header)
+        if complete.split(b"\n", 1)[0] != preamble.split(b"\n", 1)[0]:
+            raise BlockswapError(f"{partial} holds scores of other settings or candidates; {_afresh(partial)}")
+        raise BlockswapError(f"{partial} has other columns than this shard's scores; {_afresh(partial)}")
+    if len(complete) < len(data):
+        fh.truncate(len(complete))
+    try:
+        text = complete[complete.index(b"\n") + 1 :].decode("utf-8")
+        done = parse_csv(text, partial, score_kind, header, first_line=2)
+    except UnicodeDecodeError:
+        raise BlockswapError(f"{partial} is damaged (not text); {_afresh(partial)}") from None
+    except BlockswapError as err:
+        raise BlockswapError(f"{err}; {_afresh(partial)}") from None
+    expected = rows.set_index("candidate")
+    foreign = sorted(set(done["candidate"]) - set(expected.index))
+    if foreign:
+        shown = ", ".join(map(str, foreign[:5]))
+        raise BlockswapError(f"{partial} holds candidates that are not in this shard ({shown}); {_afresh(partial)}")
+    for column in CANDIDATE_COLUMNS[1:]:
+        differ = done[done[column].to_numpy() != expected.loc[done["candidate"], column].to_numpy()]
+        if len(differ):
+            raise BlockswapError(f"{partial}: candidate {differ['candidate'].iloc[0]} has another {column} than this "
+                                 f"shard's; {_afresh(partial)}")
+    distinct = done.drop_duplicates([c for c in header if c != "seconds"])
+    twice = sorted(set(distinct.loc[distinct["candidate"].duplicated(), "candidate"]))
+    if twice:
+        raise BlockswapError(f"{partial} scores candidate {twice[0]} twice with different values; {_afresh(partial)}")
+    return distinct.reset_index(drop=True)
+
+
+def read_scores(path, required: Sequence[str] = SELECT_COLUMNS) -> tuple[pd.DataFrame, Optional[dict]]:
+    """A scores file (`blockswap score --out`: a shard, or the ablation's proxies), checked: seal,
+    whole lines, the `required` columns, every cell's kind, and as many rows as were scored into
+    it. Returns the table and its sidecar record (None where it has none)."""
+    frame, record = read_csv_table(path, "scores file", score_kind, required)
+    written = (record or {}).get("candidates_in_shard")
+    if written is not None and len(frame) != written:
+        raise BlockswapError(f"{path} has {len(frame)} rows but {written} candidates were scored into it; rerun the "
+                             "step that wrote it")
+    return frame, record
+
+
+def load_candidates(path) -> pd.DataFrame:
+    """The sampled candidates (`blockswap sample --out`), checked: seal, whole lines, each cell's
+    kind; `read_candidates` then checks the columns and that no index appears twice."""
+    read_csv_table(path, "candidates file", score_kind)
+    return read_candidates(path)
 
 
 # --- select -------------------------------------------------------------------------------------
@@ -227,31 +315,46 @@ def _resume(partial: Path, fingerprint: str, header: list[str]) -> pd.DataFrame:
 TOP_ROWS = 10  # rows of the rank table kept in the selection's provenance
 
 
-def select_best(score_files: Sequence[Path], first: Optional[int] = None) -> dict:
-    """Merge shards, check the candidates are complete and unique, return the top-Fisher one (of
-    the first `first` candidates only, for the samples ablation: best-of-N)."""
-    frames, totals = [], set()
-    for path in score_files:
-        path = Path(path)
-        if not path.is_file():
-            raise BlockswapError(f"scores file {path} does not exist")
-        frame = pd.read_csv(path)
-        if "fisher" not in frame or "candidate" not in frame:
-            raise BlockswapError(f"{path} is not a scores file (no 'candidate' / 'fisher' columns)")
-        meta_path = provenance_path(path)
-        if meta_path.is_file():
-            totals.add(json.loads(meta_path.read_text())["candidates_total"])
-        frames.append(frame)
+def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optional[int] = None) -> dict:
+    """Merge shards, check that they score every candidate of `candidates_file` exactly once, each
+    as listed there and all with the same settings, and return the top-Fisher one (of the first
+    `first` candidates only, for the samples ablation: best-of-N)."""
+    candidates = load_candidates(candidates_file).set_index("candidate")
+    total = len(candidates)
+    frames, settings = [], {}
+    for path in map(Path, score_files):
+        frame, record = read_scores(path)
+        sampled = (record or {}).get("candidates_total")
+        if sampled is not None and sampled != total:
+            raise BlockswapError(f"{path} scores a list of {sampled} candidates but {candidates_file} has {total}: "
+                                 "they come from different samples")
+        if record and "settings" in record:
+            settings.setdefault(json.dumps(record["settings"], sort_keys=True), path)
+        frames.append(frame.assign(_source=str(path)))
+    if len(settings) > 1:
+        first_two = list(settings.values())[:2]
+        raise BlockswapError(f"{first_two[0]} and {first_two[1]} were scored with different settings: their Fisher "
+                             "potentials do not compare")
     merged = pd.concat(frames, ignore_index=True)
     duplicated = sorted(set(merged.loc[merged["candidate"].duplicated(), "candidate"]))
     if duplicated:
         raise BlockswapError(f"candidates scored twice across the shards: {duplicated[:10]}")
-    if len(totals) > 1:
-        raise BlockswapError(f"the shards come from different candidate lists (totals {sorted(totals)})")
-    total = totals.pop() if totals else int(merged["candidate"].max()) + 1
-    missing = sorted(set(range(total)) - set(merged["candidate"]))
+    unknown = merged[~merged["candidate"].isin(candidates.index)]
+    if len(unknown):
+        raise BlockswapError(f"{unknown['_source'].iloc[0]} scores candidate {unknown['candidate'].iloc[0]}, which "
+                             f"{candidates_file} does not list: they come from different samples")
+    missing = sorted(set(candidates.index) - set(merged["candidate"]))
     if missing:
-        raise BlockswapError(f"{len(missing)} of {total} candidates have no score (first: {missing[:10]}); a shard is missing")
+        raise BlockswapError(f"{len(missing)} of {total} candidates have no score (first: {missing[:10]}); a shard is "
+                             "missing or incomplete")
+    for column in CANDIDATE_COLUMNS[1:]:
+        listed = candidates.loc[merged["candidate"], column].to_numpy()
+        differ = merged[merged[column].to_numpy() != listed]
+        if len(differ):
+            row = differ.iloc[0]
+            raise BlockswapError(f"{row['_source']}: candidate {row['candidate']} has {column} {row[column]!r} but "
+                                 f"{candidates_file} lists {candidates.loc[row['candidate'], column]!r}: the scores "
+                                 "and the candidates come from different samples")
     if first is not None:
         if not 1 <= first <= total:
             raise BlockswapError(f"--first must be between 1 and the {total} scored candidates, got {first}")
@@ -270,5 +373,5 @@ def select_best(score_files: Sequence[Path], first: Optional[int] = None) -> dic
         "candidates": int(len(merged)),
         "of_total": total,
         "rank_table": top.to_dict(orient="records"),
-        "sources": input_digests(score_files),
+        "sources": input_digests([*score_files, candidates_file]),
     }

@@ -2,8 +2,8 @@
 
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
 `networks` (blocks, cost, data), `search` (sample, score, pick, select), `training` (train,
-evaluate), `results` (report, figure) and `workflow` (plan). A user's mistake (`BlockswapError`, or a bad argument)
-is one line on stderr and exit code 2.
+evaluate), `results` (report, figure, reseal) and `workflow` (plan). A user's mistake
+(`BlockswapError`, or a bad argument) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations

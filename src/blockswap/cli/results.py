@@ -1,33 +1,26 @@
-"""`blockswap report` and `figure`: the paper's tables and figures from result files."""
+"""`blockswap report`, `figure` and `reseal`: the paper's tables and figures from result files, and
+accepting a deliberate edit of a result file."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import BlockswapError
-from ..provenance import atomic_write_text, input_digests, provenance, write_sidecar
+from ..provenance import input_digests, provenance, reseal, seal, write_result_text
 from ..report import (
     correlation_layout,
     correlation_table,
     cost_table,
     latex,
     markdown,
+    read_students,
     samples_table,
     students_table,
     table2,
     table2_display,
     table3,
 )
-
-
-def read_students(path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise BlockswapError(f"students table {path} does not exist") from None
 
 
 def report_costs(args):
@@ -41,23 +34,23 @@ def report_students(args):
 
 
 def report_table2(args):
-    table = table2(read_all_students(args.inputs), args.note or ())
+    table = table2(read_students(args.inputs), args.note or ())
     return table, table2_display(table)
 
 
 def report_table3(args):
-    table = table3(read_all_students(args.inputs), args.note or ())
+    table = table3(read_students(args.inputs), args.note or ())
     return table, table.drop(columns=["genotype"], errors="ignore")
 
 
 def report_samples(args):
-    table = samples_table(read_all_students(args.inputs), args.note or ())
+    table = samples_table(read_students(args.inputs), args.note or ())
     return table, table2_display(table)
 
 
 def report_correlation(args):
     files = parse_pairs(args.proxies, "--proxies")
-    table = correlation_table(read_all_students(args.inputs), files)
+    table = correlation_table(read_students(args.inputs), files)
     return table, correlation_layout(table)
 
 
@@ -92,15 +85,14 @@ def derived_record(args, outputs, start: float, **extra) -> dict:
 def cmd_report(args) -> None:
     start = time.perf_counter()
     table, display = REPORT_BUILDERS[args.kind](args)
-    outputs = [args.csv]
-    atomic_write_text(args.csv, table.to_csv(index=False))
+    texts = {args.csv: table.to_csv(index=False)}
     if args.md:
-        atomic_write_text(args.md, markdown(display))
-        outputs.append(args.md)
+        texts[args.md] = markdown(display)
     if args.tex:
-        atomic_write_text(args.tex, latex(display))
-        outputs.append(args.tex)
-    write_sidecar(args.csv, derived_record(args, outputs, start, rows=len(table)))
+        texts[args.tex] = latex(display)
+    record = derived_record(args, list(texts), start, rows=len(table))
+    for path, text in texts.items():
+        write_result_text(path, text, record)
     print(f"wrote {len(table)} rows to {args.csv}")
 
 
@@ -127,10 +119,6 @@ def parse_pairs(items, what: str) -> dict:
     return pairs
 
 
-def read_all_students(paths) -> pd.DataFrame:
-    return pd.concat([read_students(p) for p in paths], ignore_index=True)
-
-
 def figure_search(args, figures) -> None:
     if not args.student:
         raise BlockswapError("figure search needs --student (the selection JSON)")
@@ -138,15 +126,15 @@ def figure_search(args, figures) -> None:
 
 
 def figure_fisher_vs_error(args, figures) -> None:
-    students, proxies = read_all_students(args.inputs), parse_pairs(args.proxies, "--proxies")
+    students, proxies = read_students(args.inputs), parse_pairs(args.proxies, "--proxies")
     figures.fisher_vs_error(correlation_table(students, proxies), students, proxies, Path(args.out))
 
 
 # Figure kind -> drawer (args, the figures module, imported lazily: matplotlib is slow to load).
 FIGURE_BUILDERS = {
-    "pareto": lambda args, figures: figures.pareto(read_all_students(args.inputs), Path(args.out)),
+    "pareto": lambda args, figures: figures.pareto(read_students(args.inputs), Path(args.out)),
     "search": figure_search,
-    "random_students": lambda args, figures: figures.random_students(read_all_students(args.inputs), Path(args.out)),
+    "random_students": lambda args, figures: figures.random_students(read_students(args.inputs), Path(args.out)),
     "fisher_vs_error": figure_fisher_vs_error,
 }
 
@@ -157,7 +145,10 @@ def cmd_figure(args) -> None:
     start = time.perf_counter()
     FIGURE_BUILDERS[args.kind](args, figures)
     png = Path(args.out).with_suffix(".png")
-    write_sidecar(png, derived_record(args, [png, png.with_suffix(".pdf")], start))
+    outputs = [png, png.with_suffix(".pdf")]
+    record = derived_record(args, outputs, start)
+    for path in outputs:
+        seal(path, record)
     print(f"wrote {Path(args.out).with_suffix('.png')} and .pdf")
 
 
@@ -171,7 +162,27 @@ def add_figure(sub) -> None:
     p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 
 
+def cmd_reseal(args) -> None:
+    for path in args.files:
+        record = reseal(path)
+        if record is None:
+            print(f"{path} is as it was written; nothing to reseal")
+        else:
+            print(f"resealed {path} (sha256 {record['sha256'][:12]}, edited_by_hand)")
+
+
+def add_reseal(sub) -> None:
+    p = sub.add_parser(
+        "reseal",
+        help="accept a deliberate edit of a result file",
+        description="Record the present sha256 of edited result files in their provenance sidecars, marked "
+        "edited_by_hand with the time, so readers accept them (a file changed without this is refused).",
+    )
+    p.add_argument("files", nargs="+", help="result files edited on purpose (not their .provenance.json)")
+
+
 COMMANDS = {
     "report": (add_report, cmd_report),
     "figure": (add_figure, cmd_figure),
+    "reseal": (add_reseal, cmd_reseal),
 }

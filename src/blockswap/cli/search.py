@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..fisher import CONTROLS, PROXIES
 from ..models import parse_arch
-from ..provenance import atomic_write_text, provenance, provenance_path, write_json
-from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, read_candidates, sample_candidates
-from ..scoring import MINIBATCH_MODES, ScoringSettings, parse_shard, score_candidates, select_best
+from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
+from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from .networks import input_size_for
 
 
@@ -24,7 +23,6 @@ def cmd_sample(args) -> None:
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     frame = sample_candidates(table, args.budget, args.samples, args.seed, args.budget_kind, args.tolerance)
-    atomic_write_text(args.out, frame.to_csv(index=False))
     meta = {
         "arch": arch.name,
         "budget": args.budget,
@@ -36,7 +34,7 @@ def cmd_sample(args) -> None:
         "input_size": list(input_size),
         "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start),
     }
-    write_json(provenance_path(Path(args.out)), meta)
+    write_result_text(args.out, frame.to_csv(index=False), meta)
     print(f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
           f"{args.budget_kind} -> {args.out}")
 
@@ -60,15 +58,15 @@ def add_sample(sub) -> None:
 
 
 def cmd_score(args) -> None:
-    candidates = read_candidates(args.candidates_csv)
+    candidates = load_candidates(args.candidates_csv)
     if args.limit is not None:
         if args.limit < 1:
             raise BlockswapError(f"--limit must be at least 1, got {args.limit}")
         candidates = candidates.sort_values("candidate").head(args.limit)
-    meta_path = provenance_path(Path(args.candidates_csv))
-    arch = args.arch or (json.loads(meta_path.read_text())["arch"] if meta_path.is_file() else None)
+    arch = args.arch or (read_sidecar(args.candidates_csv) or {}).get("arch")
     if arch is None:
-        raise BlockswapError(f"no --arch given and {meta_path} does not say which architecture was sampled")
+        raise BlockswapError(f"no --arch given and {provenance_path(Path(args.candidates_csv))} does not say which "
+                             "architecture was sampled")
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
     settings = ScoringSettings(
@@ -122,7 +120,7 @@ def add_score(sub) -> None:
 
 
 def cmd_pick(args) -> None:
-    candidates = read_candidates(args.candidates_csv)
+    candidates = load_candidates(args.candidates_csv)
     rows = candidates[candidates["candidate"] == args.candidate]
     if rows.empty:
         raise BlockswapError(f"{args.candidates_csv} has no candidate {args.candidate} (0 to {len(candidates) - 1})")
@@ -143,7 +141,7 @@ def add_pick(sub) -> None:
 
 
 def cmd_select(args) -> None:
-    best = select_best([Path(p) for p in args.scores], args.first)
+    best = select_best([Path(p) for p in args.scores], Path(args.candidates), args.first)
     record = {**best, "provenance": provenance()}
     write_json(args.out, record)
     print(f"selected candidate {best['candidate']} of {best['candidates']} (Fisher {best['fisher']:.6g}, "
@@ -154,9 +152,12 @@ def add_select(sub) -> None:
     p = sub.add_parser(
         "select",
         help="merge scored shards and pick the highest Fisher potential",
-        description="Merge score shards, check none is missing or duplicated, write the winning genotype.",
+        description="Merge score shards, check that they score every sampled candidate exactly once (as "
+        "sampled), write the winning genotype.",
     )
     p.add_argument("scores", nargs="+", help="scores CSV files (all shards)")
+    p.add_argument("--candidates", required=True, help="the candidates CSV the shards were scored from "
+                   "('blockswap sample --out'): every one must be scored exactly once")
     p.add_argument("--first", type=int, help="only the first N candidates compete (samples ablation: best of N)")
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
 

@@ -1,0 +1,184 @@
+"""Strict reading of the files one stage writes and another reads (scores, candidates, metrics,
+students tables, selections).
+
+Every such file is checked when it is read: its seal (provenance.verify), whole lines, the columns
+or keys the reader needs, and each value's kind (whole numbers, finite numbers, errors in
+[0, 100], non-empty text). A damaged or hand-edited file is one `BlockswapError` naming the file,
+the line or key and what was expected, never a wrong number in a table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Optional, Union
+
+import pandas as pd
+
+from .errors import BlockswapError
+from .provenance import read_verified
+
+# What each kind of value must be. A kind ending in "?" may also be empty (CSV) or null (JSON).
+EXPECTED = {
+    "int": "a whole number >= 0",
+    "number": "a finite number",
+    "error": "a finite error in [0, 100] (%)",
+    "text": "non-empty text",
+    "names": "a list of block names",
+    "numbers": "a JSON list of finite numbers",
+}
+NUMERIC = ("int", "number", "error")  # kinds pandas must read as numbers
+
+# A column's kind, by name: a dict, or a function returning None for a column nobody checks.
+Kinds = Union[Mapping[str, str], Callable[[str], Optional[str]]]
+
+
+def _kind_of(kinds: Kinds, column: str) -> Optional[str]:
+    return kinds(column) if callable(kinds) else kinds.get(column)
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError
+    if not math.isfinite(value):
+        raise ValueError
+    return float(value)
+
+
+def check_value(value, kind: str, from_text: bool = False):
+    """`value` as `kind` (parsed first if it is a CSV cell, `from_text`); ValueError if it is not one."""
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None or (from_text and value == ""):
+        if optional:
+            return None
+        raise ValueError
+    if from_text and kind in ("int", "number", "error"):
+        value = float(value)  # "12" and "12.0" (a column pandas wrote as floats) are both 12
+    elif from_text and kind == "numbers":
+        value = json.loads(value)
+    if kind == "int":
+        number = _number(value)
+        if not number.is_integer() or number < 0:
+            raise ValueError
+        return int(number)
+    if kind == "number":
+        return _number(value)
+    if kind == "error":
+        number = _number(value)
+        if not 0 <= number <= 100:
+            raise ValueError
+        return number
+    if kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError
+        return value
+    if kind == "names":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise ValueError
+        return value
+    if kind == "numbers":
+        if not isinstance(value, list):
+            raise ValueError
+        return [_number(v) for v in value]
+    raise AssertionError(f"unknown kind {kind!r}")
+
+
+def require(record: dict, source, key: str, kind: str):
+    """`record[key]` checked as `kind`; one error naming the file and the key if it is missing or wrong."""
+    if key not in record and not kind.endswith("?"):
+        raise BlockswapError(f"{source}: {key} is missing (expected {EXPECTED[kind.rstrip('?')]})")
+    value = record.get(key)
+    try:
+        return check_value(value, kind)
+    except (ValueError, TypeError):
+        shown = "null" if value is None else json.dumps(value) if _jsonable(value) else repr(value)
+        raise BlockswapError(f"{source}: {key} is {shown[:60]}, expected {EXPECTED[kind.rstrip('?')]}") from None
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_text(path, what: str) -> tuple[str, Optional[dict]]:
+    """The text of an input file, checked against its seal, and its sidecar record."""
+    data, record = read_verified(path, what)
+    try:
+        return data.decode("utf-8"), record
+    except UnicodeDecodeError:
+        raise BlockswapError(f"{path} is not a text file, so not a {what}") from None
+
+
+def read_json_record(path, what: str) -> dict:
+    """A JSON object written by this package, checked against its seal."""
+    text, _ = read_text(path, what)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BlockswapError(f"{what} {path} is not valid JSON: {err}") from None
+    if not isinstance(record, dict):
+        raise BlockswapError(f"{what} {path} is not a JSON object")
+    return record
+
+
+def parse_csv(text: str, source, kinds: Kinds, required: Iterable[str] = (), first_line: int = 1) -> pd.DataFrame:
+    """A CSV text (a header, then rows) checked cell by cell: every row has the header's fields,
+    every `required` column is present and every cell of a column with a kind is one. Lines are
+    numbered from `first_line` (the header's)."""
+    # strict: a quote left open (a cut or an edit) is an error, not a field running to the end.
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader, None)
+        if not header:
+            raise BlockswapError(f"{source} is empty (no header line)")
+        _check_rows(reader, header, source, kinds, required, first_line)
+    except csv.Error as err:
+        raise BlockswapError(f"{source} line {first_line + reader.line_num - 1} is not valid CSV ({err})") from None
+    # The text that was checked is the text pandas reads (not the file again, which may change).
+    frame = pd.read_csv(io.StringIO(text))
+    for column in frame.columns:
+        kind = _kind_of(kinds, column)
+        if kind is not None and kind.rstrip("?") in NUMERIC and len(frame) and not pd.api.types.is_numeric_dtype(frame[column]):
+            # Python reads a few spellings of numbers ("1_000", " 12") that pandas leaves as text.
+            raise BlockswapError(f"{source}: column {column} does not read as numbers")
+    return frame
+
+
+def _check_rows(reader, header: list[str], source, kinds: Kinds, required: Iterable[str], first_line: int) -> None:
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise BlockswapError(f"{source} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    doubled = sorted({c for c in header if header.count(c) > 1})
+    if doubled:
+        raise BlockswapError(f"{source} has the column {doubled[0]} twice")
+    checked = [(i, column, _kind_of(kinds, column)) for i, column in enumerate(header)]
+    checked = [(i, column, kind) for i, column, kind in checked if kind is not None]
+    for row in reader:
+        line = first_line + reader.line_num - 1
+        if len(row) != len(header):
+            raise BlockswapError(f"{source} line {line} has {len(row)} fields where the header has {len(header)} "
+                                 "(cut short, or edited?)")
+        for i, column, kind in checked:
+            try:
+                check_value(row[i], kind, from_text=True)
+            except (ValueError, TypeError, json.JSONDecodeError):
+                raise BlockswapError(f"{source} line {line}: {column} is {row[i][:60]!r}, expected "
+                                     f"{EXPECTED[kind.rstrip('?')]}") from None
+
+
+def read_csv_table(path, what: str, kinds: Kinds, required: Iterable[str] = ()) -> tuple[pd.DataFrame, Optional[dict]]:
+    """A CSV result file, checked (seal, whole lines, columns, cells): the table and its sidecar
+    record (None where it has none)."""
+    text, record = read_text(path, what)
+    if text and not text.endswith("\n"):
+        # Every CSV this package writes ends with a newline: a file without one was cut short.
+        raise BlockswapError(f"{what} {path} ends in the middle of a line: it was cut short (a full disk, an "
+                             "interrupted copy?); rerun the step that wrote it")
+    return parse_csv(text, Path(path), kinds, required), record
