@@ -122,6 +122,11 @@ def test_teacher_student_mismatch_is_a_clear_error(tmp_path, digits, teacher_dir
     save_model(build_model("wrn-10-2", num_classes=100), other / "model.pt", (SIZE, SIZE), "cifar100")
     with pytest.raises(BlockswapError, match="has 100 classes but digits has 10"):
         Trainer(config(teacher=str(other)), tmp_path / "s", torch.device("cpu"), digits, progress=False)
+    # Same classes, other data: the teacher's record names what it was trained on.
+    with pytest.raises(BlockswapError, match=r"was trained on digits at 8x8 px but the student trains on digits at "
+                                             r"16x16 px"):
+        Trainer(config(teacher=str(teacher_dir), image_size=16), tmp_path / "s16", torch.device("cpu"),
+                load_dataset("digits", image_size=16), progress=False)
 
 
 def attention_distances(student, teacher, images) -> list[float]:
@@ -218,6 +223,9 @@ def test_killed_training_resumes_to_the_same_numbers(tmp_path):
     pd.testing.assert_frame_equal(ref_hist, run_hist)
 
 
+SHORT = ["--epochs", "1", "--image-size", str(SIZE), "--device", "cpu"]
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
@@ -236,6 +244,12 @@ def test_killed_training_resumes_to_the_same_numbers(tmp_path):
         (["--prune", "magnitude", "--prune-params", "9"], "invalid choice: 'magnitude'"),
         (["--prune", "snip", "--prune-params", "99999999"], "exceeds the"),
         (["--nproc", "0"], "--nproc must be at least 1"),
+        # One short epoch each: without the check these would train (to nan) rather than stop.
+        (["--lr", "inf", *SHORT], "lr must be a finite number, got inf"),
+        (["--weight-decay", "nan", *SHORT], "weight decay must be a finite number, got nan"),
+        (["--beta", "inf", *SHORT], "beta must be a finite number, got inf"),
+        (["--momentum", "1", *SHORT], "momentum must be at least 0 and below 1, got 1.0"),
+        (["--momentum", "-0.9", *SHORT], "momentum must be at least 0 and below 1, got -0.9"),
         (["--nproc", "2", "--device", "mps"], "several processes need --device auto, cuda or cpu"),
         (["--teacher", "torchvision:resnet34:/nowhere/w.pth"], "resnet34-b627a593.pth"),
         (["--teacher", "torchvision:vgg11"], "unknown torchvision teacher 'vgg11'"),
@@ -287,9 +301,11 @@ def subset(data, n):
     return dataclasses.replace(data, train=ImageTensors(data.train.images[:n], data.train.labels[:n]))
 
 
-def test_automatic_beta_is_recorded_for_a_16_px_student(tmp_path, teacher_dir):
+def test_automatic_beta_is_recorded_for_a_16_px_student(tmp_path):
     data16 = subset(load_dataset("digits", image_size=16), 64)
-    cfg = config(arch="wrn-10-1", image_size=16, teacher=str(teacher_dir), epochs=1)
+    teacher = tmp_path / "teacher16"  # a teacher of the student's image size (an untrained one will do)
+    save_model(build_model("wrn-10-2", seed=2), teacher / "model.pt", (16, 16), "digits")
+    cfg = config(arch="wrn-10-1", image_size=16, teacher=str(teacher), epochs=1)
     metrics = Trainer(cfg, tmp_path, torch.device("cpu"), data16, progress=False, log=lambda *_: None).run()
     assert metrics["beta"] == 250.0 and metrics["hyperparameters"]["beta"] is None
 

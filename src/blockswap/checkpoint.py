@@ -88,10 +88,20 @@ def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
             # A pruned model's weights are already zero where masked; applying the masks again
             # checks that they fit the network.
             apply_masks(model, record["masks"])
-    except (KeyError, TypeError) as err:
-        raise BlockswapError(f"{path} lacks what is needed to rebuild the model ({err})") from None
+    except KeyError as err:
+        raise BlockswapError(f"{path} lacks {err}, needed to rebuild the model") from None
+    except (TypeError, AttributeError) as err:  # a field of the wrong type (a hand-edited or foreign file)
+        raise BlockswapError(f"{path} holds a malformed model record ({_first_line(err)})") from None
     except BlockswapError as err:
         raise BlockswapError(f"{path}: {err}") from None
     except RuntimeError as err:
-        raise BlockswapError(f"{path}: weights do not fit {record['arch']} ({str(err).splitlines()[0]})") from None
+        # load_state_dict's first line only says that loading failed; the next names the tensor.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else _first_line(err)
+        raise BlockswapError(f"{path}: weights do not fit {record['arch']} ({detail})") from None
     return model, record
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -8,6 +8,11 @@ come from a seed derived from (seed, epoch), and the learning rate is a function
 a resumed run equals an uninterrupted one on CPU), and a finished run is not trained again. The
 reported number is the final epoch's test error.
 
+A run that diverges (a non-finite loss at any step, non-finite weights at an epoch's end, or
+non-finite test outputs) stops with one line and is never marked finished; its last checkpoint is
+the last finite network, so rerunning stops at the same place again. A finished run whose
+metrics.json or model.pt is damaged is an error naming the file, never taken for finished.
+
 Optional: SNIP pruning at initialisation (Table 2's SNIP rows: masks fixed through training) and
 data-parallel training over several processes (`distributed.py`), which trains the same network
 as one process.
@@ -67,6 +72,19 @@ def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
+def _is_finite(x) -> bool:
+    """A finite real number (bool is not one, though Python counts it as an int)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# Real-valued fields (None allowed for the optional ones): an inf or nan lr, weight decay or AT
+# weight trains to NaN, and a string from a YAML file would fail a comparison with a traceback.
+REAL_FIELDS = ("lr", "momentum", "weight_decay", "gamma", "beta", "kd_alpha", "kd_temperature")
+OPTIONAL_FIELDS = {"beta"}
+WHOLE_FIELDS = ("epochs", "batch_size")
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
 @dataclass
 class TrainConfig:
     arch: str
@@ -99,6 +117,22 @@ class TrainConfig:
     compile: bool = False  # fast mode: torch.compile
 
     def __post_init__(self):
+        # Types first: the range checks below compare, and nan passes no comparison silently but
+        # inf passes "> 0".
+        for name in REAL_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in OPTIONAL_FIELDS:
+                continue
+            if not _is_finite(value):
+                raise BlockswapError(f"{name.replace('_', ' ')} must be a finite number, got {value!r}")
+            # The optimiser applies lr and weight decay in float32: beyond its range torch fails
+            # mid-step with an overflow error.
+            if abs(value) > FLOAT32_MAX:
+                raise BlockswapError(f"{name.replace('_', ' ')} must be within float32's range "
+                                     f"(at most {FLOAT32_MAX:.4g}), got {value!r}")
+        for name in WHOLE_FIELDS:
+            if not _is_int(getattr(self, name)):
+                raise BlockswapError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
         if isinstance(self.milestones, (tuple, list)):
             self.milestones = list(self.milestones)
         milestones_ok = (
@@ -111,6 +145,9 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            # torch refuses a negative momentum with a bare ValueError; from 1 up the velocity never
+            # decays and SGD diverges.
+            (0 <= self.momentum < 1, f"momentum must be at least 0 and below 1, got {self.momentum}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (milestones_ok, f"milestones must be strictly increasing positive whole epochs, got {self.milestones!r}"),
             (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
@@ -156,20 +193,24 @@ PRUNERS: dict[str, Callable[..., dict]] = {"snip": snip.snip_masks}
 
 @torch.no_grad()
 def evaluate(model, batches, device, bf16: bool = False) -> dict:
-    """Top-1 and top-5 error (%) over `batches`, BN in eval mode."""
+    """Top-1 and top-5 error (%) over `batches`, BN in eval mode, and how many examples got
+    non-finite logits (a diverged network's, counted as wrong by argmax)."""
     model.eval()
-    top1 = top5 = total = 0
+    top1 = top5 = total = non_finite = 0
     for images, labels in batches:
         with autocast(device, bf16):
             logits = model(images)
         k = min(5, logits.shape[1])
         best = logits.topk(k, dim=1).indices
-        top1 += int((best[:, 0] == labels).sum())
-        top5 += int((best == labels[:, None]).any(dim=1).sum())
+        # The three counts leave the device together: one host sync per batch.
+        counts = torch.stack([(best[:, 0] == labels).sum(), (best == labels[:, None]).any(dim=1).sum(),
+                              (~torch.isfinite(logits)).any(dim=1).sum()]).tolist()
+        top1, top5, non_finite = top1 + counts[0], top5 + counts[1], non_finite + counts[2]
         total += len(labels)
     if total == 0:
         raise BlockswapError("the evaluation split is empty")
-    return {"top1_error": 100.0 * (1 - top1 / total), "top5_error": 100.0 * (1 - top5 / total)}
+    return {"top1_error": 100.0 * (1 - top1 / total), "top5_error": 100.0 * (1 - top5 / total),
+            "non_finite": non_finite}
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -201,6 +242,11 @@ def is_pretrained_teacher(spec: str) -> bool:
 def _pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
     from .pretrained import describe, load_pretrained_teacher
 
+    # Checked: the class count (load_pretrained_teacher refuses a dataset without ImageNet's 1000
+    # classes, the only data these weights can label). Not checked: the input size. torchvision's
+    # ResNets are fully convolutional with adaptive pooling, so they run at any resolution, and
+    # the student's images are the ones both networks see; the paper's ImageNet teacher is used
+    # at whatever size the ImageNet protocol trains (224 px), and the miniature configs at less.
     teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size)
     return teacher, {"kind": "pretrained", **describe(spec, data.input_size)}
 
@@ -211,8 +257,30 @@ def _trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
         raise BlockswapError(
             f"teacher {spec} has {record['num_classes']} classes but {data.name} has {data.num_classes}"
         )
+    # Same class count is not enough: a teacher of another dataset labels other things, and one
+    # trained at another image size has attention maps of other scales (our networks run at any
+    # size, so nothing else would notice). model.pt records both (checkpoint.model_record).
+    dataset, size = record.get("dataset"), record.get("input_size")
+    if not isinstance(dataset, str) or not isinstance(size, list):
+        raise BlockswapError(f"teacher {spec} does not record the dataset it was trained on; "
+                             "use a model.pt written by blockswap train")
+    if dataset != data.name or size != list(data.input_size):
+        raise BlockswapError(
+            f"teacher {spec} was trained on {dataset} at {'x'.join(map(str, size))} px but the student trains on "
+            f"{data.name} at {'x'.join(map(str, data.input_size))} px; distil from a teacher trained on the "
+            "student's dataset and image size"
+        )
     return teacher, {"kind": "trained", "path": spec, "arch": record["arch"], "genotype": record["genotype"],
                      "dataset": record["dataset"]}
+
+
+def non_finite_tensors(tensors: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold inf or nan (one host sync)."""
+    names = [name for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(tensors[name]).all() for name in names]).tolist()
+    return [name for name, ok in zip(names, finite) if not ok]
 
 
 # Kinds of teacher, tried in order: (claims the spec?, load it -> (module, record for metrics.json)).
@@ -222,17 +290,65 @@ TEACHER_SOURCES: list[tuple[Callable[[str], bool], Callable[[str, Dataset], tupl
 ]
 
 
+def _read_metrics(path: Path, out: Path) -> dict:
+    """A finished run's metrics.json, checked for what `finished_run` and the reports rely on."""
+
+    def damaged(reason: str) -> BlockswapError:
+        # metrics.json is written last, after model.pt, and the checkpoint is gone by then:
+        # deleting it retrains from the start, and the new run rewrites every file.
+        return BlockswapError(f"{path} is damaged ({reason}); delete it, or the folder {out}, to train the run again")
+
+    try:
+        metrics = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise damaged(f"not valid JSON: {err}") from None
+    except OSError as err:
+        raise damaged(f"unreadable: {err.strerror or err}") from None
+    if not isinstance(metrics, dict):
+        raise damaged(f"a JSON {type(metrics).__name__}, not an object")
+    if not isinstance(metrics.get("fingerprint"), str):
+        raise damaged("no configuration fingerprint")
+    for key in ("test_error", "test_error_top5"):
+        value = metrics.get(key)
+        if not (_is_finite(value) and 0 <= value <= 100):
+            raise damaged(f"{key} is {value!r}, not a percentage")
+    return metrics
+
+
+def _check_finished_model(out: Path) -> None:
+    """A finished run's model.pt must load, with finite weights: a run is only taken for finished
+    if its network is there (a teacher, `blockswap evaluate` and the reports read it)."""
+    path = out / MODEL_FILE
+    advice = f"delete the folder {out} (or its {MODEL_FILE} and {METRICS_FILE}) to train the run again"
+    if not path.is_file():
+        raise BlockswapError(f"the finished run in {out} is damaged: {path} is missing; {advice}")
+    try:
+        _, record = load_model(path)
+    except BlockswapError as err:
+        raise BlockswapError(f"the finished run in {out} is damaged: {err}; {advice}") from None
+    # A run that diverged before training checked for it was recorded as finished with nan weights.
+    bad = non_finite_tensors(record["state_dict"])
+    if bad:
+        raise BlockswapError(f"the finished run in {out} is damaged: {path} holds non-finite weights "
+                             f"({', '.join(bad[:3])}), so it diverged; {advice}, with a lower learning rate")
+
+
 def finished_run(config: TrainConfig, out: Path) -> Optional[dict]:
     """The metrics of a finished run of `config` in `out`; None if there is none; an error if `out`
-    holds a finished run of another configuration."""
-    path = Path(out) / METRICS_FILE
+    holds a finished run of another configuration, or a damaged one (its metrics.json or model.pt
+    unreadable: one line saying which file and what to delete, never a run taken for finished)."""
+    out = Path(out)
+    path = out / METRICS_FILE
     if not path.exists():
         return None
-    metrics = json.loads(path.read_text())
-    if metrics.get("fingerprint") != config.fingerprint():
+    metrics = _read_metrics(path, out)
+    if metrics["fingerprint"] != config.fingerprint():
         raise BlockswapError(
             f"{out} holds a finished run of a different configuration; use another --out folder or delete it"
         )
+    _check_finished_model(out)
     return metrics
 
 
@@ -264,6 +380,12 @@ class Trainer:
         spec = self.config.teacher
         load = next(load for claims, load in TEACHER_SOURCES if claims(spec))
         teacher, record = load(spec, self.data)
+        # A teacher saved by a run that diverged (before training stopped such runs) would make
+        # every loss nan from the first step; say so here rather than blame the student's lr.
+        bad = non_finite_tensors(teacher.state_dict())
+        if bad:
+            raise BlockswapError(f"teacher {spec} has non-finite weights ({', '.join(bad[:3])}); it diverged: "
+                                 "train it again with a lower learning rate")
         teacher.to(self.device, memory_format=self.memory_format).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -305,18 +427,33 @@ class Trainer:
         path = self.out / CHECKPOINT_FILE
         if not path.exists():
             return 0, [], 0.0
-        state = safe_load(path, CHECKPOINT_FORMAT)
+        advice = "delete it to train the run from the start"
+        try:
+            state = safe_load(path, CHECKPOINT_FORMAT)
+        except BlockswapError as err:
+            raise BlockswapError(f"{err}; {advice}") from None
         if state.get("fingerprint") != self.config.fingerprint():
             raise BlockswapError(
                 f"{path} belongs to a different configuration; use another --out folder or delete it to start afresh"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        if state.get("masks") is not None:
-            self.masks = {k: v.to(self.device) for k, v in state["masks"].items()}
-            snip.apply_masks(self.model, self.masks)
-        self.log(f"resuming {self.out} after epoch {state['epoch']}")
-        return state["epoch"], list(state["history"]), float(state["elapsed"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimiser.load_state_dict(state["optimiser"])
+            if state.get("masks") is not None:
+                self.masks = {k: v.to(self.device) for k, v in state["masks"].items()}
+                snip.apply_masks(self.model, self.masks)
+            epoch, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
+            if not (_is_int(epoch) and 0 <= epoch <= self.config.epochs):
+                raise ValueError(f"epoch {epoch!r}")
+        except KeyError as err:
+            # The fingerprint matched, so the file claims to be this run's, but its contents are
+            # not what _checkpoint writes (hand-edited, or damaged in a way zip does not notice).
+            raise BlockswapError(f"{path} is damaged (no {err}); {advice}") from None
+        except (TypeError, ValueError, AttributeError, RuntimeError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BlockswapError(f"{path} is damaged ({reason}); {advice}") from None
+        self.log(f"resuming {self.out} after epoch {epoch}")
+        return epoch, history, elapsed
 
     def finished(self) -> Optional[dict]:
         return finished_run(self.config, self.out)
@@ -366,12 +503,31 @@ class Trainer:
             if self.masks is not None:
                 snip.apply_masks(self.model, self.masks)  # momentum and weight decay must not revive them
             if n:
-                loss_sum += float(loss.detach()) * n
+                value = float(loss.detach())  # the step's one host sync, for the log and this check
+                if not math.isfinite(value):
+                    # Stop before anything is saved: the epoch's checkpoint is not written, so the
+                    # last one (a finite network) stays, and a rerun resumes there and stops here
+                    # again. Under data parallelism the rank that sees it raises; its exit stops
+                    # the others (distributed.spawn, or torchrun's agent).
+                    raise self._diverged(f"loss is {value}", epoch, step, len(batches))
+                loss_sum += value * n
                 wrong += float((logits.argmax(1) != labels).sum())
             seen += n
             bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", err=f"{100 * wrong / max(seen, 1):.1f}%")
+        # The last step's update comes after its loss: check the weights (and BN statistics)
+        # themselves before the checkpoint keeps them. One sync per epoch; every rank holds the
+        # same weights, so all of them stop together.
+        if non_finite_tensors(self.model.state_dict()):
+            raise self._diverged("the weights became non-finite", epoch, len(batches) - 1, len(batches))
         loss_sum, wrong, seen = distributed.all_sum([loss_sum, wrong, seen], self.device)
         return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
+
+    def _diverged(self, what: str, epoch: int, step: int, steps: int) -> BlockswapError:
+        lr = self.optimiser.param_groups[0]["lr"]
+        return BlockswapError(
+            f"training diverged: {what} at epoch {epoch + 1}, step {step + 1} of {steps} (lr {lr:.4g}); lower the "
+            f"learning rate (--lr) and train into another --out folder or delete this one; nothing was marked finished"
+        )
 
     def run(self) -> Optional[dict]:
         """Train (or resume) to the end and return the metrics (on rank 0; None on other ranks)."""
@@ -379,8 +535,8 @@ class Trainer:
         if done is not None:
             self.log(f"{self.out} is already trained (test error {done['test_error']:.2f}%); nothing to do")
             return done
-        if self.world.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+        # No folder made here: the first checkpoint makes it (atomic_save), so a run that stops in
+        # its first epoch (a divergence, an error) leaves nothing behind.
         start_epoch, history, elapsed = self._resume()
         for epoch in range(start_epoch, self.config.epochs):
             start = time.perf_counter()
@@ -407,6 +563,14 @@ class Trainer:
     def _finish(self, history: list, elapsed: float) -> dict:
         test = evaluate(self.model, evaluation_batches(self.data, "test", EVAL_BATCH_SIZE, self.device),
                         self.device, self.config.bf16)
+        if test["non_finite"]:
+            # Finite but huge weights (one giant step) can still overflow: a network answering inf
+            # or nan would be recorded with chance-level error as if it had trained.
+            raise BlockswapError(
+                f"training diverged: the network's outputs on the test set are not finite after epoch "
+                f"{self.config.epochs} (lr {history[-1]['lr']:.4g}); lower the learning rate (--lr) and train into "
+                "another --out folder or delete this one; nothing was marked finished"
+            )
         cost = self.model.spec.cost(self.data.input_size)  # exact, from the genotype (no forward pass)
         stamp = provenance(seed=self.config.seed, device=self.device, seconds=elapsed)
         save_model(self.model, self.out / MODEL_FILE, self.data.input_size, self.data.name, masks=self.masks)

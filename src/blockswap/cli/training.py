@@ -177,6 +177,10 @@ def cmd_evaluate(args) -> None:
         raise BlockswapError(f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}")
     model.to(device)
     result = evaluate(model, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
+    if result["non_finite"]:
+        # argmax of nan logits picks class 0: the error would look like a poorly trained network's.
+        raise BlockswapError(f"{args.model} gives non-finite outputs for {result['non_finite']} test images, so it "
+                             "has no meaningful test error; its weights diverged or are damaged: train it again")
     summary = {"model": str(args.model), "dataset": dataset, "test_error": result["top1_error"],
                "test_error_top5": result["top5_error"]}
     if args.out:
