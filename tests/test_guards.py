@@ -214,6 +214,7 @@ def test_a_teacher_with_non_finite_weights_or_no_data_record_is_refused(tmp_path
     record["state_dict"] = build_model("wrn-10-1", seed=1).state_dict()
     del record["dataset"]  # hand-made or foreign file
     atomic_save(record, teacher / "model.pt")
+    (teacher / "model.pt.provenance.json").unlink()  # no seal: a file made by hand
     with pytest.raises(BlockswapError) as err:
         Trainer(config(teacher=str(teacher)), tmp_path / "s", CPU, digits, **QUIET)
     assert one_line(str(err.value)) == f"teacher {teacher} does not record the dataset it was trained on; " \
@@ -295,6 +296,9 @@ def test_a_damaged_finished_run_is_one_line_and_not_taken_for_finished(tmp_path,
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     spoil(out / name)
+    # Without its sidecar (as a hand-made file would be), the damaged file's contents are checked;
+    # with it, the digest check names the change first (test below).
+    (out / f"{name}.provenance.json").unlink(missing_ok=True)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code = main([*FINISHED, "--nproc", nproc, "--out", str(out)])
     captured = capsys.readouterr()
@@ -308,12 +312,23 @@ def test_a_damaged_finished_run_is_one_line_and_not_taken_for_finished(tmp_path,
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched, nothing trained
 
 
+@pytest.mark.parametrize("name", ["model.pt", "metrics.json"])
+def test_a_finished_run_changed_after_it_was_written_is_named(tmp_path, capsys, finished, name):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    with open(out / name, "ab") as fh:
+        fh.write(b" ")
+    code = main([*FINISHED, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{out / name} changed after it was written" in err, err
+
+
 def test_deleting_the_damaged_metrics_trains_the_run_again(tmp_path, finished, digits):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     (out / "metrics.json").write_text("{")
     cfg = train_config(make_parser().parse_args([*FINISHED, "--out", str(out)]))
-    with pytest.raises(BlockswapError, match="metrics.json is damaged"):
+    with pytest.raises(BlockswapError, match="metrics.json changed after it was written"):
         Trainer(cfg, out, CPU, subset(digits, 64), **QUIET).run()
     (out / "metrics.json").unlink()  # as the message says
     metrics = Trainer(cfg, out, CPU, subset(digits, 64), **QUIET).run()

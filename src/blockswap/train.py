@@ -43,7 +43,7 @@ from .distillation import PAPER_BETA, check_compatible, default_beta, distillati
 from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .models import build_model
-from .provenance import atomic_write_text, provenance, write_json
+from .provenance import atomic_write_text, provenance, verify, write_json
 from .seeds import derive_seed
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -299,7 +299,9 @@ def _read_metrics(path: Path, out: Path) -> dict:
         return BlockswapError(f"{path} is damaged ({reason}); delete it, or the folder {out}, to train the run again")
 
     try:
-        metrics = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
+        verify(path, data)  # an edit after writing is named before the contents are judged
+        metrics = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise damaged("not UTF-8 text") from None
     except json.JSONDecodeError as err:
