@@ -38,13 +38,14 @@ try:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
     PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
+    NOTES = plan_notes(config)  # what the plan could not do as asked: printed now, shown in the tables
     # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.
     PRETRAINED = teacher_spec(config)
 except (WorkflowError, BlockswapError) as err:
     sys.exit(f"blockswap: config error: {config_error_message(err)}")
 if workflow.is_main_process and not workflow.remote_exec:
     save_resolved_config(config, RESOLVED_CONFIG)
-    for note in plan_notes(config):
+    for note in NOTES:
         print(f"blockswap: note: {note}", file=sys.stderr)
 
 LOGS = f"logs/{config['run']}"

@@ -46,7 +46,7 @@ rule paper_table:
     conda:
         "../environment.yml"
     params:
-        notes=" ".join(f"--note {shlex.quote(n)}" for n in plan_notes(config)),
+        notes=" ".join(f"--note {shlex.quote(n)}" for n in NOTES),
     shell:
         "blockswap report {wildcards.table} {input} {params.notes} "
         "--csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"

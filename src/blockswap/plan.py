@@ -416,12 +416,7 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
 def load_config(paths: list[Path]) -> dict:
     """A workflow configuration from one or more files (later ones override, nested keys merged,
     as Snakemake merges --configfile), validated and with the schema's defaults applied."""
-    from snakemake.utils import validate
-
-    def merge(base: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        return base
+    from snakemake.utils import update_config, validate
 
     config: dict = {}
     for path in paths:
@@ -431,7 +426,7 @@ def load_config(paths: list[Path]) -> dict:
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise BlockswapError(f"{path}: a configuration is a mapping of keys")
-        merge(config, loaded)
+        update_config(config, loaded)
     try:
         validate(config, str(SCHEMA))
     except Exception as err:  # Snakemake wraps jsonschema's error; the message names the key
