@@ -193,7 +193,7 @@ def metrics(**changes):
         ({"test_error": math.nan}, "test_error is nan, expected a finite error"),
         ({"test_error": 140.0}, "test_error is 140.0, expected a finite error in [0, 100]"),
         ({"test_error_top5": "drop"}, "test_error_top5 is missing"),
-        ({"params": None}, "params is null, expected a whole number >= 0"),
+        ({"params": None}, "params is null, expected a whole number from 0 to 2^53"),
         ({"params": "77850"}, 'params is "77850", expected a whole number'),
         ({"macs": "drop"}, "macs is missing"),
         ({"seed": True}, "seed is true, expected a whole number"),

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Union
 
 import pandas as pd
+import yaml
 
 from .errors import BlockswapError
 from .provenance import read_verified
 
 # What each kind of value must be. A kind ending in "?" may also be empty (CSV) or null (JSON).
 EXPECTED = {
-    "int": "a whole number >= 0",
+    "int": "a whole number from 0 to 2^53",
     "number": "a finite number",
     "error": "a finite error in [0, 100] (%)",
     "text": "non-empty text",
@@ -31,6 +32,9 @@ EXPECTED = {
     "numbers": "a JSON list of finite numbers",
 }
 NUMERIC = ("int", "number", "error")  # kinds pandas must read as numbers
+# The largest whole number a table holds exactly: pandas reads a column with an empty cell as
+# floats, and larger counts would overflow the int64 arithmetic of the reports.
+MAX_INT = 2**53
 
 # A column's kind, by name: a dict, or a function returning None for a column nobody checks.
 Kinds = Union[Mapping[str, str], Callable[[str], Optional[str]]]
@@ -62,7 +66,7 @@ def check_value(value, kind: str, from_text: bool = False):
         value = json.loads(value)
     if kind == "int":
         number = _number(value)
-        if not number.is_integer() or number < 0:
+        if not number.is_integer() or not 0 <= number <= MAX_INT:
             raise ValueError
         return int(number)
     if kind == "number":
@@ -123,9 +127,30 @@ def read_json_record(path, what: str) -> dict:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise BlockswapError(f"{what} {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise BlockswapError(f"{what} {path} nests too deeply to be one") from None
     if not isinstance(record, dict):
         raise BlockswapError(f"{what} {path} is not a JSON object")
     return record
+
+
+def load_yaml(path, what: str):
+    """The data of a YAML file a user wrote (a configuration); one error naming the file if it is
+    missing, not UTF-8 text or not YAML (with the line, where YAML gives one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlockswapError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise BlockswapError(f"{path} is not UTF-8 text (byte {err.start}), so not a {what}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BlockswapError(f"{what} {path}{where} is not valid YAML: {problem}") from None
+    except RecursionError:
+        raise BlockswapError(f"{what} {path} nests too deeply to be one") from None
 
 
 def parse_csv(text: str, source, kinds: Kinds, required: Iterable[str] = (), first_line: int = 1) -> pd.DataFrame:

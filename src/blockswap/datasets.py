@@ -41,6 +41,16 @@ PAPER_CUTOUT = 16
 DIGITS_SPLIT_SEED = 0  # fixed: the digits split never changes with the experiment seed
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train / validation / test, stratified by class
 DIGITS_DEFAULT_SIZE = 16  # 8x8 scans upsampled; small enough for CPU, large enough for 2 strides
+# The largest image side any command takes (config/schema.yaml's image_size maximum): far above
+# ImageNet's 224, and small enough that the cost tables (int64 MACs) cannot overflow.
+MAX_IMAGE_SIZE = 1024
+
+
+def check_image_size(size, what: str = "image size") -> int:
+    """`size` if it is an image side this package can use; else one error saying what is allowed."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise BlockswapError(f"{what} must be a positive number of pixels, at most {MAX_IMAGE_SIZE}, got {size!r}")
+    return size
 
 
 @dataclass
@@ -306,12 +316,14 @@ DATASETS: dict[str, DatasetInfo] = {
 def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: not a name at all (a damaged model record's list)
         raise BlockswapError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}") from None
 
 
 def load_dataset(name: str, data_dir: Union[str, Path] = "data", image_size=None, val_size=0, download=False) -> Dataset:
     """Load a dataset by name. Missing files are one clear error saying where they belong."""
+    if image_size is not None:
+        check_image_size(image_size)
     return dataset_info(name).load(data_dir=data_dir, image_size=image_size, val_size=val_size, download=download)
 
 

@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 
 from .checks import read_json_record, require  # noqa: E402
 from .errors import BlockswapError  # noqa: E402
-from .provenance import atomic_write, code_version  # noqa: E402
+from .provenance import atomic_write, code_version, remove_results  # noqa: E402
 from .report import ERROR_STD_DDOF  # noqa: E402
 from .scoring import read_scores  # noqa: E402
 
@@ -25,12 +25,18 @@ DPI = 150
 def save(fig, out: Path) -> None:
     """Write `out` (PNG) and the same figure as PDF beside it; the code version goes in the metadata."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    for path in (out.with_suffix(".png"), out.with_suffix(".pdf")):
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI,
-                                                   metadata={"Creator": f"blockswap {code_version()}"}))
-    plt.close(fig)
+    written = []
+    try:
+        fig.tight_layout()
+        for path in (out.with_suffix(".png"), out.with_suffix(".pdf")):
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI,
+                                                       metadata={"Creator": f"blockswap {code_version()}"}))
+            written.append(path)
+    except BaseException:
+        remove_results(written)  # both files or neither
+        raise
+    finally:
+        plt.close(fig)
 
 
 def pareto(students: pd.DataFrame, out: Path) -> None:

@@ -62,7 +62,10 @@ class Genotype:
 
     @classmethod
     def from_csv(cls, text: str, source: str = "genotype CSV") -> "Genotype":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as err:  # a NUL byte, a stray carriage return
+            raise BlockswapError(f"{source}: not a CSV ({err})") from None
         if len(rows) != 1 or "convs" not in rows[0]:
             raise BlockswapError(f"{source}: expected the released format, one row with a 'convs' column")
         try:
@@ -81,7 +84,7 @@ class Genotype:
             return cls.from_csv(text, str(path))
         try:
             data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
+        except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as err:
             raise BlockswapError(f"{path}: not valid {suffix.lstrip('.') or 'YAML'}: {err}".splitlines()[0]) from None
         return cls.from_data(data, str(path))
 

@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 import yaml
 
 from .blocks import candidate_set, parse_block
+from .checks import load_yaml
 from .datasets import dataset_info
 from .errors import BlockswapError
 from .models import NetworkSpec, parse_arch
@@ -420,10 +421,7 @@ def load_config(paths: list[Path]) -> dict:
 
     config: dict = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise BlockswapError(f"configuration {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml(path, "configuration") or {}
         if not isinstance(loaded, dict):
             raise BlockswapError(f"{path}: a configuration is a mapping of keys")
         update_config(config, loaded)

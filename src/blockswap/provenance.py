@@ -5,6 +5,7 @@ so a file damaged or edited after it was written is named instead of silently ch
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -84,6 +85,37 @@ def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float]
     return record
 
 
+def make_parent(path: Union[str, Path]) -> None:
+    """Create the folder `path` goes in, with its parents. A file where one of them should be is
+    "Not a directory" naming `path` (mkdir would say "File exists" of the file in the way)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
+
+
+# What the longest name a sealed result needs adds to the result's: its sidecar's temporary file,
+# ".<name>.provenance.json.<8 hex digits>.tmp".
+SEALED_NAME_EXTRA = len(PROVENANCE_SUFFIX) + len("..12345678.tmp")
+
+
+def check_result_name(path: Union[str, Path]) -> None:
+    """Fail now, before the work, if the file system cannot hold `path` as a sealed result (its
+    sidecar and their temporary files have longer names than it). For a step that keeps partial
+    work (scoring): a name found too long at the end would leave that work behind for nothing."""
+    path = Path(path)
+    folder = next((p for p in path.absolute().parents if os.path.isdir(p)), None)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX") if folder is not None else None
+    except (OSError, ValueError):  # the file system does not say
+        limit = None
+    size = len(os.fsencode(path.name))
+    if limit is not None and size + SEALED_NAME_EXTRA > limit:
+        raise BlockswapError(f"{path}: the name is too long ({size} bytes) to be written with its "
+                             f"{PROVENANCE_SUFFIX} here (at most {limit - SEALED_NAME_EXTRA} bytes)")
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     """The one way files are written: `write(tmp)` fills a temporary file in the same folder, which
     is then renamed over `path`, so readers never see half a file and a kill leaves the old one.
@@ -91,27 +123,36 @@ def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     The temporary file is created with FILE_MODE and the kernel applies the umask (and any default
     ACL), so results get the permissions the user's other files get; tempfile.mkstemp would force
     0600 and make tables and models unreadable to the user's group.
+
+    A folder that refuses the file, a name too long or a full disk is an OSError naming `path`, not
+    the temporary file (the CLI prints it as one line).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-            break
-        except FileExistsError:  # another writer's temporary file: draw another name
-            continue
+    make_parent(path)
+    tmp = None
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+                break
+            except FileExistsError:  # another writer's temporary file: draw another name
+                continue
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        if err.filename is None or os.fspath(err.filename) == os.fspath(tmp):
+            err.filename, err.filename2 = str(path), None
         raise
 
 
 def atomic_write_text(path: Union[str, Path], text: str) -> None:
     """Text written atomically (not sealed: for files that are not results, and for sidecars)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Union[str, Path], record) -> None:
@@ -126,6 +167,40 @@ def write_result_text(path: Union[str, Path], text: str, record: Optional[dict] 
     """A result file (CSV, table) written atomically and sealed, `record` (its provenance) in its sidecar."""
     atomic_write_text(path, text)
     seal(path, record)
+
+
+def write_results(texts: dict, record: Optional[dict] = None) -> None:
+    """Result files of one command (path -> text: a table as CSV, Markdown and LaTeX), written and
+    sealed: all of them or, when one cannot be written, none (those already written are removed)."""
+    written = []
+    try:
+        for path, text in texts.items():
+            write_result_text(path, text, record)
+            written.append(path)
+    except BaseException:
+        remove_results(written)
+        raise
+
+
+def seal_all(paths, record: Optional[dict] = None) -> None:
+    """Seal files one command wrote together (a figure's PNG and PDF): all of them or, when one
+    cannot be sealed, none, and the files are removed."""
+    try:
+        for path in paths:
+            seal(path, record)
+    except BaseException:
+        remove_results(paths)
+        raise
+
+
+def remove_results(paths) -> None:
+    """Take back files this command wrote, with their sidecars, after a later step failed."""
+    for path in map(Path, paths):
+        for written in (path, provenance_path(path)):
+            try:
+                written.unlink(missing_ok=True)
+            except OSError:  # cannot be there (e.g. a name too long): nothing to take back
+                pass
 
 
 def provenance_path(out: Union[str, Path]) -> Path:
@@ -150,10 +225,16 @@ def input_digests(paths) -> dict[str, str]:
 def seal(path: Union[str, Path], record: Optional[dict] = None) -> None:
     """Record the sha256 of `path` as it is now in its sidecar, beside `record` (the provenance of a
     file that cannot carry its own; by default, what wrote it and when). Called right after `path`
-    is written: a kill between the two leaves a mismatch, which readers report, never a silent one."""
+    is written: a kill between the two leaves a mismatch, which readers report, never a silent one.
+    If the sidecar cannot be written (a name too long for it, a full disk), `path` is removed: no
+    result rather than one without its seal."""
     record = dict(record) if record is not None else {"provenance": _stamp()}
     record[SEAL_KEY] = file_digest(path)
-    atomic_write_text(provenance_path(path), json.dumps(record, indent=2) + "\n")
+    try:
+        atomic_write_text(provenance_path(path), json.dumps(record, indent=2) + "\n")
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 def read_sidecar(path: Union[str, Path]) -> Optional[dict]:
@@ -163,7 +244,7 @@ def read_sidecar(path: Union[str, Path]) -> Optional[dict]:
         record = json.loads(sidecar.read_text())
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise BlockswapError(f"{sidecar} is damaged ({str(err).splitlines()[0]}); delete it and {path}, and rerun "
                              "the step that wrote them") from None
     if not isinstance(record, dict):

@@ -30,7 +30,7 @@ from .errors import BlockswapError
 from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .provenance import input_digests, provenance, write_result_text
+from .provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
 from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .seeds import derive_seed
 
@@ -168,6 +168,10 @@ def score_candidates(
     """
     device = device or torch.device("cpu")
     out = Path(out)
+    # Found now, not after the scoring.
+    if out.is_dir():
+        raise BlockswapError(f"{out} is a folder, not a file the scores can be written to")
+    check_result_name(out)
     rows = shard_of(candidates, shard)
     fingerprint = _fingerprint(settings, rows)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
@@ -211,7 +215,7 @@ def _locked(partial: Path, out: Path):
     """`partial`, opened for reading and appending under an exclusive lock (flock: the kernel
     releases it when the process ends, however it ends). An empty partial file is removed on the
     way out, so a run that scored nothing leaves nothing behind."""
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(partial)
     while True:
         fh = open(partial, "a+b")
         try:

@@ -1,5 +1,7 @@
 """Seeds derived from the configured seed, so every random stream of a run is fixed by its config."""
 
+import argparse
+
 import numpy as np
 
 # The largest seed a configuration may give (config/schema.yaml's `maximum` for seeds, search.seed
@@ -13,3 +15,14 @@ def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (e.g. (seed, epoch) or (seed, candidate)), identical on every
     platform (numpy's SeedSequence); distinct parts give unrelated streams."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def seed_argument(text: str) -> int:
+    """argparse type of a command's --seed: a whole number from 0 to MAX_SEED, as in a configuration."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED}, got {text[:40]!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is 0 to {MAX_SEED} (2^32-1), got {seed}")
+    return seed

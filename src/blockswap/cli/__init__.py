@@ -3,12 +3,15 @@
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
 `networks` (blocks, cost, data), `search` (sample, score, pick, select), `training` (train,
 evaluate), `results` (report, figure, reseal) and `workflow` (plan). A user's mistake
-(`BlockswapError`, or a bad argument) is one line on stderr and exit code 2.
+(`BlockswapError`, or a bad argument) is one line on stderr and exit code 2, and so is a file the
+system refuses to read or write (a read-only folder, a name too long, a full disk: `OSError`). The
+line is bounded: a huge value it quotes from a damaged input is cut in the middle.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Optional
 
@@ -17,6 +20,7 @@ from . import networks, results, search, training, workflow
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+MAX_MESSAGE = 1000  # characters of an error line, at most (about)
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     **networks.COMMANDS,
@@ -42,12 +46,35 @@ def make_parser() -> ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """`message` as one line of bounded length: a value it quotes from a damaged input (a 1 MB CSV
+    cell, a config value) is cut in the middle, keeping the start and the advice at the end."""
+    message = " ".join(message.splitlines())
+    if len(message) <= MAX_MESSAGE:
+        return message
+    head, tail = MAX_MESSAGE * 2 // 3, MAX_MESSAGE // 4
+    return f"{message[:head]} [... {len(message) - head - tail} characters ...] {message[-tail:]}"
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for a file the system refused: the path (the destination of a rename) and why,
+    as `cp` and `cat` say it."""
+    path = err.filename2 if err.filename2 is not None else err.filename
+    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+    if path is None:
+        return reason
+    return f"{os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path}: {reason}"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         COMMANDS[args.command][1](args)
     except BlockswapError as err:
-        print(f"blockswap: error: {err}", file=sys.stderr)
+        print(f"blockswap: error: {one_line(str(err))}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as err:
+        print(f"blockswap: error: {one_line(os_error_message(err))}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("blockswap: interrupted", file=sys.stderr)

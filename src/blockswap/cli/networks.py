@@ -7,8 +7,7 @@ import time
 from typing import Optional
 
 from ..blocks import CANDIDATE_SETS, FAMILIES, parse_block
-from ..datasets import DATASETS, dataset_info, load_dataset
-from ..errors import BlockswapError
+from ..datasets import DATASETS, check_image_size, dataset_info, load_dataset
 from ..genotype import Genotype
 from ..models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
@@ -36,9 +35,7 @@ def cmd_blocks(args) -> None:
 
 def input_size_for(dataset: str, image_size: Optional[int]) -> tuple[tuple[int, int], int]:
     info = dataset_info(dataset)
-    size = info.image_size if image_size is None else image_size
-    if size < 1:
-        raise BlockswapError(f"--image-size must be a positive number of pixels, got {size}")
+    size = info.image_size if image_size is None else check_image_size(image_size, "--image-size")
     return (size, size), info.num_classes
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import BlockswapError
-from ..provenance import input_digests, provenance, reseal, seal, write_result_text
+from ..provenance import input_digests, provenance, reseal, seal_all, write_results
 from ..report import (
     correlation_layout,
     correlation_table,
@@ -91,8 +91,7 @@ def cmd_report(args) -> None:
     if args.tex:
         texts[args.tex] = latex(display)
     record = derived_record(args, list(texts), start, rows=len(table))
-    for path, text in texts.items():
-        write_result_text(path, text, record)
+    write_results(texts, record)
     print(f"wrote {len(table)} rows to {args.csv}")
 
 
@@ -147,8 +146,7 @@ def cmd_figure(args) -> None:
     png = Path(args.out).with_suffix(".png")
     outputs = [png, png.with_suffix(".pdf")]
     record = derived_record(args, outputs, start)
-    for path in outputs:
-        seal(path, record)
+    seal_all(outputs, record)
     print(f"wrote {Path(args.out).with_suffix('.png')} and .pdf")
 
 

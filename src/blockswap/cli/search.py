@@ -14,6 +14,7 @@ from ..models import parse_arch
 from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
 from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
 from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
+from ..seeds import seed_argument
 from .networks import input_size_for
 
 
@@ -51,7 +52,7 @@ def add_sample(sub) -> None:
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative band (default 0.025)")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
     p.add_argument("--samples", type=int, default=1000, help="distinct candidates to keep (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=seed_argument, default=0, help="random seed (0 to 2^32-1)")
     p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
     p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
     p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops")
@@ -100,7 +101,8 @@ def add_score(sub) -> None:
     p.add_argument("--arch", help="architecture (default: read from the candidates' provenance)")
     p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n parts (0-based; default 0/1)")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the minibatch and every candidate's initialisation")
+    p.add_argument("--seed", type=seed_argument, default=0,
+                   help="seeds the minibatch and every candidate's initialisation (0 to 2^32-1)")
     signs = ", ".join(f"{name} ({'higher' if p.higher_is_better else 'lower'} = better)" for name, p in PROXIES.items())
     controls = ", ".join(f"{name} ({'higher' if up else 'lower'} = better)" for name, up in CONTROLS.items())
     p.add_argument(
