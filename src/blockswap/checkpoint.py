@@ -81,6 +81,11 @@ def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
     if path.is_dir():
         path = path / MODEL_FILE
     record = safe_load(path, MODEL_FORMAT)
+    size = record.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool)
+                                                              and s >= 1 for s in size)):
+        raise BlockswapError(f"{path} holds a malformed model record (input_size {str(size)[:40]}, expected two "
+                             "positive whole numbers)")
     try:
         model = build_model(record["arch"], record["genotype"], record["num_classes"])
         model.load_state_dict(record["state_dict"])

@@ -44,7 +44,7 @@ from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .models import build_model
 from .provenance import atomic_write_text, provenance, verify, write_json
-from .seeds import derive_seed
+from .seeds import MAX_SEED, derive_seed
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -159,6 +159,8 @@ class TrainConfig:
              f"prune must be one of {', '.join(PRUNERS)}, got {self.prune!r}"),
             ((self.prune is None) == (self.prune_params is None),
              "--prune and --prune-params go together: name the method and the parameters to keep"),
+            (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
+             f"seed must be a whole number from 0 to {MAX_SEED} (2^32-1), got {self.seed!r}"),
             (self.prune_params is None or (_is_int(self.prune_params) and self.prune_params >= 1),
              f"prune params must be a positive whole number, got {self.prune_params!r}"),
         ]

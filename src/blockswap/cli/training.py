@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from ..checkpoint import load_model
+from ..checks import load_yaml
 from ..datasets import evaluation_batches, load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
@@ -17,6 +16,7 @@ from ..genotype import Genotype
 from ..models import parse_arch
 from ..pretrained import is_pretrained_spec, pretrained_metrics
 from ..provenance import provenance, write_json
+from ..seeds import seed_argument
 from ..train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
                      is_pretrained_teacher, train_parallel, train_rank)
 
@@ -41,9 +41,7 @@ def train_config(args) -> TrainConfig:
     loaded = {}
     if args.config:
         path = Path(args.config)
-        if not path.is_file():
-            raise BlockswapError(f"training config {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml(path, "training config") or {}
         if not isinstance(loaded, dict):
             raise BlockswapError(f"{path}: expected a mapping of hyperparameters")
         unknown = sorted(set(loaded) - CONFIG_FIELDS)
@@ -142,7 +140,7 @@ def add_train(sub) -> None:
     p.add_argument("--gamma", type=float, help="step schedule: decay factor (default 0.2; ImageNet 0.1)")
     p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
                    help="Cutout after normalisation (default on; the ImageNet preset turns it off)")
-    p.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation")
+    p.add_argument("--seed", type=seed_argument, help="seeds initialisation, data order and augmentation (0 to 2^32-1)")
     p.add_argument("--beta", type=float, help="attention-transfer weight per point (default: the paper's, 1000 at "
                    "32 px or 750 at 224 px for ImageNet, times (image size / that size)^2)")
     p.add_argument("--kd-alpha", type=float, help="Hinton KD weight, 0 = off (the paper uses none)")
