@@ -8,7 +8,7 @@ import pytest
 from conftest import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec, figures
-from blockswap.report import correlation_layout, correlation_table, latex, markdown, table2, table2_display
+from blockswap.report import correlation_display, correlation_table, latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
@@ -142,8 +142,11 @@ def test_correlation_statistics(tmp_path):
     accuracy = table[table["proxy"] == "accuracy"].iloc[0]
     assert accuracy["minibatches"] == 5 and accuracy["spearman_low"] < accuracy["spearman"] < accuracy["spearman_high"]
     assert table[table["proxy"] == "params"].iloc[0]["spearman"] == pytest.approx(1)
-    layout = correlation_layout(table)
-    assert list(layout.columns) == ["proxy", "217000 k=1", "217000 k=5"]
+    assert fisher["quality"] == pytest.approx(1) and bool(fisher["above_params"])  # params is backwards here
+    assert pd.isna(fisher["paper_spearman"])  # digits: not the paper's setting
+    display = correlation_display(table)
+    assert display["proxy"].tolist()[0] == "fisher" and display["k"].tolist()[:1] == [1]
+    assert display.loc[0, "quality (tau)"] == "+1.000 [+1.000, +1.000]"
     again = correlation_table(students, {"217000": tmp_path / "p.csv"})
     pd.testing.assert_frame_equal(table, again)  # bootstrap is seeded
 
@@ -178,3 +181,13 @@ def test_tables_and_figures_carry_provenance_sidecars(tmp_path, students, capsys
     assert main(["figure", "pareto", str(tmp_path / "students.csv"), "--out", str(png)]) == 0
     meta = json.loads(provenance_path(png).read_text())
     assert meta["outputs"] == [str(png), str(png.with_suffix(".pdf"))] and len(meta["inputs"]) == 1
+
+
+def test_table1_values_match_only_the_papers_setting():
+    from blockswap.paper import table1_match
+
+    assert table1_match("fisher", 400_000, 10, "cifar10") == -0.667
+    assert table1_match("grad_norm", "800000", 100, "cifar10") == 0.558
+    assert table1_match("fisher", 400_000, 5, "cifar10") is None  # not a k the paper measured
+    assert table1_match("fisher", 300_000, 1, "cifar10") is None and table1_match("fisher", 400_000, 1, "digits") is None
+    assert table1_match("synflow", 400_000, 1, "cifar10") is None and table1_match("fisher", "pooled", 1, "cifar10") is None

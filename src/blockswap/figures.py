@@ -121,3 +121,68 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
         ax.set_xlabel("Fisher potential at initialisation")
         ax.set_ylabel("test error (%)")
     save(fig, out)
+
+
+CONTROL_PROXIES = ("params", "macs", "random")  # drawn grey in the shoot-out figures
+
+
+def forest(correlations: pd.DataFrame, out: Path) -> None:
+    """The proxy shoot-out: each proxy's quality (sign-corrected Kendall tau with error) and its 95 %
+    bootstrap interval, one panel per budget (pooled last), the params control's interval shaded."""
+    budgets = list(dict.fromkeys(correlations["budget"].astype(str)))
+    labelled = correlations.assign(label=[p if k <= 1 else f"{p}@{k}"
+                                          for p, k in zip(correlations["proxy"], correlations["minibatches"])])
+    # One order for every panel: by pooled (or the only budget's) quality, best at the top.
+    reference = labelled[labelled["budget"].astype(str) == budgets[-1]].sort_values("quality", na_position="first")
+    order = list(reference["label"])
+    fig, axes = plt.subplots(1, len(budgets), figsize=(3.2 * len(budgets), 0.28 * len(order) + 1.4), sharey=True,
+                             squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        rows = labelled[labelled["budget"].astype(str) == budget].set_index("label").reindex(order)
+        y = range(len(order))
+        colours = ["grey" if p in CONTROL_PROXIES else "C0" for p in rows["proxy"]]
+        low = (rows["quality"] - rows["quality_low"]).clip(lower=0).fillna(0)
+        high = (rows["quality_high"] - rows["quality"]).clip(lower=0).fillna(0)
+        ax.errorbar(rows["quality"], y, xerr=[low, high], fmt="none", ecolor=colours, capsize=2)
+        ax.scatter(rows["quality"], y, c=colours, s=14, zorder=3)
+        if "params" in rows.index and pd.notna(rows.loc["params", "quality_low"]):
+            ax.axvspan(rows.loc["params", "quality_low"], rows.loc["params", "quality_high"], color="orange",
+                       alpha=0.15, label="params interval")
+        ax.axvline(0, color="black", linewidth=0.6)
+        n = rows["n"].dropna()
+        title = "pooled" if budget == "pooled" else f"{int(budget) / 1e3:g}K"
+        ax.set_title(f"{title} (n = {int(n.iloc[0]) if len(n) else 0})")
+        ax.set_xlabel("Kendall tau, predicted order vs accuracy")
+        ax.set_xlim(-1, 1)
+    axes[0][0].set_yticks(range(len(order)), order)
+    axes[0][-1].legend(fontsize="small", loc="lower right")
+    save(fig, out)
+
+
+def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: dict, out: Path, best: int = 3) -> None:
+    """Score against trained error of the random students for the `best` proxies (pooled quality at
+    k = 1, controls excluded), one row per proxy, one column per budget."""
+    from .correlation import POOLED, ranked
+
+    budgets = sorted(proxies, key=int)
+    pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]
+    names = ranked(correlations, pooled, 1, set(CONTROL_PROXIES))[:best]
+    if not names:
+        raise BlockswapError("the correlation table has no proxy at k = 1 besides the controls")
+    random = students[students["method"] == "random"]
+    fig, axes = plt.subplots(len(names), len(budgets), figsize=(3.2 * len(budgets), 2.8 * len(names)), squeeze=False)
+    for j, budget in enumerate(budgets):
+        scores = read_scores(proxies[budget], ["candidate"])[0].set_index("candidate")
+        errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
+        joined = scores.join(errors, how="inner")
+        for i, name in enumerate(names):
+            column = "fisher" if name == "fisher" else f"{name}@1"
+            ax = axes[i][j]
+            ax.scatter(joined[column], joined["test_error"], s=12)
+            row = correlations[(correlations["budget"].astype(str) == budget) & (correlations["proxy"] == name)
+                               & (correlations["minibatches"] == 1)].iloc[0]
+            ax.set_title(f"{int(budget) / 1e3:g}K, n = {int(row['n'])}: quality {row['quality']:+.2f} "
+                         f"[{row['quality_low']:+.2f}, {row['quality_high']:+.2f}]", fontsize="small")
+            ax.set_xlabel(name)
+            ax.set_ylabel("test error (%)")
+    save(fig, out)

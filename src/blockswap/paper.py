@@ -96,3 +96,30 @@ def samples_match(n: int, dataset: str, budget: Optional[int]) -> Optional[float
     if dataset != "cifar10" or budget != SAMPLES_BUDGET:
         return None
     return SAMPLES.get(n)
+
+
+# Table 1 (CIFAR-10, WRN-40-2, 100 random networks per budget): Spearman rho of each metric with
+# final test error after 1 / 10 / 100 minibatches, at the ~200K / ~400K / ~800K parameter budgets.
+TABLE1_BUDGETS = (200_000, 400_000, 800_000)
+TABLE1_MINIBATCHES = (1, 10, 100)
+TABLE1 = {
+    # proxy -> budget -> rho after (1, 10, 100) minibatches
+    "accuracy": {200_000: (-0.004, -0.022, -0.495), 400_000: (-0.068, -0.282, -0.386),
+                 800_000: (0.042, -0.211, -0.257)},
+    "l2_norm": {200_000: (-0.083, -0.185, -0.289), 400_000: (0.093, -0.213, -0.251),
+                800_000: (0.368, 0.226, 0.140)},
+    "grad_norm": {200_000: (-0.541, -0.490, 0.326), 400_000: (-0.612, -0.444, 0.402),
+                  800_000: (-0.608, 0.340, 0.558)},
+    "fisher": {200_000: (-0.602, -0.621, -0.439), 400_000: (-0.685, -0.667, -0.508),
+               800_000: (-0.635, -0.638, -0.277)},
+}
+
+
+def table1_match(proxy: str, budget, k: int, dataset: str) -> Optional[float]:
+    """The paper's Spearman rho for one of our Table 1 cells (CIFAR-10 at its budgets), or None."""
+    if dataset != "cifar10" or proxy not in TABLE1 or k not in TABLE1_MINIBATCHES:
+        return None
+    try:
+        return TABLE1[proxy].get(int(budget), (None,) * 3)[TABLE1_MINIBATCHES.index(k)]
+    except (TypeError, ValueError):
+        return None

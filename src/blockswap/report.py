@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -260,50 +259,58 @@ def latex(table: pd.DataFrame) -> str:
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
 
 
 def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
     """(proxy, k, column) for every proxy column of a scores file, plus the params/macs controls."""
     cols = [("fisher", 1, "fisher")] if "fisher" in frame else []
     for column in frame.columns:
-        if "@" in column:
+        if "@" in column and not column.startswith("seconds@"):
             proxy, k = column.split("@")
             cols.append((proxy, int(k), column))
     return cols + [("params", 0, "params"), ("macs", 0, "macs")]
 
 
-def correlation_table(students: pd.DataFrame, proxy_files: dict) -> pd.DataFrame:
-    """Per budget and proxy: Spearman rho and Kendall tau of proxy vs final test error (mean over
-    seeds) of the random students, with bootstrap confidence intervals and n (Table 1)."""
-    from scipy.stats import ConstantInputWarning, kendalltau, spearmanr
+def higher_is_better(proxy: str) -> bool:
+    """The registry's sign of a proxy or control: whether higher values predict lower error."""
+    from .fisher import CONTROLS, PROXIES
 
-    # Small resamples are often constant; their NaN rho is expected and nanpercentile skips it.
-    warnings.simplefilter("ignore", ConstantInputWarning)
+    return CONTROLS[proxy] if proxy in CONTROLS else PROXIES[proxy].higher_is_better
+
+
+def correlation_table(students: pd.DataFrame, proxy_files: dict,
+                      resamples: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
+    """Per budget and pooled over budgets, per proxy: Spearman rho and Kendall tau of proxy vs final
+    test error (mean over seeds) of the random students, the sign-corrected `quality`, partial tau
+    given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
+    control, and the paper's Table 1 rho where the setting is the paper's (docs/proxies.md)."""
+    from .correlation import POOLED, Measure, correlate
     from .scoring import read_scores  # here: scoring loads torch, which the other tables do not need
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    rows = []
     random = students[students["method"] == "random"]
+    dataset = random["dataset"].iloc[0] if len(random) else ""
+    rows, joined_all, measures = [], [], None
     for budget, path in proxy_files.items():
         proxies = read_scores(path, ["candidate", "params", "macs"])[0]
         errors = _random_errors(random, int(budget), proxies, path)
-        joined = proxies.set_index("candidate").join(errors, how="inner")
-        n = len(joined)
-        for proxy, k, column in proxy_columns(proxies):
-            x, y = joined[column].to_numpy(float), joined["test_error"].to_numpy(float)
-            row = {"budget": int(budget), "proxy": proxy, "minibatches": k, "n": n}
-            for name, fn in (("spearman", spearmanr), ("kendall", kendalltau)):
-                value = fn(x, y)[0] if n >= 3 else float("nan")
-                samples = []
-                for _ in range(BOOTSTRAP_RESAMPLES if n >= 3 else 0):
-                    idx = rng.integers(0, n, n)
-                    samples.append(fn(x[idx], y[idx])[0])
-                low, high = (np.nanpercentile(samples, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-                             if samples else (float("nan"), float("nan")))
-                row.update({name: value, f"{name}_low": low, f"{name}_high": high})
-            rows.append(row)
-    return pd.DataFrame(rows)
+        joined = proxies.set_index("candidate").join(errors, how="inner").reset_index()
+        ours = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(proxies)]
+        if measures is not None and [m.column for m in ours] != [m.column for m in measures]:
+            raise BlockswapError(f"{path} measured other proxies than the other budgets' files: every budget "
+                                 "must be scored with the same --proxies and --minibatches")
+        measures = ours
+        rows += correlate(joined, measures, int(budget), rng, resamples)
+        joined_all.append(joined)
+    if len(joined_all) > 1:  # pooled: every budget's networks together (params then also spans budgets)
+        rows += correlate(pd.concat(joined_all, ignore_index=True), measures, POOLED, rng, resamples)
+    from .paper import table1_match
+
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table.insert(4, "paper_spearman", [table1_match(p, b, k, dataset) for p, b, k in
+                                           zip(table["proxy"], table["budget"], table["minibatches"])])
+    return table
 
 
 def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, path) -> pd.Series:
@@ -334,14 +341,89 @@ def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, pat
     return students.groupby("candidate")["test_error"].mean()
 
 
-def correlation_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """Table 1's layout: one row per proxy, one column per (budget, minibatches), Spearman rho."""
+def _with_interval(value, low, high) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]" if pd.notna(low) else f"{value:+.3f}"
+
+
+def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The shoot-out as one readable table: per budget (pooled last), proxies best first by quality;
+    each statistic with its 95 % bootstrap interval."""
     if table.empty:
         return table
-    # Controls (params, MACs; k = 0) do not depend on training: shown under every k.
-    ks = sorted(k for k in table["minibatches"].unique() if k > 0) or [0]
-    controls = table[table["minibatches"] == 0]
-    table = pd.concat([table[table["minibatches"] > 0]] + [controls.assign(minibatches=k) for k in ks])
-    table = table.assign(column=[f"{b} k={k}" for b, k in zip(table["budget"], table["minibatches"])])
-    return table.pivot_table(index="proxy", columns="column", values="spearman", sort=False, dropna=False).round(3).reset_index()
+    order = {b: i for i, b in enumerate(dict.fromkeys(table["budget"].astype(str)))}
+    table = table.assign(_b=table["budget"].astype(str).map(order))
+    table = table.sort_values(["_b", "quality"], ascending=[True, False], kind="stable", na_position="last")
+    return pd.DataFrame({
+        "budget": table["budget"],
+        "proxy": table["proxy"],
+        "k": table["minibatches"],
+        "n": table["n"],
+        "quality (tau)": [_with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])],
+        "above params": table["above_params"].map({True: "yes", False: "no"}),
+        "partial tau | params": [_with_interval(*v) for v in zip(
+            table["partial_params"], table["partial_params_low"], table["partial_params_high"])],
+        "partial tau | MACs": [_with_interval(*v) for v in zip(
+            table["partial_macs"], table["partial_macs_low"], table["partial_macs_high"])],
+        "spearman vs error": [_with_interval(*v) for v in zip(
+            table["spearman"], table["spearman_low"], table["spearman_high"])],
+        "paper spearman": table["paper_spearman"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
+    }).reset_index(drop=True)
 
+
+def stability_table(scorings: dict) -> pd.DataFrame:
+    """Rank stability per budget and proxy: `scorings` maps a budget to the scores files of the same
+    candidates under different scoring seeds (initialisation and minibatch)."""
+    from .correlation import Measure, stability
+    from .scoring import read_scores
+
+    rows = []
+    for budget, paths in scorings.items():
+        if len(paths) < 2:
+            raise BlockswapError(f"rank stability of budget {budget} needs two or more scorings, got {len(paths)}")
+        frames = [read_scores(path, ["candidate", "params", "macs"])[0] for path in paths]
+        candidates = sorted(frames[0]["candidate"])
+        for path, frame in zip(paths, frames):
+            if sorted(frame["candidate"]) != candidates:
+                raise BlockswapError(f"{path} scored other candidates than {paths[0]}: the scorings of one budget "
+                                     "must cover the same candidates")
+            if list(frame.columns) != list(frames[0].columns):
+                raise BlockswapError(f"{path} has other columns than {paths[0]}: score them with the same --proxies")
+        measures = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(frames[0]) if k > 0]
+        rows += stability(frames, measures, int(budget))
+    return pd.DataFrame(rows)
+
+
+def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+    """Seconds per candidate of each proxy (the `seconds@<proxy>` columns of scores files): n
+    candidates, median, mean and max over every file given."""
+    from .scoring import read_scores
+
+    frames = [read_scores(path, ["candidate"])[0] for path in paths]
+    frame = pd.concat(frames, ignore_index=True)
+    rows = []
+    for column in (c for c in frame.columns if c.startswith("seconds@")):
+        values = frame[column].to_numpy(float)
+        rows.append({"proxy": column.removeprefix("seconds@"), "n": len(values),
+                     "median s": float(np.median(values)), "mean s": float(values.mean()),
+                     "max s": float(values.max())})
+    if not rows:
+        raise BlockswapError(f"{paths[0]} records no seconds per proxy (seconds@<proxy> columns): score it again "
+                             "with this version of blockswap")
+    return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
+
+
+# The kind of each column of a correlation table (checks.EXPECTED): statistics may be empty where a
+# group of networks is too small or a proxy constant; `budget` is a budget or "pooled".
+CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quality_low", "quality_high"]
+
+
+def _correlation_kind(column: str):
+    return {"budget": "text", "proxy": "text", "minibatches": "int", "n": "int", "above_params": "text"}.get(
+        column, "number?")
+
+
+def read_correlation(path) -> pd.DataFrame:
+    """A correlation table (`blockswap report correlation --csv`), checked."""
+    return read_csv_table(path, "correlation table", _correlation_kind, CORRELATION_REQUIRED)[0]

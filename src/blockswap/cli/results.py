@@ -9,13 +9,16 @@ from pathlib import Path
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
 from ..report import (
-    correlation_layout,
+    correlation_display,
     correlation_table,
     cost_table,
     latex,
     markdown,
+    proxy_costs,
+    read_correlation,
     read_students,
     samples_table,
+    stability_table,
     students_table,
     table2,
     table2_display,
@@ -51,7 +54,22 @@ def report_samples(args):
 def report_correlation(args):
     files = parse_pairs(args.proxies, "--proxies")
     table = correlation_table(read_students(args.inputs), files)
-    return table, correlation_layout(table)
+    return table, correlation_display(table)
+
+
+def report_stability(args):
+    scorings = {}
+    for budget, path in parse_pairs(args.proxies, "--proxies", many=True):
+        scorings.setdefault(budget, []).append(path)
+    if not scorings:
+        raise BlockswapError("report stability needs --proxies BUDGET=PATH, twice or more per budget")
+    table = stability_table(scorings)
+    return table, table.round(3)
+
+
+def report_proxy_costs(args):
+    table = proxy_costs(args.inputs)
+    return table, table.round(4)
 
 
 # Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
@@ -62,6 +80,8 @@ REPORT_BUILDERS = {
     "table3": report_table3,
     "samples": report_samples,
     "correlation": report_correlation,
+    "stability": report_stability,
+    "proxy_costs": report_proxy_costs,
 }
 
 
@@ -69,7 +89,9 @@ def derived_inputs(args) -> list[str]:
     """Every file a table or figure is computed from: the positional inputs, any --proxies files and
     (search figure) the selection JSON."""
     student = [args.student] if getattr(args, "student", None) else []
-    return list(args.inputs) + list(parse_pairs(args.proxies, "--proxies").values()) + student
+    extra = [path for _, path in parse_pairs(args.proxies, "--proxies", many=True)]
+    correlation = [args.correlation] if getattr(args, "correlation", None) else []
+    return list(args.inputs) + extra + student + correlation
 
 
 def derived_record(args, outputs, start: float, **extra) -> dict:
@@ -98,24 +120,32 @@ def cmd_report(args) -> None:
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
                        "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
-                       "CSVs), correlation (students CSVs and --proxies).")
+                       "CSVs), correlation (students CSVs and --proxies), stability (--proxies, several scorings per budget), "
+                       "proxy_costs (scores CSVs).")
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
     p.add_argument("inputs", nargs="+", help="input files")
-    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget; stability: "
+                   "the scores of one budget under each scoring seed (repeat)")
     p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
 
 
-def parse_pairs(items, what: str) -> dict:
-    pairs = {}
+def parse_pairs(items, what: str, many: bool = False):
+    """BUDGET=PATH arguments: a dict (one path per budget), or with `many` a list of pairs."""
+    pairs = []
     for item in items or []:
         key, sep, path = item.partition("=")
-        if not sep or not key.isdigit():
+        if not sep or not key.isdigit() or not path:
             raise BlockswapError(f"{what} needs BUDGET=PATH, got {item!r}")
-        pairs[key] = path
-    return pairs
+        pairs.append((key, path))
+    if many:
+        return pairs
+    twice = [key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1]
+    if twice:
+        raise BlockswapError(f"{what} names budget {twice[0]} twice; give one file per budget")
+    return dict(pairs)
 
 
 def figure_search(args, figures) -> None:
@@ -129,12 +159,27 @@ def figure_fisher_vs_error(args, figures) -> None:
     figures.fisher_vs_error(correlation_table(students, proxies), students, proxies, Path(args.out))
 
 
+def figure_forest(args, figures) -> None:
+    if len(args.inputs) != 1:
+        raise BlockswapError("figure forest takes one correlation table (blockswap report correlation --csv)")
+    figures.forest(read_correlation(args.inputs[0]), Path(args.out))
+
+
+def figure_proxy_scatter(args, figures) -> None:
+    if not args.correlation:
+        raise BlockswapError("figure proxy_scatter needs --correlation (blockswap report correlation --csv)")
+    figures.proxy_scatter(read_correlation(args.correlation), read_students(args.inputs),
+                          parse_pairs(args.proxies, "--proxies"), Path(args.out))
+
+
 # Figure kind -> drawer (args, the figures module, imported lazily: matplotlib is slow to load).
 FIGURE_BUILDERS = {
     "pareto": lambda args, figures: figures.pareto(read_students(args.inputs), Path(args.out)),
     "search": figure_search,
     "random_students": lambda args, figures: figures.random_students(read_students(args.inputs), Path(args.out)),
     "fisher_vs_error": figure_fisher_vs_error,
+    "forest": figure_forest,
+    "proxy_scatter": figure_proxy_scatter,
 }
 
 
@@ -152,11 +197,14 @@ def cmd_figure(args) -> None:
 
 def add_figure(sub) -> None:
     p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
-                       "pareto / random_students / fisher_vs_error from students CSVs, search from score CSVs.")
+                       "pareto / random_students / fisher_vs_error from students CSVs, search from score CSVs, forest from a "
+                       "correlation CSV, proxy_scatter from students CSVs with --correlation and --proxies.")
     p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
     p.add_argument("inputs", nargs="+", help="students CSVs (or, for search, score CSVs)")
     p.add_argument("--student", help="search: the selection JSON of the budget")
-    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="fisher_vs_error: proxy scores")
+    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH",
+                   help="fisher_vs_error, proxy_scatter: proxy scores")
+    p.add_argument("--correlation", help="proxy_scatter: the correlation table")
     p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 
 
