@@ -36,10 +36,40 @@ rule proxies:
         data=data_args(),
         search=config["search"],
         limit=config["ablation"]["random_students"],
-        proxies=",".join(config["ablation"]["proxies"]),
+        proxies=SHOOTOUT_PROXIES,
         minibatches=",".join(str(k) for k in config["ablation"]["minibatches"]),
     shell:
         "blockswap score {input.candidates} {params.data} --limit {params.limit} "
         "--proxies {params.proxies} --minibatches {params.minibatches} "
         "--batch-size {params.search[batch_size]} --seed {params.search[seed]} --quiet "
+        "--out {output} > {log} 2>&1"
+
+
+# Rank stability: the same candidates scored at k = 1 under another scoring seed (initialisation and
+# minibatch), once per seed of ablation.stability_seeds.
+# snakemake --cores 1 results/default/ablation/60000/stability/seed-1.csv
+rule proxies_reseeded:
+    input:
+        candidates=rules.sample.output[0],
+        data=rules.data.output[0],
+    output:
+        f"{RESULTS}/ablation/{{budget}}/stability/seed-{{seed}}.csv",
+    log:
+        f"{LOGS}/ablation/{{budget}}/stability-{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/ablation/{{budget}}/stability-{{seed}}.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        data=data_args(),
+        search=config["search"],
+        limit=config["ablation"]["random_students"],
+        proxies=SHOOTOUT_PROXIES,
+    shell:
+        "blockswap score {input.candidates} {params.data} --limit {params.limit} "
+        "--proxies {params.proxies} --minibatches 1 "
+        "--batch-size {params.search[batch_size]} --seed {wildcards.seed} --quiet "
         "--out {output} > {log} 2>&1"

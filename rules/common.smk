@@ -18,6 +18,7 @@ from blockswap.plan import (
     plan_notes,
     sampled_budgets,
     save_resolved_config,
+    training_epochs,
     STUDENT_METHODS,
     scored_budgets,
     teacher_spec,
@@ -82,11 +83,12 @@ def data_args(download=False):
     return args + (" --download" if download and config["download"] else "")
 
 
-def training_args():
+def training_args(network=None):
     """The training flags every training job gets; unset (null) keys leave the protocol's values."""
     t = config["training"]
+    epochs = training_epochs(config, PLANS[network].method if network else "teacher")
     args = (
-        f"--protocol {t['protocol']} --epochs {t['epochs']} --batch-size {t['batch_size']} "
+        f"--protocol {t['protocol']} --epochs {epochs} --batch-size {t['batch_size']} "
         f"--lr {t['lr']} --weight-decay {t['weight_decay']} --nproc {t['gpus']}"
     )
     args += " --cutout" if t["cutout"] else " --no-cutout"
@@ -155,13 +157,20 @@ SCORE_SHARDS = expand(
 )
 PROXY_FILES = {b: f"{RESULTS}/ablation/{b}/proxies.csv" for b in ABLATED}
 PROXY_ARGS = " ".join(f"--proxies {b}={path}" for b, path in PROXY_FILES.items())
+# Rank stability: the same candidates scored again under each of these scoring seeds.
+STABILITY_SEEDS = [config["search"]["seed"] + i for i in range(1, config["ablation"]["stability_seeds"] + 1)]
+STABILITY_FILES = [
+    f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv" for b in ABLATED for s in STABILITY_SEEDS
+]
+SHOOTOUT_PROXIES = ",".join(config["ablation"]["proxies"])  # the --proxies of every ablation scoring
 
 
 def paper_tables():
     """The paper's tables this configuration makes: Table 2 or 3, Table 1, the samples ablation."""
     main = "table3" if config["dataset"] == "imagenet" else "table2"
     tables = [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/tables/students.csv", f"{RESULTS}/tables/{main}.md"]
-    tables += [f"{RESULTS}/tables/correlation.md"] if ABLATED else []
+    tables += [f"{RESULTS}/tables/correlation.md", f"{RESULTS}/tables/proxy_costs.md"] if ABLATED else []
+    tables += [f"{RESULTS}/tables/stability.md"] if ABLATED and STABILITY_SEEDS else []
     return tables + ([f"{RESULTS}/tables/samples.md"] if config["ablation"]["samples"] else [])
 
 
@@ -170,6 +179,7 @@ def paper_figures():
     figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED)
     if ABLATED:
         figures += [f"{RESULTS}/figures/random_students.png", f"{RESULTS}/figures/fisher_vs_error.png"]
+        figures += [f"{RESULTS}/figures/forest.png", f"{RESULTS}/figures/proxy_scatter.png"]
     return figures
 
 
@@ -194,4 +204,4 @@ def search_results():
     files += [f"{RESULTS}/search/{b}/scores/shard-{i}.csv" for b in SCORED for i in range(config["search"]["shards"])]
     files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
     files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
-    return files + list(PROXY_FILES.values())
+    return files + list(PROXY_FILES.values()) + STABILITY_FILES

@@ -122,3 +122,72 @@ rule figure_search:
         "../environment.yml"
     shell:
         "blockswap figure search {input.scores} --student {input.student} --out {output.png} > {log} 2>&1"
+
+
+# The proxy shoot-out's rank stability: Kendall tau between scorings under different seeds, top-1 agreement.
+# snakemake --cores 1 results/default/tables/stability.md
+rule stability_table:
+    input:
+        STABILITY_FILES,
+    output:
+        csv=f"{RESULTS}/tables/stability.csv",
+        md=f"{RESULTS}/tables/stability.md",
+    log:
+        f"{LOGS}/tables/stability.log",
+    conda:
+        "../environment.yml"
+    params:
+        scorings=lambda wc, input: " ".join(f"--proxies {Path(p).parent.parent.name}={p}" for p in input),
+    shell:
+        "blockswap report stability {input} {params.scorings} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+# Seconds per candidate of each proxy, from the ablation's scores.
+# snakemake --cores 1 results/default/tables/proxy_costs.md
+rule proxy_costs_table:
+    input:
+        list(PROXY_FILES.values()),
+    output:
+        csv=f"{RESULTS}/tables/proxy_costs.csv",
+        md=f"{RESULTS}/tables/proxy_costs.md",
+    log:
+        f"{LOGS}/tables/proxy_costs.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap report proxy_costs {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/forest.png
+rule figure_forest:
+    input:
+        rules.correlation.output.csv,
+    output:
+        png=report(f"{RESULTS}/figures/forest.png", caption="../report/forest.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/forest.pdf",
+    log:
+        f"{LOGS}/figures/forest.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap figure forest {input} --out {output.png} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/proxy_scatter.png
+rule figure_proxy_scatter:
+    input:
+        students=rules.students_table.output[0],
+        correlation=rules.correlation.output.csv,
+        proxies=list(PROXY_FILES.values()),
+    output:
+        png=report(f"{RESULTS}/figures/proxy_scatter.png", caption="../report/proxy_scatter.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/proxy_scatter.pdf",
+    log:
+        f"{LOGS}/figures/proxy_scatter.log",
+    conda:
+        "../environment.yml"
+    params:
+        proxies=PROXY_ARGS,
+    shell:
+        "blockswap figure proxy_scatter {input.students} --correlation {input.correlation} {params.proxies} "
+        "--out {output.png} > {log} 2>&1"

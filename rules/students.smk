@@ -26,7 +26,7 @@ rule train_student:
         genotype=lambda wc: PLANS[wc.network].genotype,
         tags=lambda wc: plan_tags(wc.network),
         data=data_args(),
-        training=training_args(),
+        training=lambda wc: training_args(wc.network),
         distillation=lambda wc: distillation_args(wc.network),
         teacher=lambda wc: teacher_arg(wc.seed),
         out=lambda wc, output: str(Path(output.metrics).parent),

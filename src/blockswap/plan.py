@@ -387,12 +387,19 @@ def family(arch: str) -> str:
     return "resnet" if arch.startswith("resnet") else "wrn"
 
 
+def training_epochs(config: dict, method: str) -> int:
+    """Epochs of one training run: the ablation's random students may train on a shorter schedule
+    (ablation.epochs), everything else on training.epochs."""
+    if method == "random" and config["ablation"].get("epochs") is not None:
+        return config["ablation"]["epochs"]
+    return config["training"]["epochs"]
+
+
 def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     """Training runs, epochs and estimated GPU-hours per stage, plus the Fisher scoring, from the
     measured per-image timings (None where no measurement covers the configuration)."""
     (side, _), _ = input_size(config)
     images = TRAIN_IMAGES[config["dataset"]]
-    epochs = config["training"]["epochs"]
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     pixels = (side / timing["side"]) ** 2
     stages: dict[str, list] = {}
@@ -401,6 +408,7 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
         runs = len(plan.seeds) if trained else 0
         role = "teacher" if plan.method == "teacher" else "student"
         per_image = timing[role]
+        epochs = training_epochs(config, plan.method)
         hours = None if per_image is None else runs * epochs * images * per_image * pixels / 3600
         entry = stages.setdefault(STAGE_OF[plan.method], [0, 0, 0.0])
         entry[0] += runs

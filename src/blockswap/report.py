@@ -265,7 +265,7 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
     """(proxy, k, column) for every proxy column of a scores file, plus the params/macs controls."""
     cols = [("fisher", 1, "fisher")] if "fisher" in frame else []
     for column in frame.columns:
-        if "@" in column and not column.startswith("seconds@"):
+        if "@" in column:
             proxy, k = column.split("@")
             cols.append((proxy, int(k), column))
     return cols + [("params", 0, "params"), ("macs", 0, "macs")]
@@ -396,20 +396,21 @@ def stability_table(scorings: dict) -> pd.DataFrame:
 
 
 def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
-    """Seconds per candidate of each proxy (the `seconds@<proxy>` columns of scores files): n
-    candidates, median, mean and max over every file given."""
-    from .scoring import read_scores
+    """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
+    accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
+    every file given."""
+    from .scoring import TIMING_PREFIX, read_scores
 
     frames = [read_scores(path, ["candidate"])[0] for path in paths]
     frame = pd.concat(frames, ignore_index=True)
     rows = []
-    for column in (c for c in frame.columns if c.startswith("seconds@")):
+    for column in (c for c in frame.columns if c.startswith(TIMING_PREFIX)):
         values = frame[column].to_numpy(float)
-        rows.append({"proxy": column.removeprefix("seconds@"), "n": len(values),
+        rows.append({"proxy": column.removeprefix(TIMING_PREFIX), "n": len(values),
                      "median s": float(np.median(values)), "mean s": float(values.mean()),
                      "max s": float(values.max())})
     if not rows:
-        raise BlockswapError(f"{paths[0]} records no seconds per proxy (seconds@<proxy> columns): score it again "
+        raise BlockswapError(f"{paths[0]} records no seconds per proxy (seconds_<proxy> columns): score it again "
                              "with this version of blockswap")
     return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
 

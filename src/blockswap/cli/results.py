@@ -91,7 +91,7 @@ def derived_inputs(args) -> list[str]:
     student = [args.student] if getattr(args, "student", None) else []
     extra = [path for _, path in parse_pairs(args.proxies, "--proxies", many=True)]
     correlation = [args.correlation] if getattr(args, "correlation", None) else []
-    return list(args.inputs) + extra + student + correlation
+    return list(dict.fromkeys(list(args.inputs) + extra + student + correlation))  # each file once
 
 
 def derived_record(args, outputs, start: float, **extra) -> dict:
