@@ -2,18 +2,21 @@
 # networks in the budget; they are trained as students and their proxies measured after k minibatches.
 
 
-# snakemake --cores 1 results/default/ablation/60000/random-0.json
+# One job per budget writes every picked candidate's genotype file (a job each cost more in start-up
+# than in work). snakemake --cores 1 results/default/ablation/60000/random-0.json
 rule pick_random:
     input:
         rules.sample.output[0],
     output:
-        f"{RESULTS}/ablation/{{budget}}/random-{{index}}.json",
+        [f"{RESULTS}/ablation/{{budget}}/random-{i}.json" for i in range(config["ablation"]["random_students"])],
     log:
-        f"{LOGS}/ablation/{{budget}}/random-{{index}}.log",
+        f"{LOGS}/ablation/{{budget}}/pick.log",
     conda:
         "../environment.yml"
+    params:
+        indices=" ".join(str(i) for i in range(config["ablation"]["random_students"])),
     shell:
-        "blockswap pick {input} --candidate {wildcards.index} --out {output} > {log} 2>&1"
+        "blockswap pick {input} --candidate {params.indices} --out {output} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/default/ablation/60000/proxies.csv

@@ -98,6 +98,7 @@ def training_args(network=None):
         args += " --milestones " + ",".join(str(m) for m in t["milestones"])
     if t["gamma"] is not None:
         args += f" --gamma {t['gamma']}"
+    args += " --channels-last" if t["channels_last"] else ""
     return args + (" --drop-last" if t["drop_last"] else "")
 
 

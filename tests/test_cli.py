@@ -95,3 +95,19 @@ def test_help_on_every_command():
     for argv in [["--help"]] + [[name, "--help"] for name in COMMANDS]:
         proc = subprocess.run([sys.executable, "-m", "blockswap.cli", *argv], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_pick_writes_several_candidates_or_none(tmp_path, capsys):
+    csv = tmp_path / "c.csv"
+    assert main(["sample", "--arch", "wrn-10-1", "--budget", "30000", "--tolerance", "0.1", "--samples", "4",
+                 "--dataset", "digits", "--image-size", "8", "--out", str(csv)]) in (0, None)
+    outs = [str(tmp_path / f"random-{i}.json") for i in range(3)]
+    assert main(["pick", str(csv), "--candidate", "0", "1", "2", "--out", *outs]) in (0, None)
+    picked = [json.loads(open(o).read()) for o in outs]
+    assert [p["candidate"] for p in picked] == [0, 1, 2] and len({" ".join(p["genotype"]) for p in picked}) == 3
+    # A missing candidate (or a count mismatch) stops before any file is written.
+    fresh = [str(tmp_path / f"other-{i}.json") for i in range(2)]
+    assert main(["pick", str(csv), "--candidate", "1", "9", "--out", *fresh]) == 2
+    assert main(["pick", str(csv), "--candidate", "1", "2", "--out", fresh[0]]) == 2
+    assert not any((tmp_path / f"other-{i}.json").exists() for i in range(2))
+    assert "has no candidate 9" in capsys.readouterr().err

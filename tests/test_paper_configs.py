@@ -148,8 +148,8 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
 # of 3 budgets once (300 runs, as in the paper, where 1,800 were trained before).
 @pytest.mark.parametrize("name,expected", [
-    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300, "pick_random": 300,
-                            "proxies": 3, "select_first": 3, "score": 8}),
+    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300, "pick_random": 3,
+                            "proxies": 3, "proxies_reseeded": 3 * 5, "select_first": 3, "score": 8}),
     ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
 ])
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):

@@ -122,24 +122,32 @@ def add_score(sub) -> None:
 
 
 def cmd_pick(args) -> None:
+    if len(args.candidate) != len(args.out):
+        raise BlockswapError(f"pick needs one --out per --candidate, got {len(args.candidate)} candidates and "
+                             f"{len(args.out)} outputs")
     candidates = load_candidates(args.candidates_csv)
-    rows = candidates[candidates["candidate"] == args.candidate]
-    if rows.empty:
-        raise BlockswapError(f"{args.candidates_csv} has no candidate {args.candidate} (0 to {len(candidates) - 1})")
-    row = rows.iloc[0]
-    record = {"genotype": row["genotype"].split(), "candidate": int(row["candidate"]), "params": int(row["params"]),
-              "macs": int(row["macs"]), "ops": int(row["ops"]), "source": str(args.candidates_csv),
-              "provenance": provenance()}
-    write_json(args.out, record)
-    print(f"candidate {args.candidate}: {row['genotype']} -> {args.out}")
+    records = []
+    for index in args.candidate:
+        rows = candidates[candidates["candidate"] == index]
+        if rows.empty:
+            raise BlockswapError(f"{args.candidates_csv} has no candidate {index} (0 to {len(candidates) - 1})")
+        row = rows.iloc[0]
+        records.append({"genotype": row["genotype"].split(), "candidate": int(row["candidate"]),
+                        "params": int(row["params"]), "macs": int(row["macs"]), "ops": int(row["ops"]),
+                        "source": str(args.candidates_csv), "provenance": provenance()})
+    # Every candidate is checked before any file is written: all outputs or none.
+    for record, out in zip(records, args.out):
+        write_json(out, record)
+        print(f"candidate {record['candidate']}: {' '.join(record['genotype'])} -> {out}")
 
 
 def add_pick(sub) -> None:
-    p = sub.add_parser("pick", help="write one sampled candidate as a genotype file",
-                       description="Write candidate i of a candidates CSV as a genotype JSON file.")
+    p = sub.add_parser("pick", help="write sampled candidates as genotype files",
+                       description="Write candidate i of a candidates CSV as a genotype JSON file (several: "
+                       "--candidate and --out take one value each per candidate, in the same order).")
     p.add_argument("candidates_csv", help="output of 'blockswap sample'")
-    p.add_argument("--candidate", type=int, required=True, help="candidate index")
-    p.add_argument("--out", required=True, help="output JSON genotype file")
+    p.add_argument("--candidate", type=int, nargs="+", required=True, help="candidate index(es)")
+    p.add_argument("--out", nargs="+", required=True, help="output JSON genotype file(s), one per candidate")
 
 
 def cmd_select(args) -> None:
