@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import BlockswapError
 from .base import Measurement, Proxy, weight_layers
 
 ZERO_COST = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS (ICLR 2021)"
@@ -31,24 +32,27 @@ def fisher_zc(m: Measurement) -> float:
     and sums all weights: each channel therefore counts fan_in times, fan_in = weight[c].numel()
     (cin/groups * kh * kw for a conv, in_features for a linear layer)."""
     model = m.model.train()
-    layers = weight_layers(model)
-    outputs = []
+    outputs = {}  # by layer: the call order is not the module order (a block's shortcut runs first)
 
     def keep(module, inputs, output):
-        outputs.append(output)
+        if module in outputs:
+            raise BlockswapError(f"fisher_zc: {type(module).__name__} is called twice in one forward pass")
+        outputs[module] = output
         # Later in-place ops (nn.ReLU(inplace=True)) then act on the clone, so `output` stays this
         # layer's own activation and autograd.grad below is dL/d(this output).
         return output.clone()
 
-    handles = [layer.register_forward_hook(keep) for layer in layers]
+    handles = [layer.register_forward_hook(keep) for layer in weight_layers(model)]
     try:
         loss = F.cross_entropy(model(m.images), m.labels)
     finally:
         for handle in handles:
             handle.remove()
-    grads = torch.autograd.grad(loss, outputs)
+    layers = list(outputs)
+    grads = torch.autograd.grad(loss, [outputs[layer] for layer in layers])
     total = 0.0
-    for layer, a, g in zip(layers, outputs, grads):
+    for layer, g in zip(layers, grads):
+        a = outputs[layer]
         per_example_channel = (a.detach() * g).flatten(2).sum(2) if a.dim() > 2 else a.detach() * g
         delta = per_example_channel.square().mean(0) * 0.5
         total += float(delta.sum()) * layer.weight[0].numel()
