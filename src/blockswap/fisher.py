@@ -13,8 +13,8 @@ weight gradient is ever computed, and the backward pass stops at the first block
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import torch

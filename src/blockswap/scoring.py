@@ -29,8 +29,8 @@ from .datasets import Dataset, training_batches
 from .errors import BlockswapError
 from .genotype import Genotype
 from .models import build_model, parse_arch
-from .proxies import PROXIES, measure_candidate, parse_proxies
 from .provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
+from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .seeds import derive_seed
 

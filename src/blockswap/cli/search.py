@@ -10,8 +10,8 @@ from ..datasets import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..models import parse_arch
-from ..proxies import CONTROLS, PROXIES
 from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..proxies import CONTROLS, PROXIES
 from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
 from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
