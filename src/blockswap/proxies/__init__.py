@@ -76,7 +76,9 @@ def measure_candidate(
         measured[k] = {}
         for proxy in own:
             start = time.perf_counter()
-            m = Measurement(private_copy(live), images, labels, seed, candidate, k, dict(costs or {}))
+            # A free proxy runs no network: it is given the live one (nothing to copy).
+            net = live if proxy.cost == "free" else private_copy(live)
+            m = Measurement(net, images, labels, seed, candidate, k, dict(costs or {}))
             value = proxy.compute(m)
             synchronise(images.device)
             seconds[proxy.name] += time.perf_counter() - start
