@@ -352,7 +352,8 @@ class FisherPaths:
         import torch
 
         from blockswap import build_model
-        from blockswap.fisher import PROXIES, fisher_from_probes, measure
+        from blockswap.fisher import fisher_from_probes, measure
+        from blockswap.proxies import PROXIES
         from blockswap.seeds import derive_seed
 
         model = build_model(self.arch, genotype, 10, seed=derive_seed(self.seed, index))

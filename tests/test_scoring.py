@@ -14,7 +14,7 @@ from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
 from blockswap.datasets import load_dataset
 from blockswap.sampling import CostTable, sample_candidates
-from blockswap.scoring import ScoringSettings, parse_shard, score_candidates, select_best, shard_of
+from blockswap.scoring import ScoringSettings, is_timing, parse_shard, score_candidates, select_best, shard_of
 
 SIZE = 8
 
@@ -36,7 +36,8 @@ def settings(**overrides):
 
 
 def without_seconds(frame):
-    return frame.drop(columns="seconds").reset_index(drop=True)
+    """The scores without the timing columns (`seconds` and each proxy's `seconds_<proxy>`)."""
+    return frame.drop(columns=[c for c in frame if is_timing(c)]).reset_index(drop=True)
 
 
 def test_one_shard_equals_three_shards_and_reruns_repeat(tmp_path, digits, candidates):
@@ -45,7 +46,8 @@ def test_one_shard_equals_three_shards_and_reruns_repeat(tmp_path, digits, candi
     pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(pd.concat(parts)))
     again = score_candidates(candidates, settings(), digits, tmp_path / "again.csv", progress=False)
     pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(again))
-    assert list(whole.columns) == ["candidate", "genotype", "params", "macs", "ops", "fisher", "fisher_blocks", "seconds"]
+    assert list(whole.columns) == ["candidate", "genotype", "params", "macs", "ops", "fisher", "fisher_blocks",
+                                   "seconds_fisher", "seconds"]
     assert all(len(json.loads(b)) == 3 for b in whole["fisher_blocks"])
     assert whole["fisher"].nunique() == len(whole)
     meta = json.loads((tmp_path / "s1.csv.provenance.json").read_text())

@@ -13,8 +13,9 @@ weight gradient is ever computed, and the backward pass stops at the first block
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,55 +41,31 @@ class FisherPotential:
 
 def fisher_potential(model: Network, images: torch.Tensor, labels: torch.Tensor) -> FisherPotential:
     """Fisher potential of `model` on one minibatch (total and per block). BN uses batch stats."""
+    from .proxies import PROXIES
+
     model.train()
     values, blocks, _ = measure(model, images, labels, [PROXIES["fisher"]])
     return FisherPotential(values["fisher"], blocks)
 
 
 # --- Table 1 proxies ----------------------------------------------------------------------------
+# Their registry entries (with every other proxy's) are in blockswap.proxies; `measure` is the one
+# pass that computes the Fisher potential and, beside it, Table 1's accuracy, l2 norm and grad norm.
+
+# Names that lived here before the registry moved to blockswap.proxies, still importable from
+# here. Resolved on first use (PEP 562): blockswap.proxies imports this module.
+_MOVED = ("Proxy", "PROXIES", "CONTROLS", "parse_proxies")
 
 
-@dataclass(frozen=True)
-class Proxy:
-    """A cheap predictor of final error, measured on one minibatch after k-1 SGD steps.
+def __getattr__(name: str):
+    if name in _MOVED:
+        from . import proxies
 
-    `higher_is_better` is the sign under which the proxy is used to rank candidates.
-    """
-
-    name: str
-    higher_is_better: bool
-    needs_weight_grads: bool
-    description: str
+        return getattr(proxies, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-PROXIES: dict[str, Proxy] = {
-    p.name: p
-    for p in [
-        Proxy("fisher", True, False, "Fisher potential summed over blocks (the paper's choice)"),
-        Proxy("accuracy", True, False, "training accuracy (%) on the minibatch"),
-        Proxy("l2_norm", True, False, "sum over weight tensors of their l2 norm"),
-        Proxy("grad_norm", True, True, "sum over weight tensors of the l2 norm of dL/dW"),
-    ]
-}
-# Cost columns of the candidates table, reported beside the proxies as controls in Table 1.
-# name -> higher_is_better: under a fixed budget a larger network is predicted to err less.
-CONTROLS = {"params": True, "macs": True}
-
-
-def parse_proxies(names: Iterable[str]) -> list[Proxy]:
-    proxies = []
-    for name in names:
-        if name not in PROXIES:
-            raise BlockswapError(f"unknown proxy {name!r}; allowed: {', '.join(PROXIES)}")
-        proxies.append(PROXIES[name])
-    if not proxies or proxies[0].name != "fisher":
-        proxies = [PROXIES["fisher"]] + [p for p in proxies if p.name != "fisher"]
-    return proxies
-
-
-def measure(
-    model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence[Proxy], keep_graph: bool = False
-):
+def measure(model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence, keep_graph: bool = False):
     """All `proxies` on one minibatch; returns (values, fisher per block, loss for a training step)."""
     out = model.forward_intermediates(images)
     loss = F.cross_entropy(out.logits, labels)
@@ -115,12 +92,17 @@ ABLATION_WEIGHT_DECAY = 5e-4
 def measure_along_training(
     model: Network,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    proxies: Sequence[Proxy],
+    proxies: Sequence,
     minibatches: Sequence[int],
+    at_point: Optional[Callable[[int, Network, torch.Tensor, torch.Tensor], None]] = None,
+    timings: Optional[dict] = None,
 ) -> dict[int, tuple[dict, list[float]]]:
     """Proxies after k minibatches for each k: measured on minibatch k after SGD on 1..k-1.
 
     k = 1 is the network at initialisation, so `fisher` at k = 1 is the Fisher potential.
+    `at_point(k, model, images, labels)` runs at each k before the shared pass touches the
+    network (the other proxies copy it there: its BN statistics are still those after k-1 steps);
+    `timings[k]` receives the seconds of the shared pass.
     """
     points = sorted(set(minibatches))
     if not points or points[0] < 1:
@@ -139,7 +121,13 @@ def measure_along_training(
             raise BlockswapError(f"the training set ran out of minibatches before step {step}") from None
         last = step == points[-1]
         if step in points:
+            if at_point is not None:
+                at_point(step, model, images, labels)
+            start = time.perf_counter()
             values, blocks, loss = measure(model, images, labels, proxies, keep_graph=not last)
+            if timings is not None:
+                synchronise(images.device)
+                timings[step] = time.perf_counter() - start
             results[step] = (values, blocks)
         elif not last:
             loss = F.cross_entropy(model(images), labels)
@@ -149,3 +137,9 @@ def measure_along_training(
             optimiser.step()
     return results
 
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a timing counts it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

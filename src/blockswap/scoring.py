@@ -27,10 +27,10 @@ from tqdm import tqdm
 from .checks import parse_csv, read_csv_table
 from .datasets import Dataset, training_batches
 from .errors import BlockswapError
-from .fisher import measure_along_training, parse_proxies
 from .genotype import Genotype
 from .models import build_model, parse_arch
 from .provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
+from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .seeds import derive_seed
 
@@ -40,11 +40,22 @@ PARTIAL_SUFFIX = ".partial"
 SCORE_KINDS = {"candidate": "int", "genotype": "text", "params": "int", "macs": "int", "ops": "int",
                "fisher": "number", "fisher_blocks": "numbers", "seconds": "number"}
 SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candidate reads
+# `seconds_<proxy>`: one proxy's seconds per candidate (summed over its points k). Not
+# `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
+TIMING_PREFIX = "seconds_"
 
 
 def score_kind(column: str) -> Optional[str]:
-    """A scores-file column's kind: the fixed columns, and every `<proxy>@<k>` a finite number."""
+    """A scores-file column's kind: the fixed columns, every `<proxy>@<k>` and every
+    `seconds_<proxy>` a finite number."""
+    if column.startswith(TIMING_PREFIX):
+        return "number"
     return SCORE_KINDS.get(column, "number" if "@" in column else None)
+
+
+def is_timing(column: str) -> bool:
+    """A column that holds a time: it differs between runs that give the same scores."""
+    return column == "seconds" or column.startswith(TIMING_PREFIX)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -97,10 +108,19 @@ class ScoringSettings:
     def extra_columns(self) -> list[tuple[str, int, str]]:
         """(proxy, k, column) of every measurement beyond the Fisher potential at k = 1 (which is
         the `fisher` and `fisher_blocks` columns): `<proxy>@<k>`."""
-        return [(p, k, f"{p}@{k}") for k in self.minibatches for p in self.proxies if (p, k) != ("fisher", 1)]
+        return [(p, k, f"{p}@{k}") for k in self.minibatches for p in self.proxies
+                if (p, k) != ("fisher", 1) and not PROXIES[p].cost_column]
 
     def columns(self) -> list[str]:
+        """The score columns. A cost-column control (params, macs) adds none: the candidates'
+        own column is its score."""
         return ["fisher", "fisher_blocks"] + [column for _, _, column in self.extra_columns()]
+
+    def timing_columns(self) -> list[str]:
+        """`seconds_<proxy>` per pass: `seconds_fisher` is the Fisher potential's pass, which also
+        measures Table 1's accuracy, l2_norm and grad_norm; every other proxy has its own."""
+        own = [p for p in self.proxies if PROXIES[p].own_pass]
+        return [f"{TIMING_PREFIX}{p}" for p in ["fisher"] + own]
 
 
 class Scorer:
@@ -130,15 +150,20 @@ class Scorer:
         seed = derive_seed(self.settings.seed, candidate, 1)
         return map(self.formatted, training_batches(self.data, self.settings.batch_size, seed, self.device))
 
-    def score(self, candidate: int, genotype: Genotype) -> dict:
+    def score(self, candidate: int, genotype: Genotype, costs: Optional[dict] = None) -> dict:
+        """One candidate's row: its scores, then seconds per proxy pass and in all. `costs` (its
+        params / macs / ops) is what the cost-column controls read."""
         start = time.perf_counter()
         model = build_model(self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate))
         model.to(self.device, memory_format=self.memory_format)
-        results = measure_along_training(model, self.batches(candidate), self.proxies, self.points)
+        results, seconds = measure_candidate(model, self.batches(candidate), self.proxies, self.points,
+                                             self.settings.seed, candidate, costs)
         values, blocks = results[1]
         record = {"fisher": values["fisher"], "fisher_blocks": json.dumps(blocks)}
         for proxy, k, column in self.settings.extra_columns():
             record[column] = results[k][0][proxy]
+        for column in self.settings.timing_columns():
+            record[column] = round(seconds[column[len(TIMING_PREFIX) :]], 4)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         record["seconds"] = round(time.perf_counter() - start, 4)
@@ -175,7 +200,7 @@ def score_candidates(
     rows = shard_of(candidates, shard)
     fingerprint = _fingerprint(settings, rows)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    header = CANDIDATE_COLUMNS + settings.columns() + ["seconds"]
+    header = CANDIDATE_COLUMNS + settings.columns() + settings.timing_columns() + ["seconds"]
     start = time.perf_counter()
     with _locked(partial, out) as fh:
         done = _read_partial(fh, partial, fingerprint, header, rows)
@@ -188,7 +213,8 @@ def score_candidates(
                        desc=f"scoring shard {shard[0]}/{shard[1]}", unit="cand")
             for row in bar:
                 record = {c: getattr(row, c) for c in CANDIDATE_COLUMNS}
-                record.update(scorer.score(int(row.candidate), Genotype.parse(row.genotype)))
+                costs = {c: int(getattr(row, c)) for c in ("params", "macs", "ops")}
+                record.update(scorer.score(int(row.candidate), Genotype.parse(row.genotype), costs))
                 fh.write(pd.DataFrame([record], columns=header).to_csv(index=False, header=False).encode())
                 fh.flush()
                 bar.set_postfix(fisher=f"{record['fisher']:.3g}")
@@ -288,7 +314,7 @@ def _read_partial(fh, partial: Path, fingerprint: str, header: list[str], rows: 
         if len(differ):
             raise BlockswapError(f"{partial}: candidate {differ['candidate'].iloc[0]} has another {column} than this "
                                  f"shard's; {_afresh(partial)}")
-    distinct = done.drop_duplicates([c for c in header if c != "seconds"])
+    distinct = done.drop_duplicates([c for c in header if not is_timing(c)])
     twice = sorted(set(distinct.loc[distinct["candidate"].duplicated(), "candidate"]))
     if twice:
         raise BlockswapError(f"{partial} scores candidate {twice[0]} twice with different values; {_afresh(partial)}")

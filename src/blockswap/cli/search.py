@@ -9,9 +9,9 @@ from ..blocks import CANDIDATE_SETS, candidate_set
 from ..datasets import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
-from ..fisher import CONTROLS, PROXIES
 from ..models import parse_arch
 from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..proxies import CONTROLS, PROXIES
 from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
 from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
@@ -103,12 +103,15 @@ def add_score(sub) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
     p.add_argument("--seed", type=seed_argument, default=0,
                    help="seeds the minibatch and every candidate's initialisation (0 to 2^32-1)")
-    signs = ", ".join(f"{name} ({'higher' if p.higher_is_better else 'lower'} = better)" for name, p in PROXIES.items())
-    controls = ", ".join(f"{name} ({'higher' if up else 'lower'} = better)" for name, up in CONTROLS.items())
+    measured = [name for name, proxy in PROXIES.items() if not proxy.cost_column]
+    lower = [name for name, proxy in PROXIES.items() if not proxy.higher_is_better]
+    signs = f"lower = better for {', '.join(lower)}, higher for the rest" if lower else "higher = better for all"
     p.add_argument(
         "--proxies",
         default="fisher",
-        help=f"comma-separated, from: {signs}; the candidates' {controls} columns are controls",
+        help=f"comma-separated, from: {', '.join(measured)} ({signs}; docs/proxies.md); fisher is always scored; the "
+        f"candidates' {', '.join(CONTROLS)} columns are controls (accepted, no column added); a column "
+        "<proxy>@<k> per proxy and k, and seconds_<proxy> per proxy pass",
     )
     p.add_argument("--minibatches", default="1", help="comma-separated k: proxies after k minibatches (e.g. 1,10,100)")
     p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",

@@ -1,0 +1,137 @@
+"""Proxies read from activations (or the input Jacobian) of one forward pass, BatchNorm in
+training mode, on the proxy's own copy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .base import Measurement, Proxy
+
+MELLOR = "Mellor et al., Neural Architecture Search without Training (ICML 2021)"
+
+# Every way a ReLU is called: nn.ReLU (F.relu, in place or not), the functional forms, the
+# tensor methods. A TorchFunctionMode sees the outermost call only (the mode is off while the
+# intercepted call runs), so F.relu -> torch.relu_ is one ReLU, not two.
+RELU_CALLS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_})
+
+
+class ReluCodes(TorchFunctionMode):
+    """Accumulates NASWOT's kernel over every ReLU called while the mode is active:
+    K_H += c c^T + (1 - c)(1 - c)^T with c the binary code (x > 0) of the ReLU's INPUT per example,
+    read before the call (nn.ReLU(inplace=True) overwrites its input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = None
+        self.relus = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in RELU_CALLS:
+            x = args[0] if args else kwargs["input"]
+            codes = (x.detach() > 0).flatten(1).float()
+            # (1-c)(1-c)^T = U - s 1^T - 1 s^T + c c^T (s: each example's count of ones, U units):
+            # one matrix product instead of two. Exact: products of 0/1 summed in float32 are
+            # whole numbers below 2^24 for any layer of fewer than 16.7M units per example.
+            ones = codes.sum(1, keepdim=True)
+            k = (2 * (codes @ codes.T) - ones - ones.T + codes.shape[1]).double()
+            self.kernel = k if self.kernel is None else self.kernel + k
+            self.relus += 1
+        return func(*args, **kwargs)
+
+
+@torch.no_grad()
+def relu_kernel(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """NASWOT's K_H on `images` and the number of ReLU calls it was accumulated over."""
+    with ReluCodes() as codes:
+        model(images)
+    return codes.kernel, codes.relus
+
+
+def naswot(m: Measurement) -> float:
+    """NASWOT: log |K_H| (slogdet) with K_H[i, j] = number of ReLU units on which examples i and j
+    have the same binary code = sum over ReLUs of (c c^T + (1-c)(1-c)^T). BN in training mode
+    (the network as Mellor et al.'s code scores it). A singular K_H (two examples with identical
+    codes everywhere) has log 0 = -inf: stored as the floor."""
+    kernel, _ = relu_kernel(m.model.train(), m.images)
+    if kernel is None:
+        return -math.inf  # no ReLU: every pair agrees on nothing, K_H = 0
+    sign, logdet = torch.linalg.slogdet(kernel)
+    return float(logdet) if sign > 0 else -math.inf
+
+
+JACOB_COV_K = 1e-5
+
+
+def jacob_cov(m: Measurement) -> float:
+    """Jacobian covariance (Mellor et al. 2020 arXiv v1; zero-cost-nas's jacob_cov): J = d(sum of
+    the outputs)/d(input), one row per example (BN in training mode, so rows also carry the batch
+    statistics' coupling, as zero-cost-nas's backward of ones does); Sigma = Pearson correlation of
+    the rows; score = -sum_i (log(lambda_i + k) + 1/(lambda_i + k)), k = 1e-5, lambda the
+    eigenvalues of Sigma (symmetric solver, float64). A row of zero variance makes Sigma undefined
+    (zero-cost-nas returns NaN): stored as the floor."""
+    model = m.model.train()
+    x = m.images.detach().clone().requires_grad_(True)
+    (jacobian,) = torch.autograd.grad(model(x).sum(), x)
+    rows = jacobian.reshape(x.shape[0], -1).double()
+    corr = torch.corrcoef(rows)
+    if not torch.isfinite(corr).all():
+        return -math.inf
+    eigenvalues = torch.linalg.eigvalsh(corr)
+    return float(-(torch.log(eigenvalues + JACOB_COV_K) + 1 / (eigenvalues + JACOB_COV_K)).sum())
+
+
+@torch.no_grad()
+def meco(m: Measurement) -> float:
+    """MeCo (Jiang et al., NeurIPS 2023): one standard Gaussian example of the network's input
+    shape, BN in training mode; for every layer's feature map f (C x H x W) the Pearson
+    correlation P of its C channels (rows of length HW), NaN/inf entries set to 0 (a constant
+    channel, as MeCo's code does), and score = sum over layers of lambda_min(P).
+
+    Layers: every leaf module whose output is a feature map (N, C, H, W): each conv, BN, ReLU and
+    pooling layer. MeCo's code hooks every module, containers included; a container's output is
+    its last layer's, counted again, and our blocks return (output, probe) pairs that code cannot
+    read, so leaves only. All channels are used (MeCo_opt's channel sampling is not)."""
+    model = m.model.train()
+    x = torch.randn((1,) + tuple(m.images.shape[1:]), generator=m.generator("meco"), dtype=torch.float64)
+    values = []
+
+    def hook(module, inputs, output):
+        # At once: a later in-place ReLU would overwrite a BN's output.
+        # A 1 x 1 map (global pooling) has no per-channel variance: its correlation is all NaN,
+        # 0 under MeCo's rule, lambda_min 0; it adds nothing and is skipped.
+        if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
+            f = output[0].detach().double().reshape(output.shape[1], -1)
+            corr = torch.nan_to_num(torch.corrcoef(f), nan=0.0, posinf=0.0, neginf=0.0)
+            values.append(float(torch.linalg.eigvalsh(corr).min()))
+
+    leaves = [module for module in model.modules() if not list(module.children())]
+    handles = [module.register_forward_hook(hook) for module in leaves]
+    try:
+        model(x.to(device=m.images.device, dtype=m.images.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(values)
+
+
+ENTRIES = {
+    p.name: p
+    for p in [
+        Proxy("naswot", True, "log |K_H|, K_H[i,j] = ReLU units where examples i and j have the same code (x > 0)",
+              MELLOR, labels=False, data="minibatch", batchnorm="train", dtype="float64", cost="forward",
+              kind="activation", compute=naswot),
+        Proxy("jacob_cov", True, "-sum(log(lambda + 1e-5) + 1/(lambda + 1e-5)), lambda the eigenvalues of the "
+              "correlation of per-example input Jacobians of the output sum", MELLOR + " (arXiv v1); Abdelfattah et "
+              "al. (ICLR 2021)", labels=False, data="minibatch", batchnorm="train", dtype="scoring",
+              cost="forward+backward", kind="activation", compute=jacob_cov),
+        Proxy("meco", True, "sum over layers of the minimum eigenvalue of the channel correlation of the feature "
+              "map of one Gaussian example", "Jiang et al., MeCo (NeurIPS 2023)", labels=False, data="gaussian",
+              batchnorm="train", dtype="scoring", cost="forward", kind="activation", compute=meco),
+    ]
+}
