@@ -175,3 +175,12 @@ def test_every_sampled_budget_is_counted_under_its_own_key():
 def test_the_default_and_paper_configs_pass_every_check():
     for name in ("config/config.yaml", "config/paper-cifar10.yaml", "config/paper-imagenet.yaml", "tests/config.yaml"):
         check_plan(load(name))
+
+
+def test_the_schema_allows_exactly_the_proxy_registry():
+    import yaml
+
+    from blockswap.proxies import PROXIES
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    assert schema["properties"]["ablation"]["properties"]["proxies"]["items"]["enum"] == list(PROXIES)

@@ -273,9 +273,11 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
 
 def higher_is_better(proxy: str) -> bool:
     """The registry's sign of a proxy or control: whether higher values predict lower error."""
-    from .fisher import CONTROLS, PROXIES
+    from .proxies import PROXIES
 
-    return CONTROLS[proxy] if proxy in CONTROLS else PROXIES[proxy].higher_is_better
+    if proxy not in PROXIES:
+        raise BlockswapError(f"a scores file has a column of proxy {proxy!r}, which the proxy registry does not know")
+    return PROXIES[proxy].higher_is_better
 
 
 def correlation_table(students: pd.DataFrame, proxy_files: dict,
