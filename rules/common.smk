@@ -102,6 +102,12 @@ def training_args(network=None):
     return args + (" --drop-last" if t["drop_last"] else "")
 
 
+def search_proxy_args():
+    """The search scores its proxy besides the Fisher potential (which every score file has)."""
+    proxy = config["search"]["proxy"]
+    return "" if proxy in ("fisher", "params", "macs") else f"--proxies {proxy} --minibatches 1 "
+
+
 def distillation_args(network):
     """AT weight (auto: rescaled with the image size by the trainer) and, for SNIP, the pruning."""
     beta = config["distillation"]["beta"]
@@ -160,9 +166,7 @@ PROXY_FILES = {b: f"{RESULTS}/ablation/{b}/proxies.csv" for b in ABLATED}
 PROXY_ARGS = " ".join(f"--proxies {b}={path}" for b, path in PROXY_FILES.items())
 # Rank stability: the same candidates scored again under each of these scoring seeds.
 STABILITY_SEEDS = [config["search"]["seed"] + i for i in range(1, config["ablation"]["stability_seeds"] + 1)]
-STABILITY_FILES = [
-    f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv" for b in ABLATED for s in STABILITY_SEEDS
-]
+STABILITY_FILES = [f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv" for b in ABLATED for s in STABILITY_SEEDS]
 SHOOTOUT_PROXIES = ",".join(config["ablation"]["proxies"])  # the --proxies of every ablation scoring
 
 

@@ -42,8 +42,10 @@ rule score:
     params:
         search=config["search"],
         data=data_args(),
+        proxy=search_proxy_args(),
     shell:
         "blockswap score {input.candidates} {params.data} --shard {wildcards.shard}/{params.search[shards]} "
+        "{params.proxy}"
         "--batch-size {params.search[batch_size]} --seed {params.search[seed]} --quiet "
         "--out {output} > {log} 2>&1"
 
@@ -60,8 +62,11 @@ rule select:
         f"{LOGS}/search/{{budget}}/select.log",
     conda:
         "../environment.yml"
+    params:
+        proxy=config["search"]["proxy"],
     shell:
-        "blockswap select {input.scores} --candidates {input.candidates} --out {output} > {log} 2>&1"
+        "blockswap select {input.scores} --candidates {input.candidates} --proxy {params.proxy} "
+        "--out {output} > {log} 2>&1"
 
 
 # The samples ablation: the Fisher-best among the first N candidates of the same scored list.
@@ -78,6 +83,9 @@ rule select_first:
         n="[0-9]+",
     conda:
         "../environment.yml"
+    params:
+        proxy=config["search"]["proxy"],
     shell:
-        "blockswap select {input.scores} --candidates {input.candidates} --first {wildcards.n} --out {output} "
+        "blockswap select {input.scores} --candidates {input.candidates} --first {wildcards.n} "
+        "--proxy {params.proxy} --out {output} "
         "> {log} 2>&1"

@@ -182,3 +182,27 @@ def test_score_cli_errors(tmp_path, capsys, candidates):
         assert code == 2 and message in err, err
     assert not (tmp_path / "s.csv").exists()
     assert main(["score", str(tmp_path / "none.csv"), "--dataset", "digits", "--out", "x.csv"]) == 2
+
+
+def test_select_by_another_proxy_uses_its_sign(tmp_path):
+    """`select --proxy`: the best candidate by that proxy's column at k = 1, not by Fisher potential."""
+    from blockswap.cli import main
+
+    csv = tmp_path / "c.csv"
+    assert main(["sample", "--arch", "wrn-10-1", "--budget", "30000", "--tolerance", "0.1", "--samples", "12",
+                 "--seed", "3", "--dataset", "digits", "--image-size", "8", "--out", str(csv)]) in (0, None)
+    scores = tmp_path / "s.csv"
+    assert main(["score", str(csv), "--dataset", "digits", "--image-size", "8", "--batch-size", "32",
+                 "--proxies", "synflow,random", "--minibatches", "1", "--quiet", "--out", str(scores)]) in (0, None)
+    frame = pd.read_csv(scores)
+    by = {}
+    for proxy, column in (("fisher", "fisher"), ("synflow", "synflow@1"), ("random", "random@1"), ("params", "params")):
+        out = tmp_path / f"{proxy}.json"
+        assert main(["select", str(scores), "--candidates", str(csv), "--proxy", proxy, "--out", str(out)]) in (0, None)
+        chosen = json.loads(out.read_text())
+        assert chosen["proxy"] == proxy and chosen["candidate"] == int(frame.loc[frame[column].idxmax(), "candidate"])
+        assert chosen["score"] == pytest.approx(frame[column].max())
+        by[proxy] = chosen["candidate"]
+    assert len(set(by.values())) > 1  # the proxies disagree somewhere, so the choice follows the proxy
+    assert main(["select", str(scores), "--candidates", str(csv), "--proxy", "zen", "--out", str(tmp_path / "z.json")]) == 2
+    assert main(["select", str(scores), "--candidates", str(csv), "--proxy", "nope", "--out", str(tmp_path / "n.json")]) == 2

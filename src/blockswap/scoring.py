@@ -345,15 +345,29 @@ def load_candidates(path) -> pd.DataFrame:
 TOP_ROWS = 10  # rows of the rank table kept in the selection's provenance
 
 
-def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optional[int] = None) -> dict:
+def selection_column(proxy: str) -> str:
+    """The scores-file column a proxy selects by: its value at initialisation (k = 1)."""
+    from .proxies import PROXIES
+
+    if proxy not in PROXIES:
+        raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
+    return proxy if proxy in ("fisher", "params", "macs") else f"{proxy}@1"
+
+
+def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optional[int] = None,
+                proxy: str = "fisher") -> dict:
     """Merge shards, check that they score every candidate of `candidates_file` exactly once, each
-    as listed there and all with the same settings, and return the top-Fisher one (of the first
-    `first` candidates only, for the samples ablation: best-of-N)."""
+    as listed there and all with the same settings, and return the best one by `proxy` (the
+    paper's: highest Fisher potential), of the first `first` candidates only for the samples
+    ablation (best-of-N)."""
+    from .proxies import PROXIES
+
+    by = selection_column(proxy)
     candidates = load_candidates(candidates_file).set_index("candidate")
     total = len(candidates)
     frames, settings = [], {}
     for path in map(Path, score_files):
-        frame, record = read_scores(path)
+        frame, record = read_scores(path, list(dict.fromkeys(SELECT_COLUMNS + [by])))
         sampled = (record or {}).get("candidates_total")
         if sampled is not None and sampled != total:
             raise BlockswapError(f"{path} scores a list of {sampled} candidates but {candidates_file} has {total}: "
@@ -389,13 +403,17 @@ def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optio
         if not 1 <= first <= total:
             raise BlockswapError(f"--first must be between 1 and the {total} scored candidates, got {first}")
         merged = merged[merged["candidate"] < first]
-    # Highest Fisher potential wins; ties go to the lower candidate index (deterministic).
-    ranked = merged.sort_values(["fisher", "candidate"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    # The best by the proxy's sign wins (highest Fisher potential, in the paper); ties go to the
+    # lower candidate index (deterministic).
+    higher = PROXIES[proxy].higher_is_better
+    ranked = merged.sort_values([by, "candidate"], ascending=[not higher, True], kind="stable").reset_index(drop=True)
     best = ranked.iloc[0]
-    top = ranked.head(TOP_ROWS)[["candidate", "genotype", "params", "macs", "ops", "fisher"]]
+    top = ranked.head(TOP_ROWS)[list(dict.fromkeys(["candidate", "genotype", "params", "macs", "ops", "fisher", by]))]
     return {
         "genotype": best["genotype"].split(),
         "candidate": int(best["candidate"]),
+        "proxy": proxy,
+        "score": float(best[by]),
         "fisher": float(best["fisher"]),
         "params": int(best["params"]),
         "macs": int(best["macs"]),

@@ -154,10 +154,10 @@ def add_pick(sub) -> None:
 
 
 def cmd_select(args) -> None:
-    best = select_best([Path(p) for p in args.scores], Path(args.candidates), args.first)
+    best = select_best([Path(p) for p in args.scores], Path(args.candidates), args.first, args.proxy)
     record = {**best, "provenance": provenance()}
     write_json(args.out, record)
-    print(f"selected candidate {best['candidate']} of {best['candidates']} (Fisher {best['fisher']:.6g}, "
+    print(f"selected candidate {best['candidate']} of {best['candidates']} ({args.proxy} {best['score']:.6g}, "
           f"{best['params']} params) -> {args.out}")
 
 
@@ -172,6 +172,8 @@ def add_select(sub) -> None:
     p.add_argument("--candidates", required=True, help="the candidates CSV the shards were scored from "
                    "('blockswap sample --out'): every one must be scored exactly once")
     p.add_argument("--first", type=int, help="only the first N candidates compete (samples ablation: best of N)")
+    p.add_argument("--proxy", default="fisher", help="the proxy that ranks the candidates, at initialisation "
+                   "(default fisher, the paper's; any name of the proxy registry the shards were scored with)")
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
 
 
