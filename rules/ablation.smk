@@ -69,7 +69,7 @@ rule proxies_reseeded:
     params:
         data=data_args(),
         search=config["search"],
-        limit=config["ablation"]["random_students"],
+        limit=config["ablation"]["stability_candidates"] or config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,
     shell:
         "blockswap score {input.candidates} {params.data} --limit {params.limit} "

@@ -38,6 +38,8 @@ else:
             f"{LOGS}/teachers/seed-{{seed}}.log",
         benchmark:
             f"{BENCHMARKS}/teachers/seed-{{seed}}.tsv"
+        # Every student waits for its teacher: start the teachers before any other ready job.
+        priority: 10
         conda:
             "../environment.yml"
         resources:

@@ -58,6 +58,9 @@ WORKFLOW_CASES = [
     ({"ablation": {"random_students": 13}},
      "ablation.random_students: 13 is more than search.samples (12); random students are the first sampled "
      "candidates; allowed: 0 to 12"),
+    ({"ablation": {"stability_candidates": 13}},
+     "ablation.stability_candidates: 13 is more than search.samples (12); allowed: 2 to 12"),
+    ({"ablation": {"stability_seeds": 1}}, "ablation.stability_seeds: 1 should not be valid"),
     # Names and seeds that cannot make file names or seed every generator.
     ({"run": "r" * 101}, f"run: '{'r' * 101}' is too long"),
     ({"seeds": [0, 1, 2**32]}, "seeds.2: 4294967296 is greater than the maximum of 4294967295"),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import ROOT
 from datafiles import write_cifar10, write_cifar100, write_imagenet, write_svhn, write_torchvision_resnet34
 from snakemake_log import job_counts
@@ -70,17 +71,22 @@ def count(frame: pd.DataFrame, column: str = "method") -> dict:
 def check_default(results: Path) -> None:
     students = rows(results, "students")
     table2 = rows(results, "table2")
-    # 3 budgets: one searched BlockSwap student each, 2 reduced networks, the Moonshine networks
+    # 2 budgets: one searched BlockSwap student each, 2 reduced networks, the Moonshine networks
     # that lie within 2.5 % of a budget, 2 random students per budget, one seed.
     moonshine = count(table2).get("moonshine", 0)
     notes = count(table2).get("note", 0)
-    assert moonshine + notes == 3  # each budget has a Moonshine network or a note saying none is near
-    assert count(students) == {"teacher": 1, "blockswap": 3, "reduced": 2, "random": 6, **(
+    assert moonshine + notes == 2  # each budget has a Moonshine network or a note saying none is near
+    assert count(students) == {"teacher": 1, "blockswap": 2, "reduced": 2, "random": 4, **(
         {"moonshine": moonshine} if moonshine else {})}
     assert students.loc[students["method"] == "blockswap", "fisher"].notna().all()
     assert students.loc[students["method"] == "random", "candidate"].notna().all()
     correlation = rows(results, "correlation")
-    assert len(correlation) == 3 * (4 * 2 + 2)  # budgets x (proxies x minibatches + params, macs)
+    # 2 budgets and the pooled rows x (every proxy of the config at k = 1 + params, MACs).
+    proxies = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["ablation"]["proxies"]
+    assert len(proxies) >= 16 and len(correlation) == 3 * (len(proxies) + 2)
+    stability = rows(results, "stability")
+    assert len(stability) == 2 * len(proxies) and (stability["seeds"] == 2).all()
+    assert set(rows(results, "proxy_costs")["proxy"]) >= {"fisher", "grasp", "synflow", "naswot", "random"}
 
 
 def check_paper_cifar10(results: Path) -> None:
@@ -97,8 +103,12 @@ def check_paper_cifar10(results: Path) -> None:
     samples = rows(results, "samples")
     assert samples["samples"].dropna().tolist() == [2, 4] and len(samples) == 3  # + the single-blocktype reference
     correlation = rows(results, "correlation")
-    assert sorted(correlation["budget"].unique()) == [200000, 400000, 800000]
-    assert len(correlation) == 3 * (4 * 2 + 2) and (correlation["n"] == 2).all()
+    assert sorted(correlation["budget"].astype(str).unique()) == ["200000", "400000", "800000", "pooled"]
+    proxies = yaml.safe_load((ROOT / "config" / "paper-cifar10.yaml").read_text())["ablation"]["proxies"]
+    # 3 budgets and the pooled rows x (every proxy after 1 and 2 minibatches + params, MACs).
+    assert len(correlation) == 4 * (len(proxies) * 2 + 2)
+    assert set(correlation.groupby(correlation["budget"].astype(str))["n"].max()) == {2, 6}
+    assert correlation["paper_spearman"].notna().sum() == 3 * 4  # Table 1's four metrics at k = 1 per budget
 
 
 def check_paper_imagenet(results: Path) -> None:
@@ -113,9 +123,9 @@ def check_paper_imagenet(results: Path) -> None:
 
 # Configuration -> (tables, figures the README lists for it, the row checks).
 EXPECTED = {
-    "config.yaml": (["costs", "students", "table2", "correlation"],
-                    ["pareto", "search_60000", "search_100000", "search_150000", "random_students",
-                     "fisher_vs_error"], check_default),
+    "config.yaml": (["costs", "students", "table2", "correlation", "stability", "proxy_costs"],
+                    ["pareto", "search_60000", "search_150000", "random_students", "fisher_vs_error", "forest",
+                     "proxy_scatter"], check_default),
     "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation"],
                            ["pareto", "random_students", "fisher_vs_error"], check_paper_cifar10),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),

@@ -163,6 +163,7 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
     """Score against trained error of the random students for the `best` proxies (pooled quality at
     k = 1, controls excluded), one row per proxy, one column per budget."""
     from .correlation import POOLED, ranked
+    from .proxies.base import FLOOR
 
     budgets = sorted(proxies, key=int)
     pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]
@@ -178,7 +179,10 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
         for i, name in enumerate(names):
             column = "fisher" if name == "fisher" else f"{name}@1"
             ax = axes[i][j]
-            ax.scatter(joined[column], joined["test_error"], s=12)
+            # A degenerate network's log-valued score is stored as the floor value (proxies.FLOOR):
+            # it ranks last in the statistics but has no place on an axis.
+            shown = joined[joined[column] > FLOOR]
+            ax.scatter(shown[column], shown["test_error"], s=12)
             row = correlations[(correlations["budget"].astype(str) == budget) & (correlations["proxy"] == name)
                                & (correlations["minibatches"] == 1)].iloc[0]
             ax.set_title(f"{int(budget) / 1e3:g}K, n = {int(row['n'])}: quality {row['quality']:+.2f} "

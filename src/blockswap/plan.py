@@ -261,6 +261,10 @@ def check_plan(config: dict) -> None:
         raise BlockswapError(f"ablation.random_students: {ablation['random_students']} is more than search.samples "
                              f"({search['samples']}); random students are the first sampled candidates; "
                              f"allowed: 0 to {search['samples']}")
+    stability = ablation.get("stability_candidates")
+    if stability is not None and stability > search["samples"]:
+        raise BlockswapError(f"ablation.stability_candidates: {stability} is more than search.samples "
+                             f"({search['samples']}); allowed: 2 to {search['samples']}")
     too_many = [n for n in ablation["samples"] if n > search["samples"]]
     if too_many:
         raise BlockswapError(f"ablation.samples: {too_many} exceed search.samples ({search['samples']})")
