@@ -54,6 +54,27 @@ def report_correlation(args):
     return table, correlation_layout(table)
 
 
+def report_search_curves(args):
+    from ..report import search_curves, significant
+
+    table = search_curves(args.inputs)
+    return table, significant(table)
+
+
+def report_search_winners(args):
+    from ..report import search_winners, significant
+
+    table = search_winners(read_students(args.inputs))
+    return table, significant(table)
+
+
+def report_bestof_seeds(args):
+    from ..report import bestof_seeds, significant
+
+    table = bestof_seeds(read_students(args.inputs))
+    return table, significant(table)
+
+
 # Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
 REPORT_BUILDERS = {
     "costs": report_costs,
@@ -62,6 +83,9 @@ REPORT_BUILDERS = {
     "table3": report_table3,
     "samples": report_samples,
     "correlation": report_correlation,
+    "search_curves": report_search_curves,  # guided search (issue 13): search histories
+    "search_winners": report_search_winners,  # students CSVs of the comparison
+    "bestof_seeds": report_bestof_seeds,
 }
 
 
@@ -135,6 +159,7 @@ FIGURE_BUILDERS = {
     "search": figure_search,
     "random_students": lambda args, figures: figures.random_students(read_students(args.inputs), Path(args.out)),
     "fisher_vs_error": figure_fisher_vs_error,
+    "search_curves": lambda args, figures: figures.search_curves([Path(p) for p in args.inputs], Path(args.out)),
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from ..blocks import CANDIDATE_SETS, candidate_set
@@ -12,23 +11,9 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..fisher import CONTROLS, PROXIES
 from ..models import parse_arch
-from ..provenance import (
-    provenance,
-    provenance_path,
-    read_sidecar,
-    write_json,
-    write_result_text,
-)
+from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
 from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
-from ..scoring import (
-    MINIBATCH_MODES,
-    Scorer,
-    ScoringSettings,
-    load_candidates,
-    parse_shard,
-    score_candidates,
-    select_best,
-)
+from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
 from .networks import input_size_for
 
@@ -180,7 +165,10 @@ def add_select(sub) -> None:
 
 
 def cmd_search(args) -> None:
+    from dataclasses import asdict
+
     from ..evolution import SearchSettings, search_to_file
+    from ..scoring import Scorer
 
     arch = parse_arch(args.arch)
     input_size, classes = input_size_for(args.dataset, args.image_size)
