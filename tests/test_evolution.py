@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
@@ -244,3 +245,78 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
     assert record["search"]["proxy"] == "l2_norm" and record["search"]["higher_is_better"] is True
     assert (frame["fitness"] != frame["fisher"]).all()  # the fitness is the asked proxy, Fisher beside it
     assert record["population_used"] == 2 and record["tournament_used"] == 2
+
+
+# --- in the workflow --------------------------------------------------------------------------------
+
+
+def plan_of(tmp_path, overlay):
+    from conftest import GENOTYPES, ROOT
+
+    from blockswap.plan import load_config, plan_networks
+
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    config = load_config([ROOT / "config" / "config.yaml", path])
+    return plan_networks(config, GENOTYPES, "results/x")
+
+
+def test_the_comparison_plans_winners_and_best_of_n_per_search_seed(tmp_path):
+    plans = plan_of(tmp_path, {})
+    compared = [p for p in plans.values() if p.method in ("randomsearch", "evolution", "bestofn")]
+    assert sorted(p.name for p in compared if p.method == "evolution") == [
+        "evolution-60000-s0", "evolution-60000-s1", "evolution-60000-s2"]
+    assert {p.first for p in compared if p.method == "bestofn"} == {1, 5, 20}
+    assert all(p.seeds == (0,) and p.searched for p in compared)  # distilled from the ablation's teacher
+    assert plans["bestofn-60000-5-s2"].genotype == "results/x/compare/60000/random/seed-2/bestof-5.json"
+
+
+@pytest.mark.parametrize("overlay,message", [
+    ({"search": {"tournament": 65}}, "search.tournament: 65 is larger than search.population"),
+    ({"search": {"proxy": "nonsense"}}, "search.proxy: unknown proxy 'nonsense'"),
+    ({"search": {"method": "annealing"}}, "search.method"),
+    ({"comparison": {"trained": 6}}, "comparison.trained: 6 is more than the 5"),
+    ({"comparison": {"bestof": [41]}}, "comparison.bestof: [41] exceed the 40 evaluations"),
+    ({"comparison": {"seeds": [], "trained": 0}}, "comparison.trained and comparison.bestof need comparison.seeds"),
+    ({"comparison": {"budgets": [5000]}}, "comparison.budgets: budget 5000 params"),
+])
+def test_bad_guided_search_settings_are_one_line_before_any_job(tmp_path, overlay, message):
+    with pytest.raises(BlockswapError) as err:
+        plan_of(tmp_path, overlay)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_compare_target_runs_in_miniature(tmp_path):
+    """`snakemake compare` on the default configuration, scaled down: histories of both methods for
+    two search seeds, the winners and a best-of-N trained, every comparison table and the figure."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "seeds": [0], "training": {"epochs": 1}, "search": {"samples": 6},
+        "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                           str(tmp_path), "--cores", "2", "compare", "--configfile", str(ROOT / "config" / "config.yaml"),
+                           str(overlay)], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = tmp_path / "results" / "default"
+    curves = pd.read_csv(results / "tables" / "search_curves.csv")
+    assert curves["evaluations"].tolist() == [1, 2, 5, 6] and (curves["evolution n"] == 2).all()
+    # Both methods start from the same random networks (P = 2 of the 6 evaluations).
+    assert (curves.loc[curves["evaluations"] <= 2, "random mean"] ==
+            curves.loc[curves["evaluations"] <= 2, "evolution mean"]).all()
+    winners = pd.read_csv(results / "tables" / "search_winners.csv")
+    assert sorted(winners["method"]) == ["evolution", "randomsearch"]
+    assert pd.read_csv(results / "tables" / "bestof_seeds.csv")["samples"].tolist() == [2]
+    assert (results / "figures" / "search_curves.png").stat().st_size > 1000
+    again = subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                            str(tmp_path), "-n", "compare", "--configfile", str(ROOT / "config" / "config.yaml"),
+                            str(overlay)], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "Nothing to be done" in again.stdout + again.stderr

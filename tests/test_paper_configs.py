@@ -99,6 +99,13 @@ def check_paper_cifar10(results: Path) -> None:
     correlation = rows(results, "correlation")
     assert sorted(correlation["budget"].unique()) == [200000, 400000, 800000]
     assert len(correlation) == 3 * (4 * 2 + 2) and (correlation["n"] == 2).all()
+    # Guided search (overlay: one budget, 2 search seeds of 4 evaluations, the first seed's winners trained).
+    curves = rows(results, "search_curves")
+    assert curves["evaluations"].tolist() == [1, 2, 4] and (curves["random n"] == 2).all()
+    assert (curves["evolution n"] == 2).all() and (curves["paired seeds"] == 2).all()
+    winners = rows(results, "search_winners")
+    assert sorted(winners["method"]) == ["evolution", "randomsearch"] and (winners["n"] == 1).all()
+    assert rows(results, "bestof_seeds")["samples"].tolist() == [2]
 
 
 def check_paper_imagenet(results: Path) -> None:
@@ -116,8 +123,9 @@ EXPECTED = {
     "config.yaml": (["costs", "students", "table2", "correlation"],
                     ["pareto", "search_60000", "search_100000", "search_150000", "random_students",
                      "fisher_vs_error"], check_default),
-    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation"],
-                           ["pareto", "random_students", "fisher_vs_error"], check_paper_cifar10),
+    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation", "search_curves", "search_winners",
+                            "bestof_seeds"], ["pareto", "random_students", "fisher_vs_error", "search_curves"],
+                           check_paper_cifar10),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
 }
 
@@ -148,8 +156,12 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
 # of 3 budgets once (300 runs, as in the paper, where 1,800 were trained before).
 @pytest.mark.parametrize("name,expected", [
-    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300, "pick_random": 300,
-                            "proxies": 3, "select_first": 3, "score": 8}),
+    # + the guided-search comparison (issue 13, config comparison:): 3 budgets x 3 trained search seeds x
+    # (random and evolution winners + 4 best-of-N) students from teacher 0; 3 budgets x 2 methods x 5 seeds
+    # search histories.
+    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300 + 3 * 3 * (2 + 4),
+                            "pick_random": 300, "proxies": 3, "select_first": 3, "score": 8,
+                            "search_history": 3 * 2 * 5, "history_winner": 3 * 3 * 2, "history_bestof": 3 * 3 * 4}),
     ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
 ])
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):
