@@ -320,3 +320,28 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
                             str(tmp_path), "-n", "compare", "--configfile", str(ROOT / "config" / "config.yaml"),
                             str(overlay)], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
+    from blockswap.report import mean_interval, search_curves
+
+    paths = []
+    for method in ("random", "evolution"):
+        for seed in range(5):
+            path = tmp_path / f"{method}-{seed}.csv"
+            search_to_file(table, settings(method, seed, samples=300), toy(target), path)
+            paths.append(path)
+    curves = search_curves(paths)
+    assert curves["evaluations"].tolist() == [1, 2, 5, 10, 20, 50, 100, 200, 300]
+    last = curves.iloc[-1]
+    assert last["random n"] == last["evolution n"] == last["paired seeds"] == 5
+    assert last["evolution low"] > last["random high"] and last["evolution ahead"] == 5
+    early = curves[curves["evaluations"] <= scaled_sizes(300)[0]]
+    assert (early["evolution mean"] == early["random mean"]).all() and (early["evolution ahead"] == 0).all()
+    mean, low, high, n = mean_interval([1.0, 2.0, 3.0])
+    assert high == pytest.approx(2 + 4.302653 / 3**0.5, rel=1e-5)
+    assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - 4.302653 / 3**0.5, rel=1e-5)
+    assert main(["figure", "search_curves", *map(str, paths), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.pdf").is_file()
+    with pytest.raises(BlockswapError, match="with seed 0"):
+        search_curves([paths[0], paths[0]])
