@@ -345,3 +345,18 @@ def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.pdf").is_file()
     with pytest.raises(BlockswapError, match="with seed 0"):
         search_curves([paths[0], paths[0]])
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:-7]), "changed after it was written"),
+    (lambda p: p.with_name(p.name + ".provenance.json").unlink(), "no search record"),
+    (lambda p: p.write_text("nothing,here\n1,2\n"), "changed after it was written"),
+    (lambda p: p.unlink(), "h.csv"),
+])
+def test_best_refuses_a_damaged_history_in_one_line(table, target, tmp_path, capsys, damage, message):
+    out = tmp_path / "h.csv"
+    search_to_file(table, settings("random", 1, samples=8), toy(target), out)
+    damage(out)
+    assert main(["best", str(out), "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "b.json").exists()
