@@ -12,12 +12,15 @@
 #     bestof-<n>.json              samples ablation: the highest-Fisher of the first n candidates
 #   students/<network>/seed-<s>/   each student distilled from teacher <s> (AT)
 #   ablation/<budget>/             random-<i>.json picked candidates, proxies.csv (Table 1 proxies)
+#   compare/<budget>/<method>/seed-<s>/  history.csv of a random or evolution search, student.json
+#                                  its winner, bestof-<n>.json (random) the best of its first n
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
 #                                  correlation (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
 #
 # Run everything:   snakemake --cores 8 all
-# One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs)
+# One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs,
+#                                                compare)
 # Another config:   snakemake --cores 8 all --configfile config/paper-cifar10.yaml
 
 
@@ -35,6 +38,7 @@ include: "rules/search.smk"
 include: "rules/students.smk"
 include: "rules/ablation.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 
 
 rule all:
@@ -82,3 +86,8 @@ rule figures:
 rule costs:
     input:
         f"{RESULTS}/tables/costs.csv",
+
+
+rule compare:
+    input:
+        comparison_outputs(),

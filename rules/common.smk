@@ -12,6 +12,10 @@ from snakemake.utils import validate
 from blockswap.errors import BlockswapError
 from blockswap.plan import (
     ablation_budgets,
+    COMPARISON_METHODS,
+    comparison_budgets,
+    comparison_samples,
+    comparison_trained_seeds,
     config_error_message,
     config_key,
     plan_networks,
@@ -54,7 +58,7 @@ BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
 NETWORKS = list(PLANS)
 COSTED = [
-    name for name, plan in PLANS.items() if plan.method not in ("random", "bestof", "snip")
+    name for name, plan in PLANS.items() if plan.method not in ("random", "bestof", "snip", *COMPARISON_METHODS)
 ]  # Table 2/3 rows with dense costs
 BUDGETS = [str(b) for b in config["search"]["budgets"]]
 SEARCHED = [] if config["search"]["use_released_genotypes"] else BUDGETS  # budgets with a student.json
@@ -181,7 +185,7 @@ def paper_tables():
 
 def paper_figures():
     figures = [f"{RESULTS}/figures/pareto.png"]
-    figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED)
+    figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED if not EVOLVED else [])
     if ABLATED:
         figures += [f"{RESULTS}/figures/random_students.png", f"{RESULTS}/figures/fisher_vs_error.png"]
         figures += [f"{RESULTS}/figures/forest.png", f"{RESULTS}/figures/proxy_scatter.png"]
@@ -199,6 +203,7 @@ def get_final_output():
         *student_metrics(STUDENT_METHODS),
         *paper_tables(),
         *paper_figures(),
+        *(comparison_outputs() if config["comparison"]["in_all"] else []),
     ]
 
 
@@ -210,3 +215,34 @@ def search_results():
     files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
     files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
     return files + list(PROXY_FILES.values()) + STABILITY_FILES
+
+
+# --- guided search (issue 13): evolution as the search method, and the comparison with random ---
+EVOLVED = config["search"]["method"] == "evolution"
+COMPARED = [str(b) for b in comparison_budgets(config)]  # budgets of the evolution-vs-random comparison
+COMPARE_SEEDS = [str(s) for s in config["comparison"]["seeds"]]
+COMPARE_SAMPLES = comparison_samples(config)
+HISTORIES = expand(f"{RESULTS}/compare/{{budget}}/{{method}}/seed-{{seed}}/history.csv", budget=COMPARED,
+                   method=["random", "evolution"], seed=COMPARE_SEEDS)
+
+
+def guided_search_args():
+    """What every `blockswap search` job gets from search: (the seed and the budget are the job's)."""
+    s = config["search"]
+    return (f"--arch {config['teacher']['arch']} --budget-kind {s['budget_kind']} --tolerance {s['tolerance']} "
+            f"--candidates {s['candidates']} --population {s['population']} --tournament {s['tournament']} "
+            f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {data_args()}")
+
+
+def comparison_outputs():
+    """Everything `compare` makes: the histories, the proxy-vs-evaluations table and figure, and, when
+    winners are trained, their students and the error tables."""
+    if not COMPARED:
+        return []
+    files = [*HISTORIES, f"{RESULTS}/tables/search_curves.md", f"{RESULTS}/figures/search_curves.png"]
+    if comparison_trained_seeds(config):
+        files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in COMPARISON_METHODS]
+        files += [*student_metrics(COMPARISON_METHODS), f"{RESULTS}/tables/search_winners.md"]
+    if comparison_trained_seeds(config) and config["comparison"]["bestof"]:
+        files.append(f"{RESULTS}/tables/bestof_seeds.md")
+    return files

@@ -89,3 +89,50 @@ rule select_first:
         "blockswap select {input.scores} --candidates {input.candidates} --first {wildcards.n} "
         "--proxy {params.proxy} --out {output} "
         "> {log} 2>&1"
+
+
+# search.method: evolution. Each budget's student is the fittest network of one regularised-evolution
+# history (search.seed, search.samples proxy evaluations), checkpointed after every evaluation.
+# snakemake --cores 1 results/default/search/60000/evolution/history.csv --config search='{method: evolution}'
+rule evolve:
+    input:
+        data=rules.data.output[0],
+    output:
+        f"{RESULTS}/search/{{budget}}/evolution/history.csv",
+    log:
+        f"{LOGS}/search/{{budget}}/evolve.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/evolve.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        args=guided_search_args(),
+        search=config["search"],
+    shell:
+        "blockswap search --method evolution --budget {wildcards.budget} --samples {params.search[samples]} "
+        "--seed {params.search[seed]} {params.args} --out {output} > {log} 2>&1"
+
+
+rule select_evolved:
+    input:
+        f"{RESULTS}/search/{{budget}}/evolution/history.csv",
+    output:
+        f"{RESULTS}/search/{{budget}}/student.json",
+    log:
+        f"{LOGS}/search/{{budget}}/select-evolved.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap best {input} --out {output} > {log} 2>&1"
+
+
+if EVOLVED:
+
+    ruleorder: select_evolved > select
+
+else:
+
+    ruleorder: select > select_evolved

@@ -187,3 +187,12 @@ def test_the_schema_allows_exactly_the_proxy_registry():
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
     assert schema["properties"]["ablation"]["properties"]["proxies"]["items"]["enum"] == list(PROXIES)
+
+
+def test_search_proxy_is_a_registry_name():
+    import yaml
+
+    from blockswap.proxies import PROXIES
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    assert schema["properties"]["search"]["properties"]["proxy"]["enum"] == list(PROXIES)

@@ -109,6 +109,13 @@ def check_paper_cifar10(results: Path) -> None:
     assert len(correlation) == 4 * (len(proxies) * 2 + 2)
     assert set(correlation.groupby(correlation["budget"].astype(str))["n"].max()) == {2, 6}
     assert correlation["paper_spearman"].notna().sum() == 3 * 4  # Table 1's four metrics at k = 1 per budget
+    # Guided search (overlay: one budget, 2 search seeds of 4 evaluations, the first seed's winners trained).
+    curves = rows(results, "search_curves")
+    assert curves["evaluations"].tolist() == [1, 2, 4] and (curves["random n"] == 2).all()
+    assert (curves["evolution n"] == 2).all() and (curves["paired seeds"] == 2).all()
+    winners = rows(results, "search_winners")
+    assert sorted(winners["method"]) == ["evolution", "randomsearch"] and (winners["n"] == 1).all()
+    assert rows(results, "bestof_seeds")["samples"].tolist() == [2]
 
 
 def check_paper_imagenet(results: Path) -> None:
@@ -126,8 +133,10 @@ EXPECTED = {
     "config.yaml": (["costs", "students", "table2", "correlation", "stability", "proxy_costs"],
                     ["pareto", "search_60000", "search_150000", "random_students", "fisher_vs_error", "forest",
                      "proxy_scatter"], check_default),
-    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation"],
-                           ["pareto", "random_students", "fisher_vs_error"], check_paper_cifar10),
+    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation", "stability", "proxy_costs",
+                            "search_curves", "search_winners", "bestof_seeds"],
+                           ["pareto", "random_students", "fisher_vs_error", "forest", "proxy_scatter", "search_curves"],
+                           check_paper_cifar10),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
 }
 
@@ -158,8 +167,12 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
 # of 3 budgets once (300 runs, as in the paper, where 1,800 were trained before).
 @pytest.mark.parametrize("name,expected", [
-    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300, "pick_random": 3,
-                            "proxies": 3, "proxies_reseeded": 3 * 5, "select_first": 3, "score": 8}),
+    # + the guided-search comparison (issue 13, config comparison:): 3 budgets x 3 trained search seeds x
+    # (random and evolution winners + 4 best-of-N) students from teacher 0; 3 budgets x 2 methods x 5 seeds
+    # search histories. One pick job per ablation budget; the shoot-out's stability scorings: 5 per budget.
+    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300 + 3 * 3 * (2 + 4),
+                            "pick_random": 3, "proxies": 3, "proxies_reseeded": 3 * 5, "select_first": 3, "score": 8,
+                            "search_history": 3 * 2 * 5, "history_winner": 3 * 3 * 2, "history_bestof": 3 * 3 * 4}),
     ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
 ])
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):

@@ -189,4 +189,30 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
                          f"[{row['quality_low']:+.2f}, {row['quality_high']:+.2f}]", fontsize="small")
             ax.set_xlabel(name)
             ax.set_ylabel("test error (%)")
+def search_curves(histories: Sequence[Path], out: Path) -> None:
+    """Guided search (issue 13): the best proxy value found against the number of evaluations, per
+    budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
+    import numpy as np
+
+    from .report import COMPARED_METHODS, mean_interval, read_histories
+
+    found = read_histories(histories)
+    budgets = sorted({b for b, _ in found["curves"]})
+    fig, axes = plt.subplots(1, len(budgets), figsize=(FIGURE_SIZE[0] * max(1, len(budgets)) * 0.7, FIGURE_SIZE[1]),
+                             squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        for method, colour in zip(COMPARED_METHODS, sns.color_palette()):
+            seeds = found["curves"].get((budget, method))
+            if not seeds:
+                continue
+            curves = np.array(list(seeds.values()))
+            stats = np.array([mean_interval(curves[:, i])[:3] for i in range(curves.shape[1])])
+            x = np.arange(1, curves.shape[1] + 1)
+            ax.plot(x, stats[:, 0], color=colour, label=f"{method} (n={len(seeds)})")
+            ax.fill_between(x, stats[:, 1], stats[:, 2], color=colour, alpha=0.25, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("proxy evaluations")
+        ax.set_ylabel(f"best {found['proxy'][budget]} so far")
+        ax.set_title(f"budget {budget}")
+        ax.legend()
     save(fig, out)

@@ -42,6 +42,10 @@ class NetworkPlan:
 
 # Methods of the student plan, in the order of Table 2 (after the teacher).
 STUDENT_METHODS = ("reduced", "moonshine", "snip", "blockswap", "bestof", "random")
+# Students of the guided-search comparison (issue 13): the winners of random search and of evolution
+# per search seed, and the proxy-best of the first N random candidates per search seed. Their own
+# target (`compare`) and tables; not rows of Table 2.
+COMPARISON_METHODS = ("randomsearch", "evolution", "bestofn")
 
 
 def config_key(config: dict) -> str:
@@ -163,7 +167,8 @@ def sampled_budgets(config: dict) -> list[int]:
 def scored_budgets(config: dict) -> list[int]:
     """Budgets whose candidates are all scored by Fisher potential (search or samples ablation)."""
     search = config["search"]
-    budgets = [] if search["use_released_genotypes"] else list(search["budgets"])
+    evolved = search.get("method", "random") == "evolution"  # evolution scores in its own history
+    budgets = [] if search["use_released_genotypes"] or evolved else list(search["budgets"])
     if samples_budget(config) is not None:
         budgets.append(samples_budget(config))
     return list(dict.fromkeys(budgets))
@@ -233,7 +238,7 @@ def check_budgets(config: dict) -> None:
     """Every sampled budget must hold at least search.samples distinct networks (counted exactly),
     or its sampling job would fail after the jobs before it had run."""
     keys = budget_keys(config)
-    if not keys:
+    if not keys and not comparison_budgets(config):
         return
     search = config["search"]
     size, classes = input_size(config)
@@ -247,11 +252,72 @@ def check_budgets(config: dict) -> None:
             check_budget(table, budget, search["budget_kind"], search["tolerance"], search["samples"], "search.samples")
         except BlockswapError as err:
             raise BlockswapError(f"{key}: {err}") from None
+    for budget in comparison_budgets(config):  # every evaluation of a search is a distinct network
+        try:
+            check_budget(table, budget, search["budget_kind"], search["tolerance"], comparison_samples(config),
+                         "comparison.samples (or search.samples)")
+        except BlockswapError as err:
+            raise BlockswapError(f"comparison.budgets: {err}") from None
+
+
+def comparison_budgets(config: dict) -> list[int]:
+    """Budgets of the guided-search comparison; none when it is off (no search seeds)."""
+    comparison = config.get("comparison") or {}
+    if not comparison.get("seeds"):
+        return []
+    return list(comparison.get("budgets") or config["search"]["budgets"])
+
+
+def comparison_samples(config: dict) -> int:
+    return (config.get("comparison") or {}).get("samples") or config["search"]["samples"]
+
+
+def comparison_trained_seeds(config: dict) -> list[int]:
+    """Search seeds whose winners (and best-of-N networks) are trained."""
+    comparison = config.get("comparison") or {}
+    return list(comparison.get("seeds") or [])[: comparison.get("trained", 0)]
+
+
+def check_search_method(config: dict) -> None:
+    """Guided-search settings the schema cannot check: the tournament against the population, the
+    proxy against the registry (through ScoringSettings, which parses it), and the comparison's
+    counts against its seeds, evaluations and budgets."""
+    from .evolution import scaled_sizes
+    from .scoring import ScoringSettings
+
+    search, comparison = config["search"], config.get("comparison") or {}
+    population, tournament = search.get("population", 64), search.get("tournament", 10)
+    if tournament > population:
+        raise BlockswapError(f"search.tournament: {tournament} is larger than search.population ({population}); "
+                             f"allowed: 1 to {population}")
+    scaled_sizes(search["samples"], population, tournament)
+    try:
+        ScoringSettings(arch="-", dataset="-", num_classes=1, image_size=1, proxies=[search.get("proxy", "fisher")])
+    except BlockswapError as err:
+        raise BlockswapError(f"search.proxy: {err}") from None
+    seeds, trained = comparison.get("seeds") or [], comparison.get("trained", 0)
+    if not seeds:
+        if trained or comparison.get("bestof"):
+            raise BlockswapError("comparison.trained and comparison.bestof need comparison.seeds")
+        return
+    if trained > len(seeds):
+        raise BlockswapError(f"comparison.trained: {trained} is more than the {len(seeds)} comparison.seeds; "
+                             f"allowed: 0 to {len(seeds)}")
+    samples = comparison_samples(config)
+    too_many = [n for n in comparison.get("bestof") or [] if n > samples]
+    if too_many:
+        raise BlockswapError(f"comparison.bestof: {too_many} exceed the {samples} evaluations of a search "
+                             "(comparison.samples, or search.samples)")
+    if comparison.get("bestof") and not trained:
+        raise BlockswapError("comparison.bestof trains networks: it needs comparison.trained of at least 1")
+    if not comparison_budgets(config):
+        raise BlockswapError("comparison.seeds needs at least one budget (comparison.budgets or search.budgets)")
 
 
 def check_plan(config: dict) -> None:
     """Mistakes that schema validation cannot see, reported before any job runs."""
     check_numbers(config)
+    check_search_method(config)
     search, ablation = config["search"], config["ablation"]
     seeds = set(config["seeds"])
     extra = sorted(set(ablation_seeds(config)) - seeds)
@@ -326,6 +392,16 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
             plans.append(NetworkPlan(f"random-{budget}-{i}", "random", teacher,
                                      f"{results}/ablation/{budget}/random-{i}.json", budget, True,
                                      ablation_seeds(config)))
+    for budget in comparison_budgets(config):
+        for seed in comparison_trained_seeds(config):
+            for method, folder in (("randomsearch", "random"), ("evolution", "evolution")):
+                plans.append(NetworkPlan(f"{method}-{budget}-s{seed}", method, teacher,
+                                         f"{results}/compare/{budget}/{folder}/seed-{seed}/student.json", budget, True,
+                                         ablation_seeds(config)))
+            for n in config["comparison"].get("bestof", []):
+                plans.append(NetworkPlan(f"bestofn-{budget}-{n}-s{seed}", "bestofn", teacher,
+                                         f"{results}/compare/{budget}/random/seed-{seed}/bestof-{n}.json", budget,
+                                         True, ablation_seeds(config), first=n))
     return {p.name: p for p in plans}
 
 
@@ -384,7 +460,8 @@ class StageCost:
 
 # Stage of the plan each method's training runs belong to (the workflow's stage targets).
 STAGE_OF = {"teacher": "teacher", "blockswap": "students", "reduced": "baselines", "moonshine": "baselines",
-            "snip": "baselines", "random": "ablation", "bestof": "ablation"}
+            "snip": "baselines", "random": "ablation", "bestof": "ablation",
+            "randomsearch": "comparison", "evolution": "comparison", "bestofn": "comparison"}
 
 
 def family(arch: str) -> str:
@@ -420,6 +497,10 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
         entry[2] = None if entry[2] is None or hours is None else entry[2] + hours
     rows = [StageCost(stage, runs, n_epochs, hours) for stage, (runs, n_epochs, hours) in stages.items()]
     scored = len(scored_budgets(config)) * config["search"]["samples"]
+    if config["search"].get("method") == "evolution" and not config["search"]["use_released_genotypes"]:
+        scored += len(config["search"]["budgets"]) * config["search"]["samples"]  # one evolution per budget
+    scored += 2 * len(comparison_budgets(config)) * len(config["comparison"]["seeds"]) * comparison_samples(config) \
+        if comparison_budgets(config) else 0  # a random and an evolution history per budget and search seed
     per_candidate = SCORE_SECONDS[family(config["teacher"]["arch"])]
     hours = 0.0 if not scored else None if per_candidate is None else scored * per_candidate * pixels / 3600
     rows.append(StageCost("search (Fisher scoring)", scored, 0, hours))

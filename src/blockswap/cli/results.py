@@ -72,6 +72,27 @@ def report_proxy_costs(args):
     return table, table.round(4)
 
 
+def report_search_curves(args):
+    from ..report import search_curves, significant
+
+    table = search_curves(args.inputs)
+    return table, significant(table)
+
+
+def report_search_winners(args):
+    from ..report import search_winners, significant
+
+    table = search_winners(read_students(args.inputs))
+    return table, significant(table)
+
+
+def report_bestof_seeds(args):
+    from ..report import bestof_seeds, significant
+
+    table = bestof_seeds(read_students(args.inputs))
+    return table, significant(table)
+
+
 # Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
 REPORT_BUILDERS = {
     "costs": report_costs,
@@ -82,6 +103,9 @@ REPORT_BUILDERS = {
     "correlation": report_correlation,
     "stability": report_stability,
     "proxy_costs": report_proxy_costs,
+    "search_curves": report_search_curves,  # guided search (issue 13): search histories
+    "search_winners": report_search_winners,  # students CSVs of the comparison
+    "bestof_seeds": report_bestof_seeds,
 }
 
 
@@ -180,6 +204,7 @@ FIGURE_BUILDERS = {
     "fisher_vs_error": figure_fisher_vs_error,
     "forest": figure_forest,
     "proxy_scatter": figure_proxy_scatter,
+    "search_curves": lambda args, figures: figures.search_curves([Path(p) for p in args.inputs], Path(args.out)),
 }
 
 

@@ -177,9 +177,97 @@ def add_select(sub) -> None:
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
 
 
+def cmd_search(args) -> None:
+    from dataclasses import asdict
+
+    from ..evolution import SearchSettings, search_to_file
+    from ..scoring import Scorer
+
+    arch = parse_arch(args.arch)
+    input_size, classes = input_size_for(args.dataset, args.image_size)
+    table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
+    device = resolve_device(args.device)
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
+    scoring = ScoringSettings(arch=arch.name, dataset=data.name, num_classes=data.num_classes,
+                              image_size=data.image_size, batch_size=args.batch_size, seed=args.score_seed,
+                              proxies=[args.proxy], tf32=args.tf32)
+    scorer = Scorer(scoring, data, device)
+    # The proxy registry (through the Scorer) says the sign under which the proxy ranks networks.
+    proxy = next(p for p in scorer.proxies if p.name == args.proxy)
+    column = "fisher" if proxy.name == "fisher" else f"{proxy.name}@1"
+    settings = SearchSettings(method=args.method, budget=args.budget, samples=args.samples, seed=args.seed,
+                              budget_kind=args.budget_kind, tolerance=args.tolerance, population=args.population,
+                              tournament=args.tournament, proxy=proxy.name, higher_is_better=proxy.higher_is_better)
+
+    def evaluate(key, choice) -> dict:
+        record = scorer.score(key, table.genotype(choice))
+        return {"fitness": float(record[column]), "fisher": float(record["fisher"]), "seconds": record["seconds"]}
+
+    extra = {"arch": arch.name, "candidates": args.candidates, "dataset": data.name, "input_size": list(input_size),
+             "scoring": asdict(scoring)}
+    history = search_to_file(table, settings, evaluate, Path(args.out), extra, device)
+    best = history["fitness"].max() if proxy.higher_is_better else history["fitness"].min()
+    print(f"{args.method} search: {len(history)} evaluations of {arch.name} within +-{args.tolerance:.1%} of "
+          f"{args.budget:g} {args.budget_kind}, best {proxy.name} {best:.6g} -> {args.out}")
+
+
+def add_search(sub) -> None:
+    from ..evolution import DEFAULT_POPULATION, DEFAULT_TOURNAMENT, SEARCH_METHODS
+
+    p = sub.add_parser(
+        "search",
+        help="random or evolutionary search inside a budget, one resumable history",
+        description="Search a budget band by random sampling or regularised (aging) evolution, with a proxy of "
+        "the registry as fitness; every evaluation is checkpointed, so a rerun resumes (docs/evolution.md).",
+    )
+    p.add_argument("--method", choices=SEARCH_METHODS, default="evolution", help="random or evolution")
+    p.add_argument("--arch", required=True, help="the teacher's architecture (wrn-D-K, resnet-18/34)")
+    p.add_argument("--budget", type=float, required=True, help="target cost (parameters or MACs)")
+    p.add_argument("--budget-kind", choices=BUDGET_KINDS, default="params", help="what the budget counts")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative band (default 0.025)")
+    p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
+    p.add_argument("--samples", type=int, default=1000, help="proxy evaluations (default 1000)")
+    p.add_argument("--population", type=int, default=DEFAULT_POPULATION,
+                   help=f"evolution: population P (default {DEFAULT_POPULATION}; at most a third of the evaluations)")
+    p.add_argument("--tournament", type=int, default=DEFAULT_TOURNAMENT,
+                   help=f"evolution: tournament size S (default {DEFAULT_TOURNAMENT}; scaled with P)")
+    p.add_argument("--proxy", default="fisher", help="fitness: a proxy of the registry (default fisher)")
+    p.add_argument("--seed", type=seed_argument, default=0, help="search seed: proposals and tournaments")
+    p.add_argument("--score-seed", type=seed_argument, default=0,
+                   help="seeds the proxy's minibatch and initialisations (search.seed), the same for every search")
+    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
+    p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
+    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
+    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    p.add_argument("--batch-size", type=int, default=128, help="proxy minibatch size (paper: 128)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--tf32", action="store_true", help="GPU: TF32 convolutions (default: float32)")
+    p.add_argument("--out", required=True, help="history CSV (a .provenance.json is written beside it)")
+
+
+def cmd_best(args) -> None:
+    from ..evolution import history_winner
+
+    best = history_winner(Path(args.history), args.first)
+    write_json(args.out, {**best, "provenance": provenance()})
+    print(f"selected evaluation {best['candidate']} of {best['candidates']} ({best['proxy']} {best['fitness']:.6g}, "
+          f"{best['params']} params) -> {args.out}")
+
+
+def add_best(sub) -> None:
+    p = sub.add_parser("best", help="the fittest network of a search history",
+                       description="Write the fittest evaluation of a 'blockswap search' history (of its first N "
+                       "only, with --first) as a genotype file, like 'blockswap select'.")
+    p.add_argument("history", help="output of 'blockswap search'")
+    p.add_argument("--first", type=int, help="only the first N evaluations compete (best of N)")
+    p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap train' can read)")
+
+
 COMMANDS = {
     "sample": (add_sample, cmd_sample),
     "score": (add_score, cmd_score),
     "pick": (add_pick, cmd_pick),
     "select": (add_select, cmd_select),
+    "search": (add_search, cmd_search),
+    "best": (add_best, cmd_best),
 }
