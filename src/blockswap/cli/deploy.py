@@ -120,11 +120,12 @@ def add_latency_check(sub) -> None:
 
 def cmd_measure(args) -> None:
     from ..checkpoint import load_model
+    from ..deploy.export import deployable
     from ..deploy.latency import Setting, machine_fingerprint, measure_model
 
     model, record = load_model(args.run)
     setting = Setting.parse(args.setting)
-    seconds = measure_model(model, record["input_size"], setting, args.warmup, args.runs)
+    seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs)
     result = {"run": str(args.run), "arch": record["arch"], "genotype": record["genotype"],
               "setting": setting.key, "latency_ms": round(seconds * 1e3, 6), "warmup": args.warmup,
               "runs": args.runs, "fingerprint": machine_fingerprint(setting.device == "cuda")}

@@ -29,7 +29,7 @@ def report_costs(args):
 
 
 def report_students(args):
-    table = students_table(args.inputs)
+    table = students_table(args.inputs, args.latency or ())
     return table, table
 
 
@@ -69,7 +69,8 @@ def derived_inputs(args) -> list[str]:
     """Every file a table or figure is computed from: the positional inputs, any --proxies files and
     (search figure) the selection JSON."""
     student = [args.student] if getattr(args, "student", None) else []
-    return list(args.inputs) + list(parse_pairs(args.proxies, "--proxies").values()) + student
+    latency = list(getattr(args, "latency", None) or [])
+    return list(args.inputs) + list(parse_pairs(args.proxies, "--proxies").values()) + student + latency
 
 
 def derived_record(args, outputs, start: float, **extra) -> dict:
@@ -103,6 +104,8 @@ def add_report(sub) -> None:
     p.add_argument("inputs", nargs="+", help="input files")
     p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget")
     p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
+    p.add_argument("--latency", action="append", metavar="PATH", help="students: measured latency files "
+                   "('blockswap measure --out') filling the latency_ms column")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
@@ -135,6 +138,7 @@ FIGURE_BUILDERS = {
     "search": figure_search,
     "random_students": lambda args, figures: figures.random_students(read_students(args.inputs), Path(args.out)),
     "fisher_vs_error": figure_fisher_vs_error,
+    "pareto_latency": lambda args, figures: figures.pareto_latency(read_students(args.inputs), Path(args.out)),
 }
 
 

@@ -69,11 +69,17 @@ def to_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
 
 
 def to_torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
-    with torch.no_grad():
-        traced = torch.jit.trace(model, example)
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notes
+        torch.jit.save(torch.jit.trace(model, example), buffer)
     return buffer.getvalue()
+
+
+def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
 
 
 def onnx_session(data: bytes, threads: int = 1):
@@ -92,9 +98,8 @@ def run_export(data: bytes, fmt: str, x: torch.Tensor, threads: int = 1) -> torc
     through torch.jit.load."""
     if fmt == "onnx":
         return torch.from_numpy(onnx_session(data, threads).run(["logits"], {"images": x.numpy()})[0])
-    loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
     with torch.inference_mode():
-        return loaded(x)
+        return load_torchscript(data)(x)
 
 
 def export_model(net: Network, fmt: str, input_size, seed: int = 0) -> tuple[bytes, float]:
@@ -127,7 +132,7 @@ def export_latency(data: bytes, fmt: str, input_size, setting: Setting, warmup: 
         session = onnx_session(data, setting.threads)
         feed = {"images": x.numpy()}
         return median_seconds(lambda: session.run(["logits"], feed), torch.device("cpu"), warmup, runs)
-    loaded = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
+    loaded = load_torchscript(data)
     with cpu_threads(setting.threads), torch.inference_mode():
         return median_seconds(lambda: loaded(x), torch.device("cpu"), warmup, runs)
 

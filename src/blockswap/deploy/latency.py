@@ -407,6 +407,7 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
 
     from ..models import NetworkSpec, build_model
     from ..sampling import CostTable
+    from .export import deployable
 
     key = table.check_setting(key)
     setting = Setting.parse(key)
@@ -416,7 +417,7 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
     rows = []
     for index, genotype in enumerate(draw_genotypes(cost_table.types, samples, seed)):
         cost = NetworkSpec(table.arch, genotype, r["num_classes"]).cost(size)
-        model = build_model(table.arch, genotype, r["num_classes"], seed=seed)
+        model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
         measured = measure_model(model, size, setting, warmup, runs, seed)
         predicted = table.predict(genotype, key)
         rows.append([index, str(genotype), cost.params, cost.macs, predicted * 1e3, measured * 1e3,
