@@ -15,9 +15,12 @@
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
 #                                  correlation (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
+#   latency/                       table.json (per-block latency, this machine), check.csv (its error),
+#                                  networks/<network>/seed-<s>.json (measured, latency.enabled)
 #
 # Run everything:   snakemake --cores 8 all
-# One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs)
+# One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs,
+#                   latency)
 # Another config:   snakemake --cores 8 all --configfile config/paper-cifar10.yaml
 
 
@@ -30,6 +33,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/costs.smk"
+include: "rules/latency.smk"
 include: "rules/teacher.smk"
 include: "rules/search.smk"
 include: "rules/students.smk"
@@ -82,3 +86,8 @@ rule figures:
 rule costs:
     input:
         f"{RESULTS}/tables/costs.csv",
+
+
+rule latency:
+    input:
+        latency_outputs(),

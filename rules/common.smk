@@ -184,6 +184,7 @@ def get_final_output():
         *student_metrics(STUDENT_METHODS),
         *paper_tables(),
         *paper_figures(),
+        *(latency_outputs() if config["latency"]["enabled"] else []),
     ]
 
 
