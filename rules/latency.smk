@@ -7,10 +7,7 @@ LATENCY = config["latency"]
 LATENCY_TABLE = f"{RESULTS}/latency/table.json"
 LATENCY_CHECK = f"{RESULTS}/latency/check.csv"
 # Sampling reads the table when a budget or a limit is a latency.
-SAMPLES_LATENCY = (
-    config["search"]["budget_kind"] == "latency"
-    or config["search"]["limits"].get("latency") is not None
-)
+SAMPLES_LATENCY = config["search"]["budget_kind"] == "latency" or config["search"]["limits"].get("latency") is not None
 
 
 def sample_latency_input(wildcards):
@@ -66,9 +63,9 @@ rule latency_table:
         LATENCY_TABLE,
     log:
         f"{LOGS}/latency/table.log",
-    threads: workflow.cores
     conda:
         "../environment.yml"
+    threads: workflow.cores
     params:
         arch=config["teacher"]["arch"],
         candidates=config["search"]["candidates"],
@@ -93,9 +90,9 @@ rule latency_check:
         LATENCY_CHECK,
     log:
         f"{LOGS}/latency/check.log",
-    threads: workflow.cores
     conda:
         "../environment.yml"
+    threads: workflow.cores
     params:
         setting=LATENCY["setting"],
         samples=LATENCY["check_samples"],
@@ -114,9 +111,9 @@ rule network_latency:
         f"{RESULTS}/latency/networks/{{network}}/seed-{{seed}}.json",
     log:
         f"{LOGS}/latency/networks/{{network}}/seed-{{seed}}.log",
-    threads: workflow.cores
     conda:
         "../environment.yml"
+    threads: workflow.cores
     params:
         setting=LATENCY["setting"],
         measure=latency_measure_args(),
