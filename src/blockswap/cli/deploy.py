@@ -123,8 +123,8 @@ def cmd_measure(args) -> None:
     from ..deploy.export import deployable
     from ..deploy.latency import Setting, machine_fingerprint, measure_model
 
-    model, record = load_model(args.run)
     setting = Setting.parse(args.setting)
+    model, record = load_model(args.run)
     seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs)
     result = {"run": str(args.run), "arch": record["arch"], "genotype": record["genotype"],
               "setting": setting.key, "latency_ms": round(seconds * 1e3, 6), "warmup": args.warmup,

@@ -153,6 +153,14 @@ def fingerprint_mismatch(recorded: dict, current: dict) -> str | None:
     return None
 
 
+def load_average() -> list | None:
+    """The 1, 5 and 15 minute load averages (runnable processes), where the system says them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 @contextmanager
 def cpu_threads(count: int):
     """Run with exactly `count` intra-op threads, restoring the previous count afterwards."""
@@ -278,6 +286,7 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
                    for s, t in zip(shapes, times)],
         "positions": [shapes.index(p) for p in positions],
         "build_seconds": round(time.perf_counter() - start, 3),
+        "load_average": load_average(),  # other work on the machine while it was measured
     }
 
 
@@ -426,7 +435,7 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
             progress(index + 1)
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     summary = check_summary(frame)
-    summary.update(setting=key, samples=samples, seed=seed)
+    summary.update(setting=key, samples=samples, seed=seed, load_average=load_average())
     return frame, summary
 
 
