@@ -353,3 +353,47 @@ def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_p
         bad.write_text(text)
         with pytest.raises(BlockswapError, match=message):
             load_config([latency_root() / "config" / "config.yaml", bad])
+
+
+# --- the workflow -------------------------------------------------------------------------------
+
+
+def snakemake(workdir, overlay, *args):
+    """Snakemake on the tiny test config plus `overlay` (one --configfile: a second one would replace it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                           str(workdir), *args, "--configfile", str(ROOT / "tests" / "config.yaml"), str(overlay)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_workflow_latency_target_builds_the_table_and_its_check(tmp_path):
+    (tmp_path / "latency.yaml").write_text("latency: {threads: [1], check_samples: 3}\n")
+    proc = snakemake(tmp_path, tmp_path / "latency.yaml", "--cores", "1", "latency")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = LatencyTable.load(tmp_path / "results" / "tiny" / "latency" / "table.json")
+    assert table.record["arch"] == "wrn-10-1" and table.record["input_size"] == [8, 8]
+    check = read_sidecar(tmp_path / "results" / "tiny" / "latency" / "check.csv")["summary"]
+    assert check["samples"] == 3 and check["setting"] == "cpu/t1/b1"
+
+
+def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurement(tmp_path):
+    from snakemake_log import job_counts
+
+    (tmp_path / "latency.yaml").write_text(
+        "latency: {enabled: true}\nsearch: {budget_kind: latency, budgets: [900, 1200], limits: {params: 60000}}\n"
+        "baselines: {moonshine: []}\n")
+    proc = snakemake(tmp_path, tmp_path / "latency.yaml", "-n", "all")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    counts = job_counts(proc.stdout)
+    trained = counts["train_teacher"] + counts["train_student"]
+    assert counts["latency_table"] == 1 and counts["latency_check"] == 1 and counts["network_latency"] == trained
+    assert counts["figure_pareto_latency"] == 1
+    assert "--budget-kind latency" in proc.stdout and "--limit params=60000 --latency-table" in proc.stdout
