@@ -1,60 +1,7 @@
 # Deployment budgets (issue 13, docs/deployment.md): a per-block latency table measured on this
 # machine, its prediction error against end-to-end timings, and the measured latency of every
 # trained network. Timing jobs claim every core (threads: workflow.cores) so that no other job of
-# the run shares the CPU while they measure.
-
-LATENCY = config["latency"]
-LATENCY_TABLE = f"{RESULTS}/latency/table.json"
-LATENCY_CHECK = f"{RESULTS}/latency/check.csv"
-# Sampling reads the table when a budget or a limit is a latency.
-SAMPLES_LATENCY = config["search"]["budget_kind"] == "latency" or config["search"]["limits"].get("latency") is not None
-
-
-def sample_latency_input(wildcards):
-    return [LATENCY_TABLE] if SAMPLES_LATENCY else []
-
-
-def sample_latency_args():
-    """`blockswap sample` flags for search.limits and, when needed, the latency table."""
-    limits = config["search"]["limits"]
-    args = " ".join(f"--limit {kind}={value}" for kind, value in limits.items() if value is not None)
-    if SAMPLES_LATENCY:
-        args += f" --latency-table {LATENCY_TABLE} --latency-setting {LATENCY['setting']}"
-    return args
-
-
-def latency_measure_args():
-    return f"--warmup {LATENCY['warmup']} --runs {LATENCY['runs']}"
-
-
-def network_latency_files():
-    """One measured latency per trained network and seed (a pretrained teacher has no model file)."""
-    return [
-        f"{RESULTS}/latency/networks/{name}/seed-{seed}.json"
-        for name, plan in PLANS.items()
-        if not (plan.method == "teacher" and PRETRAINED)
-        for seed in plan.seeds
-    ]
-
-
-def students_latency_files():
-    """Latency files the students table reads: every trained network's when latency.enabled."""
-    return network_latency_files() if LATENCY["enabled"] else []
-
-
-def latency_outputs():
-    """What the `latency` target makes (and `all`, when latency.enabled)."""
-    files = [LATENCY_TABLE, LATENCY_CHECK]
-    if LATENCY["enabled"]:
-        files += network_latency_files()
-        files += [f"{RESULTS}/tables/students.csv", f"{RESULTS}/figures/pareto_latency.png"]
-    return files
-
-
-def trained_model(wildcards):
-    if wildcards.network == "teacher":
-        return f"{RESULTS}/teachers/seed-{wildcards.seed}/model.pt"
-    return f"{RESULTS}/students/{wildcards.network}/seed-{wildcards.seed}/model.pt"
+# the run shares the CPU while they measure. Its paths and input functions are in common.smk.
 
 
 # snakemake --cores 2 results/default/latency/table.json
