@@ -397,3 +397,26 @@ def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurem
     assert counts["latency_table"] == 1 and counts["latency_check"] == 1 and counts["network_latency"] == trained
     assert counts["figure_pareto_latency"] == 1
     assert "--budget-kind latency" in proc.stdout and "--limit params=60000 --latency-table" in proc.stdout
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda r: r.update(settings="cpu/t1/b1"), "settings is not a list"),
+    (lambda r: r.update(settings=["cpu/t1/b1", "tpu"]), "unknown setting 'tpu'"),
+    (lambda r: r.update(arch="vgg"), "arch is not an architecture"),
+    (lambda r: r.update(input_size=[8]), "input_size is not two sizes"),
+    (lambda r: r["stem"].update({"cpu/t1/b1": float("nan")}), "stem lacks a positive time"),
+    (lambda r: r["shapes"][1]["times"].update({"S": {"cpu/t1/b1": -1}}), "S lacks a positive time"),
+    (lambda r: r.update(positions=[0, 1, 7]), "positions is not one shape index per block"),
+    (lambda r: r.pop("head"), "it lacks head"),
+    (lambda r: r.update(format="x"), "is not a latency table"),
+])
+def test_a_damaged_table_is_one_line(table_file, tmp_path, capsys, damage, message):
+    record = json.loads(table_file.read_text())
+    damage(record)
+    bad = tmp_path / "bad.json"
+    write_json(bad, record)  # sealed as written: the damage is in the content, not the seal
+    code, out, err = run(capsys, "latency-check", bad, "--samples", "2", "--out", tmp_path / "c.csv")
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    bad.write_text(table_file.read_text().replace("cpu/t1/b1", "cpu/t1/b3", 1))  # edited after it was sealed
+    code, _, err = run(capsys, "latency-check", bad, "--samples", "2", "--out", tmp_path / "c.csv")
+    assert code == 2 and "changed after it was written" in err and not (tmp_path / "c.csv").exists()

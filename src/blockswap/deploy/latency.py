@@ -16,6 +16,7 @@ elsewhere it is refused with one line saying why and how to rebuild it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -294,6 +295,52 @@ TABLE_KEYS = ("arch", "candidates", "input_size", "num_classes", "settings", "fi
               "positions")
 
 
+def _seconds(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def table_problem(record: dict) -> str | None:
+    """What is wrong with a latency table read from a file (a hand edit, a damaged copy), or None:
+    every lookup and sum is then safe."""
+    settings = record["settings"]
+    if not (isinstance(settings, list) and settings and all(isinstance(k, str) for k in settings)):
+        return "settings is not a list of setting names"
+    for key in settings:
+        try:
+            Setting.parse(key)
+        except BlockswapError:
+            return f"unknown setting {str(key)[:40]!r}"
+    try:
+        arch = parse_arch(record["arch"]) if isinstance(record["arch"], str) else None
+    except BlockswapError:
+        arch = None
+    if arch is None:
+        return "arch is not an architecture"
+    size = record["input_size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                               and 1 <= v <= 1024 for v in size)):
+        return "input_size is not two sizes in pixels"
+    classes = record["num_classes"]
+    if not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1):
+        return "num_classes is not a positive whole number"
+    if not isinstance(record["fingerprint"], dict):
+        return "fingerprint is not a mapping"
+    for part in ("stem", "head"):
+        if not (isinstance(record[part], dict) and all(_seconds(record[part].get(k)) for k in settings)):
+            return f"{part} lacks a positive time for every setting"
+    shapes, positions = record["shapes"], record["positions"]
+    if not (isinstance(shapes, list) and all(isinstance(s, dict) and isinstance(s.get("times"), dict) for s in shapes)):
+        return "shapes is not a list of timed shapes"
+    for shape in shapes:
+        for name, times in shape["times"].items():
+            if not (isinstance(times, dict) and all(_seconds(times.get(k)) for k in settings)):
+                return f"{str(name)[:40]} lacks a positive time for every setting"
+    if not (isinstance(positions, list) and len(positions) == arch.depth
+            and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(shapes) for i in positions)):
+        return f"positions is not one shape index per block of {arch.name}"
+    return None
+
+
 @dataclass
 class LatencyTable:
     """A latency table read back (or just built): lookups, sums and the machine check."""
@@ -316,6 +363,10 @@ class LatencyTable:
         missing = [key for key in TABLE_KEYS if key not in record]
         if missing:
             raise BlockswapError(f"{path} is a damaged latency table: it lacks {', '.join(missing)}")
+        problem = table_problem(record)
+        if problem:
+            raise BlockswapError(f"{path} is a damaged latency table ({problem}); rebuild it with `blockswap latency "
+                                 "... --force`")
         table = cls(record, str(path))
         if check_machine:
             table.check_machine()
