@@ -420,3 +420,21 @@ def test_a_damaged_table_is_one_line(table_file, tmp_path, capsys, damage, messa
     bad.write_text(table_file.read_text().replace("cpu/t1/b1", "cpu/t1/b3", 1))  # edited after it was sealed
     code, _, err = run(capsys, "latency-check", bad, "--samples", "2", "--out", tmp_path / "c.csv")
     assert code == 2 and "changed after it was written" in err and not (tmp_path / "c.csv").exists()
+
+
+def test_sample_command_under_a_latency_budget_records_the_table(table_file, tmp_path, capsys):
+    from blockswap.provenance import file_digest
+
+    _, costs = latency_cost_table(table_file)
+    low, high = costs.achievable("latency")
+    budget = int((low + high) / 2)
+    code, out, err = run(capsys, "sample", "--arch", ARCH, "--dataset", "digits", "--image-size", "8", "--budget",
+                         budget, "--budget-kind", "latency", "--tolerance", "0.2", "--samples", "5",
+                         "--latency-table", table_file, "--limit", "params=60000", "--out", tmp_path / "c.csv")
+    assert code == 0, err
+    assert f"of {budget} latency, params <= 60000" in out
+    frame = pd.read_csv(tmp_path / "c.csv")
+    assert list(frame.columns)[-1] == "latency_us" and ((frame["latency_us"] - budget).abs() < 0.2 * budget).all()
+    sidecar = read_sidecar(tmp_path / "c.csv")
+    assert sidecar["latency_table"] == {str(table_file): file_digest(table_file)}
+    assert sidecar["limits"] == {"params": 60000.0} and sidecar["latency_setting"] == "cpu/t1/b1"

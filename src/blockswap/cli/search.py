@@ -11,7 +11,7 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..fisher import CONTROLS, PROXIES
 from ..models import parse_arch
-from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..provenance import input_digests, provenance, provenance_path, read_sidecar, write_json, write_result_text
 from ..sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, describe_limits, parse_limits,
                         sample_candidates)
 from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
@@ -34,7 +34,7 @@ def cmd_sample(args) -> None:
         "budget_kind": args.budget_kind,
         "tolerance": args.tolerance,
         "limits": limits,
-        "latency_table": args.latency_table,
+        "latency_table": input_digests([args.latency_table]) if args.latency_table else None,
         "latency_setting": args.latency_setting if args.latency_table else None,
         "candidates": args.candidates,
         "samples": args.samples,
