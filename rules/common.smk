@@ -220,8 +220,10 @@ def sample_latency_args():
     return args
 
 
-def latency_measure_args():
-    return f"--warmup {LATENCY['warmup']} --runs {LATENCY['runs']}"
+def latency_measure_args(clock=True):
+    """Timing flags; latency-check takes no clock (it times on its table's)."""
+    args = f"--warmup {LATENCY['warmup']} --runs {LATENCY['runs']}"
+    return args + (f" --clock {LATENCY['clock']}" if clock else "")
 
 
 def network_latency_files():

@@ -44,7 +44,7 @@ rule latency_check:
         setting=LATENCY["setting"],
         samples=LATENCY["check_samples"],
         seed=LATENCY["seed"],
-        measure=latency_measure_args(),
+        measure=latency_measure_args(clock=False),
     shell:
         "blockswap latency-check {input} --setting {params.setting} --samples {params.samples} "
         "--seed {params.seed} {params.measure} --out {output} > {log} 2>&1"

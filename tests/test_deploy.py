@@ -51,7 +51,7 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def fake_seconds(module, shape, setting, warmup, runs, seed=0):
+def fake_seconds(module, shape, setting, warmup, runs, seed=0, clock="wall"):
     """A deterministic stand-in for a timer: 1 ns per parameter per image, so parts add up exactly."""
     return 1e-9 * shape[0] * sum(p.numel() for p in module.parameters())
 
@@ -332,6 +332,7 @@ def latency_root():
     ({"latency__setting": "cpu/t3/b1"}, "uses 3 threads, which latency.threads"),
     ({"latency__setting": "cpu/t1/b64"}, "uses batch 64, which latency.batches"),
     ({"latency__setting": "cuda/b1"}, "is a CUDA setting but latency.device is cpu"),
+    ({"latency__clock": "thread"}, "the thread clock times one CPU thread"),
 ])
 def test_latency_settings_are_checked_before_any_job(changes, message):
     from blockswap.plan import check_plan
@@ -375,11 +376,12 @@ def snakemake(workdir, overlay, *args):
 
 
 def test_workflow_latency_target_builds_the_table_and_its_check(tmp_path):
-    (tmp_path / "latency.yaml").write_text("latency: {threads: [1], check_samples: 3}\n")
+    (tmp_path / "latency.yaml").write_text("latency: {threads: [1], check_samples: 3, clock: thread}\n")
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "--cores", "1", "latency")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     table = LatencyTable.load(tmp_path / "results" / "tiny" / "latency" / "table.json")
     assert table.record["arch"] == "wrn-10-1" and table.record["input_size"] == [8, 8]
+    assert table.record["clock"] == "thread"
     check = read_sidecar(tmp_path / "results" / "tiny" / "latency" / "check.csv")["summary"]
     assert check["samples"] == 3 and check["setting"] == "cpu/t1/b1"
 
@@ -438,3 +440,18 @@ def test_sample_command_under_a_latency_budget_records_the_table(table_file, tmp
     sidecar = read_sidecar(tmp_path / "c.csv")
     assert sidecar["latency_table"] == {str(table_file): file_digest(table_file)}
     assert sidecar["limits"] == {"params": 60000.0} and sidecar["latency_setting"] == "cpu/t1/b1"
+
+
+def test_thread_clock_tables_for_shared_machines(tmp_path, capsys):
+    code, _, err = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
+                       "--clock", "thread", "--out", tmp_path / "t.json", "--quiet")
+    assert code == 0, err
+    table = LatencyTable.load(tmp_path / "t.json")
+    assert table.record["clock"] == "thread" and "--clock thread" in table.rebuild_command()
+    _, summary = check_table(table, "cpu/t1/b1", samples=2)
+    assert summary["clock"] == "thread"
+    code, _, err = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
+                       "--out", tmp_path / "t.json")
+    assert code == 2 and "timed on the thread clock, not wall" in err
+    code, _, err = run(capsys, "latency", ARCH, "--threads", "2", "--clock", "thread", "--out", tmp_path / "u.json")
+    assert code == 2 and "the thread clock times one CPU thread" in err and not (tmp_path / "u.json").exists()

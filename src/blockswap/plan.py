@@ -296,6 +296,10 @@ def check_latency(config: dict) -> None:
     elif text[1][1:] not in [str(t) for t in latency["threads"]]:
         raise BlockswapError(f"latency.setting: {latency['setting']} uses {text[1][1:]} threads, which latency.threads "
                              f"{latency['threads']} does not measure")
+    if latency.get("clock") == "thread" and (latency["device"] != "cpu" or latency["threads"] != [1]
+                                             or setting.threads != 1):
+        raise BlockswapError("latency.clock: the thread clock times one CPU thread; it needs latency.device cpu, "
+                             "latency.threads [1] and a cpu/t1 setting")
     if setting.batch not in latency["batches"]:
         raise BlockswapError(f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
                              f"{latency['batches']} does not measure")

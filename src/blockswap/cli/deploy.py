@@ -50,12 +50,15 @@ def cmd_latency(args) -> None:
         missing = [s.key for s in settings if s.key not in table.record["settings"]]
         if missing:
             raise BlockswapError(f"{out} has no setting {missing[0]}; rebuild it with --force")
+        if table.record.get("clock", "wall") != args.clock:
+            raise BlockswapError(f"{out} was timed on the {table.record.get('clock', 'wall')} clock, not {args.clock}; "
+                                 "rebuild it with --force")
         print(f"reusing {out}: measured on this machine ({table.record['fingerprint']['cpu']}), "
               f"{len(table.record['settings'])} settings")
         return
     start = time.perf_counter()
     record = build_latency_table(arch, args.candidates, input_size, classes, settings, args.warmup, args.runs,
-                                 args.seed, _progress(args.quiet))
+                                 args.seed, _progress(args.quiet), args.clock)
     record["dataset"] = args.dataset
     record["provenance"] = provenance(seed=args.seed, seconds=time.perf_counter() - start)
     write_json(out, record)
@@ -84,6 +87,8 @@ def add_latency(sub) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (at least 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls, the median kept (at least 50)")
     p.add_argument("--seed", type=seed_argument, default=0, help="seeds inputs and weights (0 to 2^32-1)")
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall", help="wall time (default), or the "
+                   "calling thread's CPU time: one-thread CPU settings only, steady on a shared machine")
     p.add_argument("--force", action="store_true", help="measure again even if --out exists")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--out", required=True, help="output JSON (sealed, with provenance and the machine fingerprint)")
@@ -125,9 +130,10 @@ def cmd_measure(args) -> None:
 
     setting = Setting.parse(args.setting)
     model, record = load_model(args.run)
-    seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs)
+    seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs,
+                            clock=args.clock)
     result = {"run": str(args.run), "arch": record["arch"], "genotype": record["genotype"],
-              "setting": setting.key, "latency_ms": round(seconds * 1e3, 6), "warmup": args.warmup,
+              "setting": setting.key, "clock": args.clock, "latency_ms": round(seconds * 1e3, 6), "warmup": args.warmup,
               "runs": args.runs, "fingerprint": machine_fingerprint(setting.device == "cuda")}
     if args.out:
         write_json(args.out, {**result, "provenance": provenance(device=setting.device)})
@@ -140,6 +146,8 @@ def add_measure(sub) -> None:
                        "then the median of timed runs) on this machine.")
     p.add_argument("run", help="a training folder or model.pt")
     p.add_argument("--setting", default="cpu/t1/b1", help="cpu/tT/bB or cuda/bB (default cpu/t1/b1)")
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall", help="wall time, or the thread's CPU "
+                   "time (cpu/t1 settings)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (at least 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls, the median kept (at least 50)")
     p.add_argument("--out", help="also write the result, with provenance and fingerprint, to this JSON file")

@@ -44,6 +44,11 @@ MIN_RUNS = 50  # timed calls whose median is kept, at least
 DEVICES = ("cpu", "cuda")
 DEFAULT_SETTING = "cpu/t1/b1"
 US = 1e6  # microseconds per second: latency budgets and sampler columns are whole microseconds
+# What a timing reads: wall time (what a deployment sees), or the CPU time of the calling thread,
+# which on a one-thread CPU setting is the same work without the time other processes took the core
+# away (a shared machine: a preempted 10 ms call is charged the other jobs' slices, a 0.3 ms block
+# mostly is not, so wall-time tables there underestimate whole networks).
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 # --- settings and the machine -------------------------------------------------------------------
@@ -176,22 +181,32 @@ def cpu_threads(count: int):
 # --- timing --------------------------------------------------------------------------------------
 
 
-def median_seconds(call: Callable[[], object], device: torch.device, warmup: int, runs: int) -> float:
-    """Median wall time of `call()` over `runs` calls after `warmup` untimed ones, each timed call
-    synchronised on CUDA (a kernel launch returns before the kernel ends)."""
+def median_seconds(call: Callable[[], object], device: torch.device, warmup: int, runs: int,
+                   clock: str = "wall") -> float:
+    """Median time of `call()` on `clock` over `runs` calls after `warmup` untimed ones, each timed
+    call synchronised on CUDA (a kernel launch returns before the kernel ends)."""
     cuda = device.type == "cuda"
+    now = CLOCKS[clock]
     for _ in range(warmup):
         call()
     if cuda:
         torch.cuda.synchronize(device)
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = now()
         call()
         if cuda:
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return statistics.median(times)
+
+
+def check_clock(clock: str, settings: Iterable[Setting]) -> None:
+    if clock not in CLOCKS:
+        raise BlockswapError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock == "thread" and any(s.device != "cpu" or s.threads != 1 for s in settings):
+        raise BlockswapError("the thread clock times one CPU thread: every setting must be cpu/t1/bB "
+                             "(use --threads 1 and --device cpu, or the wall clock)")
 
 
 def check_protocol(warmup: int, runs: int) -> None:
@@ -202,13 +217,13 @@ def check_protocol(warmup: int, runs: int) -> None:
 
 
 def time_module(module: nn.Module, shape: tuple[int, ...], setting: Setting, warmup: int, runs: int,
-                seed: int = 0) -> float:
+                seed: int = 0, clock: str = "wall") -> float:
     """Median seconds of one forward pass of `module` (eval mode, inference mode) on a seeded input."""
     device = torch.device(setting.device)
     module = module.to(device).eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
     with cpu_threads(setting.threads if setting.device == "cpu" else torch.get_num_threads()), torch.inference_mode():
-        return median_seconds(lambda: module(x), device, warmup, runs)
+        return median_seconds(lambda: module(x), device, warmup, runs, clock)
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -240,12 +255,13 @@ def _seeded(module: nn.Module, seed: int) -> nn.Module:
 def build_latency_table(arch: str | Architecture, candidates: str, input_size: tuple[int, int],
                         num_classes: int, settings: Sequence[Setting], warmup: int = MIN_WARMUP,
                         runs: int = MIN_RUNS, seed: int = 0,
-                        progress: Callable[[str], None] | None = None) -> dict:
+                        progress: Callable[[str], None] | None = None, clock: str = "wall") -> dict:
     """Time the stem, the head and every candidate type at every distinct block shape of `arch`
     under each setting; return the table as a record (seconds), fingerprint included."""
     check_protocol(warmup, runs)
     if not settings:
         raise BlockswapError("a latency table needs at least one setting")
+    check_clock(clock, settings)
     arch = parse_arch(arch)
     types = candidate_set(candidates)
     positions = block_shapes(arch, input_size)
@@ -259,13 +275,13 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
     times = [{t.name: {} for t in f} for f in fits]
     for setting in settings:
         b = setting.batch
-        stem[setting.key] = time_module(stem_module, (b, *stem_shape), setting, warmup, runs, seed)
-        head[setting.key] = time_module(head_module, (b, arch.features, *last), setting, warmup, runs, seed)
+        stem[setting.key] = time_module(stem_module, (b, *stem_shape), setting, warmup, runs, seed, clock)
+        head[setting.key] = time_module(head_module, (b, arch.features, *last), setting, warmup, runs, seed, clock)
         for i, (shape, valid) in enumerate(zip(shapes, fits)):
             for block_type in valid:
                 block = _seeded(Block(block_type, shape.cin, shape.cout, shape.stride), seed)
                 times[i][block_type.name][setting.key] = time_module(
-                    block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed)
+                    block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock)
             if progress:
                 progress(f"{setting.key}: shape {i + 1}/{len(shapes)} ({shape.cin}->{shape.cout}, stride "
                          f"{shape.stride}, {shape.h}x{shape.w}): {len(valid)} types")
@@ -276,6 +292,7 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
         "input_size": list(input_size),
         "num_classes": num_classes,
         "unit": "seconds",
+        "clock": clock,
         "warmup": warmup,
         "runs": runs,
         "seed": seed,
@@ -323,6 +340,8 @@ def table_problem(record: dict) -> str | None:
     classes = record["num_classes"]
     if not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1):
         return "num_classes is not a positive whole number"
+    if record.get("clock", "wall") not in CLOCKS:
+        return f"clock is not one of {', '.join(CLOCKS)}"
     if not isinstance(record["fingerprint"], dict):
         return "fingerprint is not a mapping"
     for part in ("stem", "head"):
@@ -386,7 +405,8 @@ class LatencyTable:
         device = "auto" if any(k.startswith("cuda") for k in r["settings"]) else "cpu"
         return (f"blockswap latency {r['arch']} --candidates {r['candidates']} --image-size {r['input_size'][0]} "
                 f"--classes {r['num_classes']} --threads {','.join(threads)} --batches "
-                f"{','.join(map(str, batches))} --device {device} --out {self.source} --force")
+                f"{','.join(map(str, batches))} --device {device} --clock {r.get('clock', 'wall')} --out {self.source} "
+                "--force")
 
     @property
     def arch(self) -> Architecture:
@@ -436,10 +456,11 @@ class LatencyTable:
 
 
 def measure_model(model: nn.Module, input_size: Sequence[int], setting: Setting, warmup: int = MIN_WARMUP,
-                  runs: int = MIN_RUNS, seed: int = 0, in_channels: int = 3) -> float:
+                  runs: int = MIN_RUNS, seed: int = 0, in_channels: int = 3, clock: str = "wall") -> float:
     """Measured seconds of one forward pass of a whole network, timed as the table's parts are."""
     check_protocol(warmup, runs)
-    return time_module(model, (setting.batch, in_channels, *input_size), setting, warmup, runs, seed)
+    check_clock(clock, [setting])
+    return time_module(model, (setting.batch, in_channels, *input_size), setting, warmup, runs, seed, clock)
 
 
 def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int) -> list[Genotype]:
@@ -478,7 +499,7 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
     for index, genotype in enumerate(draw_genotypes(cost_table.types, samples, seed)):
         cost = NetworkSpec(table.arch, genotype, r["num_classes"]).cost(size)
         model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
-        measured = measure_model(model, size, setting, warmup, runs, seed)
+        measured = measure_model(model, size, setting, warmup, runs, seed, clock=r.get("clock", "wall"))
         predicted = table.predict(genotype, key)
         rows.append([index, str(genotype), cost.params, cost.macs, predicted * 1e3, measured * 1e3,
                      100 * (predicted - measured) / measured])
@@ -486,7 +507,8 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
             progress(index + 1)
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     summary = check_summary(frame)
-    summary.update(setting=key, samples=samples, seed=seed, load_average=load_average())
+    summary.update(setting=key, clock=r.get("clock", "wall"), samples=samples, seed=seed,
+                   load_average=load_average())
     return frame, summary
 
 
