@@ -17,10 +17,12 @@
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
 #                                  correlation (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
+#   latency/                       table.json (per-block latency, this machine), check.csv (its error),
+#                                  networks/<network>/seed-<s>.json (measured, latency.enabled)
 #
 # Run everything:   snakemake --cores 8 all
 # One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs,
-#                                                compare)
+#                                                compare, latency)
 # Another config:   snakemake --cores 8 all --configfile config/paper-cifar10.yaml
 
 
@@ -33,6 +35,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/costs.smk"
+include: "rules/latency.smk"
 include: "rules/teacher.smk"
 include: "rules/search.smk"
 include: "rules/students.smk"
@@ -91,3 +94,8 @@ rule costs:
 rule compare:
     input:
         comparison_outputs(),
+
+
+rule latency:
+    input:
+        latency_outputs(),

@@ -204,6 +204,7 @@ def get_final_output():
         *paper_tables(),
         *paper_figures(),
         *(comparison_outputs() if config["comparison"]["in_all"] else []),
+        *(latency_outputs() if config["latency"]["enabled"] else []),
     ]
 
 
@@ -222,16 +223,22 @@ EVOLVED = config["search"]["method"] == "evolution"
 COMPARED = [str(b) for b in comparison_budgets(config)]  # budgets of the evolution-vs-random comparison
 COMPARE_SEEDS = [str(s) for s in config["comparison"]["seeds"]]
 COMPARE_SAMPLES = comparison_samples(config)
-HISTORIES = expand(f"{RESULTS}/compare/{{budget}}/{{method}}/seed-{{seed}}/history.csv", budget=COMPARED,
-                   method=["random", "evolution"], seed=COMPARE_SEEDS)
+HISTORIES = expand(
+    f"{RESULTS}/compare/{{budget}}/{{method}}/seed-{{seed}}/history.csv",
+    budget=COMPARED,
+    method=["random", "evolution"],
+    seed=COMPARE_SEEDS,
+)
 
 
 def guided_search_args():
     """What every `blockswap search` job gets from search: (the seed and the budget are the job's)."""
     s = config["search"]
-    return (f"--arch {config['teacher']['arch']} --budget-kind {s['budget_kind']} --tolerance {s['tolerance']} "
-            f"--candidates {s['candidates']} --population {s['population']} --tournament {s['tournament']} "
-            f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {data_args()}")
+    return (
+        f"--arch {config['teacher']['arch']} --budget-kind {s['budget_kind']} --tolerance {s['tolerance']} "
+        f"--candidates {s['candidates']} --population {s['population']} --tournament {s['tournament']} "
+        f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {data_args()}"
+    )
 
 
 def comparison_outputs():
@@ -246,3 +253,61 @@ def comparison_outputs():
     if comparison_trained_seeds(config) and config["comparison"]["bestof"]:
         files.append(f"{RESULTS}/tables/bestof_seeds.md")
     return files
+
+
+# --- deployment budgets (rules/latency.smk) ---
+
+LATENCY = config["latency"]
+LATENCY_TABLE = f"{RESULTS}/latency/table.json"
+LATENCY_CHECK = f"{RESULTS}/latency/check.csv"
+# Sampling reads the table when a budget or a limit is a latency.
+SAMPLES_LATENCY = config["search"]["budget_kind"] == "latency" or config["search"]["limits"].get("latency") is not None
+
+
+def sample_latency_input(wildcards):
+    return [LATENCY_TABLE] if SAMPLES_LATENCY else []
+
+
+def sample_latency_args():
+    """`blockswap sample` flags for search.limits and, when needed, the latency table."""
+    limits = config["search"]["limits"]
+    args = " ".join(f"--limit {kind}={value}" for kind, value in limits.items() if value is not None)
+    if SAMPLES_LATENCY:
+        args += f" --latency-table {LATENCY_TABLE} --latency-setting {LATENCY['setting']}"
+    return args
+
+
+def latency_measure_args(clock=True):
+    """Timing flags; latency-check takes no clock (it times on its table's)."""
+    args = f"--warmup {LATENCY['warmup']} --runs {LATENCY['runs']}"
+    return args + (f" --clock {LATENCY['clock']}" if clock else "")
+
+
+def network_latency_files():
+    """One measured latency per trained network and seed (a pretrained teacher has no model file)."""
+    return [
+        f"{RESULTS}/latency/networks/{name}/seed-{seed}.json"
+        for name, plan in PLANS.items()
+        if not (plan.method == "teacher" and PRETRAINED)
+        for seed in plan.seeds
+    ]
+
+
+def students_latency_files():
+    """Latency files the students table reads: every trained network's when latency.enabled."""
+    return network_latency_files() if LATENCY["enabled"] else []
+
+
+def latency_outputs():
+    """What the `latency` target makes (and `all`, when latency.enabled)."""
+    files = [LATENCY_TABLE, LATENCY_CHECK]
+    if LATENCY["enabled"]:
+        files += network_latency_files()
+        files += [f"{RESULTS}/tables/students.csv", f"{RESULTS}/figures/pareto_latency.png"]
+    return files
+
+
+def trained_model(wildcards):
+    if wildcards.network == "teacher":
+        return f"{RESULTS}/teachers/seed-{wildcards.seed}/model.pt"
+    return f"{RESULTS}/students/{wildcards.network}/seed-{wildcards.seed}/model.pt"

@@ -18,16 +18,18 @@ rule resolved_config:
 # snakemake --cores 1 results/default/tables/students.csv
 rule students_table:
     input:
-        TEACHER_METRICS,
-        student_metrics(STUDENT_METHODS),
+        metrics=[*TEACHER_METRICS, *student_metrics(STUDENT_METHODS)],
+        latency=students_latency_files(),
     output:
         f"{RESULTS}/tables/students.csv",
     log:
         f"{LOGS}/tables/students.log",
     conda:
         "../environment.yml"
+    params:
+        latency=lambda wc, input: " ".join(f"--latency {path}" for path in input.latency),
     shell:
-        "blockswap report students {input} --csv {output} > {log} 2>&1"
+        "blockswap report students {input.metrics} {params.latency} --csv {output} > {log} 2>&1"
 
 
 # Table 2 (CIFAR) or Table 3 (ImageNet): one row per network, the paper's values beside ours.

@@ -4,6 +4,8 @@
 
 # snakemake --cores 1 results/default/search/100000/candidates.csv
 rule sample:
+    input:
+        sample_latency_input,
     output:
         f"{RESULTS}/search/{{budget}}/candidates.csv",
     log:
@@ -15,8 +17,9 @@ rule sample:
         search=config["search"],
         dataset=config["dataset"],
         image_size=image_size_arg(),
+        latency=sample_latency_args(),
     shell:
-        "blockswap sample --arch {params.arch} --budget {wildcards.budget} "
+        "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} "
         "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
         "--candidates {params.search[candidates]} --samples {params.search[samples]} "
         "--seed {params.search[seed]} --dataset {params.dataset} {params.image_size} "

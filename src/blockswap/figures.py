@@ -215,4 +215,25 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
         ax.set_ylabel(f"best {found['proxy'][budget]} so far")
         ax.set_title(f"budget {budget}")
         ax.legend()
+def pareto_latency(students: pd.DataFrame, out: Path) -> None:
+    """Error against parameters beside error against measured latency (issue 13), one series per
+    method, mean over seeds: which networks are small is not always which are fast."""
+    column = "latency_ms"
+    if column not in students or students[column].isna().all():
+        raise BlockswapError("the students table has no measured latencies (latency_ms): build it with "
+                             "`blockswap report students ... --latency FILES` (workflow: latency.enabled)")
+    students = students[(students["method"] != "random") & students[column].notna()]
+    summary = (students.groupby(["method", "network"], as_index=False)
+               .agg(params=("params", "first"), latency=(column, "mean"), error=("test_error", "mean")))
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 2, FIGURE_SIZE[1]), sharey=True)
+    for (method, group), colour in zip(summary.groupby("method"), sns.color_palette()):
+        for ax, x, scale in ((axes[0], "params", 1e3), (axes[1], "latency", 1)):
+            group = group.sort_values(x)
+            ax.plot(group[x] / scale, group["error"], "o", color=colour, label=method,
+                    linestyle="-" if method == "blockswap" else "none")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("parameters (K)")
+    axes[1].set_xlabel("measured latency (ms)")
+    axes[0].set_ylabel("test error (%)")
+    axes[1].legend()
     save(fig, out)

@@ -97,6 +97,9 @@ def released_for_budget(config: dict, genotype_dir: Path, budget: int) -> Path:
     arch = config["teacher"]["arch"]
     size, classes = input_size(config)
     kind, tolerance = config["search"]["budget_kind"], config["search"]["tolerance"]
+    if kind == "latency":
+        raise BlockswapError("search.use_released_genotypes: released genotypes are chosen by params or macs, not "
+                             "by a latency budget")
     best = None
     for path in released_genotypes(genotype_dir, arch).values():
         cost = getattr(NetworkSpec.create(arch, str(path), classes).cost(size), kind)
@@ -113,6 +116,9 @@ def closest_single_blocktype(config: dict, budget: int) -> tuple[Optional[str], 
     arch = parse_arch(config["teacher"]["arch"])
     size, classes = input_size(config)
     kind, tolerance = config["search"]["budget_kind"], config["search"]["tolerance"]
+    if kind == "latency":
+        return None, (f"no single-blocktype {arch.name} is chosen for the latency budget {budget} (latencies are "
+                      "measured when the workflow runs); list baselines.moonshine to train some")
     best = None
     for block in candidate_set(config["search"]["candidates"]):
         if any(block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots):
@@ -240,6 +246,8 @@ def check_budgets(config: dict) -> None:
     keys = budget_keys(config)
     if not keys and not comparison_budgets(config):
         return
+    if config["search"]["budget_kind"] == "latency":
+        return  # latency budgets are checked against the measured table when candidates are sampled
     search = config["search"]
     size, classes = input_size(config)
     arch = parse_arch(config["teacher"]["arch"])
@@ -341,6 +349,32 @@ def check_plan(config: dict) -> None:
         raise BlockswapError("ablation.samples needs at least one search budget")
     check_moonshine(config)
     check_budgets(config)
+    check_latency(config)
+
+
+def check_latency(config: dict) -> None:
+    """The latency setting that budgets, limits and the students' column use must be one the table
+    measures (latency.threads x latency.batches, on the device asked for)."""
+    from .deploy.latency import Setting
+
+    latency = config.get("latency")
+    if latency is None:
+        return
+    setting = Setting.parse(latency["setting"])
+    text = latency["setting"].split("/")
+    if setting.device == "cuda":
+        if latency["device"] == "cpu":
+            raise BlockswapError(f"latency.setting: {latency['setting']} is a CUDA setting but latency.device is cpu")
+    elif text[1][1:] not in [str(t) for t in latency["threads"]]:
+        raise BlockswapError(f"latency.setting: {latency['setting']} uses {text[1][1:]} threads, which latency.threads "
+                             f"{latency['threads']} does not measure")
+    if latency.get("clock") == "thread" and (latency["device"] != "cpu" or latency["threads"] != [1]
+                                             or setting.threads != 1):
+        raise BlockswapError("latency.clock: the thread clock times one CPU thread; it needs latency.device cpu, "
+                             "latency.threads [1] and a cpu/t1 setting")
+    if setting.batch not in latency["batches"]:
+        raise BlockswapError(f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
+                             f"{latency['batches']} does not measure")
 
 
 def plan_notes(config: dict) -> list[str]:

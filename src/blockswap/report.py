@@ -54,8 +54,12 @@ STUDENT_COLUMNS = [
 STUDENT_KINDS = {
     "method": "text", "network": "text", "arch": "text", "genotype": "text", "budget": "int?", "seed": "int",
     "params": "int", "macs": "int", "ops": "int", "test_error": "error", "test_error_top5": "error",
-    "fisher": "number?", "candidate": "int?", "dataset": "text",
+    "fisher": "number?", "candidate": "int?", "dataset": "text", "latency_ms": "number?",
 }
+# Measured latency of each network on the evaluating machine (`blockswap measure --out`), a column
+# after STUDENT_COLUMNS: empty where none was measured, absent from tables written before it existed.
+LATENCY_COLUMN = "latency_ms"
+LATENCY_KEYS = {"run": "text", "setting": "text", "latency_ms": "number"}
 # What a training run's metrics.json must hold for its row, and as what.
 METRICS_KEYS = {"arch": "text", "genotype": "names", "seed": "int", "params": "int", "macs": "int", "ops": "int",
                 "test_error": "error", "test_error_top5": "error", "dataset": "text"}
@@ -72,9 +76,30 @@ def _tag(tags: dict, path, key: str):
         raise BlockswapError(f"{path}: tags.{key} is {tags[key]!r}, expected {EXPECTED[TAG_KINDS[key]]}") from None
 
 
-def students_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+def measured_latencies(paths: Iterable[str | Path]) -> dict[Path, float]:
+    """Training folder -> measured milliseconds, from `blockswap measure --out` files (one setting)."""
+    found, settings = {}, set()
+    for path in paths:
+        record = read_json_record(path, "latency file")
+        values = {key: require(record, path, key, kind) for key, kind in LATENCY_KEYS.items()}
+        settings.add(values["setting"])
+        run = Path(values["run"])
+        found[(run if run.is_dir() else run.parent).resolve()] = values["latency_ms"]
+    if len(settings) > 1:
+        raise BlockswapError(f"latency files measured under different settings ({', '.join(sorted(settings))}): "
+                             "one table compares one setting")
+    return found
+
+
+def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Path] = ()) -> pd.DataFrame:
     """One row per trained network (`metrics.json` of `blockswap train`), teachers included; each
-    file's values are checked, so a damaged one stops the table instead of becoming a NaN row."""
+    file's values are checked, so a damaged one stops the table instead of becoming a NaN row.
+    `latency` files (`blockswap measure --out`) fill the latency_ms column of the runs they measured."""
+    latencies = measured_latencies(latency)
+    paths = list(paths)
+    unmatched = set(latencies) - {Path(p).parent.resolve() for p in paths}
+    if unmatched:
+        raise BlockswapError(f"a latency file measures {min(unmatched)}, whose metrics.json is not an input")
     rows = []
     for path in paths:
         m = read_json_record(path, "training metrics file")
@@ -92,8 +117,9 @@ def students_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
             "budget": _tag(tags, path, "budget"),
             "fisher": _tag(tags, path, "fisher"),
             "candidate": _tag(tags, path, "candidate"),
+            LATENCY_COLUMN: latencies.get(Path(path).parent.resolve()),
         })
-    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS)
+    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN])
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
@@ -157,6 +183,8 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
             "Ops (M)": round(first["ops"] / 1e6, 1),
             **error_summary(group["test_error"]),
         }
+        if LATENCY_COLUMN in group and group[LATENCY_COLUMN].notna().any():
+            row["latency (ms)"] = round(group[LATENCY_COLUMN].mean(), 3)  # measured on the evaluating machine
         match = table2_match(first["method"], first["arch"], first["genotype"], first["params"] / 1e3)
         if match is not None and first["dataset"] == "cifar10":
             p_params, p_ops, err, std = match

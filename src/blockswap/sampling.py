@@ -20,7 +20,11 @@ from .genotype import Genotype
 from .layers import Classifier, Cost, sequence_cost
 from .models import Architecture
 
-BUDGET_KINDS = ("params", "macs")
+BUDGET_KINDS = ("params", "macs", "latency")
+# Column of each kind in a table's costs; latency (whole microseconds, from a measured latency table,
+# blockswap.deploy.latency) is there only after `with_latency`.
+COST_INDEX = {"params": 0, "macs": 1, "ops": 2, "latency": 3}
+LATENCY_COLUMN = "latency_us"
 DEFAULT_TOLERANCE = 0.025  # released code: strictly within +-2.5 % of the budget
 DRAW_CHUNK = 20_000  # proposals drawn per vectorised step
 MAX_DRAWS_PER_SAMPLE = 20_000  # give up after this many proposals per requested sample
@@ -53,7 +57,22 @@ class CostTable:
         return cls(arch, types, costs, np.array([fixed.params, fixed.macs, fixed.ops], dtype=np.int64))
 
     def column(self, kind: str) -> int:
-        return BUDGET_KINDS.index(kind)
+        if kind not in BUDGET_KINDS:
+            raise BlockswapError(f"budget kind must be one of {', '.join(BUDGET_KINDS)}, got {kind!r}")
+        if COST_INDEX[kind] >= len(self.fixed):
+            raise BlockswapError(f"{kind} budgets need a measured latency table (blockswap latency "
+                                 f"{self.arch.name} --out FILE, then --latency-table FILE)")
+        return COST_INDEX[kind]
+
+    @property
+    def has_latency(self) -> bool:
+        return len(self.fixed) > COST_INDEX["latency"]
+
+    def with_latency(self, slots: list[np.ndarray], fixed: int) -> CostTable:
+        """This table plus a latency column: per slot, whole microseconds of each of its types (in
+        `types` order), and of stem + head (`LatencyTable.slot_microseconds`)."""
+        costs = [np.column_stack([c[:, :3], np.asarray(s, dtype=np.int64)]) for c, s in zip(self.costs, slots)]
+        return CostTable(self.arch, self.types, costs, np.append(self.fixed[:3], np.int64(fixed)))
 
     def achievable(self, kind: str) -> tuple[int, int]:
         k = self.column(kind)
@@ -62,8 +81,8 @@ class CostTable:
         return int(low), int(high)
 
     def totals(self, choices: np.ndarray) -> np.ndarray:
-        """(n, slots) type indices -> (n, 3) total params, macs, ops."""
-        total = np.broadcast_to(self.fixed, (len(choices), 3)).copy()
+        """(n, slots) type indices -> (n, 3) total params, macs, ops (and latency, when the table has it)."""
+        total = np.broadcast_to(self.fixed, (len(choices), len(self.fixed))).copy()
         for slot, costs in enumerate(self.costs):
             total += costs[choices[:, slot]]
         return total
@@ -190,10 +209,12 @@ def sample_candidates(
     seed: int,
     budget_kind: str = "params",
     tolerance: float = DEFAULT_TOLERANCE,
+    limits: dict | None = None,
 ) -> pd.DataFrame:
-    """`samples` distinct genotypes whose cost is strictly within +-tolerance of `budget`.
+    """`samples` distinct genotypes whose cost is strictly within +-tolerance of `budget` and, for
+    each kind of `limits` (e.g. {"latency": 900} with a latency column), at most that limit.
 
-    The same (table, budget, seed) always gives the same rows in the same order.
+    The same (table, budget, limits, seed) always gives the same rows in the same order.
     """
     if budget_kind not in BUDGET_KINDS:
         raise BlockswapError(f"budget kind must be one of {', '.join(BUDGET_KINDS)}, got {budget_kind!r}")
@@ -202,9 +223,8 @@ def sample_candidates(
     if samples < 1:
         raise BlockswapError(f"samples must be at least 1, got {samples}")
     check_budget(table, budget, budget_kind, tolerance, samples)
-    low, high = budget * (1 - tolerance), budget * (1 + tolerance)
+    check_limits(table, limits)
     rng = np.random.default_rng(seed)
-    column = table.column(budget_kind)
     counts = np.array([len(t) for t in table.types])
     found: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
     draws, max_draws = 0, MAX_DRAWS_PER_SAMPLE * samples
@@ -213,7 +233,7 @@ def sample_candidates(
         choices = (rng.random((DRAW_CHUNK, len(counts))) * counts).astype(np.int64)
         draws += DRAW_CHUNK
         totals = table.totals(choices)
-        keep = (totals[:, column] > low) & (totals[:, column] < high)
+        keep = within_budget(table, totals, budget, budget_kind, tolerance, limits)
         for choice, total in zip(choices[keep], totals[keep]):
             key = choice.astype(np.uint8).tobytes()
             if key not in found:
@@ -222,13 +242,60 @@ def sample_candidates(
                     break
     if len(found) < samples:
         raise BlockswapError(
-            f"found only {len(found)} distinct candidates within +-{tolerance:.1%} of {budget:g} {budget_kind} "
-            f"after {draws} draws; ask for fewer samples or widen the tolerance"
+            f"found only {len(found)} distinct candidates within +-{tolerance:.1%} of {budget:g} {budget_kind}"
+            f"{describe_limits(limits)} after {draws} draws; ask for fewer samples or widen the tolerance"
+            + (" or the limits" if limits else "")
         )
     rows = []
     for index, (choice, total) in enumerate(found.values()):
-        rows.append([index, str(table.genotype(choice)), int(total[0]), int(total[1]), int(total[2])])
-    return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+        rows.append([index, str(table.genotype(choice)), *(int(t) for t in total)])
+    return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS + ([LATENCY_COLUMN] if table.has_latency else []))
+
+
+# --- combined constraints (a band on one kind, ceilings on others) ----------------------------------
+
+
+def describe_limits(limits: dict | None) -> str:
+    return "".join(f", {kind} <= {value:g}" for kind, value in (limits or {}).items())
+
+
+def check_limits(table: CostTable, limits: dict | None) -> None:
+    """Each ceiling names a kind this table has and can be met by its cheapest network."""
+    for kind, value in (limits or {}).items():
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise BlockswapError(f"limit {kind} must be a positive finite number, got {value!r}")
+        cheapest, _ = table.achievable(kind)
+        if value < cheapest:
+            raise BlockswapError(f"limit {kind} <= {value:g} is below the cheapest {table.arch.name} of these "
+                                 f"candidates ({cheapest} {kind})")
+
+
+def within_budget(table: CostTable, totals: np.ndarray, budget: float, budget_kind: str, tolerance: float,
+                  limits: dict | None = None) -> np.ndarray:
+    """Which rows of `totals` (`CostTable.totals`) lie strictly inside the budget's band and at or
+    under every limit: the one acceptance test of a candidate, for sampling and for any search."""
+    column = table.column(budget_kind)
+    low, high = budget * (1 - tolerance), budget * (1 + tolerance)
+    keep = (totals[:, column] > low) & (totals[:, column] < high)
+    for kind, value in (limits or {}).items():
+        keep &= totals[:, table.column(kind)] <= value
+    return keep
+
+
+def parse_limits(items) -> dict:
+    """`KIND=VALUE` items (e.g. params=400000, latency=900) as a mapping, each kind once."""
+    limits: dict = {}
+    for item in items or []:
+        kind, sep, value = str(item).partition("=")
+        if not sep or kind not in BUDGET_KINDS:
+            raise BlockswapError(f"a limit is KIND=VALUE with KIND one of {', '.join(BUDGET_KINDS)}, got {item!r}")
+        if kind in limits:
+            raise BlockswapError(f"limit {kind} is given twice")
+        try:
+            limits[kind] = float(value)
+        except ValueError:
+            raise BlockswapError(f"limit {kind} must be a number, got {value!r}") from None
+    return limits
 
 
 def read_candidates(path) -> pd.DataFrame:
@@ -249,5 +316,5 @@ def read_candidates(path) -> pd.DataFrame:
 def cost_of(table: CostTable, genotype: Genotype) -> Cost:
     """Cost of one genotype through the table (used to cross-check rows)."""
     choice = np.array([[table.types[s].index(t) for s, t in enumerate(genotype)]])
-    params, macs, ops = table.totals(choice)[0]
+    params, macs, ops = table.totals(choice)[0][:3]
     return Cost(int(params), int(macs), int(ops))

@@ -16,7 +16,7 @@ import sys
 from typing import Callable, Optional
 
 from ..errors import BlockswapError
-from . import networks, results, search, training, workflow
+from . import deploy, networks, results, search, training, workflow
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     **training.COMMANDS,
     **results.COMMANDS,
     **workflow.COMMANDS,
+    **deploy.COMMANDS,
 }
 
 

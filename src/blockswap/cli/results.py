@@ -32,7 +32,7 @@ def report_costs(args):
 
 
 def report_students(args):
-    table = students_table(args.inputs)
+    table = students_table(args.inputs, args.latency or ())
     return table, table
 
 
@@ -115,7 +115,8 @@ def derived_inputs(args) -> list[str]:
     student = [args.student] if getattr(args, "student", None) else []
     extra = [path for _, path in parse_pairs(args.proxies, "--proxies", many=True)]
     correlation = [args.correlation] if getattr(args, "correlation", None) else []
-    return list(dict.fromkeys(list(args.inputs) + extra + student + correlation))  # each file once
+    latency = list(getattr(args, "latency", None) or [])
+    return list(dict.fromkeys(list(args.inputs) + extra + student + correlation + latency))  # each file once
 
 
 def derived_record(args, outputs, start: float, **extra) -> dict:
@@ -151,6 +152,8 @@ def add_report(sub) -> None:
     p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget; stability: "
                    "the scores of one budget under each scoring seed (repeat)")
     p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
+    p.add_argument("--latency", action="append", metavar="PATH", help="students: measured latency files "
+                   "('blockswap measure --out') filling the latency_ms column")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
@@ -205,6 +208,7 @@ FIGURE_BUILDERS = {
     "forest": figure_forest,
     "proxy_scatter": figure_proxy_scatter,
     "search_curves": lambda args, figures: figures.search_curves([Path(p) for p in args.inputs], Path(args.out)),
+    "pareto_latency": lambda args, figures: figures.pareto_latency(read_students(args.inputs), Path(args.out)),
 }
 
 

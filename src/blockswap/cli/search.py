@@ -10,9 +10,10 @@ from ..datasets import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..models import parse_arch
-from ..provenance import provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..provenance import input_digests, provenance, provenance_path, read_sidecar, write_json, write_result_text
 from ..proxies import CONTROLS, PROXIES
-from ..sampling import BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, sample_candidates
+from ..sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, describe_limits, parse_limits,
+                        sample_candidates)
 from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
 from .networks import input_size_for
@@ -23,12 +24,18 @@ def cmd_sample(args) -> None:
     input_size, classes = input_size_for(args.dataset, args.image_size)
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
-    frame = sample_candidates(table, args.budget, args.samples, args.seed, args.budget_kind, args.tolerance)
+    limits = parse_limits(args.limit)
+    if args.latency_table:
+        table = with_latency_table(table, args.latency_table, args.latency_setting, input_size, classes)
+    frame = sample_candidates(table, args.budget, args.samples, args.seed, args.budget_kind, args.tolerance, limits)
     meta = {
         "arch": arch.name,
         "budget": args.budget,
         "budget_kind": args.budget_kind,
         "tolerance": args.tolerance,
+        "limits": limits,
+        "latency_table": input_digests([args.latency_table]) if args.latency_table else None,
+        "latency_setting": args.latency_setting if args.latency_table else None,
         "candidates": args.candidates,
         "samples": args.samples,
         "dataset": args.dataset,
@@ -37,7 +44,16 @@ def cmd_sample(args) -> None:
     }
     write_result_text(args.out, frame.to_csv(index=False), meta)
     print(f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
-          f"{args.budget_kind} -> {args.out}")
+          f"{args.budget_kind}{describe_limits(limits)} -> {args.out}")
+
+
+def with_latency_table(table: CostTable, path: str, setting: str, input_size, classes: int) -> CostTable:
+    """`table` plus the latency column (whole microseconds) of a latency table measured on this machine."""
+    from ..deploy.latency import LatencyTable
+
+    latency = LatencyTable.load(path)
+    latency.check_network(table.arch.name, input_size, classes)
+    return table.with_latency(*latency.slot_microseconds(table.types, setting))
 
 
 def add_sample(sub) -> None:
@@ -47,7 +63,7 @@ def add_sample(sub) -> None:
         description="Sample distinct random genotypes whose cost lies strictly within +-tolerance of the budget.",
     )
     p.add_argument("--arch", required=True, help="the teacher's architecture (wrn-D-K, resnet-18/34)")
-    p.add_argument("--budget", type=float, required=True, help="target cost (parameters or MACs)")
+    p.add_argument("--budget", type=float, required=True, help="target cost (parameters, MACs or microseconds)")
     p.add_argument("--budget-kind", choices=BUDGET_KINDS, default="params", help="what the budget counts")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative band (default 0.025)")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
@@ -55,7 +71,13 @@ def add_sample(sub) -> None:
     p.add_argument("--seed", type=seed_argument, default=0, help="random seed (0 to 2^32-1)")
     p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
     p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
-    p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops")
+    p.add_argument("--limit", action="append", metavar="KIND=VALUE",
+                   help="also keep KIND at most VALUE (params, macs, latency in microseconds); repeatable")
+    p.add_argument("--latency-table", help="latency table measured on this machine ('blockswap latency'): needed "
+                   "for latency budgets and limits")
+    p.add_argument("--latency-setting", default="cpu/t1/b1", help="which setting of the latency table (default "
+                   "cpu/t1/b1)")
+    p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops (latency_us)")
 
 
 def cmd_score(args) -> None:

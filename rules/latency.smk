@@ -1,0 +1,83 @@
+# Deployment budgets (issue 13, docs/deployment.md): a per-block latency table measured on this
+# machine, its prediction error against end-to-end timings, and the measured latency of every
+# trained network. Timing jobs claim every core (threads: workflow.cores) so that no other job of
+# the run shares the CPU while they measure. Its paths and input functions are in common.smk.
+
+
+# snakemake --cores 2 results/default/latency/table.json
+rule latency_table:
+    output:
+        LATENCY_TABLE,
+    log:
+        f"{LOGS}/latency/table.log",
+    conda:
+        "../environment.yml"
+    threads: workflow.cores
+    params:
+        arch=config["teacher"]["arch"],
+        candidates=config["search"]["candidates"],
+        dataset=config["dataset"],
+        image_size=image_size_arg(),
+        device=LATENCY["device"],
+        threads=",".join(str(t) for t in LATENCY["threads"]),
+        batches=",".join(str(b) for b in LATENCY["batches"]),
+        seed=LATENCY["seed"],
+        measure=latency_measure_args(),
+    shell:
+        "blockswap latency {params.arch} --candidates {params.candidates} --dataset {params.dataset} "
+        "{params.image_size} --device {params.device} --threads {params.threads} --batches {params.batches} "
+        "{params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
+
+
+# snakemake --cores 2 results/default/latency/check.csv
+rule latency_check:
+    input:
+        LATENCY_TABLE,
+    output:
+        LATENCY_CHECK,
+    log:
+        f"{LOGS}/latency/check.log",
+    conda:
+        "../environment.yml"
+    threads: workflow.cores
+    params:
+        setting=LATENCY["setting"],
+        samples=LATENCY["check_samples"],
+        seed=LATENCY["seed"],
+        measure=latency_measure_args(clock=False),
+    shell:
+        "blockswap latency-check {input} --setting {params.setting} --samples {params.samples} "
+        "--seed {params.seed} {params.measure} --out {output} > {log} 2>&1"
+
+
+# snakemake --cores 2 results/default/latency/networks/teacher/seed-0.json
+rule network_latency:
+    input:
+        trained_model,
+    output:
+        f"{RESULTS}/latency/networks/{{network}}/seed-{{seed}}.json",
+    log:
+        f"{LOGS}/latency/networks/{{network}}/seed-{{seed}}.log",
+    conda:
+        "../environment.yml"
+    threads: workflow.cores
+    params:
+        setting=LATENCY["setting"],
+        measure=latency_measure_args(),
+    shell:
+        "blockswap measure {input} --setting {params.setting} {params.measure} --out {output} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/figures/pareto_latency.png
+rule figure_pareto_latency:
+    input:
+        f"{RESULTS}/tables/students.csv",
+    output:
+        png=f"{RESULTS}/figures/pareto_latency.png",
+        pdf=f"{RESULTS}/figures/pareto_latency.pdf",
+    log:
+        f"{LOGS}/figures/pareto_latency.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap figure pareto_latency {input} --out {output.png} > {log} 2>&1"
