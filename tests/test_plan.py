@@ -70,8 +70,8 @@ def test_searched_students_depend_on_the_search_output():
     plans = plan_networks(load("config/config.yaml"), GENOTYPES, "results/default")
     student = plans["blockswap-60000"]
     assert student.searched and student.genotype == "results/default/search/60000/student.json"
-    assert plans["random-60000-2"].genotype == "results/default/ablation/60000/random-2.json"
-    assert "random-60000-3" not in plans  # three random students per budget
+    assert plans["random-60000-23"].genotype == "results/default/ablation/60000/random-23.json"
+    assert "random-60000-24" not in plans  # 24 random students per budget
 
 
 def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():
