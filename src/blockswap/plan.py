@@ -503,8 +503,10 @@ def family(arch: str) -> str:
 
 
 def training_epochs(config: dict, method: str) -> int:
-    """Epochs of one training run: the ablation's random students may train on a shorter schedule
-    (ablation.epochs), everything else on training.epochs."""
+    """Epochs of one training run: the teacher may train longer (teacher.epochs) and the ablation's
+    random students shorter (ablation.epochs) than training.epochs, which every other run uses."""
+    if method == "teacher" and config["teacher"].get("epochs") is not None:
+        return config["teacher"]["epochs"]
     if method == "random" and config["ablation"].get("epochs") is not None:
         return config["ablation"]["epochs"]
     return config["training"]["epochs"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plan import EPOCH_TIMINGS, family, load_config, plan_cost, plan_networks, plan_notes
+from ..plan import EPOCH_TIMINGS, family, load_config, plan_cost, plan_networks, plan_notes, training_epochs
 
 GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
 
@@ -13,8 +13,9 @@ def cmd_plan(args) -> None:
     config = load_config(args.configfiles)
     plans = plan_networks(config, GENOTYPE_DIR, f"results/{config['run']}")
     rows = plan_cost(config, plans)
-    print(f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, "
-          f"{config['training']['epochs']} epochs per training run")
+    epochs = {method: training_epochs(config, method) for method in ("teacher", "blockswap", "random")}
+    print(f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, epochs per run: "
+          f"teacher {epochs['teacher']}, students {epochs['blockswap']}, random students {epochs['random']}")
     header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
     print(header)
     print("-" * len(header))
