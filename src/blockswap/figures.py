@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -139,12 +140,13 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
                              squeeze=False)
     for ax, budget in zip(axes[0], budgets):
         rows = labelled[labelled["budget"].astype(str) == budget].set_index("label").reindex(order)
-        y = range(len(order))
-        colours = ["grey" if p in CONTROL_PROXIES else "C0" for p in rows["proxy"]]
-        low = (rows["quality"] - rows["quality_low"]).clip(lower=0).fillna(0)
-        high = (rows["quality_high"] - rows["quality"]).clip(lower=0).fillna(0)
-        ax.errorbar(rows["quality"], y, xerr=[low, high], fmt="none", ecolor=colours, capsize=2)
-        ax.scatter(rows["quality"], y, c=colours, s=14, zorder=3)
+        control = rows["proxy"].isin(CONTROL_PROXIES).to_numpy()
+        low = (rows["quality"] - rows["quality_low"]).clip(lower=0).fillna(0).to_numpy()
+        high = (rows["quality_high"] - rows["quality"]).clip(lower=0).fillna(0).to_numpy()
+        quality, y = rows["quality"].to_numpy(), np.arange(len(order))
+        for group, colour in ((~control, "C0"), (control, "grey")):  # proxies, then the controls in grey
+            ax.errorbar(quality[group], y[group], xerr=[low[group], high[group]], fmt="o", color=colour,
+                        markersize=3.5, capsize=2)
         if "params" in rows.index and pd.notna(rows.loc["params", "quality_low"]):
             ax.axvspan(rows.loc["params", "quality_low"], rows.loc["params", "quality_high"], color="orange",
                        alpha=0.15, label="params interval")
@@ -152,8 +154,9 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
         n = rows["n"].dropna()
         title = "pooled" if budget == "pooled" else f"{int(budget) / 1e3:g}K"
         ax.set_title(f"{title} (n = {int(n.iloc[0]) if len(n) else 0})")
-        ax.set_xlabel("Kendall tau, predicted order vs accuracy")
         ax.set_xlim(-1, 1)
+    fig.supxlabel("quality: Kendall tau between the proxy's predicted order and accuracy (95 % bootstrap interval)",
+                  fontsize="small")
     axes[0][0].set_yticks(range(len(order)), order)
     axes[0][-1].legend(fontsize="small", loc="lower right")
     save(fig, out)
@@ -189,6 +192,9 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
                          f"[{row['quality_low']:+.2f}, {row['quality_high']:+.2f}]", fontsize="small")
             ax.set_xlabel(name)
             ax.set_ylabel("test error (%)")
+    save(fig, out)
+
+
 def search_curves(histories: Sequence[Path], out: Path) -> None:
     """Guided search (issue 13): the best proxy value found against the number of evaluations, per
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
@@ -215,6 +221,9 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
         ax.set_ylabel(f"best {found['proxy'][budget]} so far")
         ax.set_title(f"budget {budget}")
         ax.legend()
+    save(fig, out)
+
+
 def pareto_latency(students: pd.DataFrame, out: Path) -> None:
     """Error against parameters beside error against measured latency (issue 13), one series per
     method, mean over seeds: which networks are small is not always which are fast."""
