@@ -96,3 +96,12 @@ def samples_match(n: int, dataset: str, budget: Optional[int]) -> Optional[float
     if dataset != "cifar10" or budget != SAMPLES_BUDGET:
         return None
     return SAMPLES.get(n)
+
+
+# Table 4 (COCO val2017, Mask R-CNN from scratch, ResNet-34-shaped backbones of 3M params):
+# method -> (row name, AP, AP50, AP75, APS, APM, APL in %). The paper does not say whether these
+# are box or mask APs; they are printed beside our box APs (docs/detection.md).
+TABLE4 = {
+    "moonshine": ("ResNet34-G(N)", 22.3, 38.9, 23.0, 12.9, 22.9, 30.7),
+    "blockswap": ("BlockSwap", 23.4, 40.0, 24.7, 13.6, 24.2, 31.1),
+}
