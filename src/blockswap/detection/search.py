@@ -45,7 +45,7 @@ def detection_fisher(model, images, targets, seed: int) -> float:
     loss = sum(losses.values())
     probes = model.backbone.body.probes
     grads = torch.autograd.grad(loss, probes)
-    return float(fisher_from_probes(probes, grads).sum())
+    return float(fisher_from_probes(probes, grads).detach().sum())
 
 
 def default_budget(arch: str, reference: str) -> int:
