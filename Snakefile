@@ -15,6 +15,8 @@
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
 #                                  correlation (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
+#   detection/                     dataset coco (Table 4): search/{candidates.csv,student.json},
+#                                  <backbone>/{model.pt,train.json,metrics.json}; tables/table4
 #
 # Run everything:   snakemake --cores 8 all
 # One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs)
@@ -35,6 +37,7 @@ include: "rules/search.smk"
 include: "rules/students.smk"
 include: "rules/ablation.smk"
 include: "rules/report.smk"
+include: "rules/detection.smk"
 
 
 rule all:

@@ -37,8 +37,9 @@ try:
     else:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
-    PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
-    NOTES = plan_notes(config)  # what the plan could not do as asked: printed now, shown in the tables
+    IS_DETECTION = config["dataset"] == "coco"  # Table 4: rules/detection.smk instead of the classification plan
+    PLANS = {} if IS_DETECTION else plan_networks(config, GENOTYPE_DIR, RESULTS)
+    NOTES = [] if IS_DETECTION else plan_notes(config)  # what the plan could not do as asked: printed now, shown in the tables
     # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.
     PRETRAINED = teacher_spec(config)
 except (WorkflowError, BlockswapError) as err:
@@ -177,6 +178,8 @@ def get_final_output():
     """Everything `all` makes. Per-network results are listed as well as the tables built from them:
     Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
     but it always remakes a missing input of the target, and then the tables that depend on it."""
+    if IS_DETECTION:
+        return detection_outputs()
     return [
         f"{RESULTS}/config.yaml",
         *TEACHER_METRICS,
