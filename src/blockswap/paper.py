@@ -98,7 +98,7 @@ def samples_match(n: int, dataset: str, budget: Optional[int]) -> Optional[float
     return SAMPLES.get(n)
 
 
-# Table 4 (COCO val2017, Mask R-CNN from scratch, ResNet-34-shaped backbones of 3M params):
+# Table 4 (docs/paper.md s.9; COCO val2017, Mask R-CNN from scratch, ResNet-34-shaped 3M backbones):
 # method -> (row name, AP, AP50, AP75, APS, APM, APL in %). The paper does not say whether these
 # are box or mask APs; they are printed beside our box APs (docs/detection.md).
 TABLE4 = {

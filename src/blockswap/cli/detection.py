@@ -127,7 +127,7 @@ def run(args):
         return
     from ..detection.train import DetectionTrainConfig, train_detector_parallel
 
-    genotype = str(Genotype.from_spec(args.genotype, depth) if Path(args.genotype).suffix else args.genotype)
+    genotype = str(Genotype.from_spec(args.genotype, depth))  # every block named: a file is read once, here
     config = DetectionTrainConfig(arch=args.arch, genotype=genotype, data_dir=args.data_dir, epochs=args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, milestones=args.milestones,
                                   warmup_iters=args.warmup_iters, min_size=args.min_size, max_size=args.max_size,
