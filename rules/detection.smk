@@ -3,6 +3,8 @@
 # scratch and evaluated with COCOeval. Training is resumable per epoch.
 
 DETECTION = f"{RESULTS}/detection"
+if config["detection"]["min_size"] > config["detection"]["max_size"]:
+    sys.exit("blockswap: config error: detection.min_size is more than detection.max_size")
 DETECTION_ROWS = {"resnet34-gn": "moonshine", "blockswap": "blockswap"}  # folder -> Table 4 row
 
 

@@ -9,12 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 from cocofiles import write_coco
+from conftest import ROOT
 
 from blockswap.detection.coco import CocoDetection, horizontal_flip
 from blockswap.detection.evaluate import AP_NAMES, coco_metrics
 from blockswap.detection.model import backbone_cost, build_detector, detector_cost
 from blockswap.detection.search import coco_minibatch, detection_fisher
-from blockswap.detection.train import DetectionTrainConfig
+from blockswap.detection.train import (
+    DetectionTrainConfig,
+    load_detector,
+    train_detector,
+)
 from blockswap.errors import BlockswapError
 from blockswap.models import NetworkSpec
 
@@ -131,3 +136,31 @@ def test_cli_search_train_evaluate_table(coco, tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "ResNet34-G(N)" in (tmp_path / "table4.md").read_text()
+
+
+def test_training_resumes_after_an_interrupted_epoch(coco, tmp_path):
+    config = DetectionTrainConfig(arch="resnet-18", genotype="G(4)", data_dir=str(coco), epochs=2, batch_size=2,
+                                  warmup_iters=1, min_size=64, max_size=96, limit=4, seed=2)
+
+    def stop_after_first(line):
+        if line.startswith("epoch 1/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_detector(config, tmp_path / "cut", torch.device("cpu"), log=stop_after_first)
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file() and not (tmp_path / "cut" / "model.pt").exists()
+    lines = []
+    train_detector(config, tmp_path / "cut", torch.device("cpu"), log=lines.append)
+    assert lines[0].startswith("resuming") and not (tmp_path / "cut" / "checkpoint.pt").exists()
+    train_detector(config, tmp_path / "whole", torch.device("cpu"), log=lambda line: None)
+    cut, _, _ = load_detector(tmp_path / "cut" / "model.pt")
+    whole, _, _ = load_detector(tmp_path / "whole" / "model.pt")
+    assert all(torch.equal(a, b) for a, b in zip(cut.state_dict().values(), whole.state_dict().values()))
+
+
+def test_plan_of_the_coco_configuration(capsys):
+    from blockswap.cli import main
+
+    assert main(["plan", str(ROOT / "config" / "paper-coco.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "train (2 backbones)" in out and "52" in out

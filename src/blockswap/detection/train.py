@@ -87,12 +87,17 @@ class DetectionTrainConfig:
         return lr
 
 
+def _same_settings(saved: dict, config: DetectionTrainConfig) -> bool:
+    """Whether a saved file's settings are `config`'s (compared as JSON: tuples saved come back as such)."""
+    return json.dumps(saved.get("config"), sort_keys=True) == json.dumps(asdict(config), sort_keys=True)
+
+
 def _finished(out: Path, config: DetectionTrainConfig) -> bool:
     path = out / MODEL
     if not path.is_file():
         return False
     saved = safe_load(path, FORMAT)
-    if saved.get("config") != json.loads(json.dumps(asdict(config))):
+    if not _same_settings(saved, config):
         raise BlockswapError(f"{path} was trained with other settings; remove {out} to train again")
     return True
 
@@ -116,7 +121,7 @@ def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file():
         saved = safe_load(checkpoint, FORMAT)
-        if saved.get("config") != json.loads(json.dumps(asdict(config))):
+        if not _same_settings(saved, config):
             raise BlockswapError(f"{checkpoint} belongs to other settings; remove it to start again")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -157,14 +162,14 @@ def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device
             loss.backward()
             optimizer.step()
             for k, v in losses.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
+                totals[k] = totals.get(k, 0.0) + float(v.detach())
         history.append({"epoch": epoch + 1, "lr": config.lr_at(epoch, steps - 1, steps),
                         **{k: v / steps for k, v in totals.items()}})
-        log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items()
-                                                               if k.startswith("loss")))
         if rank == 0:
             atomic_save({"format": FORMAT, "config": asdict(config), "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history}, checkpoint)
+        log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items()
+                                                               if k.startswith("loss")))
         if world is not None:
             distributed.barrier()
     if rank == 0:
