@@ -37,9 +37,10 @@ try:
     else:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
-    IS_DETECTION = config["dataset"] == "coco"  # Table 4: rules/detection.smk instead of the classification plan
+    IS_DETECTION = config["dataset"] == "coco"  # Table 4: rules/detection.smk, no classification plan
     PLANS = {} if IS_DETECTION else plan_networks(config, GENOTYPE_DIR, RESULTS)
-    NOTES = [] if IS_DETECTION else plan_notes(config)  # what the plan could not do as asked: printed now, shown in the tables
+    # What the plan could not do as asked: printed now, shown in the tables.
+    NOTES = [] if IS_DETECTION else plan_notes(config)
     # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.
     PRETRAINED = teacher_spec(config)
 except (WorkflowError, BlockswapError) as err:

@@ -20,9 +20,11 @@ def detection_genotype(wildcards):
 
 def detection_training_args():
     d = config["detection"]
-    args = (f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
-            f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
-            f"--nproc {d['gpus']}")
+    args = (
+        f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
+        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
+        f"--nproc {d['gpus']}"
+    )
     args += f" --lr {d['lr']}" if d["lr"] is not None else ""
     return args + (f" --limit {d['train_limit']}" if d["train_limit"] is not None else "")
 
@@ -55,7 +57,9 @@ rule detection_search:
         data=detection_args(),
         d=config["detection"],
         budget=lambda wc: "" if config["detection"]["budget"] is None else f"--budget {config['detection']['budget']}",
-        limit=lambda wc: "" if config["detection"]["train_limit"] is None else f"--limit {config['detection']['train_limit']}",
+        limit=lambda wc: (
+            "" if config["detection"]["train_limit"] is None else f"--limit {config['detection']['train_limit']}"
+        ),
     shell:
         "blockswap detection search {params.data} --arch {params.d[arch]} --reference {params.d[reference]:q} "
         "{params.budget} --candidates {params.d[candidates]} --samples {params.d[samples]} "
