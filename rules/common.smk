@@ -203,3 +203,42 @@ def search_results():
     files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
     files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
     return files + list(PROXY_FILES.values())
+
+
+# --- Table 4 (dataset coco): rules/detection.smk ---
+
+DETECTION = f"{RESULTS}/detection"
+if config["detection"]["min_size"] > config["detection"]["max_size"]:
+    sys.exit("blockswap: config error: detection.min_size is more than detection.max_size")
+DETECTION_ROWS = {"resnet34-gn": "moonshine", "blockswap": "blockswap"}  # folder -> Table 4 row
+
+
+def detection_args():
+    d = config["detection"]
+    return f"--data-dir {shlex.quote(config['data_dir'])} --min-size {d['min_size']} --max-size {d['max_size']}"
+
+
+def detection_genotype(wildcards):
+    """The searched backbone's JSON is an input of its training; the reference is a block name."""
+    return [f"{DETECTION}/search/student.json"] if wildcards.backbone == "blockswap" else []
+
+
+def detection_training_args():
+    d = config["detection"]
+    args = (
+        f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
+        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
+        f"--nproc {d['gpus']}"
+    )
+    args += f" --lr {d['lr']}" if d["lr"] is not None else ""
+    return args + (f" --limit {d['train_limit']}" if d["train_limit"] is not None else "")
+
+
+def detection_outputs():
+    return [
+        f"{RESULTS}/config.yaml",
+        f"{DETECTION}/search/candidates.csv",
+        f"{DETECTION}/search/student.json",
+        *expand(f"{DETECTION}/{{backbone}}/metrics.json", backbone=DETECTION_ROWS),
+        *expand(f"{RESULTS}/tables/table4.{{ext}}", ext=["csv", "md", "tex"]),
+    ]

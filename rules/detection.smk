@@ -2,42 +2,6 @@
 # images, then both backbones (the single-blocktype reference and the searched one) trained from
 # scratch and evaluated with COCOeval. Training is resumable per epoch.
 
-DETECTION = f"{RESULTS}/detection"
-if config["detection"]["min_size"] > config["detection"]["max_size"]:
-    sys.exit("blockswap: config error: detection.min_size is more than detection.max_size")
-DETECTION_ROWS = {"resnet34-gn": "moonshine", "blockswap": "blockswap"}  # folder -> Table 4 row
-
-
-def detection_args():
-    d = config["detection"]
-    return f"--data-dir {shlex.quote(config['data_dir'])} --min-size {d['min_size']} --max-size {d['max_size']}"
-
-
-def detection_genotype(wildcards):
-    """The searched backbone's JSON is an input of its training; the reference is a block name."""
-    return [f"{DETECTION}/search/student.json"] if wildcards.backbone == "blockswap" else []
-
-
-def detection_training_args():
-    d = config["detection"]
-    args = (
-        f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
-        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
-        f"--nproc {d['gpus']}"
-    )
-    args += f" --lr {d['lr']}" if d["lr"] is not None else ""
-    return args + (f" --limit {d['train_limit']}" if d["train_limit"] is not None else "")
-
-
-def detection_outputs():
-    return [
-        f"{RESULTS}/config.yaml",
-        f"{DETECTION}/search/candidates.csv",
-        f"{DETECTION}/search/student.json",
-        *expand(f"{DETECTION}/{{backbone}}/metrics.json", backbone=DETECTION_ROWS),
-        *expand(f"{RESULTS}/tables/table4.{{ext}}", ext=["csv", "md", "tex"]),
-    ]
-
 
 # snakemake --cores 1 results/paper-coco/detection/search/student.json --configfile config/paper-coco.yaml
 rule detection_search:
@@ -110,10 +74,11 @@ rule detection_evaluate:
         gpu=1,
         mem_mb=16000,
     params:
+        data_dir=config["data_dir"],
         limit="" if config["detection"]["val_limit"] is None else f"--limit {config['detection']['val_limit']}",
         method=lambda wc: DETECTION_ROWS[wc.backbone],
     shell:
-        "blockswap detection evaluate --data-dir {config[data_dir]:q} --model {input} {params.limit} "
+        "blockswap detection evaluate --data-dir {params.data_dir:q} --model {input} {params.limit} "
         "--tag method={params.method} --tag backbone={wildcards.backbone} --out {output} > {log} 2>&1"
 
 
