@@ -19,6 +19,8 @@
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
 #   latency/                       table.json (per-block latency, this machine), check.csv (its error),
 #                                  networks/<network>/seed-<s>.json (measured, latency.enabled)
+#   detection/                     dataset coco (Table 4): search/{candidates.csv,student.json},
+#                                  <backbone>/{model.pt,train.json,metrics.json}; tables/table4
 #
 # Run everything:   snakemake --cores 8 all
 # One stage:        snakemake --cores 8 teacher   (search, students, baselines, ablation, tables, figures, costs,
@@ -42,6 +44,7 @@ include: "rules/students.smk"
 include: "rules/ablation.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
+include: "rules/detection.smk"
 
 
 rule all:

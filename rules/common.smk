@@ -42,8 +42,10 @@ try:
     else:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
-    PLANS = plan_networks(config, GENOTYPE_DIR, RESULTS)
-    NOTES = plan_notes(config)  # what the plan could not do as asked: printed now, shown in the tables
+    IS_DETECTION = config["dataset"] == "coco"  # Table 4: rules/detection.smk, no classification plan
+    PLANS = {} if IS_DETECTION else plan_networks(config, GENOTYPE_DIR, RESULTS)
+    # What the plan could not do as asked: printed now, shown in the tables.
+    NOTES = [] if IS_DETECTION else plan_notes(config)
     # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.
     PRETRAINED = teacher_spec(config)
 except (WorkflowError, BlockswapError) as err:
@@ -175,7 +177,9 @@ SHOOTOUT_PROXIES = ",".join(config["ablation"]["proxies"])  # the --proxies of e
 
 
 def paper_tables():
-    """The paper's tables this configuration makes: Table 2 or 3, Table 1, the samples ablation."""
+    """The paper's tables this configuration makes: Table 2 or 3, Table 1, the samples ablation; Table 4 (coco)."""
+    if IS_DETECTION:
+        return [f"{RESULTS}/tables/table4.md"]
     main = "table3" if config["dataset"] == "imagenet" else "table2"
     tables = [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/tables/students.csv", f"{RESULTS}/tables/{main}.md"]
     tables += [f"{RESULTS}/tables/correlation.md", f"{RESULTS}/tables/proxy_costs.md"] if ABLATED else []
@@ -184,6 +188,8 @@ def paper_tables():
 
 
 def paper_figures():
+    if IS_DETECTION:
+        return []  # Table 4 has no figure
     figures = [f"{RESULTS}/figures/pareto.png"]
     figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED if not EVOLVED else [])
     if ABLATED:
@@ -196,6 +202,8 @@ def get_final_output():
     """Everything `all` makes. Per-network results are listed as well as the tables built from them:
     Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
     but it always remakes a missing input of the target, and then the tables that depend on it."""
+    if IS_DETECTION:
+        return detection_outputs()
     return [
         f"{RESULTS}/config.yaml",
         *TEACHER_METRICS,
@@ -311,3 +319,42 @@ def trained_model(wildcards):
     if wildcards.network == "teacher":
         return f"{RESULTS}/teachers/seed-{wildcards.seed}/model.pt"
     return f"{RESULTS}/students/{wildcards.network}/seed-{wildcards.seed}/model.pt"
+
+
+# --- Table 4 (dataset coco): rules/detection.smk ---
+
+DETECTION = f"{RESULTS}/detection"
+if config["detection"]["min_size"] > config["detection"]["max_size"]:
+    sys.exit("blockswap: config error: detection.min_size is more than detection.max_size")
+DETECTION_ROWS = {"resnet34-gn": "moonshine", "blockswap": "blockswap"}  # folder -> Table 4 row
+
+
+def detection_args():
+    d = config["detection"]
+    return f"--data-dir {shlex.quote(config['data_dir'])} --min-size {d['min_size']} --max-size {d['max_size']}"
+
+
+def detection_genotype(wildcards):
+    """The searched backbone's JSON is an input of its training; the reference is a block name."""
+    return [f"{DETECTION}/search/student.json"] if wildcards.backbone == "blockswap" else []
+
+
+def detection_training_args():
+    d = config["detection"]
+    args = (
+        f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
+        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
+        f"--nproc {d['gpus']}"
+    )
+    args += f" --lr {d['lr']}" if d["lr"] is not None else ""
+    return args + (f" --limit {d['train_limit']}" if d["train_limit"] is not None else "")
+
+
+def detection_outputs():
+    return [
+        f"{RESULTS}/config.yaml",
+        f"{DETECTION}/search/candidates.csv",
+        f"{DETECTION}/search/student.json",
+        *expand(f"{DETECTION}/{{backbone}}/metrics.json", backbone=DETECTION_ROWS),
+        *expand(f"{RESULTS}/tables/table4.{{ext}}", ext=["csv", "md", "tex"]),
+    ]

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from cocofiles import write_coco
 from datafiles import write_cifar10, write_cifar100, write_imagenet, write_svhn, write_torchvision_resnet34
 from snakemake_log import job_counts
 
@@ -36,6 +37,7 @@ def tiny_data(tmp_path_factory):
     write_cifar100(root)
     write_svhn(root)
     write_imagenet(root, classes=1000, per_class=1)
+    write_coco(root)
     torch_home = tmp_path_factory.mktemp("torch-home")
     write_torchvision_resnet34(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
     return root, torch_home
@@ -128,6 +130,19 @@ def check_paper_imagenet(results: Path) -> None:
     assert table3["paper top-1"].notna().sum() == 6 and table3["paper top-5"].notna().sum() == 6
 
 
+def check_paper_coco(results: Path) -> None:
+    table4 = rows(results, "table4")
+    assert table4["method"].tolist() == ["moonshine", "blockswap"]  # ResNet34-G(N), then BlockSwap
+    for prefix in ("box", "mask", "paper"):
+        aps = table4[[f"{prefix} {name}" for name in ("AP", "AP50", "AP75", "APS", "APM", "APL")]]
+        assert aps.notna().all().all() and ((aps >= 0) & (aps <= 100)).all().all(), prefix
+    # Both backbones lie in the search band around the reference backbone's parameter count.
+    params = table4.set_index("method")["backbone params"]
+    assert abs(params["blockswap"] / params["moonshine"] - 1) < 0.025
+    student = json.loads((results / "detection" / "search" / "student.json").read_text())
+    assert " ".join(student["genotype"]) == table4.set_index("method").loc["blockswap", "genotype"]
+
+
 # Configuration -> (tables, figures the README lists for it, the row checks).
 EXPECTED = {
     "config.yaml": (["costs", "students", "table2", "correlation", "stability", "proxy_costs"],
@@ -138,6 +153,7 @@ EXPECTED = {
                            ["pareto", "random_students", "fisher_vs_error", "forest", "proxy_scatter", "search_curves"],
                            check_paper_cifar10),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
+    "paper-coco.yaml": (["table4"], [], check_paper_coco),
 }
 
 
@@ -174,6 +190,8 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
                             "pick_random": 3, "proxies": 3, "proxies_reseeded": 3 * 5, "select_first": 3, "score": 8,
                             "search_history": 3 * 2 * 5, "history_winner": 3 * 3 * 2, "history_bestof": 3 * 3 * 4}),
     ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
+    ("paper-coco.yaml", {"detection_search": 1, "detection_train": 2, "detection_evaluate": 2, "detection_table": 1,
+                         "train_teacher": 0, "train_student": 0}),
 ])
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):
     _, torch_home = tiny_data  # the ImageNet config reads the teacher's weight file from the hub cache

@@ -123,3 +123,12 @@ def table1_match(proxy: str, budget, k: int, dataset: str) -> Optional[float]:
         return TABLE1[proxy].get(int(budget), (None,) * 3)[TABLE1_MINIBATCHES.index(k)]
     except (TypeError, ValueError):
         return None
+
+
+# Table 4 (docs/paper.md s.9; COCO val2017, Mask R-CNN from scratch, ResNet-34-shaped 3M backbones):
+# method -> (row name, AP, AP50, AP75, APS, APM, APL in %). The paper does not say whether these
+# are box or mask APs; they are printed beside our box APs (docs/detection.md).
+TABLE4 = {
+    "moonshine": ("ResNet34-G(N)", 22.3, 38.9, 23.0, 12.9, 22.9, 30.7),
+    "blockswap": ("BlockSwap", 23.4, 40.0, 24.7, 13.6, 24.2, 31.1),
+}

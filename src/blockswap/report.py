@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -472,6 +473,8 @@ def mean_interval(values) -> tuple[float, float, float, int]:
     interval is NaN for a single run."""
     from scipy.stats import t
 
+    from .correlation import CONFIDENCE
+
     values = np.asarray(values, dtype=float)
     n = len(values)
     mean = float(values.mean()) if n else float("nan")
@@ -571,3 +574,60 @@ def bestof_seeds(students: pd.DataFrame) -> pd.DataFrame:
     # Networks are named bestofn-<budget>-<N>-s<seed> (plan.plan_networks).
     best = best.assign(samples=[int(name.split("-")[2]) for name in best["network"]]).astype({"budget": int})
     return pd.DataFrame(_error_rows(best, ["budget", "samples"]))
+
+
+
+# --- Table 4: COCO detection ------------------------------------------------------------------------
+
+TABLE4_METHODS = ("moonshine", "blockswap")  # the paper's row order
+
+
+def _ap_value(record: dict, iou: str, name: str, path) -> float:
+    value = record.get(iou, {}).get(name) if isinstance(record.get(iou), dict) else None
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BlockswapError(f"detection metrics {path} lack {iou} {name}")
+    if not (math.isnan(value) or 0 <= value <= 100):
+        raise BlockswapError(f"detection metrics {path}: {iou} {name} is {value}, not a percentage")
+    return float(value)
+
+
+def table4(paths: Iterable[Union[str, Path]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 4 from `blockswap detection evaluate` metrics (tagged method=moonshine|blockswap): every
+    number of ours (box and mask APs, params, MACs) for the CSV, and for display our box APs with
+    the paper's beside them."""
+    from .detection.evaluate import AP_NAMES, IOU_TYPES
+    from .paper import TABLE4
+
+    rows = []
+    for path in paths:
+        record = read_json_record(path, "detection metrics")
+        method = record.get("tags", {}).get("method") if isinstance(record.get("tags"), dict) else None
+        if method not in TABLE4_METHODS:
+            raise BlockswapError(f"detection metrics {path} are not tagged method={' or method='.join(TABLE4_METHODS)}")
+        cost = record.get("cost")
+        if not isinstance(cost, dict) or not all(isinstance(cost.get(k), int) for k in
+                                                  ("backbone_params", "backbone_macs", "total_params", "total_macs")):
+            raise BlockswapError(f"detection metrics {path} lack the detector's costs")
+        genotype = record.get("genotype")
+        row = {"method": method, "network": TABLE4[method][0], "arch": record.get("arch"),
+               "genotype": " ".join(genotype) if isinstance(genotype, list) else None,
+               "backbone params": cost["backbone_params"], "backbone MACs": cost["backbone_macs"],
+               "params": cost["total_params"], "MACs": cost["total_macs"], "epochs": record.get("epochs")}
+        for iou, prefix in zip(IOU_TYPES, ("box", "mask")):
+            for name in AP_NAMES:
+                row[f"{prefix} {name}"] = _ap_value(record, iou, name, path)
+        for name, value in zip(AP_NAMES, TABLE4[method][1:]):
+            row[f"paper {name}"] = value
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table["method"].duplicated().any():
+        raise BlockswapError("Table 4 has one row per backbone; two metrics files are tagged "
+                             + ", ".join(table.loc[table["method"].duplicated(), "method"]))
+    table = table.sort_values("method", key=lambda m: m.map(TABLE4_METHODS.index), kind="stable")
+    table = table.reset_index(drop=True)
+    shown = pd.DataFrame({"network": table["network"],
+                          "backbone params (M)": (table["backbone params"] / 1e6).map("{:.2f}".format)})
+    for name in AP_NAMES:
+        shown[name] = table[f"box {name}"].map(lambda v: "" if math.isnan(v) else f"{v:.1f}")
+        shown[f"paper {name}"] = table[f"paper {name}"].map("{:.1f}".format)
+    return table, shown

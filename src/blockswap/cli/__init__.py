@@ -2,7 +2,8 @@
 
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
 `networks` (blocks, cost, data), `search` (sample, score, pick, select), `training` (train,
-evaluate), `results` (report, figure, reseal) and `workflow` (plan). A user's mistake
+evaluate), `results` (report, figure, reseal), `workflow` (plan) and `detection` (Table 4: search, train,
+evaluate, table). A user's mistake
 (`BlockswapError`, or a bad argument) is one line on stderr and exit code 2, and so is a file the
 system refuses to read or write (a read-only folder, a name too long, a full disk: `OSError`). The
 line is bounded: a huge value it quotes from a damaged input is cut in the middle.
@@ -16,7 +17,7 @@ import sys
 from typing import Callable, Optional
 
 from ..errors import BlockswapError
-from . import deploy, networks, results, search, training, workflow
+from . import deploy, detection, networks, results, search, training, workflow
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     **results.COMMANDS,
     **workflow.COMMANDS,
     **deploy.COMMANDS,
+    **detection.COMMANDS,
 }
 
 

@@ -11,6 +11,8 @@ GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
 
 def cmd_plan(args) -> None:
     config = load_config(args.configfiles)
+    if config["dataset"] == "coco":
+        return plan_detection(config)
     plans = plan_networks(config, GENOTYPE_DIR, f"results/{config['run']}")
     rows = plan_cost(config, plans)
     epochs = {method: training_epochs(config, method) for method in ("teacher", "blockswap", "random")}
@@ -33,6 +35,25 @@ def cmd_plan(args) -> None:
           f"measured by bench/gpu.sh ({source}), scaled by pixel count")
     for note in plan_notes(config):
         print(f"note: {note}")
+
+
+def plan_detection(config) -> None:
+    """The COCO configuration (Table 4): search, two trainings, two evaluations."""
+    from ..detection.plan import detection_plan
+
+    d = config["detection"]
+    rows = detection_plan(config)
+    print(f"run {config['run']}: coco, Mask R-CNN over {d['arch']} backbones ({d['reference']} and BlockSwap), "
+          f"{d['epochs']} epochs per training run on {d['gpus']} GPUs")
+    header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{row.gpu_hours:>12.2f}")
+    print(f"{'total':<26}{sum(r.runs for r in rows):>8}{sum(r.epochs for r in rows):>10}"
+          f"{sum(r.gpu_hours for r in rows):>12.2f}")
+    print("GPU-hours: A100-hours, scaled from a published ResNet-50 Mask R-CNN timing "
+          "(not measured here; docs/detection.md)")
 
 
 def add_plan(sub) -> None:

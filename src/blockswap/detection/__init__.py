@@ -1,0 +1,6 @@
+"""Table 4: Mask R-CNN on COCO with a BlockSwap backbone (docs/detection.md).
+
+`model` builds the detector over this package's ResNets, `coco` reads COCO in its own layout,
+`search` ranks backbone candidates by Fisher potential through the detection loss, `train` trains
+with torchvision's reference Mask R-CNN schedule and `evaluate` scores with COCOeval.
+"""
