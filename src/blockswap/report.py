@@ -393,9 +393,9 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
         "n": table["n"],
         "quality (tau)": [_with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])],
         "above params": table["above_params"].map({True: "yes", False: "no"}),
-        "partial tau | params": [_with_interval(*v) for v in zip(
+        "partial tau given params": [_with_interval(*v) for v in zip(
             table["partial_params"], table["partial_params_low"], table["partial_params_high"])],
-        "partial tau | MACs": [_with_interval(*v) for v in zip(
+        "partial tau given MACs": [_with_interval(*v) for v in zip(
             table["partial_macs"], table["partial_macs_low"], table["partial_macs_high"])],
         "spearman vs error": [_with_interval(*v) for v in zip(
             table["spearman"], table["spearman_low"], table["spearman_high"])],
