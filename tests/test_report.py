@@ -191,3 +191,8 @@ def test_table1_values_match_only_the_papers_setting():
     assert table1_match("fisher", 400_000, 5, "cifar10") is None  # not a k the paper measured
     assert table1_match("fisher", 300_000, 1, "cifar10") is None and table1_match("fisher", 400_000, 1, "digits") is None
     assert table1_match("synflow", 400_000, 1, "cifar10") is None and table1_match("fisher", "pooled", 1, "cifar10") is None
+
+
+def test_markdown_escapes_pipes_so_columns_stay_columns():
+    md = markdown(pd.DataFrame({"partial tau | params": ["+0.1 | x"], "n": [3]}))
+    assert [line.count("|") - line.count("\\|") for line in md.splitlines()] == [3, 3, 3]

@@ -41,9 +41,12 @@ def cost_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
+    def cell(value) -> str:  # a "|" inside a cell would split it in two
+        return "" if pd.isna(value) else str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
