@@ -328,11 +328,11 @@ def record_scoring(monkeypatch, stop_after=None):
     """Candidates scored from now on, in order; with `stop_after`, a kill after that many."""
     calls = []
 
-    def score(self, candidate, genotype):
+    def score(self, candidate, genotype, *rest):
         if stop_after is not None and len(calls) == stop_after:
             raise Killed
         calls.append(candidate)
-        return REAL_SCORE(self, candidate, genotype)
+        return REAL_SCORE(self, candidate, genotype, *rest)
 
     monkeypatch.setattr(Scorer, "score", score)
     return calls
