@@ -32,7 +32,7 @@ start=$(date +%s)
 # busy cluster); on this idle single-node cluster 5 s keeps the test's wall time down.
 snakemake all --profile profiles/slurm --directory "$work/slurm" --configfile "$config" \
   --slurm-init-seconds-before-status-checks 5 \
-  --set-resources train_teacher:gpu=0 train_student:gpu=0 score:gpu=0 proxies:gpu=0 \
+  --set-resources train_teacher:gpu=0 train_student:gpu=0 score:gpu=0 proxies:gpu=0 proxies_reseeded:gpu=0 \
   --default-resources mem_mb=1000 cpus_per_task=1 runtime=30 \
   > "$work/slurm.log" 2>&1 || { tail -n 40 "$work/slurm.log"; fail "the SLURM run failed (log: $work/slurm.log)"; }
 slurm_s=$(( $(date +%s) - start ))
