@@ -273,7 +273,7 @@ def test_the_comparison_plans_winners_and_best_of_n_per_search_seed(tmp_path):
 
 @pytest.mark.parametrize("overlay,message", [
     ({"search": {"tournament": 65}}, "search.tournament: 65 is larger than search.population"),
-    ({"search": {"proxy": "nonsense"}}, "search.proxy: unknown proxy 'nonsense'"),
+    ({"search": {"proxy": "nonsense"}}, "search.proxy: 'nonsense' is not one of ['fisher'"),
     ({"search": {"method": "annealing"}}, "search.method"),
     ({"comparison": {"trained": 6}}, "comparison.trained: 6 is more than the 5"),
     ({"comparison": {"bestof": [41]}}, "comparison.bestof: [41] exceed the 40 evaluations"),
@@ -298,7 +298,8 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
 
     overlay = tmp_path / "small.yaml"
     overlay.write_text(yaml.safe_dump({
-        "seeds": [0], "training": {"epochs": 1}, "search": {"samples": 6},
+        "seeds": [0], "teacher": {"epochs": 1}, "training": {"epochs": 1}, "search": {"samples": 6},
+        "ablation": {"stability_candidates": 2},
         "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
