@@ -299,7 +299,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     overlay = tmp_path / "small.yaml"
     overlay.write_text(yaml.safe_dump({
         "seeds": [0], "teacher": {"epochs": 1}, "training": {"epochs": 1}, "search": {"samples": 6},
-        "ablation": {"stability_candidates": 2},
+        "ablation": {"random_students": 2, "stability_candidates": 2},
         "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
