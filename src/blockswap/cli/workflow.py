@@ -18,12 +18,7 @@ def cmd_plan(args) -> None:
     epochs = {method: training_epochs(config, method) for method in ("teacher", "blockswap", "random")}
     print(f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, epochs per run: "
           f"teacher {epochs['teacher']}, students {epochs['blockswap']}, random students {epochs['random']}")
-    header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        hours = "n/a" if row.gpu_hours is None else f"{row.gpu_hours:.2f}"
-        print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{hours:>12}")
+    print_stages(rows)
     known = [r.gpu_hours for r in rows if r.gpu_hours is not None]
     total_runs = sum(r.runs for r in rows if r.epochs)
     total_epochs = sum(r.epochs for r in rows)
@@ -37,6 +32,16 @@ def cmd_plan(args) -> None:
         print(f"note: {note}")
 
 
+def print_stages(rows) -> None:
+    """The plan's table: one line per stage (runs, epochs, GPU-hours; n/a where nothing was measured)."""
+    header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        hours = "n/a" if row.gpu_hours is None else f"{row.gpu_hours:.2f}"
+        print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{hours:>12}")
+
+
 def plan_detection(config) -> None:
     """The COCO configuration (Table 4): search, two trainings, two evaluations."""
     from ..detection.plan import detection_plan
@@ -45,11 +50,7 @@ def plan_detection(config) -> None:
     rows = detection_plan(config)
     print(f"run {config['run']}: coco, Mask R-CNN over {d['arch']} backbones ({d['reference']} and BlockSwap), "
           f"{d['epochs']} epochs per training run on {d['gpus']} GPUs")
-    header = f"{'stage':<26}{'runs':>8}{'epochs':>10}{'GPU-hours':>12}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(f"{row.stage:<26}{row.runs:>8}{row.epochs:>10}{row.gpu_hours:>12.2f}")
+    print_stages(rows)
     print(f"{'total':<26}{sum(r.runs for r in rows):>8}{sum(r.epochs for r in rows):>10}"
           f"{sum(r.gpu_hours for r in rows):>12.2f}")
     print("GPU-hours: A100-hours, scaled from a published ResNet-50 Mask R-CNN timing "
