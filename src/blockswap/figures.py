@@ -167,6 +167,7 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
     k = 1, controls excluded), one row per proxy, one column per budget."""
     from .correlation import POOLED, ranked
     from .proxies.base import FLOOR
+    from .scoring import selection_column
 
     budgets = sorted(proxies, key=int)
     pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]
@@ -180,7 +181,7 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
         errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
         joined = scores.join(errors, how="inner")
         for i, name in enumerate(names):
-            column = "fisher" if name == "fisher" else f"{name}@1"
+            column = selection_column(name)
             ax = axes[i][j]
             # A degenerate network's log-valued score is stored as the floor value (proxies.FLOOR):
             # it ranks last in the statistics but has no place on an axis.
