@@ -16,7 +16,7 @@ import time
 import torch
 from torchvision import transforms
 
-from blockswap.datasets import CIFAR10_MEAN, CIFAR10_STD, Augmentation, ImageTensors, TensorBatches
+from blockswap.data.datasets import CIFAR10_MEAN, CIFAR10_STD, Augmentation, ImageTensors, TensorBatches
 from blockswap.provenance import provenance
 
 

@@ -352,8 +352,8 @@ class FisherPaths:
         import torch
 
         from blockswap import build_model
-        from blockswap.fisher import fisher_from_probes, measure
-        from blockswap.proxies import PROXIES
+        from blockswap.search.fisher import fisher_from_probes, measure
+        from blockswap.search.proxies import PROXIES
         from blockswap.seeds import derive_seed
 
         model = build_model(self.arch, genotype, 10, seed=derive_seed(self.seed, index))
@@ -473,10 +473,10 @@ def step_fisher(args, rec: Record):
     import torch
 
     from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
-    from blockswap.datasets import load_dataset
-    from blockswap.fisher import fisher_potential
-    from blockswap.sampling import CostTable, sample_candidates
-    from blockswap.scoring import Scorer, ScoringSettings, score_candidates
+    from blockswap.data.datasets import load_dataset
+    from blockswap.search.fisher import fisher_potential
+    from blockswap.search.sampling import CostTable, sample_candidates
+    from blockswap.search.scoring import Scorer, ScoringSettings, score_candidates
     from blockswap.seeds import derive_seed
     from fisher_scoring import NHWC, floor
 
@@ -662,8 +662,8 @@ def genotype_names(spec):
 def train_throughput(names, flags, steps, batch, device, tmp, images=None):
     """images/s of Trainer.train_epoch (augmentation on the device included) after a warm-up
     epoch of 2 batches (which holds the compilation in fast mode)."""
-    from blockswap.datasets import ImageTensors
-    from blockswap.train import TrainConfig, Trainer
+    from blockswap.data.datasets import ImageTensors
+    from blockswap.training.train import TrainConfig, Trainer
     from train_step import epoch_seconds, synthetic_cifar
 
     data = synthetic_cifar(images or batch * steps)
@@ -774,7 +774,7 @@ def train_cmd(out, epochs, device):
 def kill_and_resume(device: str, epochs: int, work: Path, limit: float) -> dict:
     import pandas as pd
 
-    from blockswap.checkpoint import CHECKPOINT_FORMAT, load_model, safe_load
+    from blockswap.training.checkpoint import CHECKPOINT_FORMAT, load_model, safe_load
 
     start = time.perf_counter()
     # The uninterrupted reference runs beside the run that gets killed (they share nothing).
@@ -822,9 +822,9 @@ def step_correctness(args, rec: Record):
     import torch
 
     from blockswap import CANDIDATE_SETS, Genotype, parse_arch
-    from blockswap.datasets import load_dataset
-    from blockswap.sampling import CostTable, sample_candidates
-    from blockswap.scoring import Scorer, ScoringSettings
+    from blockswap.data.datasets import load_dataset
+    from blockswap.search.sampling import CostTable, sample_candidates
+    from blockswap.search.scoring import Scorer, ScoringSettings
 
     device = device_of(args)
     dry = args.dry_run
@@ -857,7 +857,7 @@ def step_correctness(args, rec: Record):
 
     # Digits in paper and fast mode, with kill-and-resume after the first pair's paper run (so that
     # a long compilation cannot crowd it out); the second seed if time is left.
-    from blockswap.train import TrainConfig, Trainer
+    from blockswap.training.train import TrainConfig, Trainer
 
     if dry:
         arch, size, epochs, seeds = "wrn-10-2", 8, 1, (0,)
@@ -967,8 +967,8 @@ def resnet34_rate(flags, batch, size, steps, device, out) -> float:
     on the device, through Trainer.train_epoch, after a 2-batch warm-up."""
     import torch
 
-    from blockswap.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors
-    from blockswap.train import PROTOCOLS, TrainConfig, Trainer
+    from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors
+    from blockswap.training.train import PROTOCOLS, TrainConfig, Trainer
     from train_step import epoch_seconds
 
     g = torch.Generator().manual_seed(0)
@@ -988,7 +988,7 @@ def step_loader(args, rec: Record):
 
     import torch
 
-    from blockswap.datasets import epoch_batches, load_dataset
+    from blockswap.data.datasets import epoch_batches, load_dataset
 
     device = device_of(args)
     dry = args.dry_run

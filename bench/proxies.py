@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from blockswap import CANDIDATE_SETS, parse_arch
-from blockswap.datasets import load_dataset
+from blockswap.data.datasets import load_dataset
 from blockswap.provenance import provenance
-from blockswap.proxies import PROXIES
-from blockswap.sampling import CostTable, sample_candidates
-from blockswap.scoring import TIMING_PREFIX, ScoringSettings, score_candidates
+from blockswap.search.proxies import PROXIES
+from blockswap.search.sampling import CostTable, sample_candidates
+from blockswap.search.scoring import TIMING_PREFIX, ScoringSettings, score_candidates
 
 
 def main() -> None:

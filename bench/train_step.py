@@ -1,5 +1,5 @@
 """Benchmark: training throughput (images/s) of WRN-40-2 on CIFAR-sized input, and one digits epoch
-of the bundled default's teacher (WRN-16-2 at 16 px), both through `blockswap.train.Trainer`'s step.
+of the bundled default's teacher (WRN-16-2 at 16 px), both through `blockswap.training.train.Trainer`'s step.
 
     python bench/train_step.py --steps 5 --device cpu
     python bench/train_step.py --steps 50 --device cuda --fast      # bf16 + channels_last + compile
@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from blockswap.datasets import ImageTensors, load_dataset
+from blockswap.data.datasets import ImageTensors, load_dataset
 from blockswap.devices import resolve_device
 from blockswap.provenance import provenance
-from blockswap.train import TrainConfig, Trainer
+from blockswap.training.train import TrainConfig, Trainer
 
 
 def sync(device):

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from blockswap.errors import BlockswapError
-from blockswap.plan import (
+from blockswap.results.plan import (
     ablation_budgets,
     COMPARISON_METHODS,
     comparison_budgets,

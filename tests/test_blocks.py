@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_block, valid_types
-from blockswap.blocks import Block, BlockType, Groups
-from blockswap.layers import sequence_cost
+from blockswap.networks.blocks import Block, BlockType, Groups
+from blockswap.networks.layers import sequence_cost
 
 ALL_TYPES = sorted(
     {t for s in CANDIDATE_SETS.values() for t in s} | {parse_block("MBConv(6)")}, key=lambda t: t.name

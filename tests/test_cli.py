@@ -7,6 +7,7 @@ import sys
 import pytest
 from conftest import GENOTYPES, RELEASED
 
+from blockswap.networks.blocks import ALLOWED_FORMS
 from blockswap.cli import main
 
 
@@ -86,7 +87,7 @@ def test_console_script_without_traceback(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"blockswap: error: unknown block type 'Nope'; allowed: {__import__('blockswap').blocks.ALLOWED_FORMS}"
+    assert proc.stderr.strip() == f"blockswap: error: unknown block type 'Nope'; allowed: {ALLOWED_FORMS}"
 
 
 def test_help_on_every_command():

@@ -14,7 +14,7 @@ import yaml
 from conftest import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
-from blockswap.plan import budget_keys, check_plan, load_schema, plan_networks
+from blockswap.results.plan import budget_keys, check_plan, load_schema, plan_networks
 from blockswap.seeds import MAX_SEED, derive_seed
 
 BIN = Path(sys.executable).parent
@@ -183,7 +183,7 @@ def test_the_default_and_paper_configs_pass_every_check():
 def test_the_schema_allows_exactly_the_proxy_registry():
     import yaml
 
-    from blockswap.proxies import PROXIES
+    from blockswap.search.proxies import PROXIES
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
     assert schema["properties"]["ablation"]["properties"]["proxies"]["items"]["enum"] == list(PROXIES)
@@ -192,7 +192,7 @@ def test_the_schema_allows_exactly_the_proxy_registry():
 def test_search_proxy_is_a_registry_name():
     import yaml
 
-    from blockswap.proxies import PROXIES
+    from blockswap.search.proxies import PROXIES
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
     assert schema["properties"]["search"]["properties"]["proxy"]["enum"] == list(PROXIES)

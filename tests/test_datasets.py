@@ -12,7 +12,7 @@ import torch
 from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 from blockswap import BlockswapError
-from blockswap import datasets as ds
+from blockswap.data import datasets as ds
 
 
 def test_digits_split_is_fixed_stratified_and_complete():

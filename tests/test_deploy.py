@@ -21,7 +21,7 @@ from blockswap import (
     parse_arch,
     parse_block,
 )
-from blockswap.checkpoint import save_model
+from blockswap.training.checkpoint import save_model
 from blockswap.cli import main
 from blockswap.deploy import latency
 from blockswap.deploy.export import (
@@ -39,8 +39,8 @@ from blockswap.deploy.latency import (
     settings_from,
 )
 from blockswap.provenance import read_sidecar, write_json
-from blockswap.report import students_table, table2
-from blockswap.sampling import CostTable, parse_limits, sample_candidates, within_budget
+from blockswap.results.report import students_table, table2
+from blockswap.search.sampling import CostTable, parse_limits, sample_candidates, within_budget
 
 ARCH, SIZE, CLASSES = "wrn-10-1", (8, 8), 10
 
@@ -301,7 +301,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
     assert "latency (ms)" not in table2(students_table(metrics))
     with pytest.raises(BlockswapError, match="whose metrics.json is not an input"):
         students_table(metrics[:1], latencies[:2])
-    from blockswap import figures
+    from blockswap.results import figures
 
     figures.pareto_latency(frame, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0 and (tmp_path / "fig.pdf").exists()
@@ -313,7 +313,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
 
 
 def config_with(**changes):
-    from blockswap.plan import load_config
+    from blockswap.results.plan import load_config
 
     config = load_config([latency_root() / "config" / "config.yaml"])
     for key, value in changes.items():
@@ -335,14 +335,14 @@ def latency_root():
     ({"latency__clock": "thread"}, "the thread clock times one CPU thread"),
 ])
 def test_latency_settings_are_checked_before_any_job(changes, message):
-    from blockswap.plan import check_plan
+    from blockswap.results.plan import check_plan
 
     with pytest.raises(BlockswapError, match=message):
         check_plan(config_with(**changes))
 
 
 def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_path):
-    from blockswap.plan import check_plan, load_config, plan_notes
+    from blockswap.results.plan import check_plan, load_config, plan_notes
 
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now

@@ -21,7 +21,7 @@ from blockswap.detection.train import (
     train_detector,
 )
 from blockswap.errors import BlockswapError
-from blockswap.models import NetworkSpec
+from blockswap.networks.models import NetworkSpec
 
 BLOCKSWAP = str(Path(sys.executable).parent / "blockswap")
 

@@ -10,7 +10,7 @@ import yaml
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
-from blockswap.evolution import (
+from blockswap.search.evolution import (
     HISTORY_COLUMNS,
     Proposer,
     SearchSettings,
@@ -23,8 +23,8 @@ from blockswap.evolution import (
     scaled_sizes,
     search_to_file,
 )
-from blockswap.genotype import Genotype
-from blockswap.sampling import CostTable, sample_candidates
+from blockswap.networks.genotype import Genotype
+from blockswap.search.sampling import CostTable, sample_candidates
 
 BUDGET = 404_200
 
@@ -253,7 +253,7 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
 def plan_of(tmp_path, overlay):
     from conftest import GENOTYPES, ROOT
 
-    from blockswap.plan import load_config, plan_networks
+    from blockswap.results.plan import load_config, plan_networks
 
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
@@ -324,7 +324,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
 
 
 def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
-    from blockswap.report import mean_interval, search_curves
+    from blockswap.results.report import mean_interval, search_curves
 
     paths = []
     for method in ("random", "evolution"):

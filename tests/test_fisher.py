@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch, parse_block, valid_types
-from blockswap.fisher import fisher_from_probes, fisher_potential, measure, measure_along_training
-from blockswap.proxies import PROXIES
+from blockswap.search.fisher import fisher_from_probes, fisher_potential, measure, measure_along_training
+from blockswap.search.proxies import PROXIES
 
 ZOO = tuple(dict.fromkeys(CANDIDATE_SETS["paper"] + CANDIDATE_SETS["released"] + (parse_block("MBConv(6)"),)))
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, build_model
-from blockswap.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, safe_load, save_model
+from blockswap.training.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, safe_load, save_model
 from blockswap.cli import main, make_parser
 from blockswap.cli.training import train_config
-from blockswap.datasets import ImageTensors, load_dataset
-from blockswap.train import TrainConfig, Trainer
+from blockswap.data.datasets import ImageTensors, load_dataset
+from blockswap.training.train import TrainConfig, Trainer
 
 SIZE = 8
 CPU = torch.device("cpu")

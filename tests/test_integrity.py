@@ -23,11 +23,11 @@ from test_scoring import SIZE, candidates, digits, settings, without_seconds  # 
 from test_workflow import TINY, snakemake
 
 from blockswap import BlockswapError, build_model
-from blockswap.checkpoint import atomic_save, load_model, save_model
+from blockswap.training.checkpoint import atomic_save, load_model, save_model
 from blockswap.cli import main
 from blockswap.provenance import file_digest, provenance, provenance_path, write_json
-from blockswap.report import correlation_table
-from blockswap.scoring import Scorer, score_candidates
+from blockswap.results.report import correlation_table
+from blockswap.search.scoring import Scorer, score_candidates
 
 SHARDS = 3
 REAL_SCORE = Scorer.score  # scoring a candidate, before any test patches it
@@ -294,7 +294,7 @@ def test_correlation_reads_whole_proxies_and_refuses_them_without_random_student
 
 # A `blockswap score` whose every candidate takes half a second longer: still running when the test
 # starts a second one into the same output.
-SLOW_SCORE = ("import sys, time; from blockswap.scoring import Scorer; real = Scorer.score; "
+SLOW_SCORE = ("import sys, time; from blockswap.search.scoring import Scorer; real = Scorer.score; "
               "Scorer.score = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]; "
               "from blockswap.cli import main; sys.exit(main(sys.argv[1:]))")
 
@@ -407,7 +407,7 @@ def test_results_get_the_permissions_of_the_umask(tmp_path, umask, mode, digits,
     """Before: tables, metrics and models were 0600 (tempfile.mkstemp), figures 0644."""
     import matplotlib.pyplot as plt
 
-    from blockswap import figures
+    from blockswap.results import figures
     from blockswap.provenance import atomic_write_text
 
     old = os.umask(umask)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, Genotype, build_model, parse_arch
-from blockswap.layers import PreActivationModule
+from blockswap.networks.layers import PreActivationModule
 
 
 @pytest.mark.parametrize("arch,blocks", [("wrn-40-2", 18), ("wrn-16-1", 6), ("wrn-10-4", 3), ("resnet-18", 8), ("resnet-34", 16)])

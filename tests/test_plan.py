@@ -7,7 +7,7 @@ import yaml
 from conftest import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
-from blockswap.plan import closest_single_blocktype, plan_networks, released_for_budget
+from blockswap.results.plan import closest_single_blocktype, plan_networks, released_for_budget
 
 
 def load(name):
@@ -88,7 +88,7 @@ def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():
 def test_moonshine_auto_never_picks_a_network_outside_the_tolerance():
     """1,100K params: the nearest single-blocktype WRN-40-2 is G(4) at 814.6K or G(2) at 1359.0K,
     both far outside +-2.5 %; the plan trains none and says so."""
-    from blockswap.plan import plan_notes
+    from blockswap.results.plan import plan_notes
 
     config = load("config/paper-cifar10.yaml")
     config["baselines"]["moonshine"] = "auto"
@@ -113,7 +113,7 @@ def test_every_transcribed_genotype_has_its_attribution():
 
 
 def test_resolved_config_round_trip(tmp_path):
-    from blockswap.plan import config_key, save_resolved_config, use_resolved_config
+    from blockswap.results.plan import config_key, save_resolved_config, use_resolved_config
 
     raw = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
     key = config_key(raw)

@@ -11,10 +11,10 @@ import torch.nn as nn
 import torchvision
 
 from blockswap import build_model
-from blockswap.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors, evaluation_batches
-from blockswap.distillation import check_compatible, distillation_loss
+from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors, evaluation_batches
+from blockswap.training.distillation import check_compatible, distillation_loss
 from blockswap.errors import BlockswapError
-from blockswap.pretrained import (
+from blockswap.networks.pretrained import (
     ARCHS,
     describe,
     is_pretrained_spec,

@@ -2,7 +2,7 @@
 on a tiny network in float64, zero-cost-nas's definitions re-derived on identical weights,
 determinism, the controls, and scoring with every proxy (shard invariance, Table 1 untouched).
 
-The brute forces use none of blockswap.proxies' helpers: their own hooks, per-example and per-pair
+The brute forces use none of blockswap.search.proxies' helpers: their own hooks, per-example and per-pair
 loops, explicit Jacobians, finite differences, numpy's linear algebra."""
 
 import copy
@@ -17,19 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, build_model, parse_arch
-from blockswap.datasets import load_dataset
-from blockswap.fisher import measure_along_training
-from blockswap.proxies import (
+from blockswap.data.datasets import load_dataset
+from blockswap.search.fisher import measure_along_training
+from blockswap.search.proxies import (
     FLOOR,
     PROXIES,
     Measurement,
     measure_candidate,
     parse_proxies,
 )
-from blockswap.proxies.activation import RELU_CALLS, relu_kernel
-from blockswap.proxies.base import stored_value
-from blockswap.sampling import CostTable, sample_candidates
-from blockswap.scoring import ScoringSettings, is_timing, read_scores, score_candidates
+from blockswap.search.proxies.activation import RELU_CALLS, relu_kernel
+from blockswap.search.proxies.base import stored_value
+from blockswap.search.sampling import CostTable, sample_candidates
+from blockswap.search.scoring import ScoringSettings, is_timing, read_scores, score_candidates
 from blockswap.seeds import derive_seed
 
 F64 = torch.float64

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import GENOTYPES
 
-from blockswap import BlockswapError, Genotype, NetworkSpec, figures
-from blockswap.report import correlation_display, correlation_table, latex, markdown, table2, table2_display
+from blockswap import BlockswapError, Genotype, NetworkSpec
+from blockswap.results import figures
+from blockswap.results.report import correlation_display, correlation_table, latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
@@ -75,7 +76,7 @@ def imagenet_row(method, network, genotype, error, top5, budget=None):
 
 
 def test_table3_layout_and_the_papers_values():
-    from blockswap.report import table3
+    from blockswap.results.report import table3
 
     small = Genotype.load(GENOTYPES / "blockswap-imagenet-3.1m.yaml")
     students = pd.DataFrame([
@@ -96,7 +97,7 @@ def test_table3_layout_and_the_papers_values():
 
 
 def test_samples_table_with_the_single_blocktype_reference(students):
-    from blockswap.report import samples_table
+    from blockswap.results.report import samples_table
 
     rows = []
     for n, errors in ((10, (4.9, 4.8)), (1000, (4.2, 4.3))):
@@ -184,7 +185,7 @@ def test_tables_and_figures_carry_provenance_sidecars(tmp_path, students, capsys
 
 
 def test_table1_values_match_only_the_papers_setting():
-    from blockswap.paper import table1_match
+    from blockswap.results.paper import table1_match
 
     assert table1_match("fisher", 400_000, 10, "cifar10") == -0.667
     assert table1_match("grad_norm", "800000", 100, "cifar10") == 0.558

@@ -15,7 +15,7 @@ from scipy.stats import chi2_contingency, chisquare
 
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, NetworkSpec, parse_arch
 from blockswap.cli import main
-from blockswap.sampling import CostTable, cost_of, count_in_band, sample_candidates
+from blockswap.search.sampling import CostTable, cost_of, count_in_band, sample_candidates
 
 CIFAR = (32, 32)
 
@@ -113,7 +113,7 @@ def test_budget_outside_the_reachable_range_fails_at_once(wrn402_paper, budget):
 
 
 def test_unfillable_budget_fails_with_a_count_and_a_hint(monkeypatch, wrn402_paper):
-    import blockswap.sampling as sampling
+    import blockswap.search.sampling as sampling
 
     monkeypatch.setattr(sampling, "MAX_DRAWS_PER_SAMPLE", 20)
     with pytest.raises(BlockswapError, match=r"found only \d+ distinct candidates .* after \d+ draws; ask for fewer"):
@@ -138,7 +138,7 @@ def band_probability(table, budget, tolerance=0.025):
 
 
 def test_released_set_reaches_the_162k_network_the_paper_set_barely_does(monkeypatch):
-    import blockswap.sampling as sampling
+    import blockswap.search.sampling as sampling
 
     released = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["released"], CIFAR, 10)
     paper = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["paper"], CIFAR, 10)
@@ -240,7 +240,7 @@ BAND_CASES += [("macs", b, tol) for b in (110_000, 300_000, 500_000, 800_000) fo
 def test_count_in_band_equals_brute_force_enumeration(monkeypatch, wrn101, path):
     """wrn-10-1 has 3 blocks: all ~8,400 genotypes enumerated. Both programmes (the dense table and
     the sparse one for wide cost ranges) count exactly what enumeration finds."""
-    import blockswap.sampling as sampling
+    import blockswap.search.sampling as sampling
 
     if path == "sparse":
         monkeypatch.setattr(sampling, "MAX_DENSE_COSTS", 0)

@@ -12,9 +12,9 @@ import pytest
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
-from blockswap.datasets import load_dataset
-from blockswap.sampling import CostTable, sample_candidates
-from blockswap.scoring import ScoringSettings, is_timing, parse_shard, score_candidates, select_best, shard_of
+from blockswap.data.datasets import load_dataset
+from blockswap.search.sampling import CostTable, sample_candidates
+from blockswap.search.scoring import ScoringSettings, is_timing, parse_shard, score_candidates, select_best, shard_of
 
 SIZE = 8
 
@@ -140,7 +140,7 @@ def test_scoring_runs_in_true_float32_unless_tf32_is_asked(digits):
     """TF32 moved GPU Fisher values by up to 5.6 % (bench/gpu.sh on an H100): scoring turns it off."""
     import torch
 
-    from blockswap.scoring import Scorer
+    from blockswap.search.scoring import Scorer
 
     torch.backends.cudnn.allow_tf32 = True
     Scorer(settings(), digits, torch.device("cpu"))

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, build_model
-from blockswap.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_model, safe_load, save_model
+from blockswap.training.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_model, safe_load, save_model
 from blockswap.cli import main
-from blockswap.datasets import ImageTensors, evaluation_batches, load_dataset
-from blockswap.distillation import attention_map, attention_transfer_loss, default_beta, distillation_loss
-from blockswap.train import TrainConfig, Trainer
+from blockswap.data.datasets import ImageTensors, evaluation_batches, load_dataset
+from blockswap.training.distillation import attention_map, attention_transfer_loss, default_beta, distillation_loss
+from blockswap.training.train import TrainConfig, Trainer
 
 SIZE = 8
 CHANCE = 90.0  # % error of guessing among 10 classes

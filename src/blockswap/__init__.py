@@ -1,13 +1,13 @@
 """BlockSwap: Fisher-guided block substitution for network compression on a budget (ICLR 2020)."""
 
-from .blocks import CANDIDATE_SETS, BlockType, Groups, candidate_set, parse_block, valid_types
-from .counting import count
+from .networks.blocks import CANDIDATE_SETS, BlockType, Groups, candidate_set, parse_block, valid_types
+from .networks.counting import count
 from .errors import BlockswapError
-from .fisher import FisherPotential, fisher_potential
-from .genotype import Genotype
-from .layers import Cost
-from .models import Network, NetworkSpec, build_model, parse_arch
-from .sampling import CostTable, sample_candidates
+from .search.fisher import FisherPotential, fisher_potential
+from .networks.genotype import Genotype
+from .networks.layers import Cost
+from .networks.models import Network, NetworkSpec, build_model, parse_arch
+from .search.sampling import CostTable, sample_candidates
 
 __version__ = "0.1.0"
 

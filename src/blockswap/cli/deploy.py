@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..blocks import CANDIDATE_SETS
+from ..networks.blocks import CANDIDATE_SETS
 from ..errors import BlockswapError
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
@@ -35,7 +35,7 @@ def _progress(quiet: bool):
 
 def cmd_latency(args) -> None:
     from ..deploy.latency import LatencyTable, build_latency_table, settings_from
-    from ..models import parse_arch
+    from ..networks.models import parse_arch
 
     arch = parse_arch(args.arch)
     if args.classes is not None and args.classes < 1:
@@ -124,7 +124,7 @@ def add_latency_check(sub) -> None:
 
 
 def cmd_measure(args) -> None:
-    from ..checkpoint import load_model
+    from ..training.checkpoint import load_model
     from ..deploy.export import deployable
     from ..deploy.latency import Setting, machine_fingerprint, measure_model
 

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ..blocks import CANDIDATE_SETS
+from ..networks.blocks import CANDIDATE_SETS
 from ..errors import BlockswapError
-from ..genotype import Genotype
+from ..networks.genotype import Genotype
 from ..seeds import seed_argument
 
 
@@ -96,7 +96,7 @@ def add(sub):
 def _device(name: str):
     import torch
 
-    from ..distributed import device_type
+    from ..training.distributed import device_type
 
     kind = device_type(name)
     return torch.device("cuda:0" if kind == "cuda" else kind)
@@ -164,7 +164,7 @@ def _evaluate(args):
 
 def _table(args):
     from ..provenance import input_digests, provenance, write_results
-    from ..report import latex, markdown, table4
+    from ..results.report import latex, markdown, table4
 
     out = Path(args.out)
     if out.suffix != ".csv":

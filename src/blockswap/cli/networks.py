@@ -6,10 +6,10 @@ import json
 import time
 from typing import Optional
 
-from ..blocks import CANDIDATE_SETS, FAMILIES, parse_block
-from ..datasets import DATASETS, check_image_size, dataset_info, load_dataset
-from ..genotype import Genotype
-from ..models import NetworkSpec, parse_arch
+from ..networks.blocks import CANDIDATE_SETS, FAMILIES, parse_block
+from ..data.datasets import DATASETS, check_image_size, dataset_info, load_dataset
+from ..networks.genotype import Genotype
+from ..networks.models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
 
 

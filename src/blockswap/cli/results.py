@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
-from ..report import (
+from ..results.report import (
     correlation_display,
     correlation_table,
     cost_table,
@@ -73,21 +73,21 @@ def report_proxy_costs(args):
 
 
 def report_search_curves(args):
-    from ..report import search_curves, significant
+    from ..results.report import search_curves, significant
 
     table = search_curves(args.inputs)
     return table, significant(table)
 
 
 def report_search_winners(args):
-    from ..report import search_winners, significant
+    from ..results.report import search_winners, significant
 
     table = search_winners(read_students(args.inputs))
     return table, significant(table)
 
 
 def report_bestof_seeds(args):
-    from ..report import bestof_seeds, significant
+    from ..results.report import bestof_seeds, significant
 
     table = bestof_seeds(read_students(args.inputs))
     return table, significant(table)
@@ -213,7 +213,7 @@ FIGURE_BUILDERS = {
 
 
 def cmd_figure(args) -> None:
-    from .. import figures
+    from ..results import figures
 
     start = time.perf_counter()
     FIGURE_BUILDERS[args.kind](args, figures)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..blocks import CANDIDATE_SETS, candidate_set
-from ..datasets import load_dataset
+from ..networks.blocks import CANDIDATE_SETS, candidate_set
+from ..data.datasets import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
-from ..models import parse_arch
+from ..networks.models import parse_arch
 from ..provenance import input_digests, provenance, provenance_path, read_sidecar, write_json, write_result_text
-from ..proxies import CONTROLS, PROXIES
-from ..sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, describe_limits, parse_limits,
+from ..search.proxies import CONTROLS, PROXIES
+from ..search.sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, describe_limits, parse_limits,
                         sample_candidates)
-from ..scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
+from ..search.scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
 from .networks import input_size_for
 
@@ -202,8 +202,8 @@ def add_select(sub) -> None:
 def cmd_search(args) -> None:
     from dataclasses import asdict
 
-    from ..evolution import SearchSettings, search_to_file
-    from ..scoring import Scorer
+    from ..search.evolution import SearchSettings, search_to_file
+    from ..search.scoring import Scorer
 
     arch = parse_arch(args.arch)
     input_size, classes = input_size_for(args.dataset, args.image_size)
@@ -234,7 +234,7 @@ def cmd_search(args) -> None:
 
 
 def add_search(sub) -> None:
-    from ..evolution import DEFAULT_POPULATION, DEFAULT_TOURNAMENT, SEARCH_METHODS
+    from ..search.evolution import DEFAULT_POPULATION, DEFAULT_TOURNAMENT, SEARCH_METHODS
 
     p = sub.add_parser(
         "search",
@@ -268,7 +268,7 @@ def add_search(sub) -> None:
 
 
 def cmd_best(args) -> None:
-    from ..evolution import history_winner
+    from ..search.evolution import history_winner
 
     best = history_winner(Path(args.history), args.first)
     write_json(args.out, {**best, "provenance": provenance()})

@@ -6,18 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checkpoint import load_model
+from ..training.checkpoint import load_model
 from ..checks import load_yaml
-from ..datasets import evaluation_batches, load_dataset
+from ..data.datasets import evaluation_batches, load_dataset
 from ..devices import DEVICE_HELP, resolve_device
-from ..distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
+from ..training.distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
 from ..errors import BlockswapError
-from ..genotype import Genotype
-from ..models import parse_arch
-from ..pretrained import is_pretrained_spec, pretrained_metrics
+from ..networks.genotype import Genotype
+from ..networks.models import parse_arch
+from ..networks.pretrained import is_pretrained_spec, pretrained_metrics
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
-from ..train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
+from ..training.train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
                      is_pretrained_teacher, train_parallel, train_rank)
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..models import Network
+from ..networks.models import Network
 from ..provenance import atomic_write, provenance, seal
 from .latency import (
     MIN_RUNS,
@@ -141,7 +141,7 @@ def export_run(run: str | Path, fmt: str, out: str | Path, setting: str | None =
                warmup: int = MIN_WARMUP, runs: int = MIN_RUNS, measure: bool = True) -> dict:
     """Export a trained network (a training folder or model.pt) to `out`, sealed, its check and (with
     `measure`) its latency beside PyTorch's recorded in the sidecar; returns that record."""
-    from ..checkpoint import load_model
+    from ..training.checkpoint import load_model
 
     start = time.perf_counter()
     net, record = load_model(run)

@@ -31,11 +31,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..blocks import Block, BlockType, candidate_set, valid_types
+from ..networks.blocks import Block, BlockType, candidate_set, valid_types
 from ..errors import BlockswapError
-from ..genotype import Genotype
-from ..layers import Classifier, build_sequence
-from ..models import Architecture, initialise, parse_arch
+from ..networks.genotype import Genotype
+from ..networks.layers import Classifier, build_sequence
+from ..networks.models import Architecture, initialise, parse_arch
 from ..provenance import read_verified
 
 LATENCY_FORMAT = "blockswap-latency/1"
@@ -486,8 +486,8 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
     the table's space, and how well the table and the cheap counts rank them: mean absolute
     percentage error, share within +-10 %, Kendall tau of predicted, params and MACs vs measured."""
 
-    from ..models import NetworkSpec, build_model
-    from ..sampling import CostTable
+    from ..networks.models import NetworkSpec, build_model
+    from ..search.sampling import CostTable
     from .export import deployable
 
     key = table.check_setting(key)

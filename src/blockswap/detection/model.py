@@ -20,8 +20,8 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import BlockswapError
-from ..layers import Classifier, sequence_cost
-from ..models import (
+from ..networks.layers import Classifier, sequence_cost
+from ..networks.models import (
     GenotypeLike,
     Network,
     NetworkSpec,
@@ -29,7 +29,7 @@ from ..models import (
     initialise,
     parse_arch,
 )
-from ..sampling import CostTable, cost_of
+from ..search.sampling import CostTable, cost_of
 
 FPN_CHANNELS = 256
 COCO_CLASSES = 91  # torchvision's convention: COCO category ids 1..90 and the background 0

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..blocks import candidate_set
+from ..networks.blocks import candidate_set
 from ..errors import BlockswapError
-from ..fisher import fisher_from_probes
+from ..search.fisher import fisher_from_probes
 from ..provenance import provenance, write_json, write_result_text
-from ..sampling import sample_candidates
+from ..search.sampling import sample_candidates
 from ..seeds import derive_seed
 from .coco import CocoDetection, collate
 from .model import backbone_cost, backbone_cost_table, build_detector, detector_cost

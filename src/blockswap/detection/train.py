@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import distributed
-from ..checkpoint import atomic_save, safe_load
+from ..training import distributed
+from ..training.checkpoint import atomic_save, safe_load
 from ..errors import BlockswapError
 from ..provenance import provenance, seal, write_json
 from ..seeds import MAX_SEED, derive_seed

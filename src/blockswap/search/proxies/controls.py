@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..seeds import derive_seed
+from ...seeds import derive_seed
 from .base import Measurement, Proxy, stream
 
 

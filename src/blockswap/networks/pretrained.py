@@ -23,9 +23,9 @@ from urllib.parse import urlparse
 import torch
 import torch.nn as nn
 
-from .errors import BlockswapError
+from ..errors import BlockswapError
 from .models import Intermediates
-from .provenance import file_digest, provenance
+from ..provenance import file_digest, provenance
 
 SPEC_PREFIX = "torchvision:"
 SPEC_FORMS = "torchvision:NAME or torchvision:NAME:/path/to/weights.pth"
@@ -273,8 +273,8 @@ def pretrained_metrics(spec: str, data, device) -> dict:
     """Test error of a pretrained teacher on `data` (a loaded blockswap Dataset), as a record shaped
     like a training run's metrics.json so that tables read it beside trained networks."""
     # Imported here: train.py imports this module to load pretrained teachers.
-    from .datasets import evaluation_batches
-    from .train import EVAL_BATCH_SIZE, evaluate
+    from ..data.datasets import evaluation_batches
+    from ..training.train import EVAL_BATCH_SIZE, evaluate
 
     device = torch.device(device)
     teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size).to(device)

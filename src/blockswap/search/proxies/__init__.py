@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
-from ..errors import BlockswapError
+from ...errors import BlockswapError
 from ..fisher import measure_along_training, synchronise
 from . import activation, controls, data_free, gradient, table1
 from .base import FLOOR, Measurement, Proxy, stored_value

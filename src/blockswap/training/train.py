@@ -36,15 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import distributed, snip
+from . import distributed
+from ..search import snip
 from .checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, atomic_save, load_model, safe_load, save_model
-from .datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
+from ..data.datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
 from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
-from .errors import BlockswapError
-from .models import build_model
-from .provenance import atomic_write_text, provenance, verify, write_json
-from .seeds import MAX_SEED, derive_seed
+from ..errors import BlockswapError
+from ..networks.models import build_model
+from ..provenance import atomic_write_text, provenance, verify, write_json
+from ..seeds import MAX_SEED, derive_seed
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -236,13 +237,13 @@ class WithIntermediates(nn.Module):
 
 
 def is_pretrained_teacher(spec: str) -> bool:
-    from .pretrained import is_pretrained_spec  # torchvision is imported only for such teachers
+    from ..networks.pretrained import is_pretrained_spec  # torchvision is imported only for such teachers
 
     return is_pretrained_spec(spec)
 
 
 def _pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
-    from .pretrained import describe, load_pretrained_teacher
+    from ..networks.pretrained import describe, load_pretrained_teacher
 
     # Checked: the class count (load_pretrained_teacher refuses a dataset without ImageNet's 1000
     # classes, the only data these weights can label). Not checked: the input size. torchvision's

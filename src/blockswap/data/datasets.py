@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import BlockswapError
-from .seeds import derive_seed
+from ..errors import BlockswapError
+from ..seeds import derive_seed
 
 # Normalisation constants, each with its source.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # docs/paper.md s.4 (attention-transfer / Cutout code)

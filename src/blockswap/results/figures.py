@@ -13,11 +13,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .checks import read_json_record, require  # noqa: E402
-from .errors import BlockswapError  # noqa: E402
-from .provenance import atomic_write, code_version, remove_results  # noqa: E402
+from ..checks import read_json_record, require  # noqa: E402
+from ..errors import BlockswapError  # noqa: E402
+from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
 from .report import ERROR_STD_DDOF  # noqa: E402
-from .scoring import read_scores  # noqa: E402
+from ..search.scoring import read_scores  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
 DPI = 150
@@ -166,8 +166,8 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
     """Score against trained error of the random students for the `best` proxies (pooled quality at
     k = 1, controls excluded), one row per proxy, one column per budget."""
     from .correlation import POOLED, ranked
-    from .proxies.base import FLOOR
-    from .scoring import selection_column
+    from ..search.proxies.base import FLOOR
+    from ..search.scoring import selection_column
 
     budgets = sorted(proxies, key=int)
     pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]

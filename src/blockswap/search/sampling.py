@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .blocks import BlockType, valid_types
-from .errors import BlockswapError
-from .genotype import Genotype
-from .layers import Classifier, Cost, sequence_cost
-from .models import Architecture
+from ..networks.blocks import BlockType, valid_types
+from ..errors import BlockswapError
+from ..networks.genotype import Genotype
+from ..networks.layers import Classifier, Cost, sequence_cost
+from ..networks.models import Architecture
 
 BUDGET_KINDS = ("params", "macs", "latency")
 # Column of each kind in a table's costs; latency (whole microseconds, from a measured latency table,

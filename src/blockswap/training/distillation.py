@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import BlockswapError
+from ..errors import BlockswapError
 
 # The paper's AT weight per point and the image side it was set for, per training protocol
 # (docs/paper.md s.4: CIFAR-10 at 32 px, ImageNet at 224 px).

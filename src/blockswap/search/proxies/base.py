@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import BlockswapError
-from ..seeds import derive_seed
+from ...errors import BlockswapError
+from ...seeds import derive_seed
 
 # How a degenerate network's log-valued proxy is stored: log of zero (no signal reaches the
 # output, a singular NASWOT kernel) is -inf, which no scores file may hold (checks.py: every

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import BlockswapError
+from ..errors import BlockswapError
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 

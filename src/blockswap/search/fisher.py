@@ -20,8 +20,8 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import BlockswapError
-from .models import Network
+from ..errors import BlockswapError
+from ..networks.models import Network
 
 
 def fisher_from_probes(probes: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -49,11 +49,11 @@ def fisher_potential(model: Network, images: torch.Tensor, labels: torch.Tensor)
 
 
 # --- Table 1 proxies ----------------------------------------------------------------------------
-# Their registry entries (with every other proxy's) are in blockswap.proxies; `measure` is the one
+# Their registry entries (with every other proxy's) are in blockswap.search.proxies; `measure` is the one
 # pass that computes the Fisher potential and, beside it, Table 1's accuracy, l2 norm and grad norm.
 
-# Names that lived here before the registry moved to blockswap.proxies, still importable from
-# here. Resolved on first use (PEP 562): blockswap.proxies imports this module.
+# Names that lived here before the registry moved to blockswap.search.proxies, still importable from
+# here. Resolved on first use (PEP 562): blockswap.search.proxies imports this module.
 _MOVED = ("Proxy", "PROXIES", "CONTROLS", "parse_proxies")
 
 

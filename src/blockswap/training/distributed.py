@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import BlockswapError
+from ..errors import BlockswapError
 
 # Rank 0 evaluates the validation split alone while the others wait in their next collective; a
 # full ImageNet validation pass must fit inside the wait.

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import BlockswapError
+from ...errors import BlockswapError
 from .base import Measurement, Proxy, weight_layers
 
 ZERO_COST = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS (ICLR 2021)"

@@ -24,15 +24,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .checks import parse_csv, read_csv_table
-from .datasets import Dataset, training_batches
-from .errors import BlockswapError
-from .genotype import Genotype
-from .models import build_model, parse_arch
-from .provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
+from ..checks import parse_csv, read_csv_table
+from ..data.datasets import Dataset, training_batches
+from ..errors import BlockswapError
+from ..networks.genotype import Genotype
+from ..networks.models import build_model, parse_arch
+from ..provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
-from .seeds import derive_seed
+from ..seeds import derive_seed
 
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"

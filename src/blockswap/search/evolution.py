@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checks import parse_csv, read_csv_table
-from .errors import BlockswapError
-from .genotype import Genotype
-from .provenance import check_result_name, input_digests, provenance, write_result_text
+from ..checks import parse_csv, read_csv_table
+from ..errors import BlockswapError
+from ..networks.genotype import Genotype
+from ..provenance import check_result_name, input_digests, provenance, write_result_text
 from .sampling import BUDGET_KINDS, CostTable, check_budget, sample_candidates
-from .seeds import derive_seed
+from ..seeds import derive_seed
 
 SEARCH_METHODS = ("random", "evolution")
 DEFAULT_POPULATION = 64  # Real et al. (2019) use populations of this order and tournaments of ~10

@@ -16,15 +16,15 @@ from typing import Iterator, Optional
 
 import yaml
 
-from .blocks import candidate_set, parse_block
-from .checks import load_yaml
-from .datasets import dataset_info
-from .errors import BlockswapError
-from .models import NetworkSpec, parse_arch
-from .provenance import atomic_write_text
-from .sampling import CostTable, check_budget
+from ..networks.blocks import candidate_set, parse_block
+from ..checks import load_yaml
+from ..data.datasets import dataset_info
+from ..errors import BlockswapError
+from ..networks.models import NetworkSpec, parse_arch
+from ..provenance import atomic_write_text
+from ..search.sampling import CostTable, check_budget
 
-SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -290,8 +290,8 @@ def check_search_method(config: dict) -> None:
     """Guided-search settings the schema cannot check: the tournament against the population, the
     proxy against the registry (through ScoringSettings, which parses it), and the comparison's
     counts against its seeds, evaluations and budgets."""
-    from .evolution import scaled_sizes
-    from .scoring import ScoringSettings
+    from ..search.evolution import scaled_sizes
+    from ..search.scoring import ScoringSettings
 
     search, comparison = config["search"], config.get("comparison") or {}
     population, tournament = search.get("population", 64), search.get("tournament", 10)
@@ -355,7 +355,7 @@ def check_plan(config: dict) -> None:
 def check_latency(config: dict) -> None:
     """The latency setting that budgets, limits and the students' column use must be one the table
     measures (latency.threads x latency.batches, on the device asked for)."""
-    from .deploy.latency import Setting
+    from ..deploy.latency import Setting
 
     latency = config.get("latency")
     if latency is None:
@@ -446,7 +446,7 @@ def teacher_spec(config: dict) -> Optional[str]:
     teacher = config["teacher"]
     if not teacher["pretrained"]:
         return None
-    from .pretrained import ARCHS, weights_path
+    from ..networks.pretrained import ARCHS, weights_path
 
     by_arch = {a.arch: a.builder for a in ARCHS.values()}
     arch = parse_arch(teacher["arch"]).name

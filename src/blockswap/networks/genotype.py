@@ -21,8 +21,8 @@ from typing import Iterable, Union
 import yaml
 
 from .blocks import BlockType, parse_block
-from .checks import read_text
-from .errors import BlockswapError
+from ..checks import read_text
+from ..errors import BlockswapError
 
 
 @dataclass(frozen=True)

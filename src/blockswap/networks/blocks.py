@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .errors import BlockswapError
+from ..errors import BlockswapError
 from .layers import Conv, Cost, LayerSpec, Norm, PreActivation, Relu, build_sequence, sequence_cost
 
 KERNEL = 3  # k in the paper: every spatial conv of the zoo is 3x3

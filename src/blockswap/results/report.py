@@ -9,8 +9,8 @@ from typing import Iterable, Union
 import numpy as np
 import pandas as pd
 
-from .checks import EXPECTED, check_value, read_csv_table, read_json_record, require
-from .errors import BlockswapError
+from ..checks import EXPECTED, check_value, read_csv_table, read_json_record, require
+from ..errors import BlockswapError
 
 COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "params_k", "ops_m"]
 # What a cost file (`blockswap cost --out`) must hold, and as what (checks.EXPECTED).
@@ -305,7 +305,7 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
 
 def higher_is_better(proxy: str) -> bool:
     """The registry's sign of a proxy or control: whether higher values predict lower error."""
-    from .proxies import PROXIES
+    from ..search.proxies import PROXIES
 
     if proxy not in PROXIES:
         raise BlockswapError(f"a scores file has a column of proxy {proxy!r}, which the proxy registry does not know")
@@ -319,7 +319,7 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict,
     given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
     control, and the paper's Table 1 rho where the setting is the paper's (docs/proxies.md)."""
     from .correlation import POOLED, Measure, correlate
-    from .scoring import read_scores  # here: scoring loads torch, which the other tables do not need
+    from ..search.scoring import read_scores  # here: scoring loads torch, which the other tables do not need
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     random = students[students["method"] == "random"]
@@ -410,7 +410,7 @@ def stability_table(scorings: dict) -> pd.DataFrame:
     """Rank stability per budget and proxy: `scorings` maps a budget to the scores files of the same
     candidates under different scoring seeds (initialisation and minibatch)."""
     from .correlation import Measure, stability
-    from .scoring import read_scores
+    from ..search.scoring import read_scores
 
     rows = []
     for budget, paths in scorings.items():
@@ -433,7 +433,7 @@ def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
     """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
     accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
     every file given."""
-    from .scoring import TIMING_PREFIX, read_scores
+    from ..search.scoring import TIMING_PREFIX, read_scores
 
     frames = [read_scores(path, ["candidate"])[0] for path in paths]
     frame = pd.concat(frames, ignore_index=True)
@@ -493,7 +493,7 @@ def read_histories(paths) -> dict:
     budget, and each (budget, method, seed) once."""
     import json
 
-    from .evolution import best_so_far, read_history
+    from ..search.evolution import best_so_far, read_history
 
     curves, setups = {}, {}
     for path in paths:
@@ -598,7 +598,7 @@ def table4(paths: Iterable[Union[str, Path]]) -> tuple[pd.DataFrame, pd.DataFram
     """Table 4 from `blockswap detection evaluate` metrics (tagged method=moonshine|blockswap): every
     number of ours (box and mask APs, params, MACs) for the CSV, and for display our box APs with
     the paper's beside them."""
-    from .detection.evaluate import AP_NAMES, IOU_TYPES
+    from ..detection.evaluate import AP_NAMES, IOU_TYPES
     from .paper import TABLE4
 
     rows = []

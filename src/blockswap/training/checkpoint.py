@@ -15,10 +15,10 @@ from typing import Optional, Union
 
 import torch
 
-from .errors import BlockswapError
-from .models import Network, build_model
-from .provenance import atomic_write, seal, verify
-from .snip import apply_masks
+from ..errors import BlockswapError
+from ..networks.models import Network, build_model
+from ..provenance import atomic_write, seal, verify
+from ..search.snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"

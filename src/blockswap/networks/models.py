@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .blocks import Block, BlockType
-from .errors import BlockswapError
+from ..errors import BlockswapError
 from .genotype import Genotype
 from .layers import (
     Classifier,

@@ -1,0 +1,1 @@
+"""Datasets: the registry, on-disk archive formats, augmentation and batching."""

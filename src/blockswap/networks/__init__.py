@@ -1,0 +1,1 @@
+"""Networks: the block zoo, WRN and ResNet students, genotypes and exact counting."""

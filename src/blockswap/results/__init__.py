@@ -1,0 +1,1 @@
+"""Results: tables, figures, the paper's numbers, correlations and the run plan."""

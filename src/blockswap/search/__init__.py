@@ -1,0 +1,1 @@
+"""Search: sampling students inside a budget, scoring them with proxies, evolution."""

@@ -1,0 +1,1 @@
+"""Training: teachers, attention-transfer distillation, checkpoints, data parallelism."""
