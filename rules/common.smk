@@ -312,6 +312,7 @@ def latency_outputs():
     if LATENCY["enabled"]:
         files += network_latency_files()
         files += [f"{RESULTS}/tables/students.csv", f"{RESULTS}/figures/pareto_latency.png"]
+        files += [f"{RESULTS}/tables/latency_ranks.csv"]
     return files
 
 

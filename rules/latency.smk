@@ -81,3 +81,18 @@ rule figure_pareto_latency:
         "../environment.yml"
     shell:
         "blockswap figure pareto_latency {input} --out {output.png} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/default/tables/latency_ranks.csv
+rule latency_ranks:
+    input:
+        f"{RESULTS}/tables/students.csv",
+    output:
+        csv=f"{RESULTS}/tables/latency_ranks.csv",
+        md=f"{RESULTS}/tables/latency_ranks.md",
+    log:
+        f"{LOGS}/tables/latency_ranks.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap latency-ranks {input} --out {output.csv} > {log} 2>&1"

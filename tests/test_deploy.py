@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
 from blockswap import (
@@ -21,9 +22,8 @@ from blockswap import (
     parse_arch,
     parse_block,
 )
-from blockswap.training.checkpoint import save_model
 from blockswap.cli import main
-from blockswap.deploy import latency
+from blockswap.deploy import latency_check, timing
 from blockswap.deploy.export import (
     Deployable,
     deployable,
@@ -31,16 +31,18 @@ from blockswap.deploy.export import (
     export_model,
     run_export,
 )
-from blockswap.deploy.latency import (
-    LatencyTable,
-    Setting,
-    build_latency_table,
-    check_table,
-    settings_from,
-)
-from blockswap.provenance import read_sidecar, write_json
+from blockswap.deploy.latency import LatencyTable, build_latency_table
+from blockswap.deploy.latency_check import check_table
+from blockswap.deploy.timing import Setting, settings_from
+from blockswap.provenance import read_sidecar, write_json, write_result_text
 from blockswap.results.report import students_table, table2
-from blockswap.search.sampling import CostTable, parse_limits, sample_candidates, within_budget
+from blockswap.search.sampling import (
+    CostTable,
+    parse_limits,
+    sample_candidates,
+    within_budget,
+)
+from blockswap.training.checkpoint import save_model
 
 ARCH, SIZE, CLASSES = "wrn-10-1", (8, 8), 10
 
@@ -109,7 +111,7 @@ def test_table_is_reused_on_this_machine_and_refused_on_another(table_file, tmp_
         assert f"rebuild it here: blockswap latency {ARCH}" in err and "--force" in err
     assert not (tmp_path / "c.csv").exists() and not (tmp_path / "s.csv").exists()
     record["fingerprint"]["torch"] = "0.0"
-    record["fingerprint"]["cpu"] = latency.cpu_model()
+    record["fingerprint"]["cpu"] = timing.cpu_model()
     write_json(other, record)
     with pytest.raises(BlockswapError, match="torch '0.0' there"):
         LatencyTable.load(other)
@@ -118,13 +120,13 @@ def test_table_is_reused_on_this_machine_and_refused_on_another(table_file, tmp_
 def test_predicted_equals_measured_when_parts_add_up(monkeypatch, tmp_path):
     # A quiet toy: with a timer that is exactly additive, the sum of the table's parts is the
     # end-to-end time of every network, so the check reports no error and a perfect ranking.
-    monkeypatch.setattr(latency, "time_module", fake_seconds)
+    monkeypatch.setattr(timing, "time_module", fake_seconds)
     record = build_latency_table(ARCH, "paper", SIZE, CLASSES, [Setting("cpu", 1, 4)])
     table = LatencyTable(record)
     for name in ("S", "G(N)", "BG(2,M/4)", "B(2)"):
         model = build_model(ARCH, name, CLASSES)
         assert table.predict(Genotype.from_spec(name, 3), "cpu/t1/b4") == pytest.approx(
-            latency.measure_model(deployable(model), SIZE, Setting("cpu", 1, 4)), rel=1e-12)
+            timing.measure_model(deployable(model), SIZE, Setting("cpu", 1, 4)), rel=1e-12)
     frame, summary = check_table(table, "cpu/t1/b4", samples=12, seed=3)
     assert len(frame) == 12 and frame["genotype"].is_unique
     assert summary["mape_pct"] == pytest.approx(0, abs=1e-6) and summary["within_10pct"] == 1.0
@@ -137,8 +139,57 @@ def test_latency_check_command_reports_error_share_and_kendall(table_file, tmp_p
     summary = json.loads(out)
     assert {"mape_pct", "within_10pct", "kendall_params", "kendall_macs", "kendall_predicted"} <= set(summary)
     frame = pd.read_csv(tmp_path / "check.csv")
-    assert list(frame.columns) == latency.CHECK_COLUMNS and len(frame) == 4 and (frame["measured_ms"] > 0).all()
+    assert list(frame.columns) == latency_check.CHECK_COLUMNS and len(frame) == 4 and (frame["measured_ms"] > 0).all()
     assert read_sidecar(tmp_path / "check.csv")["summary"] == {k: v for k, v in summary.items() if k != "arch"}
+
+
+
+def test_check_summary_separates_a_constant_factor_from_scatter():
+    # Measured = 1.1 x predicted for every student: the raw error is 1/11 of measured (9.09 %),
+    # all of it one factor, so the held-out calibrated error is zero and the ratio is 1.1.
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(1, 5, 20)
+    frame = pd.DataFrame({"candidate": range(20), "genotype": [str(i) for i in range(20)],
+                          "params": rng.permutation(20), "macs": np.arange(20), "predicted_ms": predicted,
+                          "measured_ms": 1.1 * predicted})
+    frame["error_pct"] = 100 * (frame.predicted_ms - frame.measured_ms) / frame.measured_ms
+    summary = latency_check.check_summary(frame)
+    assert summary["mape_pct"] == pytest.approx(100 / 11, abs=1e-3) and summary["within_10pct"] == 1.0
+    assert summary["median_ratio"] == pytest.approx(1.1) and summary["calibrated_mape_pct"] == pytest.approx(0)
+    assert summary["kendall_predicted"] == pytest.approx(1.0) and summary["kendall_predicted_interval"] == [1.0, 1.0]
+    expected = scipy.stats.kendalltau(frame["params"], frame["measured_ms"])[0]
+    low, high = summary["kendall_params_interval"]
+    assert summary["kendall_params"] == pytest.approx(expected, abs=1e-4) and low <= summary["kendall_params"] <= high
+    # Scatter that no factor removes stays in the calibrated figure.
+    frame["measured_ms"] = predicted * np.where(np.arange(20) % 4 < 2, 1.3, 0.8)
+    frame["error_pct"] = 100 * (frame.predicted_ms - frame.measured_ms) / frame.measured_ms
+    assert latency_check.check_summary(frame)["calibrated_mape_pct"] > 10
+
+
+def test_latency_ranks_of_trained_networks(tmp_path, capsys):
+    rows = []
+    for i, (params, ms, error) in enumerate([(100, 1.0, 30.0), (200, 3.0, 20.0), (300, 2.0, 25.0), (400, 4.0, 10.0)]):
+        for seed in (0, 1):  # two seeds of one network: one network, latencies averaged
+            rows.append({"method": "random", "network": f"random-{i}", "arch": ARCH, "genotype": f"G{i}",
+                         "budget": 1, "seed": seed, "params": params, "macs": 10 * params, "ops": params,
+                         "test_error": error + seed, "test_error_top5": 0.0, "fisher": None, "candidate": i,
+                         "dataset": "digits", "latency_ms": ms + seed / 100})
+    frame = pd.DataFrame(rows)
+    ranks = latency_check.latency_ranks(frame).set_index("measure")
+    assert (ranks["n"] == 4).all()
+    assert ranks.loc["params", "kendall_tau"] == pytest.approx(scipy.stats.kendalltau([1, 2, 3, 4], [1, 3, 2, 4])[0], abs=1e-4)
+    assert ranks.loc["test_error", "kendall_tau"] == pytest.approx(
+        scipy.stats.kendalltau([30, 20, 25, 10], [1, 3, 2, 4])[0], abs=1e-4)
+    with pytest.raises(BlockswapError, match="no measured latency"):
+        latency_check.latency_ranks(frame.assign(latency_ms=None))
+    students = tmp_path / "students.csv"
+    write_result_text(students, frame.to_csv(index=False))
+    code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.csv")
+    assert code == 0 and "| params |" in out and (tmp_path / "ranks.md").exists()
+    assert pd.read_csv(tmp_path / "ranks.csv").set_index("measure")["n"].to_dict() == {
+        "params": 4, "macs": 4, "test_error": 4}
+    code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.txt")
+    assert code == 2 and err.count("\n") == 1 and "--out must name a .csv" in err
 
 
 def latency_cost_table(table_file):
@@ -195,12 +246,12 @@ def test_latency_without_a_table_and_bad_limits_are_one_line_errors(tmp_path, ca
 
 def test_settings():
     assert Setting.parse("cpu/t2/b128") == Setting("cpu", 2, 128) and Setting.parse("cuda/b1").key == "cuda/b1"
-    assert Setting.parse("cpu/tall/b1").threads == latency.available_cores()
+    assert Setting.parse("cpu/tall/b1").threads == timing.available_cores()
     for bad in ("cpu/t0/b1", "cpu/b1", "tpu/b1", "cpu/t1/bx"):
         with pytest.raises(BlockswapError, match="unknown latency setting"):
             Setting.parse(bad)
     keys = [s.key for s in settings_from("cpu", [1, "all"], [1, 8])]
-    assert keys[:2] == ["cpu/t1/b1", "cpu/t1/b8"] and len(keys) == (2 if latency.available_cores() == 1 else 4)
+    assert keys[:2] == ["cpu/t1/b1", "cpu/t1/b8"] and len(keys) == (2 if timing.available_cores() == 1 else 4)
 
 
 # --- exports ------------------------------------------------------------------------------------
@@ -397,7 +448,7 @@ def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurem
     counts = job_counts(proc.stdout)
     trained = counts["train_teacher"] + counts["train_student"]
     assert counts["latency_table"] == 1 and counts["latency_check"] == 1 and counts["network_latency"] == trained
-    assert counts["figure_pareto_latency"] == 1
+    assert counts["figure_pareto_latency"] == 1 and counts["latency_ranks"] == 1
     assert "--budget-kind latency" in proc.stdout and "--limit params=60000 --latency-table" in proc.stdout
 
 

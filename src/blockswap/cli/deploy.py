@@ -1,4 +1,4 @@
-"""`blockswap latency`, `latency-check`, `measure` and `export`: deployment budgets (issue 13)."""
+"""`blockswap latency`, `latency-check`, `latency-ranks`, `measure` and `export`: deployment budgets (issue 13)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..networks.blocks import CANDIDATE_SETS
 from ..errors import BlockswapError
+from ..networks.blocks import CANDIDATE_SETS
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
 from .networks import input_size_for
@@ -34,7 +34,8 @@ def _progress(quiet: bool):
 
 
 def cmd_latency(args) -> None:
-    from ..deploy.latency import LatencyTable, build_latency_table, settings_from
+    from ..deploy.latency import LatencyTable, build_latency_table
+    from ..deploy.timing import settings_from
     from ..networks.models import parse_arch
 
     arch = parse_arch(args.arch)
@@ -95,7 +96,8 @@ def add_latency(sub) -> None:
 
 
 def cmd_latency_check(args) -> None:
-    from ..deploy.latency import LatencyTable, check_table
+    from ..deploy.latency import LatencyTable
+    from ..deploy.latency_check import check_table
 
     table = LatencyTable.load(args.table)
     start = time.perf_counter()
@@ -124,9 +126,9 @@ def add_latency_check(sub) -> None:
 
 
 def cmd_measure(args) -> None:
-    from ..training.checkpoint import load_model
     from ..deploy.export import deployable
-    from ..deploy.latency import Setting, machine_fingerprint, measure_model
+    from ..deploy.timing import Setting, machine_fingerprint, measure_model
+    from ..training.checkpoint import load_model
 
     setting = Setting.parse(args.setting)
     model, record = load_model(args.run)
@@ -176,9 +178,36 @@ def add_export(sub) -> None:
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
 
 
+def cmd_latency_ranks(args) -> None:
+    from ..deploy.latency_check import latency_ranks, latency_ranks_markdown
+    from ..provenance import write_results
+    from ..results.report import read_students
+
+    if not str(args.out).endswith(".csv"):
+        raise BlockswapError(f"--out must name a .csv file (the Markdown table goes beside it), got {args.out}")
+    frame = latency_ranks(read_students(args.inputs))
+    out = Path(args.out)
+    write_results({out: frame.to_csv(index=False), out.with_suffix(".md"): latency_ranks_markdown(frame)},
+                  {"inputs": [str(i) for i in args.inputs], "provenance": provenance()})
+    print(latency_ranks_markdown(frame), end="")
+
+
+def add_latency_ranks(sub) -> None:
+    p = sub.add_parser(
+        "latency-ranks",
+        help="Kendall tau of params, MACs and error against measured latency among trained networks",
+        description="Among the trained networks of students tables with measured latency (latency.enabled), "
+        "Kendall tau of params, MACs and test error against measured latency, with 95 %% bootstrap "
+        "intervals and n (distinct networks). Writes OUT.csv and OUT.md.",
+    )
+    p.add_argument("inputs", nargs="+", help="students tables ('blockswap report students')")
+    p.add_argument("--out", required=True, help="output CSV (a Markdown table is written beside it)")
+
+
 COMMANDS = {
     "latency": (add_latency, cmd_latency),
     "latency-check": (add_latency_check, cmd_latency_check),
+    "latency-ranks": (add_latency_ranks, cmd_latency_ranks),
     "measure": (add_measure, cmd_measure),
     "export": (add_export, cmd_export),
 }

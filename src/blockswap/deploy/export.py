@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import BlockswapError
 from ..networks.models import Network
 from ..provenance import atomic_write, provenance, seal
-from .latency import (
+from .timing import (
     MIN_RUNS,
     MIN_WARMUP,
     Setting,

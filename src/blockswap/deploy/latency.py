@@ -17,213 +17,36 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from ..networks.blocks import Block, BlockType, candidate_set, valid_types
 from ..errors import BlockswapError
+from ..networks.blocks import Block, BlockType, candidate_set, valid_types
 from ..networks.genotype import Genotype
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import Architecture, initialise, parse_arch
 from ..provenance import read_verified
+from . import timing
+from .timing import (
+    CLOCKS,
+    MIN_RUNS,
+    MIN_WARMUP,
+    US,
+    Setting,
+    check_clock,
+    check_protocol,
+    fingerprint_mismatch,
+    load_average,
+    machine_fingerprint,
+)
 
 LATENCY_FORMAT = "blockswap-latency/1"
-MIN_WARMUP = 10  # untimed calls before timing, at least (issue 13)
-MIN_RUNS = 50  # timed calls whose median is kept, at least
-DEVICES = ("cpu", "cuda")
-DEFAULT_SETTING = "cpu/t1/b1"
-US = 1e6  # microseconds per second: latency budgets and sampler columns are whole microseconds
-# What a timing reads: wall time (what a deployment sees), or the CPU time of the calling thread,
-# which on a one-thread CPU setting is the same work without the time other processes took the core
-# away (a shared machine: a preempted 10 ms call is charged the other jobs' slices, a 0.3 ms block
-# mostly is not, so wall-time tables there underestimate whole networks).
-CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
-
-
-# --- settings and the machine -------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, which a batch scheduler narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Where and how a latency is measured: device, CPU threads (0 on CUDA: not fixed), batch size."""
-
-    device: str
-    threads: int
-    batch: int
-
-    @property
-    def key(self) -> str:
-        return f"cuda/b{self.batch}" if self.device == "cuda" else f"cpu/t{self.threads}/b{self.batch}"
-
-    @classmethod
-    def parse(cls, text: str) -> Setting:
-        """`cpu/t1/b1`, `cpu/tall/b128` (all cores of this machine) or `cuda/b1`."""
-        parts = str(text).strip().lower().split("/")
-        try:
-            if parts[0] == "cuda" and len(parts) == 2 and parts[1].startswith("b"):
-                return cls("cuda", 0, _positive(parts[1][1:]))
-            if parts[0] == "cpu" and len(parts) == 3 and parts[1].startswith("t") and parts[2].startswith("b"):
-                threads = available_cores() if parts[1] == "tall" else _positive(parts[1][1:])
-                return cls("cpu", threads, _positive(parts[2][1:]))
-        except ValueError:
-            pass
-        raise BlockswapError(f"unknown latency setting {text!r}; allowed: cpu/tT/bB (T threads or 'all', batch B, "
-                             "e.g. cpu/t1/b1) or cuda/bB")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
-
-
-def settings_from(device: str, threads: Iterable[int | str], batches: Iterable[int]) -> list[Setting]:
-    """Every (threads, batch) on the CPU, plus every batch on CUDA when `device` is cuda or auto and a
-    GPU is present (auto without one: CPU only; cuda without one: an error)."""
-    if device not in (*DEVICES, "auto"):
-        raise BlockswapError(f"latency device must be one of cpu, cuda, auto, got {device!r}")
-    batches = sorted(set(batches))
-    if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
-        raise BlockswapError(f"latency batches must be positive whole numbers, got {batches}")
-    counts = []
-    for t in threads:
-        if t == "all":
-            counts.append(available_cores())
-        elif isinstance(t, int) and not isinstance(t, bool) and t >= 1:
-            counts.append(t)
-        else:
-            raise BlockswapError(f"latency threads must be positive whole numbers or 'all', got {t!r}")
-    if not counts:
-        raise BlockswapError("latency threads: give at least one thread count (e.g. 1,all)")
-    settings = [Setting("cpu", t, b) for t in sorted(set(counts)) for b in batches]
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BlockswapError("latency device cuda was asked for but no CUDA GPU is available; use cpu or auto")
-    if device in ("cuda", "auto") and torch.cuda.is_available():
-        settings += [Setting("cuda", 0, b) for b in batches]
-    return settings
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_fingerprint(cuda: bool = False) -> dict:
-    """What a latency depends on besides the network: the processor, how many cores this process
-    has, and the libraries that run the kernels (and, for a CUDA table, the GPU and its libraries)."""
-    record = {
-        "cpu": cpu_model(),
-        "cores": available_cores(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "numpy": np.__version__,
-    }
-    if cuda:
-        available = torch.cuda.is_available()
-        record.update(gpu=torch.cuda.get_device_name() if available else None, cuda=torch.version.cuda,
-                      cudnn=torch.backends.cudnn.version() if available else None)
-    return record
-
-
-def fingerprint_mismatch(recorded: dict, current: dict) -> str | None:
-    """The first way this machine differs from the one a table was measured on, or None."""
-    for key in recorded:
-        if recorded.get(key) != current.get(key):
-            return f"{key} {recorded.get(key)!r} there, {current.get(key)!r} here"
-    return None
-
-
-def load_average() -> list | None:
-    """The 1, 5 and 15 minute load averages (runnable processes), where the system says them."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-@contextmanager
-def cpu_threads(count: int):
-    """Run with exactly `count` intra-op threads, restoring the previous count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# --- timing --------------------------------------------------------------------------------------
-
-
-def median_seconds(call: Callable[[], object], device: torch.device, warmup: int, runs: int,
-                   clock: str = "wall") -> float:
-    """Median time of `call()` on `clock` over `runs` calls after `warmup` untimed ones, each timed
-    call synchronised on CUDA (a kernel launch returns before the kernel ends)."""
-    cuda = device.type == "cuda"
-    now = CLOCKS[clock]
-    for _ in range(warmup):
-        call()
-    if cuda:
-        torch.cuda.synchronize(device)
-    times = []
-    for _ in range(runs):
-        start = now()
-        call()
-        if cuda:
-            torch.cuda.synchronize(device)
-        times.append(now() - start)
-    return statistics.median(times)
-
-
-def check_clock(clock: str, settings: Iterable[Setting]) -> None:
-    if clock not in CLOCKS:
-        raise BlockswapError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-    if clock == "thread" and any(s.device != "cpu" or s.threads != 1 for s in settings):
-        raise BlockswapError("the thread clock times one CPU thread: every setting must be cpu/t1/bB "
-                             "(use --threads 1 and --device cpu, or the wall clock)")
-
-
-def check_protocol(warmup: int, runs: int) -> None:
-    if not isinstance(warmup, int) or warmup < MIN_WARMUP:
-        raise BlockswapError(f"latency warm-up calls must be at least {MIN_WARMUP}, got {warmup}")
-    if not isinstance(runs, int) or runs < MIN_RUNS:
-        raise BlockswapError(f"latency timed runs must be at least {MIN_RUNS} (the median of them is kept), got {runs}")
-
-
-def time_module(module: nn.Module, shape: tuple[int, ...], setting: Setting, warmup: int, runs: int,
-                seed: int = 0, clock: str = "wall") -> float:
-    """Median seconds of one forward pass of `module` (eval mode, inference mode) on a seeded input."""
-    device = torch.device(setting.device)
-    module = module.to(device).eval()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    with cpu_threads(setting.threads if setting.device == "cpu" else torch.get_num_threads()), torch.inference_mode():
-        return median_seconds(lambda: module(x), device, warmup, runs, clock)
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -275,12 +98,12 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
     times = [{t.name: {} for t in f} for f in fits]
     for setting in settings:
         b = setting.batch
-        stem[setting.key] = time_module(stem_module, (b, *stem_shape), setting, warmup, runs, seed, clock)
-        head[setting.key] = time_module(head_module, (b, arch.features, *last), setting, warmup, runs, seed, clock)
+        stem[setting.key] = timing.time_module(stem_module, (b, *stem_shape), setting, warmup, runs, seed, clock)
+        head[setting.key] = timing.time_module(head_module, (b, arch.features, *last), setting, warmup, runs, seed, clock)
         for i, (shape, valid) in enumerate(zip(shapes, fits)):
             for block_type in valid:
                 block = _seeded(Block(block_type, shape.cin, shape.cout, shape.stride), seed)
-                times[i][block_type.name][setting.key] = time_module(
+                times[i][block_type.name][setting.key] = timing.time_module(
                     block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock)
             if progress:
                 progress(f"{setting.key}: shape {i + 1}/{len(shapes)} ({shape.cin}->{shape.cout}, stride "
@@ -450,84 +273,3 @@ class LatencyTable:
         columns = [np.array([round(self.block_seconds(i, t, key) * US) for t in slot], dtype=np.int64)
                    for i, slot in enumerate(types)]
         return columns, round(self.fixed_seconds(key) * US)
-
-
-# --- whole networks ------------------------------------------------------------------------------
-
-
-def measure_model(model: nn.Module, input_size: Sequence[int], setting: Setting, warmup: int = MIN_WARMUP,
-                  runs: int = MIN_RUNS, seed: int = 0, in_channels: int = 3, clock: str = "wall") -> float:
-    """Measured seconds of one forward pass of a whole network, timed as the table's parts are."""
-    check_protocol(warmup, runs)
-    check_clock(clock, [setting])
-    return time_module(model, (setting.batch, in_channels, *input_size), setting, warmup, runs, seed, clock)
-
-
-def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int) -> list[Genotype]:
-    """`samples` distinct genotypes, each block's type uniform over the types that fit it (seeded)."""
-    rng = np.random.default_rng(seed)
-    counts = np.array([len(t) for t in types])
-    space = int(np.prod(counts.astype(float)))
-    if samples < 1 or samples > space:
-        raise BlockswapError(f"samples must be 1 to {space} (the networks of this space), got {samples}")
-    seen: dict[bytes, Genotype] = {}
-    while len(seen) < samples:
-        choice = (rng.random(len(counts)) * counts).astype(np.int64)
-        seen.setdefault(choice.astype(np.uint8).tobytes(), Genotype(tuple(types[s][i] for s, i in enumerate(choice))))
-    return list(seen.values())
-
-
-CHECK_COLUMNS = ["candidate", "genotype", "params", "macs", "predicted_ms", "measured_ms", "error_pct"]
-
-
-def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warmup: int = MIN_WARMUP,
-                runs: int = MIN_RUNS, progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Predicted (sum of parts) against measured end-to-end latency of `samples` random students of
-    the table's space, and how well the table and the cheap counts rank them: mean absolute
-    percentage error, share within +-10 %, Kendall tau of predicted, params and MACs vs measured."""
-
-    from ..networks.models import NetworkSpec, build_model
-    from ..search.sampling import CostTable
-    from .export import deployable
-
-    key = table.check_setting(key)
-    setting = Setting.parse(key)
-    r = table.record
-    size = tuple(r["input_size"])
-    cost_table = CostTable.build(table.arch, candidate_set(r["candidates"]), size, r["num_classes"])
-    rows = []
-    for index, genotype in enumerate(draw_genotypes(cost_table.types, samples, seed)):
-        cost = NetworkSpec(table.arch, genotype, r["num_classes"]).cost(size)
-        model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
-        measured = measure_model(model, size, setting, warmup, runs, seed, clock=r.get("clock", "wall"))
-        predicted = table.predict(genotype, key)
-        rows.append([index, str(genotype), cost.params, cost.macs, predicted * 1e3, measured * 1e3,
-                     100 * (predicted - measured) / measured])
-        if progress:
-            progress(index + 1)
-    frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
-    summary = check_summary(frame)
-    summary.update(setting=key, clock=r.get("clock", "wall"), samples=samples, seed=seed,
-                   load_average=load_average())
-    return frame, summary
-
-
-def check_summary(frame: pd.DataFrame) -> dict:
-    from scipy.stats import kendalltau
-
-    error = frame["error_pct"].abs()
-
-    def tau(column: str) -> float:
-        if len(frame) < 2:
-            return float("nan")
-        return float(kendalltau(frame[column], frame["measured_ms"])[0])
-
-    return {
-        "mape_pct": round(float(error.mean()), 3),
-        "within_10pct": round(float((error <= 10).mean()), 4),
-        "max_abs_error_pct": round(float(error.max()), 3),
-        "kendall_predicted": round(tau("predicted_ms"), 4),
-        "kendall_params": round(tau("params"), 4),
-        "kendall_macs": round(tau("macs"), 4),
-        "measured_ms_range": [round(float(frame["measured_ms"].min()), 4), round(float(frame["measured_ms"].max()), 4)],
-    }

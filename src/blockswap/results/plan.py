@@ -355,7 +355,7 @@ def check_plan(config: dict) -> None:
 def check_latency(config: dict) -> None:
     """The latency setting that budgets, limits and the students' column use must be one the table
     measures (latency.threads x latency.batches, on the device asked for)."""
-    from ..deploy.latency import Setting
+    from ..deploy.timing import Setting
 
     latency = config.get("latency")
     if latency is None:
