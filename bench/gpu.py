@@ -16,6 +16,8 @@ so a step killed at its time limit keeps what it measured):
   values compared to the plain path (skip PyTorch's default init, one pinned host-to-device copy,
   4 threads on 4 CUDA streams, bf16 autocast, TF32 off, and K `blockswap score` shard processes
   sharing the GPU).
+- `latency`: the per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 and its
+  prediction error against end-to-end timings of random students (issue 13).
 - `train`: training images/s through `Trainer.train_epoch` on synthetic CIFAR-shaped data, for
   the WRN-40-2 teacher and three students (BlockSwap 404.2K, all-G(4), all-G(N) depthwise) in
   paper mode, bf16 + channels-last (eager) and fast mode (bf16 + channels-last + compile).
@@ -53,7 +55,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))  # fisher_scoring.py and train_step.py are reused
 
-STEPS = ("install", "env", "fisher", "train", "correctness", "loader", "snakemake")
+STEPS = ("install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake")
 TEACHER = "wrn-40-2"
 STUDENTS = {  # label -> genotype spec (file or one block name for every block)
     "blockswap-404k": "config/genotypes/blockswap-404k.yaml",
@@ -1059,6 +1061,48 @@ def step_loader(args, rec: Record):
         rec.set("loader_bound", any(r > 1 for r in ratios.values()))
 
 
+def step_latency(args, rec: Record):
+    """Issue 13 on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
+    package's own protocol: 10 warm-ups, median of 50 CUDA-synchronised calls), then the table's
+    prediction error against end-to-end timings of as many random students as the time box allows
+    (200 wanted), and Kendall tau of predicted latency, params and MACs against measured latency."""
+    from blockswap.deploy.latency import LatencyTable, build_latency_table
+    from blockswap.deploy.latency_check import check_table
+    from blockswap.deploy.timing import Setting
+
+    dry = args.dry_run
+    device_of(args)  # refuses a GPU run without CUDA
+    arch, size = ("wrn-10-1", (8, 8)) if dry else (TEACHER, (32, 32))
+    settings = [Setting("cpu", 1, 1)] if dry else [Setting("cuda", 0, 1), Setting("cuda", 0, 128)]
+    rec.set("setup", {"arch": arch, "input_size": list(size), "settings": [s.key for s in settings]})
+    table = None
+    with rec.part("table"):
+        start = time.perf_counter()
+        record = build_latency_table(arch, "paper", size, 10, settings)
+        rec.set("table", {"build_seconds": rounded(time.perf_counter() - start),
+                          "stem_ms": {k: rounded(v * 1e3) for k, v in record["stem"].items()},
+                          "head_ms": {k: rounded(v * 1e3) for k, v in record["head"].items()}})
+        table = LatencyTable(record)
+    if table is None:
+        return
+    for setting in settings:
+        key, wanted = setting.key, (200 if setting.batch == 1 else 50)
+        with rec.part(f"check {key}"):
+            # A few students first tell what one costs; the real check takes as many as fit.
+            samples = 4
+            if not dry:
+                start = time.perf_counter()
+                check_table(table, key, samples=3, seed=1)
+                each = (time.perf_counter() - start) / 3
+                room = (rec.left() - 10) * (1.0 if setting is settings[-1] else 0.6)  # keep some for the next
+                samples = max(3, min(wanted, int(room / each)))
+                if samples < wanted:
+                    rec.note(f"{key}: {samples} of {wanted} students fit the time box")
+            _, summary = check_table(table, key, samples=samples, seed=0)
+            rec.set(f"check {key}", summary)
+
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -1193,8 +1237,21 @@ def _loader_lines(lo: dict) -> list[str]:
     return out
 
 
-STEP_LINES = {"env": _env_lines, "fisher": _fisher_lines, "train": _train_lines, "correctness": _correctness_lines,
-              "loader": _loader_lines}
+def _latency_lines(la: dict) -> list[str]:
+    out = []
+    if "table" in la:
+        out.append(f"table of {la.get('setup', {}).get('arch')} built in {fmt(la['table'].get('build_seconds'))} s")
+    for key, s in la.items():
+        if key.startswith("check ") and isinstance(s, dict):
+            out.append(f"{key[6:]}: MAPE {fmt(s.get('mape_pct'))} %, within 10 %: {fmt(s.get('within_10pct'))}, "
+                       f"ratio {fmt(s.get('median_ratio'))}, calibrated {fmt(s.get('calibrated_mape_pct'))} %; "
+                       f"tau pred {fmt(s.get('kendall_predicted'))} params {fmt(s.get('kendall_params'))} "
+                       f"macs {fmt(s.get('kendall_macs'))} (n={s.get('samples')})")
+    return out
+
+
+STEP_LINES = {"env": _env_lines, "fisher": _fisher_lines, "latency": _latency_lines, "train": _train_lines,
+              "correctness": _correctness_lines, "loader": _loader_lines}
 
 
 def summary_lines(steps: dict) -> dict[str, list[str]]:
@@ -1258,8 +1315,8 @@ def step_report(args):
 
 # --- main ---------------------------------------------------------------------------------------
 
-STEP_FUNCTIONS = {"env": step_env, "fisher": step_fisher, "train": step_train, "correctness": step_correctness,
-                  "loader": step_loader}
+STEP_FUNCTIONS = {"env": step_env, "fisher": step_fisher, "latency": step_latency, "train": step_train,
+                  "correctness": step_correctness, "loader": step_loader}
 
 
 def main():

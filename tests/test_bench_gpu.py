@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
-STEPS = ["install", "env", "fisher", "train", "correctness", "loader", "snakemake"]
+STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,10 @@ def test_loader_step(dry_run):
     assert loader["loader_result"]["images_per_s"] > 0 and loader["loader_result"]["images_timed"] > 0
     assert loader["resnet34"]["paper"]["images_per_s"] > 0
     assert loader["gpu_over_loader"]["paper"] > 0 and "loader_bound" in loader
+
+
+def test_latency_step(dry_run):
+    latency = dry_run[0]["steps"]["latency"]["result"]
+    assert latency["setup"]["settings"] == ["cpu/t1/b1"] and latency["table"]["build_seconds"] > 0
+    check = latency["check cpu/t1/b1"]
+    assert check["samples"] == 4 and check["mape_pct"] >= 0 and -1 <= check["kendall_params"] <= 1
