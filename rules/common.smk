@@ -292,11 +292,13 @@ def latency_measure_args(clock=True):
 
 
 def network_latency_files():
-    """One measured latency per trained network and seed (a pretrained teacher has no model file)."""
+    """One measured latency per network and seed of the students table: the teacher (unless
+    pretrained: no model file) and the students of `all`. The comparison's students go into their
+    own table, which takes no latency files, so they are not measured."""
     return [
         f"{RESULTS}/latency/networks/{name}/seed-{seed}.json"
         for name, plan in PLANS.items()
-        if not (plan.method == "teacher" and PRETRAINED)
+        if (plan.method == "teacher" and not PRETRAINED) or plan.method in STUDENT_METHODS
         for seed in plan.seeds
     ]
 

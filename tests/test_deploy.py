@@ -7,6 +7,7 @@ exports to ONNX and TorchScript with the PyTorch model's outputs.
 """
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -442,12 +443,16 @@ def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurem
 
     (tmp_path / "latency.yaml").write_text(
         "latency: {enabled: true}\nsearch: {budget_kind: latency, budgets: [900, 1200], limits: {params: 60000}}\n"
-        "baselines: {moonshine: []}\n")
+        "baselines: {moonshine: []}\n"
+        # The comparison's students are not in the students table, so they are not measured.
+        "comparison: {seeds: [0], budgets: [900], samples: 6, trained: 1, bestof: [2]}\n")
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "-n", "all")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     counts = job_counts(proc.stdout)
     trained = counts["train_teacher"] + counts["train_student"]
-    assert counts["latency_table"] == 1 and counts["latency_check"] == 1 and counts["network_latency"] == trained
+    compared = set(re.findall(r"output: \S+/students/((?:randomsearch|evolution|bestofn)-[^/]+/seed-\d+)/", proc.stdout))
+    assert compared and counts["latency_table"] == 1 and counts["latency_check"] == 1
+    assert counts["network_latency"] == trained - len(compared)  # every network of the students table
     assert counts["figure_pareto_latency"] == 1 and counts["latency_ranks"] == 1
     assert "--budget-kind latency" in proc.stdout and "--limit params=60000 --latency-table" in proc.stdout
 
