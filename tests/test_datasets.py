@@ -1,5 +1,7 @@
-"""Datasets: digits for real, CIFAR-10 and SVHN from files in their on-disk formats, augmentation."""
+"""Datasets: digits for real, CIFAR-10 and SVHN from files in their on-disk formats, image folders,
+augmentation and batching."""
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -12,7 +14,9 @@ import torch
 from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 from blockswap import BlockswapError
+from blockswap.data import archives, folder, loader, splits
 from blockswap.data import datasets as ds
+from blockswap.data.augmentation import Augmentation
 
 
 def test_digits_split_is_fixed_stratified_and_complete():
@@ -77,8 +81,9 @@ def test_cifar10_download_extracts_the_archive(tmp_path, monkeypatch, local_mirr
     mirror, url = local_mirror
     archive = write_cifar10_archive(mirror)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    original = ds.CIFAR_ARCHIVES["cifar10"]
-    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar10", (f"{url}/{archive.name}", md5) + original[2:])
+    original = archives.CIFAR_ARCHIVES["cifar10"]
+    mirrored = dataclasses.replace(original, url=f"{url}/{archive.name}", md5=md5)
+    monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar10", mirrored)
     load = ds._make_cifar_loader("cifar10", 10, ds.CIFAR10_MEAN, ds.CIFAR10_STD)
     d = load(data_dir=tmp_path / "data", download=True)
     assert len(d.train) == 100 and (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
@@ -93,8 +98,9 @@ def test_missing_cifar_says_where_to_put_it(tmp_path):
 
 
 def test_offline_download_failure_is_one_clear_error(tmp_path, monkeypatch):
-    original = ds.CIFAR_ARCHIVES["cifar100"]
-    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar100", ("http://127.0.0.1:9/cifar-100-python.tar.gz",) + original[1:])
+    original = archives.CIFAR_ARCHIVES["cifar100"]
+    offline = dataclasses.replace(original, url="http://127.0.0.1:9/cifar-100-python.tar.gz")
+    monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar100", offline)
     load = ds._make_cifar_loader("cifar100", 100, ds.CIFAR100_MEAN, ds.CIFAR100_STD)
     with pytest.raises(BlockswapError, match="cifar100 not found: .*download failed: .*refused"):
         load(data_dir=tmp_path, download=True)
@@ -139,13 +145,13 @@ def test_unknown_dataset():
 
 
 def test_paper_augmentation_at_32_px_is_pad_4_cutout_16():
-    assert ds.Augmentation.paper(32) == ds.Augmentation(4, 16)
-    assert ds.Augmentation.paper(16) == ds.Augmentation(2, 8)
-    assert ds.Augmentation.paper(32, cutout=False).cutout == 0
+    assert Augmentation.paper(32) == Augmentation(4, 16)
+    assert Augmentation.paper(16) == Augmentation(2, 8)
+    assert Augmentation.paper(32, cutout=False).cutout == 0
 
 
 def test_cutout_zeroes_one_square_clipped_at_the_border():
-    aug = ds.Augmentation(crop_padding=0, cutout=4, flip=False)
+    aug = Augmentation(crop_padding=0, cutout=4, flip=False)
     x = torch.ones(200, 1, 10, 10)
     out = aug(x, torch.Generator().manual_seed(0))
     zeros = (out == 0).sum(dim=(1, 2, 3))
@@ -156,12 +162,12 @@ def test_cutout_zeroes_one_square_clipped_at_the_border():
 
 def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
     x = torch.arange(36.0).view(1, 1, 6, 6).expand(64, 1, 6, 6)
-    out = ds.Augmentation(crop_padding=1, cutout=0, flip=False)(x, torch.Generator().manual_seed(1))
+    out = Augmentation(crop_padding=1, cutout=0, flip=False)(x, torch.Generator().manual_seed(1))
     for img in out[:, 0]:
         inner = img[1:-1, 1:-1]
         diffs = inner - x[0, 0, 1:-1, 1:-1]
         assert torch.all(diffs == diffs[0, 0]) and diffs[0, 0].item() in {-7, -6, -5, -1, 0, 1, 5, 6, 7}
-    flipped = ds.Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
+    flipped = Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
     kinds = {("flip" if torch.equal(img, x[0].flip(2)) else "same" if torch.equal(img, x[0]) else "?") for img in flipped}
     assert kinds == {"flip", "same"}
 
@@ -169,23 +175,24 @@ def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
 def test_batches_are_normalised_seeded_and_cover_the_split():
     d = ds.load_dataset("digits")
     def epoch(seed):
-        loader = ds.TensorBatches(d.train, d.mean, d.std, 100, augmentation=ds.Augmentation.paper(16), shuffle=True, seed=seed)
-        return list(loader)
+        batches = loader.TensorBatches(d.train, d.mean, d.std, 100, augmentation=Augmentation.paper(16), shuffle=True,
+                                       seed=seed)
+        return list(batches)
     a, b, c = epoch(0), epoch(0), epoch(1)
     assert len(a) == 11 and sum(len(y) for _, y in a) == 1077
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
     assert not torch.equal(a[0][0], c[0][0])
     assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(d.train.labels.tolist())
-    plain = next(iter(ds.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
+    plain = next(iter(loader.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
     assert abs(plain.mean().item()) < 1e-4 and abs(plain.std().item() - 1) < 1e-2
 
 
 def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation():
     # White images: every pixel the crop brings in from the padding must be black *before*
     # normalisation (the released pipeline pads raw images), i.e. exactly (0 - mean) / std after.
-    white = ds.ImageTensors(torch.full((64, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
+    white = splits.ImageTensors(torch.full((64, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
     mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
-    crop = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(2, 0, flip=False), seed=0)
+    crop = loader.TensorBatches(white, mean, std, 64, augmentation=Augmentation(2, 0, flip=False), seed=0)
     x = next(iter(crop))[0]
     black = crop.normalise(torch.zeros(1, 3, 1, 1))
     white_n = crop.normalise(torch.full((1, 3, 1, 1), 255.0))
@@ -199,7 +206,7 @@ def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation(
         rows, cols = img.all(dim=1), img.all(dim=0)
         assert torch.equal(img, rows[:, None] | cols[None, :])
     # Cutout comes after normalisation: its hole is 0, neither black nor white.
-    cut = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(0, 4, flip=False), seed=0)
+    cut = loader.TensorBatches(white, mean, std, 64, augmentation=Augmentation(0, 4, flip=False), seed=0)
     y = next(iter(cut))[0]
     hole = (y == 0).all(dim=1)
     assert torch.all(hole | (y == white_n).all(dim=1)) and hole.sum(dim=(1, 2)).max() == 16
@@ -207,18 +214,18 @@ def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation(
 
 def test_last_partial_batch_is_kept_unless_dropped():
     d = ds.load_dataset("digits", image_size=8)
-    kept = list(ds.epoch_batches(d, 100, seed=0))
-    dropped = list(ds.epoch_batches(d, 100, seed=0, drop_last=True))
+    kept = list(loader.epoch_batches(d, 100, seed=0))
+    dropped = list(loader.epoch_batches(d, 100, seed=0, drop_last=True))
     assert [len(y) for _, y in kept] == [100] * 10 + [77]
     assert [len(y) for _, y in dropped] == [100] * 10
     # A split smaller than one batch is one partial batch, never an empty epoch.
-    assert [len(y) for _, y in ds.epoch_batches(d, 5000, seed=0, drop_last=True)] == [1077]
+    assert [len(y) for _, y in loader.epoch_batches(d, 5000, seed=0, drop_last=True)] == [1077]
 
 
 def test_ranks_share_each_global_batch_exactly():
     d = ds.load_dataset("digits", image_size=8)
-    whole = list(ds.epoch_batches(d, 100, seed=4))
-    parts = [list(ds.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
+    whole = list(loader.epoch_batches(d, 100, seed=4))
+    parts = [list(loader.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
     for i, (x, y) in enumerate(whole):
         shares = [p[i] for p in parts]
         assert [len(s[1]) for s in shares] == [len(y) // 3 + (r >= 3 - len(y) % 3) for r in range(3)]
@@ -242,13 +249,13 @@ def image_folder(tmp_path):
 
 def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
     def epoch(**kw):
-        return list(ds.epoch_batches(image_folder, 4, seed=1, workers=0, **kw))
+        return list(loader.epoch_batches(image_folder, 4, seed=1, workers=0, **kw))
 
     plain = epoch(cutout=False)
     assert [len(y) for _, y in plain] == [4, 4, 2] and not any((x == 0).any() for x, _ in plain)
     assert [len(y) for _, y in epoch(cutout=False, drop_last=True)] == [4, 4]
     cut = epoch(cutout=True)
-    size = ds.Augmentation.paper(32).cutout  # 16 px at 32 px, as for CIFAR
+    size = Augmentation.paper(32).cutout  # 16 px at 32 px, as for CIFAR
     for x, _ in cut:
         hole = (x == 0).all(dim=1)  # zero in every channel: after normalisation (grey is not 0)
         assert torch.equal(hole, (x == 0).any(dim=1))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..training.checkpoint import load_model
 from ..checks import load_yaml
-from ..data.datasets import evaluation_batches, load_dataset
+from ..data.datasets import load_dataset
+from ..data.loader import evaluation_batches
 from ..devices import DEVICE_HELP, resolve_device
 from ..training.distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
 from ..errors import BlockswapError
