@@ -11,6 +11,7 @@ from ..networks.blocks import CANDIDATE_SETS
 from ..errors import BlockswapError
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
+from .data_options import add_data_options
 from .networks import input_size_for
 
 
@@ -78,8 +79,7 @@ def add_latency(sub) -> None:
     )
     p.add_argument("arch", help="architecture (wrn-D-K, resnet-18/34)")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to time")
-    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
-    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    add_data_options(p, default="cifar10", files=False)
     p.add_argument("--classes", type=int, help="override the dataset's number of classes")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU settings, plus CUDA when present)")
     p.add_argument("--threads", default="1,all", help="CPU thread counts, e.g. 1,all (default)")

@@ -19,13 +19,37 @@ from . import archives
 from .archives import CIFAR_ARCHIVES, SVHN_FILES
 from .augmentation import PAPER_IMAGE_SIZE, Augmentation
 from .folder import FOLDER_DEFAULT_SIZE, class_names, load_folder
-from .loader import TensorBatches, epoch_batches, evaluation_batches, part_of, training_batches
-from .splits import SPLIT_SEED, Dataset, ImageTensors, channel_stats, holdout, resize_uint8
+from .loader import (
+    TensorBatches,
+    epoch_batches,
+    evaluation_batches,
+    part_of,
+    training_batches,
+)
+from .splits import (
+    SPLIT_SEED,
+    Dataset,
+    ImageTensors,
+    channel_stats,
+    holdout,
+    resize_uint8,
+)
 
 # Moved to splits.py, augmentation.py and loader.py; importable from here too for older callers.
 __all__ = [
-    "Augmentation", "Dataset", "DatasetInfo", "ImageTensors", "TensorBatches", "DATASETS", "check_image_size",
-    "dataset_info", "epoch_batches", "evaluation_batches", "load_dataset", "part_of", "training_batches",
+    "DATASETS",
+    "Augmentation",
+    "Dataset",
+    "DatasetInfo",
+    "ImageTensors",
+    "TensorBatches",
+    "check_image_size",
+    "dataset_info",
+    "epoch_batches",
+    "evaluation_batches",
+    "load_dataset",
+    "part_of",
+    "training_batches",
 ]
 
 # Normalisation constants, each with its source.
@@ -57,7 +81,7 @@ class DatasetInfo:
     """What is known about a dataset without reading it (enough for costing)."""
 
     name: str
-    num_classes: Optional[int]  # None: read from the files (a folder dataset's class folders)
+    known_classes: Optional[int]  # None: read from the files (a folder dataset's class folders); see `classes`
     image_size: int  # the side used when no image size is given
     load: Callable[..., Dataset]
     where: str  # where the files must be, for the missing-data message
@@ -74,9 +98,17 @@ class DatasetInfo:
                                  f"{what} {image_size} cannot be used with it (leave it out)")
         return image_size
 
+    @property
+    def num_classes(self) -> int:
+        """The number of classes, for datasets that fix it; one error for those whose files decide it."""
+        if self.known_classes is None:
+            raise BlockswapError(f"dataset {self.name!r} takes its classes from the class folders under its data "
+                                 "folder, which this step is not given")
+        return self.known_classes
+
     def classes(self, data_dir: Union[str, Path] = "data") -> int:
         """The number of classes; a folder dataset's is its number of class folders (no image is read)."""
-        return self.num_classes if self.num_classes is not None else len(class_names(Path(data_dir)))
+        return self.known_classes if self.known_classes is not None else len(class_names(Path(data_dir)))
 
 
 # --- digits -------------------------------------------------------------------------------------

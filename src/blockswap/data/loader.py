@@ -121,7 +121,7 @@ class FolderBatches:
     batch from a generator seeded by the epoch so that every rank cuts the same holes as one
     process would."""
 
-    def __init__(self, data: "Dataset", batch_size: int, seed: int, device, cutout: int, workers: int,
+    def __init__(self, data: Dataset, batch_size: int, seed: int, device, cutout: int, workers: int,
                  drop_last: bool, shard: tuple[int, int]):
         self.sampler = ShardedBatchSampler(len(data.train), batch_size, seed, drop_last, shard)
         self.loader = torch.utils.data.DataLoader(
