@@ -5,16 +5,20 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import json
 import pickle
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 from blockswap import BlockswapError
-from blockswap.data import archives, folder, loader, splits
+from blockswap.cli import main
+from blockswap.data import archives, loader, splits
 from blockswap.data import datasets as ds
 from blockswap.data.augmentation import Augmentation
 
@@ -269,3 +273,140 @@ def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
     for i, (x, y) in enumerate(cut):  # each rank cuts its part of the holes one process cuts
         assert torch.equal(torch.cat([s[i][0] == 0 for s in shares]), x == 0)
         assert torch.equal(torch.cat([s[i][1] for s in shares]), y)
+
+
+# --- image size: honoured or refused ------------------------------------------------------------
+
+
+def test_fixed_size_datasets_refuse_another_image_size(tmp_path):
+    write_cifar10(tmp_path / "c")
+    write_svhn(tmp_path / "s")
+    assert ds.load_dataset("cifar10", tmp_path / "c", image_size=32).train.images.shape[-1] == 32
+    for name, root in (("cifar10", tmp_path / "c"), ("svhn", tmp_path / "s")):
+        with pytest.raises(BlockswapError, match=f"{name} images are 32x32 and are not resized: image size 24"):
+            ds.load_dataset(name, root, image_size=24)
+    with pytest.raises(BlockswapError, match="cifar100 images are 32x32"):
+        ds.load_dataset("cifar100", tmp_path, image_size=64)  # refused before looking for files
+
+
+def test_cli_refuses_an_image_size_a_dataset_cannot_give(tmp_path, capsys):
+    write_cifar10(tmp_path)
+    code = main(["data", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--image-size", "16"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cifar10 images are 32x32 and are not resized: image size 16 cannot be used with it" in err
+
+
+def test_resizable_datasets_honour_the_image_size(tmp_path):
+    write_tree(tmp_path, {"a": 3, "b": 3})
+    assert ds.load_dataset("digits", image_size=20).train.images.shape[-2:] == (20, 20)
+    assert ds.load_dataset("folder", tmp_path, image_size=20).train.images.shape[-2:] == (20, 20)
+    assert [d.name for d in ds.DATASETS.values() if not d.resizable] == ["cifar10", "cifar100", "svhn"]
+
+
+# --- folder: the user's own ImageFolder tree --------------------------------------------------------
+
+
+def write_tree(root: Path, counts: dict, seed: int = 0, sizes=((30, 40), (50, 20), (24, 24))) -> Path:
+    """JPEGs of random flat colours (varying sizes) under root/<class>/."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            h, w = sizes[i % len(sizes)]
+            pixels = np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (h, w, 3))
+            Image.fromarray(np.ascontiguousarray(pixels)).save(root / cls / f"{i}.jpg", quality=95)
+    return root
+
+
+def test_folder_classes_split_sizes_and_image_size(tmp_path):
+    write_tree(tmp_path, {"cat": 10, "dog": 12, "emu": 8})
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")  # other files are not images: skipped
+    d = ds.load_dataset("folder", tmp_path, image_size=24)
+    assert d.name == "folder" and d.num_classes == 3 and d.source["classes"] == ["cat", "dog", "emu"]
+    assert (len(d.test), len(d.val), len(d.train)) == (6, 2, 22)  # 20 % of 30 tested, 10 % of the rest validates
+    assert d.image_size == 24 and d.train.images.shape == (22, 3, 24, 24) and d.train.images.dtype == torch.uint8
+    labels = torch.cat([d.train.labels, d.val.labels, d.test.labels])
+    assert torch.bincount(labels).tolist() == [10, 12, 8]  # every image in exactly one split
+    assert len(ds.load_dataset("folder", tmp_path, image_size=24, val_size=5).val) == 5
+    assert ds.load_dataset("folder", tmp_path).image_size == 32  # the documented default
+    assert ds.dataset_info("folder").classes(tmp_path) == 3
+
+
+def test_folder_split_is_seeded_and_reproducible(tmp_path):
+    write_tree(tmp_path, {"a": 9, "b": 9, "c": 9}, sizes=((16, 16),))
+    a = ds.load_dataset("folder", tmp_path, image_size=16)
+    b = ds.load_dataset("folder", tmp_path, image_size=16)
+    for x, y in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
+        assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
+    more_val = ds.load_dataset("folder", tmp_path, image_size=16, val_size=6)
+    assert torch.equal(more_val.test.images, a.test.images)  # the test split does not move with val_size
+
+
+def test_folder_normalisation_is_the_training_splits_statistics(tmp_path, capsys):
+    write_tree(tmp_path / "tree", {"a": 8, "b": 7})
+    d = ds.load_dataset("folder", tmp_path / "tree", image_size=12)
+    pixels = d.train.images.numpy().astype(np.float64) / 255
+    assert np.allclose(d.mean, pixels.mean(axis=(0, 2, 3)), atol=1e-6)
+    assert np.allclose(d.std, pixels.std(axis=(0, 2, 3), ddof=1), atol=1e-6)  # sample std, as for digits
+    everything = torch.cat([d.train.images, d.val.images, d.test.images]).numpy() / 255
+    assert not np.allclose(d.mean, everything.mean(axis=(0, 2, 3)), atol=1e-6)  # validation and test stay unseen
+    # ... and `blockswap data` records it, with the classes and the layout.
+    out = tmp_path / "summary.json"
+    assert main(["data", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"), "--image-size", "12",
+                 "--out", str(out)]) in (0, None)
+    summary = json.loads(out.read_text())
+    assert summary["mean"] == pytest.approx(list(d.mean)) and summary["std"] == pytest.approx(list(d.std))
+    assert summary["classes"] == ["a", "b"] and summary["normalisation"] == "training split"
+    assert summary["splits"] == {"train": len(d.train), "val": len(d.val), "test": len(d.test)}
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["image_size"] == 12
+
+
+def test_folder_with_train_and_test_trees(tmp_path):
+    write_tree(tmp_path / "train", {"a": 10, "b": 10})
+    write_tree(tmp_path / "test", {"a": 3, "b": 2}, seed=1)
+    d = ds.load_dataset("folder", tmp_path, image_size=16, val_size=4)
+    assert (len(d.train), len(d.val), len(d.test)) == (16, 4, 5)
+    assert d.test.labels.tolist() == [0, 0, 0, 1, 1] and d.source["layout"] == "train/ and test/ trees"
+    write_tree(tmp_path / "test", {"c": 1})
+    with pytest.raises(BlockswapError, match="same class folders as the training tree; not in training: c"):
+        ds.load_dataset("folder", tmp_path)
+
+
+def test_folder_trains_like_any_in_memory_dataset(tmp_path):
+    write_tree(tmp_path, {"a": 6, "b": 6}, sizes=((16, 16),))
+    d = ds.load_dataset("folder", tmp_path, image_size=16)
+    x, y = next(iter(loader.epoch_batches(d, 4, seed=0)))
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: None, "folder dataset not found: .*missing is not a folder"),
+        (lambda root: root.mkdir(), "has no class folders"),
+        (lambda root: (root / "a").mkdir(parents=True) or write_tree(root, {"b": 2}), "class 'a' has no images"),
+        (lambda root: write_tree(root, {"a": 2}) and (root / "a" / "1.jpg").write_bytes(b"\xff\xd8 broken"),
+         "cannot read image .*1.jpg"),
+        (lambda root: write_tree(root / "train", {"a": 2}), "has train/ but no test/"),
+        (lambda root: write_tree(root, {"a": 1}), "has 1 image; a test split needs at least 2"),
+    ],
+)
+def test_folder_errors_are_one_line(tmp_path, make, message):
+    root = tmp_path / "missing"
+    make(root)
+    with pytest.raises(BlockswapError, match=message) as err:
+        ds.load_dataset("folder", root)
+    assert "\n" not in str(err.value)
+
+
+def test_folder_classes_needed_for_costing_are_one_error_without_the_files():
+    with pytest.raises(BlockswapError, match="'folder' takes its classes from the class folders"):
+        _ = ds.dataset_info("folder").num_classes
+
+
+def test_config_schema_accepts_every_registered_dataset():
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    assert schema["properties"]["dataset"]["enum"] == [*ds.DATASETS, "coco"]

@@ -212,7 +212,8 @@ def load_imagenet(data_dir="data", image_size=None, val_size=0, download=False) 
             ]
         ),
     )
-    return Dataset("imagenet", len(train.classes), size, IMAGENET_MEAN, IMAGENET_STD, train, test, None, {"path": str(root)})
+    return Dataset("imagenet", len(train.classes), size, IMAGENET_MEAN, IMAGENET_STD, train, test, None,
+                   {"path": str(root)})
 
 
 # --- the user's own images (folder.py) ---------------------------------------------------------
@@ -245,7 +246,9 @@ def dataset_info(name: str) -> DatasetInfo:
         raise BlockswapError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}") from None
 
 
-def load_dataset(name: str, data_dir: Union[str, Path] = "data", image_size=None, val_size=0, download=False) -> Dataset:
+def load_dataset(
+    name: str, data_dir: Union[str, Path] = "data", image_size=None, val_size=0, download=False
+) -> Dataset:
     """Load a dataset by name. Missing files are one clear error saying where they belong."""
     info = dataset_info(name)
     if image_size is not None:
