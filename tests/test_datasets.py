@@ -410,3 +410,38 @@ def test_folder_classes_needed_for_costing_are_one_error_without_the_files():
 def test_config_schema_accepts_every_registered_dataset():
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
     assert schema["properties"]["dataset"]["enum"] == [*ds.DATASETS, "coco"]
+
+
+def test_costing_a_folder_dataset_counts_its_class_folders(tmp_path, capsys):
+    write_tree(tmp_path / "tree", {"a": 2, "b": 2, "c": 2})
+    out = tmp_path / "cost.json"
+    assert main(["cost", "--arch", "wrn-16-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
+                 "--image-size", "16", "--out", str(out)]) in (0, None)
+    record = json.loads(out.read_text())
+    assert record["num_classes"] == 3 and record["input_size"] == [16, 16]
+    capsys.readouterr()
+    assert main(["cost", "--arch", "wrn-16-1", "--dataset", "folder", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "folder dataset not found" in capsys.readouterr().err
+
+
+def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeypatch, capsys):
+    from blockswap.cli import training
+    from blockswap.results.plan import input_size, load_config
+
+    write_tree(tmp_path / "tree", {"a": 6, "b": 6}, sizes=((20, 20),))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"dataset: folder\ndata_dir: {tmp_path / 'tree'}\nimage_size: 12\n")
+    root = Path(__file__).resolve().parents[1]
+    assert input_size(load_config([root / "config" / "config.yaml", overlay])) == ((12, 12), 2)
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "wrn-10-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
+                 "--image-size", "12", "--epochs", "1", "--quiet", "--out", str(run)]) in (0, None)
+    sizes = []
+
+    def recording(name, data_dir, image_size, *rest):
+        sizes.append(image_size)
+        return ds.load_dataset(name, data_dir, image_size, *rest)
+
+    monkeypatch.setattr(training, "load_dataset", recording)
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "tree")]) in (0, None)
+    assert sizes == [12]  # the model's own input size, not the folder default of 32

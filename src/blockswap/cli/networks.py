@@ -34,15 +34,15 @@ def cmd_blocks(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
 
 
-def input_size_for(dataset: str, image_size: Optional[int]) -> tuple[tuple[int, int], int]:
+def input_size_for(dataset: str, image_size: Optional[int], data_dir="data") -> tuple[tuple[int, int], int]:
     info = dataset_info(dataset)
     size = info.image_size if image_size is None else check_image_size(image_size, "--image-size")
-    return (size, size), info.num_classes
+    return (size, size), info.classes(data_dir)  # a folder dataset's classes are its folders under data_dir
 
 
 def cmd_cost(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     genotype = Genotype.from_spec(args.genotype, arch.depth) if args.genotype else None
     spec = NetworkSpec.create(arch, genotype, classes)
     result = {"arch": arch.name, "genotype": spec.genotype.names, **spec.cost(input_size).as_dict()}
@@ -70,7 +70,7 @@ def add_cost(sub) -> None:
         help="a genotype file (.json/.yaml/.csv), a whitespace-separated list of block names, "
         "or one block name for all blocks (default: all S, the teacher)",
     )
-    add_data_options(p, default="cifar10", files=False)
+    add_data_options(p, default="cifar10")
     p.add_argument("--out", help="also write the result, with provenance, to this JSON file")
     p.add_argument("--name", help="label recorded in --out (e.g. teacher, moonshine-gn4)")
     p.add_argument("--method", help="method recorded in --out (teacher, blockswap, moonshine, reduced)")

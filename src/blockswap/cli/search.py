@@ -22,7 +22,7 @@ from .networks import input_size_for
 
 def cmd_sample(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     limits = parse_limits(args.limit)
@@ -70,7 +70,7 @@ def add_sample(sub) -> None:
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
     p.add_argument("--samples", type=int, default=1000, help="distinct candidates to keep (default 1000)")
     p.add_argument("--seed", type=seed_argument, default=0, help="random seed (0 to 2^32-1)")
-    add_data_options(p, default="cifar10", files=False)
+    add_data_options(p, default="cifar10")
     p.add_argument("--limit", action="append", metavar="KIND=VALUE",
                    help="also keep KIND at most VALUE (params, macs, latency in microseconds); repeatable")
     p.add_argument("--latency-table", help="latency table measured on this machine ('blockswap latency'): needed "
@@ -203,7 +203,7 @@ def cmd_search(args) -> None:
     from ..search.scoring import Scorer
 
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)

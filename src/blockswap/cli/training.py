@@ -169,7 +169,7 @@ def cmd_evaluate(args) -> None:
         return
     model, record = load_model(args.model)
     dataset = args.dataset or record["dataset"]
-    image_size = args.image_size or (record["input_size"][0] if dataset == "digits" else None)
+    image_size = args.image_size or (record["input_size"][0] if dataset in ("digits", "folder") else None)
     data = load_dataset(dataset, args.data_dir, image_size, 0)
     if data.num_classes != record["num_classes"]:
         raise BlockswapError(f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}")
