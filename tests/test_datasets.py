@@ -445,3 +445,19 @@ def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeyp
     monkeypatch.setattr(training, "load_dataset", recording)
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "tree")]) in (0, None)
     assert sizes == [12]  # the model's own input size, not the folder default of 32
+
+
+def test_data_options_are_declared_once_for_every_command():
+    from blockswap.cli import make_parser
+
+    sub = next(a for a in make_parser()._actions if a.dest == "command")
+    seen = {}
+    for name, parser in sub.choices.items():
+        actions = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+        if "--dataset" not in actions or name.startswith("detection"):
+            continue
+        assert actions["--dataset"].choices == list(ds.DATASETS), name
+        for flag in ("--data-dir", "--image-size", "--download"):
+            if flag in actions:
+                seen.setdefault(flag, set()).add(actions[flag].help)
+    assert {flag: len(helps) for flag, helps in seen.items()} == {"--data-dir": 1, "--image-size": 2, "--download": 1}

@@ -29,24 +29,22 @@ def add_data_options(
     required: bool = False,
     default: Optional[str] = None,
     default_from: Optional[str] = None,
-    files: bool = True,
     download: bool = False,
     data_dir_default: Optional[str] = "data",
 ) -> argparse._ArgumentGroup:
-    """Add the data group to `parser`: --dataset and --image-size always, --data-dir when the
-    command reads files (`files`), --download when it may fetch them. `default` is the dataset used
-    when --dataset is not given; `default_from` says where a command takes it from instead (a model).
-    `data_dir_default` None lets a config file's data_dir apply (the flag still means 'data' when
-    neither gives one)."""
+    """Add the data group to `parser`: --dataset, --data-dir and --image-size, and --download when
+    the command may fetch files. `default` is the dataset used when --dataset is not given;
+    `default_from` says where a command takes it from instead (a model). `data_dir_default` None
+    lets a config file's data_dir apply (the flag still means 'data' when neither gives one).
+    Costing commands take --data-dir too: a folder dataset's class count is its class folders."""
     group = parser.add_argument_group("data", "which dataset, where its files are, and the image size")
     where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
     fallback = f" (default: {default_from or default})" if (default_from or default) else ""
     group.add_argument("--dataset", type=dataset_name, choices=list(DATASETS), required=required, default=default,
                        help=f"the dataset: its image size and number of classes, and where its files are "
                        f"(DATA is --data-dir; {where}){fallback}")
-    if files:
-        group.add_argument("--data-dir", default=data_dir_default, metavar="DATA",
-                           help="folder holding the dataset files (default: data)")
+    group.add_argument("--data-dir", default=data_dir_default, metavar="DATA",
+                       help="folder holding the dataset files (default: data)")
     sizes = f" (default: {default_from + ' or ' if default_from else ''}the dataset's own)"
     group.add_argument("--image-size", type=int, metavar="PIXELS",
                        help=f"side of the square input images; {FIXED_SIZE} are stored at 32 px and take no other "
