@@ -461,3 +461,16 @@ def test_data_options_are_declared_once_for_every_command():
             if flag in actions:
                 seen.setdefault(flag, set()).add(actions[flag].help)
     assert {flag: len(helps) for flag, helps in seen.items()} == {"--data-dir": 1, "--image-size": 2, "--download": 1}
+
+
+def test_folder_reads_grey_palette_and_transparent_images_as_rgb(tmp_path):
+    from PIL import Image
+
+    write_tree(tmp_path, {"a": 2, "b": 2})
+    Image.fromarray(np.full((9, 13), 77, np.uint8)).save(tmp_path / "a" / "grey.png")
+    Image.fromarray(np.full((9, 9, 4), 200, np.uint8)).save(tmp_path / "b" / "alpha.png")
+    Image.fromarray(np.full((9, 9, 3), 50, np.uint8)).convert("P").save(tmp_path / "b" / "palette.gif")
+    d = ds.load_dataset("folder", tmp_path, image_size=8, val_size=1)
+    assert len(d.train) + len(d.val) + len(d.test) == 7
+    grey = [img for img in torch.cat([d.train.images, d.val.images, d.test.images]) if (img == 77).all()]
+    assert len(grey) == 1 and grey[0].shape == (3, 8, 8)

@@ -19,37 +19,13 @@ from . import archives
 from .archives import CIFAR_ARCHIVES, SVHN_FILES
 from .augmentation import PAPER_IMAGE_SIZE, Augmentation
 from .folder import FOLDER_DEFAULT_SIZE, class_names, load_folder
-from .loader import (
-    TensorBatches,
-    epoch_batches,
-    evaluation_batches,
-    part_of,
-    training_batches,
-)
-from .splits import (
-    SPLIT_SEED,
-    Dataset,
-    ImageTensors,
-    channel_stats,
-    holdout,
-    resize_uint8,
-)
+from .loader import TensorBatches, epoch_batches, evaluation_batches, part_of, training_batches
+from .splits import SPLIT_SEED, Dataset, ImageTensors, channel_stats, holdout, resize_uint8
 
 # Moved to splits.py, augmentation.py and loader.py; importable from here too for older callers.
 __all__ = [
-    "DATASETS",
-    "Augmentation",
-    "Dataset",
-    "DatasetInfo",
-    "ImageTensors",
-    "TensorBatches",
-    "check_image_size",
-    "dataset_info",
-    "epoch_batches",
-    "evaluation_batches",
-    "load_dataset",
-    "part_of",
-    "training_batches",
+    "DATASETS", "Augmentation", "Dataset", "DatasetInfo", "ImageTensors", "TensorBatches", "check_image_size",
+    "dataset_info", "epoch_batches", "evaluation_batches", "load_dataset", "part_of", "training_batches",
 ]
 
 # Normalisation constants, each with its source.

@@ -74,7 +74,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            square = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+            upright = ImageOps.exif_transpose(image)  # camera photos store their rotation in EXIF
+            square = ImageOps.fit(upright.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise BlockswapError(f"cannot read image {path}: {reason}") from None
