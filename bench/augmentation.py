@@ -16,7 +16,10 @@ import time
 import torch
 from torchvision import transforms
 
-from blockswap.data.datasets import CIFAR10_MEAN, CIFAR10_STD, Augmentation, ImageTensors, TensorBatches
+from blockswap.data.augmentation import Augmentation
+from blockswap.data.datasets import CIFAR10_MEAN, CIFAR10_STD
+from blockswap.data.loader import TensorBatches
+from blockswap.data.splits import ImageTensors
 from blockswap.provenance import provenance
 
 

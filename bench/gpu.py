@@ -664,7 +664,7 @@ def genotype_names(spec):
 def train_throughput(names, flags, steps, batch, device, tmp, images=None):
     """images/s of Trainer.train_epoch (augmentation on the device included) after a warm-up
     epoch of 2 batches (which holds the compilation in fast mode)."""
-    from blockswap.data.datasets import ImageTensors
+    from blockswap.data.splits import ImageTensors
     from blockswap.training.train import TrainConfig, Trainer
     from train_step import epoch_seconds, synthetic_cifar
 
@@ -969,7 +969,8 @@ def resnet34_rate(flags, batch, size, steps, device, out) -> float:
     on the device, through Trainer.train_epoch, after a 2-batch warm-up."""
     import torch
 
-    from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors
+    from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+    from blockswap.data.splits import Dataset, ImageTensors
     from blockswap.training.train import PROTOCOLS, TrainConfig, Trainer
     from train_step import epoch_seconds
 
@@ -990,7 +991,8 @@ def step_loader(args, rec: Record):
 
     import torch
 
-    from blockswap.data.datasets import epoch_batches, load_dataset
+    from blockswap.data.datasets import load_dataset
+    from blockswap.data.loader import epoch_batches
 
     device = device_of(args)
     dry = args.dry_run

@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from blockswap.data.datasets import ImageTensors, load_dataset
+from blockswap.data.datasets import load_dataset
+from blockswap.data.splits import ImageTensors
 from blockswap.devices import resolve_device
 from blockswap.provenance import provenance
 from blockswap.training.train import TrainConfig, Trainer

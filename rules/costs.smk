@@ -16,10 +16,11 @@ rule cost:
         arch=lambda wc: PLANS[wc.network].arch,
         genotype=lambda wc: PLANS[wc.network].genotype,
         dataset=config["dataset"],
+        data_dir=config["data_dir"],
         image_size=image_size_arg(),
     shell:
         "blockswap cost --arch {params.arch} --genotype {params.genotype:q} "
-        "--dataset {params.dataset} {params.image_size} "
+        "--dataset {params.dataset} --data-dir {params.data_dir:q} {params.image_size} "
         "--name {wildcards.network} --method {params.method} --out {output} > {log} 2>&1"
 
 

@@ -17,6 +17,7 @@ rule latency_table:
         arch=config["teacher"]["arch"],
         candidates=config["search"]["candidates"],
         dataset=config["dataset"],
+        data_dir=config["data_dir"],
         image_size=image_size_arg(),
         device=LATENCY["device"],
         threads=",".join(str(t) for t in LATENCY["threads"]),
@@ -25,8 +26,8 @@ rule latency_table:
         measure=latency_measure_args(),
     shell:
         "blockswap latency {params.arch} --candidates {params.candidates} --dataset {params.dataset} "
-        "{params.image_size} --device {params.device} --threads {params.threads} --batches {params.batches} "
-        "{params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
+        "--data-dir {params.data_dir:q} {params.image_size} --device {params.device} --threads {params.threads} "
+        "--batches {params.batches} {params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
 
 
 # snakemake --cores 2 results/default/latency/check.csv

@@ -16,13 +16,14 @@ rule sample:
         arch=config["teacher"]["arch"],
         search=config["search"],
         dataset=config["dataset"],
+        data_dir=config["data_dir"],
         image_size=image_size_arg(),
         latency=sample_latency_args(),
     shell:
         "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} "
         "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
         "--candidates {params.search[candidates]} --samples {params.search[samples]} "
-        "--seed {params.search[seed]} --dataset {params.dataset} {params.image_size} "
+        "--seed {params.search[seed]} --dataset {params.dataset} --data-dir {params.data_dir:q} {params.image_size} "
         "--out {output} > {log} 2>&1"
 
 

@@ -1,18 +1,26 @@
-"""Datasets: digits for real, CIFAR-10 and SVHN from files in their on-disk formats, augmentation."""
+"""Datasets: digits for real, CIFAR-10 and SVHN from files in their on-disk formats, image folders,
+augmentation and batching."""
 
+import dataclasses
 import functools
 import hashlib
 import http.server
+import json
 import pickle
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from datafiles import write_cifar10, write_cifar10_archive, write_svhn
 
 from blockswap import BlockswapError
+from blockswap.cli import main
+from blockswap.data import archives, loader, splits
 from blockswap.data import datasets as ds
+from blockswap.data.augmentation import Augmentation
 
 
 def test_digits_split_is_fixed_stratified_and_complete():
@@ -77,8 +85,9 @@ def test_cifar10_download_extracts_the_archive(tmp_path, monkeypatch, local_mirr
     mirror, url = local_mirror
     archive = write_cifar10_archive(mirror)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    original = ds.CIFAR_ARCHIVES["cifar10"]
-    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar10", (f"{url}/{archive.name}", md5) + original[2:])
+    original = archives.CIFAR_ARCHIVES["cifar10"]
+    mirrored = dataclasses.replace(original, url=f"{url}/{archive.name}", md5=md5)
+    monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar10", mirrored)
     load = ds._make_cifar_loader("cifar10", 10, ds.CIFAR10_MEAN, ds.CIFAR10_STD)
     d = load(data_dir=tmp_path / "data", download=True)
     assert len(d.train) == 100 and (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
@@ -93,8 +102,9 @@ def test_missing_cifar_says_where_to_put_it(tmp_path):
 
 
 def test_offline_download_failure_is_one_clear_error(tmp_path, monkeypatch):
-    original = ds.CIFAR_ARCHIVES["cifar100"]
-    monkeypatch.setitem(ds.CIFAR_ARCHIVES, "cifar100", ("http://127.0.0.1:9/cifar-100-python.tar.gz",) + original[1:])
+    original = archives.CIFAR_ARCHIVES["cifar100"]
+    offline = dataclasses.replace(original, url="http://127.0.0.1:9/cifar-100-python.tar.gz")
+    monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar100", offline)
     load = ds._make_cifar_loader("cifar100", 100, ds.CIFAR100_MEAN, ds.CIFAR100_STD)
     with pytest.raises(BlockswapError, match="cifar100 not found: .*download failed: .*refused"):
         load(data_dir=tmp_path, download=True)
@@ -139,13 +149,13 @@ def test_unknown_dataset():
 
 
 def test_paper_augmentation_at_32_px_is_pad_4_cutout_16():
-    assert ds.Augmentation.paper(32) == ds.Augmentation(4, 16)
-    assert ds.Augmentation.paper(16) == ds.Augmentation(2, 8)
-    assert ds.Augmentation.paper(32, cutout=False).cutout == 0
+    assert Augmentation.paper(32) == Augmentation(4, 16)
+    assert Augmentation.paper(16) == Augmentation(2, 8)
+    assert Augmentation.paper(32, cutout=False).cutout == 0
 
 
 def test_cutout_zeroes_one_square_clipped_at_the_border():
-    aug = ds.Augmentation(crop_padding=0, cutout=4, flip=False)
+    aug = Augmentation(crop_padding=0, cutout=4, flip=False)
     x = torch.ones(200, 1, 10, 10)
     out = aug(x, torch.Generator().manual_seed(0))
     zeros = (out == 0).sum(dim=(1, 2, 3))
@@ -156,12 +166,12 @@ def test_cutout_zeroes_one_square_clipped_at_the_border():
 
 def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
     x = torch.arange(36.0).view(1, 1, 6, 6).expand(64, 1, 6, 6)
-    out = ds.Augmentation(crop_padding=1, cutout=0, flip=False)(x, torch.Generator().manual_seed(1))
+    out = Augmentation(crop_padding=1, cutout=0, flip=False)(x, torch.Generator().manual_seed(1))
     for img in out[:, 0]:
         inner = img[1:-1, 1:-1]
         diffs = inner - x[0, 0, 1:-1, 1:-1]
         assert torch.all(diffs == diffs[0, 0]) and diffs[0, 0].item() in {-7, -6, -5, -1, 0, 1, 5, 6, 7}
-    flipped = ds.Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
+    flipped = Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
     kinds = {("flip" if torch.equal(img, x[0].flip(2)) else "same" if torch.equal(img, x[0]) else "?") for img in flipped}
     assert kinds == {"flip", "same"}
 
@@ -169,23 +179,24 @@ def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
 def test_batches_are_normalised_seeded_and_cover_the_split():
     d = ds.load_dataset("digits")
     def epoch(seed):
-        loader = ds.TensorBatches(d.train, d.mean, d.std, 100, augmentation=ds.Augmentation.paper(16), shuffle=True, seed=seed)
-        return list(loader)
+        batches = loader.TensorBatches(d.train, d.mean, d.std, 100, augmentation=Augmentation.paper(16), shuffle=True,
+                                       seed=seed)
+        return list(batches)
     a, b, c = epoch(0), epoch(0), epoch(1)
     assert len(a) == 11 and sum(len(y) for _, y in a) == 1077
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
     assert not torch.equal(a[0][0], c[0][0])
     assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(d.train.labels.tolist())
-    plain = next(iter(ds.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
+    plain = next(iter(loader.TensorBatches(d.train, d.mean, d.std, 2000)))[0]
     assert abs(plain.mean().item()) < 1e-4 and abs(plain.std().item() - 1) < 1e-2
 
 
 def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation():
     # White images: every pixel the crop brings in from the padding must be black *before*
     # normalisation (the released pipeline pads raw images), i.e. exactly (0 - mean) / std after.
-    white = ds.ImageTensors(torch.full((64, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
+    white = splits.ImageTensors(torch.full((64, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
     mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
-    crop = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(2, 0, flip=False), seed=0)
+    crop = loader.TensorBatches(white, mean, std, 64, augmentation=Augmentation(2, 0, flip=False), seed=0)
     x = next(iter(crop))[0]
     black = crop.normalise(torch.zeros(1, 3, 1, 1))
     white_n = crop.normalise(torch.full((1, 3, 1, 1), 255.0))
@@ -199,7 +210,7 @@ def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation(
         rows, cols = img.all(dim=1), img.all(dim=0)
         assert torch.equal(img, rows[:, None] | cols[None, :])
     # Cutout comes after normalisation: its hole is 0, neither black nor white.
-    cut = ds.TensorBatches(white, mean, std, 64, augmentation=ds.Augmentation(0, 4, flip=False), seed=0)
+    cut = loader.TensorBatches(white, mean, std, 64, augmentation=Augmentation(0, 4, flip=False), seed=0)
     y = next(iter(cut))[0]
     hole = (y == 0).all(dim=1)
     assert torch.all(hole | (y == white_n).all(dim=1)) and hole.sum(dim=(1, 2)).max() == 16
@@ -207,18 +218,18 @@ def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation(
 
 def test_last_partial_batch_is_kept_unless_dropped():
     d = ds.load_dataset("digits", image_size=8)
-    kept = list(ds.epoch_batches(d, 100, seed=0))
-    dropped = list(ds.epoch_batches(d, 100, seed=0, drop_last=True))
+    kept = list(loader.epoch_batches(d, 100, seed=0))
+    dropped = list(loader.epoch_batches(d, 100, seed=0, drop_last=True))
     assert [len(y) for _, y in kept] == [100] * 10 + [77]
     assert [len(y) for _, y in dropped] == [100] * 10
     # A split smaller than one batch is one partial batch, never an empty epoch.
-    assert [len(y) for _, y in ds.epoch_batches(d, 5000, seed=0, drop_last=True)] == [1077]
+    assert [len(y) for _, y in loader.epoch_batches(d, 5000, seed=0, drop_last=True)] == [1077]
 
 
 def test_ranks_share_each_global_batch_exactly():
     d = ds.load_dataset("digits", image_size=8)
-    whole = list(ds.epoch_batches(d, 100, seed=4))
-    parts = [list(ds.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
+    whole = list(loader.epoch_batches(d, 100, seed=4))
+    parts = [list(loader.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
     for i, (x, y) in enumerate(whole):
         shares = [p[i] for p in parts]
         assert [len(s[1]) for s in shares] == [len(y) // 3 + (r >= 3 - len(y) % 3) for r in range(3)]
@@ -242,13 +253,13 @@ def image_folder(tmp_path):
 
 def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
     def epoch(**kw):
-        return list(ds.epoch_batches(image_folder, 4, seed=1, workers=0, **kw))
+        return list(loader.epoch_batches(image_folder, 4, seed=1, workers=0, **kw))
 
     plain = epoch(cutout=False)
     assert [len(y) for _, y in plain] == [4, 4, 2] and not any((x == 0).any() for x, _ in plain)
     assert [len(y) for _, y in epoch(cutout=False, drop_last=True)] == [4, 4]
     cut = epoch(cutout=True)
-    size = ds.Augmentation.paper(32).cutout  # 16 px at 32 px, as for CIFAR
+    size = Augmentation.paper(32).cutout  # 16 px at 32 px, as for CIFAR
     for x, _ in cut:
         hole = (x == 0).all(dim=1)  # zero in every channel: after normalisation (grey is not 0)
         assert torch.equal(hole, (x == 0).any(dim=1))
@@ -262,3 +273,204 @@ def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
     for i, (x, y) in enumerate(cut):  # each rank cuts its part of the holes one process cuts
         assert torch.equal(torch.cat([s[i][0] == 0 for s in shares]), x == 0)
         assert torch.equal(torch.cat([s[i][1] for s in shares]), y)
+
+
+# --- image size: honoured or refused ------------------------------------------------------------
+
+
+def test_fixed_size_datasets_refuse_another_image_size(tmp_path):
+    write_cifar10(tmp_path / "c")
+    write_svhn(tmp_path / "s")
+    assert ds.load_dataset("cifar10", tmp_path / "c", image_size=32).train.images.shape[-1] == 32
+    for name, root in (("cifar10", tmp_path / "c"), ("svhn", tmp_path / "s")):
+        with pytest.raises(BlockswapError, match=f"{name} images are 32x32 and are not resized: image size 24"):
+            ds.load_dataset(name, root, image_size=24)
+    with pytest.raises(BlockswapError, match="cifar100 images are 32x32"):
+        ds.load_dataset("cifar100", tmp_path, image_size=64)  # refused before looking for files
+
+
+def test_cli_refuses_an_image_size_a_dataset_cannot_give(tmp_path, capsys):
+    write_cifar10(tmp_path)
+    code = main(["data", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--image-size", "16"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cifar10 images are 32x32 and are not resized: image size 16 cannot be used with it" in err
+
+
+def test_resizable_datasets_honour_the_image_size(tmp_path):
+    write_tree(tmp_path, {"a": 3, "b": 3})
+    assert ds.load_dataset("digits", image_size=20).train.images.shape[-2:] == (20, 20)
+    assert ds.load_dataset("folder", tmp_path, image_size=20).train.images.shape[-2:] == (20, 20)
+    assert [d.name for d in ds.DATASETS.values() if not d.resizable] == ["cifar10", "cifar100", "svhn"]
+
+
+# --- folder: the user's own ImageFolder tree --------------------------------------------------------
+
+
+def write_tree(root: Path, counts: dict, seed: int = 0, sizes=((30, 40), (50, 20), (24, 24))) -> Path:
+    """JPEGs of random flat colours (varying sizes) under root/<class>/."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            h, w = sizes[i % len(sizes)]
+            pixels = np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (h, w, 3))
+            Image.fromarray(np.ascontiguousarray(pixels)).save(root / cls / f"{i}.jpg", quality=95)
+    return root
+
+
+def test_folder_classes_split_sizes_and_image_size(tmp_path):
+    write_tree(tmp_path, {"cat": 10, "dog": 12, "emu": 8})
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")  # other files are not images: skipped
+    d = ds.load_dataset("folder", tmp_path, image_size=24)
+    assert d.name == "folder" and d.num_classes == 3 and d.source["classes"] == ["cat", "dog", "emu"]
+    assert (len(d.test), len(d.val), len(d.train)) == (6, 2, 22)  # 20 % of 30 tested, 10 % of the rest validates
+    assert d.image_size == 24 and d.train.images.shape == (22, 3, 24, 24) and d.train.images.dtype == torch.uint8
+    labels = torch.cat([d.train.labels, d.val.labels, d.test.labels])
+    assert torch.bincount(labels).tolist() == [10, 12, 8]  # every image in exactly one split
+    assert len(ds.load_dataset("folder", tmp_path, image_size=24, val_size=5).val) == 5
+    assert ds.load_dataset("folder", tmp_path).image_size == 32  # the documented default
+    assert ds.dataset_info("folder").classes(tmp_path) == 3
+
+
+def test_folder_split_is_seeded_and_reproducible(tmp_path):
+    write_tree(tmp_path, {"a": 9, "b": 9, "c": 9}, sizes=((16, 16),))
+    a = ds.load_dataset("folder", tmp_path, image_size=16)
+    b = ds.load_dataset("folder", tmp_path, image_size=16)
+    for x, y in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
+        assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
+    more_val = ds.load_dataset("folder", tmp_path, image_size=16, val_size=6)
+    assert torch.equal(more_val.test.images, a.test.images)  # the test split does not move with val_size
+
+
+def test_folder_normalisation_is_the_training_splits_statistics(tmp_path, capsys):
+    write_tree(tmp_path / "tree", {"a": 8, "b": 7})
+    d = ds.load_dataset("folder", tmp_path / "tree", image_size=12)
+    pixels = d.train.images.numpy().astype(np.float64) / 255
+    assert np.allclose(d.mean, pixels.mean(axis=(0, 2, 3)), atol=1e-6)
+    assert np.allclose(d.std, pixels.std(axis=(0, 2, 3), ddof=1), atol=1e-6)  # sample std, as for digits
+    everything = torch.cat([d.train.images, d.val.images, d.test.images]).numpy() / 255
+    assert not np.allclose(d.mean, everything.mean(axis=(0, 2, 3)), atol=1e-6)  # validation and test stay unseen
+    # ... and `blockswap data` records it, with the classes and the layout.
+    out = tmp_path / "summary.json"
+    assert main(["data", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"), "--image-size", "12",
+                 "--out", str(out)]) in (0, None)
+    summary = json.loads(out.read_text())
+    assert summary["mean"] == pytest.approx(list(d.mean)) and summary["std"] == pytest.approx(list(d.std))
+    assert summary["classes"] == ["a", "b"] and summary["normalisation"] == "training split"
+    assert summary["splits"] == {"train": len(d.train), "val": len(d.val), "test": len(d.test)}
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["image_size"] == 12
+
+
+def test_folder_with_train_and_test_trees(tmp_path):
+    write_tree(tmp_path / "train", {"a": 10, "b": 10})
+    write_tree(tmp_path / "test", {"a": 3, "b": 2}, seed=1)
+    d = ds.load_dataset("folder", tmp_path, image_size=16, val_size=4)
+    assert (len(d.train), len(d.val), len(d.test)) == (16, 4, 5)
+    assert d.test.labels.tolist() == [0, 0, 0, 1, 1] and d.source["layout"] == "train/ and test/ trees"
+    write_tree(tmp_path / "test", {"c": 1})
+    with pytest.raises(BlockswapError, match="same class folders as the training tree; not in training: c"):
+        ds.load_dataset("folder", tmp_path)
+
+
+def test_folder_trains_like_any_in_memory_dataset(tmp_path):
+    write_tree(tmp_path, {"a": 6, "b": 6}, sizes=((16, 16),))
+    d = ds.load_dataset("folder", tmp_path, image_size=16)
+    x, y = next(iter(loader.epoch_batches(d, 4, seed=0)))
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: None, "folder dataset not found: .*missing is not a folder"),
+        (lambda root: root.mkdir(), "has no class folders"),
+        (lambda root: (root / "a").mkdir(parents=True) or write_tree(root, {"b": 2}), "class 'a' has no images"),
+        (lambda root: write_tree(root, {"a": 2}) and (root / "a" / "1.jpg").write_bytes(b"\xff\xd8 broken"),
+         "cannot read image .*1.jpg"),
+        (lambda root: write_tree(root / "train", {"a": 2}), "has train/ but no test/"),
+        (lambda root: write_tree(root, {"a": 1}), "has 1 image; a test split needs at least 2"),
+    ],
+)
+def test_folder_errors_are_one_line(tmp_path, make, message):
+    root = tmp_path / "missing"
+    make(root)
+    with pytest.raises(BlockswapError, match=message) as err:
+        ds.load_dataset("folder", root)
+    assert "\n" not in str(err.value)
+
+
+def test_folder_classes_needed_for_costing_are_one_error_without_the_files():
+    with pytest.raises(BlockswapError, match="'folder' takes its classes from the class folders"):
+        _ = ds.dataset_info("folder").num_classes
+
+
+def test_config_schema_accepts_every_registered_dataset():
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    assert schema["properties"]["dataset"]["enum"] == [*ds.DATASETS, "coco"]
+
+
+def test_costing_a_folder_dataset_counts_its_class_folders(tmp_path, capsys):
+    write_tree(tmp_path / "tree", {"a": 2, "b": 2, "c": 2})
+    out = tmp_path / "cost.json"
+    assert main(["cost", "--arch", "wrn-16-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
+                 "--image-size", "16", "--out", str(out)]) in (0, None)
+    record = json.loads(out.read_text())
+    assert record["num_classes"] == 3 and record["input_size"] == [16, 16]
+    capsys.readouterr()
+    assert main(["cost", "--arch", "wrn-16-1", "--dataset", "folder", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "folder dataset not found" in capsys.readouterr().err
+
+
+def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeypatch, capsys):
+    from blockswap.cli import training
+    from blockswap.results.plan import input_size, load_config
+
+    write_tree(tmp_path / "tree", {"a": 6, "b": 6}, sizes=((20, 20),))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"dataset: folder\ndata_dir: {tmp_path / 'tree'}\nimage_size: 12\n")
+    root = Path(__file__).resolve().parents[1]
+    assert input_size(load_config([root / "config" / "config.yaml", overlay])) == ((12, 12), 2)
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "wrn-10-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
+                 "--image-size", "12", "--epochs", "1", "--quiet", "--out", str(run)]) in (0, None)
+    sizes = []
+
+    def recording(name, data_dir, image_size, *rest):
+        sizes.append(image_size)
+        return ds.load_dataset(name, data_dir, image_size, *rest)
+
+    monkeypatch.setattr(training, "load_dataset", recording)
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "tree")]) in (0, None)
+    assert sizes == [12]  # the model's own input size, not the folder default of 32
+
+
+def test_data_options_are_declared_once_for_every_command():
+    from blockswap.cli import make_parser
+
+    sub = next(a for a in make_parser()._actions if a.dest == "command")
+    seen = {}
+    for name, parser in sub.choices.items():
+        actions = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+        if "--dataset" not in actions or name.startswith("detection"):
+            continue
+        assert actions["--dataset"].choices == list(ds.DATASETS), name
+        for flag in ("--data-dir", "--image-size", "--download"):
+            if flag in actions:
+                seen.setdefault(flag, set()).add(actions[flag].help)
+    assert {flag: len(helps) for flag, helps in seen.items()} == {"--data-dir": 1, "--image-size": 2, "--download": 1}
+
+
+def test_folder_reads_grey_palette_and_transparent_images_as_rgb(tmp_path):
+    from PIL import Image
+
+    write_tree(tmp_path, {"a": 2, "b": 2})
+    Image.fromarray(np.full((9, 13), 77, np.uint8)).save(tmp_path / "a" / "grey.png")
+    Image.fromarray(np.full((9, 9, 4), 200, np.uint8)).save(tmp_path / "b" / "alpha.png")
+    Image.fromarray(np.full((9, 9, 3), 50, np.uint8)).convert("P").save(tmp_path / "b" / "palette.gif")
+    d = ds.load_dataset("folder", tmp_path, image_size=8, val_size=1)
+    assert len(d.train) + len(d.val) + len(d.test) == 7
+    grey = [img for img in torch.cat([d.train.images, d.val.images, d.test.images]) if (img == 77).all()]
+    assert len(grey) == 1 and grey[0].shape == (3, 8, 8)

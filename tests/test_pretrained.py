@@ -11,7 +11,9 @@ import torch.nn as nn
 import torchvision
 
 from blockswap import build_model
-from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageTensors, evaluation_batches
+from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from blockswap.data.loader import evaluation_batches
+from blockswap.data.splits import Dataset, ImageTensors
 from blockswap.training.distillation import check_compatible, distillation_loss
 from blockswap.errors import BlockswapError
 from blockswap.networks.pretrained import (

@@ -17,7 +17,9 @@ import torch
 from blockswap import BlockswapError, build_model
 from blockswap.training.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_model, safe_load, save_model
 from blockswap.cli import main
-from blockswap.data.datasets import ImageTensors, evaluation_batches, load_dataset
+from blockswap.data.datasets import load_dataset
+from blockswap.data.loader import evaluation_batches
+from blockswap.data.splits import ImageTensors
 from blockswap.training.distillation import attention_map, attention_transfer_loss, default_beta, distillation_loss
 from blockswap.training.train import TrainConfig, Trainer
 

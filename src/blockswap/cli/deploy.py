@@ -11,6 +11,7 @@ from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
+from .data_options import add_data_options
 from .networks import input_size_for
 
 
@@ -41,7 +42,7 @@ def cmd_latency(args) -> None:
     arch = parse_arch(args.arch)
     if args.classes is not None and args.classes < 1:
         raise BlockswapError(f"--classes must be at least 1, got {args.classes}")
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     classes = args.classes or classes
     settings = settings_from(args.device, _csv_items(args.threads, "threads"), _csv_items(args.batches, "batches"))
     out = Path(args.out)
@@ -79,8 +80,7 @@ def add_latency(sub) -> None:
     )
     p.add_argument("arch", help="architecture (wrn-D-K, resnet-18/34)")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to time")
-    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
-    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    add_data_options(p, default="cifar10")
     p.add_argument("--classes", type=int, help="override the dataset's number of classes")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU settings, plus CUDA when present)")
     p.add_argument("--threads", default="1,all", help="CPU thread counts, e.g. 1,all (default)")

@@ -7,10 +7,11 @@ import time
 from typing import Optional
 
 from ..networks.blocks import CANDIDATE_SETS, FAMILIES, parse_block
-from ..data.datasets import DATASETS, check_image_size, dataset_info, load_dataset
+from ..data.datasets import check_image_size, dataset_info, load_dataset
 from ..networks.genotype import Genotype
 from ..networks.models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
+from .data_options import add_data_options
 
 
 EXTRA_TYPES = ("MBConv(6)",)  # in the zoo, in no candidate set (a Table 2 baseline)
@@ -33,15 +34,15 @@ def cmd_blocks(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
 
 
-def input_size_for(dataset: str, image_size: Optional[int]) -> tuple[tuple[int, int], int]:
+def input_size_for(dataset: str, image_size: Optional[int], data_dir="data") -> tuple[tuple[int, int], int]:
     info = dataset_info(dataset)
     size = info.image_size if image_size is None else check_image_size(image_size, "--image-size")
-    return (size, size), info.num_classes
+    return (size, size), info.classes(data_dir)  # a folder dataset's classes are its folders under data_dir
 
 
 def cmd_cost(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     genotype = Genotype.from_spec(args.genotype, arch.depth) if args.genotype else None
     spec = NetworkSpec.create(arch, genotype, classes)
     result = {"arch": arch.name, "genotype": spec.genotype.names, **spec.cost(input_size).as_dict()}
@@ -69,8 +70,7 @@ def add_cost(sub) -> None:
         help="a genotype file (.json/.yaml/.csv), a whitespace-separated list of block names, "
         "or one block name for all blocks (default: all S, the teacher)",
     )
-    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
-    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    add_data_options(p, default="cifar10")
     p.add_argument("--out", help="also write the result, with provenance, to this JSON file")
     p.add_argument("--name", help="label recorded in --out (e.g. teacher, moonshine-gn4)")
     p.add_argument("--method", help="method recorded in --out (teacher, blockswap, moonshine, reduced)")
@@ -101,12 +101,8 @@ def add_data(sub) -> None:
         help="check (and optionally download) a dataset",
         description="Load a dataset, print its splits and normalisation; with --download fetch it first.",
     )
-    where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
-    p.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)} (files: {where})")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset files, DATA above (default: data)")
-    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
+    add_data_options(p, required=True, download=True)
     p.add_argument("--val-size", type=int, default=0, help="training images held out for validation")
-    p.add_argument("--download", action="store_true", help="download missing files when the network allows")
     p.add_argument("--out", help="also write the summary, with provenance, to this JSON file")
 
 

@@ -16,12 +16,13 @@ from ..search.sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, descr
                         sample_candidates)
 from ..search.scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
 from ..seeds import seed_argument
+from .data_options import add_data_options
 from .networks import input_size_for
 
 
 def cmd_sample(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     limits = parse_limits(args.limit)
@@ -69,8 +70,7 @@ def add_sample(sub) -> None:
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
     p.add_argument("--samples", type=int, default=1000, help="distinct candidates to keep (default 1000)")
     p.add_argument("--seed", type=seed_argument, default=0, help="random seed (0 to 2^32-1)")
-    p.add_argument("--dataset", default="cifar10", help="sets input size and classes (default cifar10)")
-    p.add_argument("--image-size", type=int, help="override the dataset's image size (pixels)")
+    add_data_options(p, default="cifar10")
     p.add_argument("--limit", action="append", metavar="KIND=VALUE",
                    help="also keep KIND at most VALUE (params, macs, latency in microseconds); repeatable")
     p.add_argument("--latency-table", help="latency table measured on this machine ('blockswap latency'): needed "
@@ -116,10 +116,7 @@ def add_score(sub) -> None:
         description="Score candidates by Fisher potential at initialisation on one minibatch; shardable, resumable.",
     )
     p.add_argument("candidates_csv", help="output of 'blockswap sample'")
-    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
-    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
-    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    add_data_options(p, required=True, download=True)
     p.add_argument("--arch", help="architecture (default: read from the candidates' provenance)")
     p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n parts (0-based; default 0/1)")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
@@ -206,7 +203,7 @@ def cmd_search(args) -> None:
     from ..search.scoring import Scorer
 
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size)
+    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
@@ -257,10 +254,7 @@ def add_search(sub) -> None:
     p.add_argument("--seed", type=seed_argument, default=0, help="search seed: proposals and tournaments")
     p.add_argument("--score-seed", type=seed_argument, default=0,
                    help="seeds the proxy's minibatch and initialisations (search.seed), the same for every search")
-    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
-    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
-    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    add_data_options(p, required=True, download=True)
     p.add_argument("--batch-size", type=int, default=128, help="proxy minibatch size (paper: 128)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tf32", action="store_true", help="GPU: TF32 convolutions (default: float32)")

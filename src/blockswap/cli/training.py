@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..training.checkpoint import load_model
 from ..checks import load_yaml
-from ..data.datasets import evaluation_batches, load_dataset
+from ..data.datasets import load_dataset
+from ..data.loader import evaluation_batches
 from ..devices import DEVICE_HELP, resolve_device
 from ..training.distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
 from ..errors import BlockswapError
@@ -19,6 +20,7 @@ from ..provenance import provenance, write_json
 from ..seeds import seed_argument
 from ..training.train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
                      is_pretrained_teacher, train_parallel, train_rank)
+from .data_options import add_data_options
 
 
 # TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the
@@ -120,7 +122,7 @@ def add_train(sub) -> None:
     )
     p.add_argument("--arch", required=True, help="wrn-D-K, resnet-18 or resnet-34")
     p.add_argument("--genotype", help="genotype file, name list, or one block name (default: all S)")
-    p.add_argument("--dataset", required=True, help="digits, cifar10, cifar100, svhn or imagenet")
+    add_data_options(p, required=True, data_dir_default=None)
     p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, history.csv")
     p.add_argument("--teacher", help="trained teacher (folder or model.pt), or torchvision:NAME[:weights.pth] "
                    "(e.g. torchvision:resnet34, pretrained): distil with attention transfer")
@@ -149,8 +151,6 @@ def add_train(sub) -> None:
                    "saliency on one minibatch, global top-k; masks fixed through training)")
     p.add_argument("--prune-params", type=int, help="with --prune: parameters left (BN and biases included)")
     p.add_argument("--val-size", type=int, help="training images held out for validation")
-    p.add_argument("--data-dir", help="folder holding the dataset files (default: data)")
-    p.add_argument("--image-size", type=int, help="digits only: side of the resized images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (one GPU each on "
                    "CUDA, gloo on the CPU); the result does not depend on it. Under torchrun, leave it out")
@@ -169,7 +169,7 @@ def cmd_evaluate(args) -> None:
         return
     model, record = load_model(args.model)
     dataset = args.dataset or record["dataset"]
-    image_size = args.image_size or (record["input_size"][0] if dataset == "digits" else None)
+    image_size = args.image_size or (record["input_size"][0] if dataset in ("digits", "folder") else None)
     data = load_dataset(dataset, args.data_dir, image_size, 0)
     if data.num_classes != record["num_classes"]:
         raise BlockswapError(f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}")
@@ -201,9 +201,7 @@ def evaluate_pretrained(args, device) -> None:
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test error of a trained model", description="Recompute test error.")
     p.add_argument("model", help="a training folder or its model.pt, or torchvision:NAME[:weights.pth]")
-    p.add_argument("--dataset", help="default: the dataset the model was trained on")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset files")
-    p.add_argument("--image-size", type=int, help="side of the evaluated images (default: the model's / dataset's)")
+    add_data_options(p, default_from="the model's")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", help="also write the result as JSON here (a pretrained teacher: a metrics.json)")
 

@@ -273,7 +273,7 @@ def pretrained_metrics(spec: str, data, device) -> dict:
     """Test error of a pretrained teacher on `data` (a loaded blockswap Dataset), as a record shaped
     like a training run's metrics.json so that tables read it beside trained networks."""
     # Imported here: train.py imports this module to load pretrained teachers.
-    from ..data.datasets import evaluation_batches
+    from ..data.loader import evaluation_batches
     from ..training.train import EVAL_BATCH_SIZE, evaluate
 
     device = torch.device(device)

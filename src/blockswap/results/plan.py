@@ -79,7 +79,7 @@ def use_resolved_config(config: dict, path: Path) -> None:
 def input_size(config: dict) -> tuple[tuple[int, int], int]:
     info = dataset_info(config["dataset"])
     size = config.get("image_size") or info.image_size
-    return (size, size), info.num_classes
+    return (size, size), info.classes(config["data_dir"])
 
 
 def released_genotypes(genotype_dir: Path, arch: str) -> dict[str, Path]:
@@ -516,7 +516,7 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     """Training runs, epochs and estimated GPU-hours per stage, plus the Fisher scoring, from the
     measured per-image timings (None where no measurement covers the configuration)."""
     (side, _), _ = input_size(config)
-    images = TRAIN_IMAGES[config["dataset"]]
+    images = TRAIN_IMAGES.get(config["dataset"])  # None: a folder dataset's size is the user's (no estimate)
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     pixels = (side / timing["side"]) ** 2
     stages: dict[str, list] = {}
@@ -526,7 +526,7 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
         role = "teacher" if plan.method == "teacher" else "student"
         per_image = timing[role]
         epochs = training_epochs(config, plan.method)
-        hours = None if per_image is None else runs * epochs * images * per_image * pixels / 3600
+        hours = None if per_image is None or images is None else runs * epochs * images * per_image * pixels / 3600
         entry = stages.setdefault(STAGE_OF[plan.method], [0, 0, 0.0])
         entry[0] += runs
         entry[1] += runs * epochs

@@ -25,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from ..checks import parse_csv, read_csv_table
-from ..data.datasets import Dataset, training_batches
+from ..data.loader import training_batches
+from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..networks.models import build_model, parse_arch

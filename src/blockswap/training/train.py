@@ -39,7 +39,9 @@ from tqdm import tqdm
 from . import distributed
 from ..search import snip
 from .checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, atomic_save, load_model, safe_load, save_model
-from ..data.datasets import Dataset, epoch_batches, evaluation_batches, load_dataset
+from ..data.datasets import load_dataset
+from ..data.loader import epoch_batches, evaluation_batches
+from ..data.splits import Dataset
 from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
 from ..errors import BlockswapError

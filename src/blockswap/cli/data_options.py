@@ -1,0 +1,55 @@
+"""The data options every dataset-reading or dataset-costing command takes, declared once.
+
+`--dataset`, `--data-dir`, `--image-size` and `--download` mean the same in every command, so they
+are one argument group with one help text each; a command picks the ones it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from ..data.datasets import DATASETS, dataset_info
+from ..errors import BlockswapError
+
+FIXED_SIZE = ", ".join(d.name for d in DATASETS.values() if not d.resizable)
+
+
+def dataset_name(text: str) -> str:
+    """A registered dataset name; the registry's own message (with the allowed names) otherwise."""
+    try:
+        return dataset_info(text).name
+    except BlockswapError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = False,
+    default: Optional[str] = None,
+    default_from: Optional[str] = None,
+    download: bool = False,
+    data_dir_default: Optional[str] = "data",
+) -> argparse._ArgumentGroup:
+    """Add the data group to `parser`: --dataset, --data-dir and --image-size, and --download when
+    the command may fetch files. `default` is the dataset used when --dataset is not given;
+    `default_from` says where a command takes it from instead (a model). `data_dir_default` None
+    lets a config file's data_dir apply (the flag still means 'data' when neither gives one).
+    Costing commands take --data-dir too: a folder dataset's class count is its class folders."""
+    group = parser.add_argument_group("data", "which dataset, where its files are, and the image size")
+    where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
+    fallback = f" (default: {default_from or default})" if (default_from or default) else ""
+    group.add_argument("--dataset", type=dataset_name, choices=list(DATASETS), required=required, default=default,
+                       help=f"the dataset: its image size and number of classes, and where its files are "
+                       f"(DATA is --data-dir; {where}){fallback}")
+    group.add_argument("--data-dir", default=data_dir_default, metavar="DATA",
+                       help="folder holding the dataset files (default: data)")
+    sizes = f" (default: {default_from + ' or ' if default_from else ''}the dataset's own)"
+    group.add_argument("--image-size", type=int, metavar="PIXELS",
+                       help=f"side of the square input images; {FIXED_SIZE} are stored at 32 px and take no other "
+                       f"size, the others are resized{sizes}")
+    if download:
+        group.add_argument("--download", action="store_true",
+                           help="download missing dataset files when the network allows")
+    return group
