@@ -9,7 +9,8 @@ from conftest import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec
 from blockswap.results import figures
-from blockswap.results.report import correlation_display, correlation_table, latex, markdown, table2, table2_display
+from blockswap.results.proxy_tables import correlation_display, correlation_table
+from blockswap.results.report import latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):

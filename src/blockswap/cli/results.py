@@ -8,17 +8,20 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
-from ..results.report import (
+from ..results.proxy_tables import (
     correlation_display,
     correlation_table,
+    proxy_costs,
+    read_correlation,
+    stability_table,
+)
+from ..results.report import (
     cost_table,
     latex,
     markdown,
-    proxy_costs,
-    read_correlation,
     read_students,
     samples_table,
-    stability_table,
+    significant,
     students_table,
     table2,
     table2_display,
@@ -73,21 +76,21 @@ def report_proxy_costs(args):
 
 
 def report_search_curves(args):
-    from ..results.report import search_curves, significant
+    from ..results.search_tables import search_curves
 
     table = search_curves(args.inputs)
     return table, significant(table)
 
 
 def report_search_winners(args):
-    from ..results.report import search_winners, significant
+    from ..results.search_tables import search_winners
 
     table = search_winners(read_students(args.inputs))
     return table, significant(table)
 
 
 def report_bestof_seeds(args):
-    from ..results.report import bestof_seeds, significant
+    from ..results.search_tables import bestof_seeds
 
     table = bestof_seeds(read_students(args.inputs))
     return table, significant(table)

@@ -201,7 +201,7 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
     import numpy as np
 
-    from .report import COMPARED_METHODS, mean_interval, read_histories
+    from .search_tables import COMPARED_METHODS, mean_interval, read_histories
 
     found = read_histories(histories)
     budgets = sorted({b for b, _ in found["curves"]})
