@@ -10,6 +10,8 @@ rule sample:
         f"{RESULTS}/search/{{budget}}/candidates.csv",
     log:
         f"{LOGS}/search/{{budget}}/sample.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/sample.tsv"
     conda:
         "../environment.yml"
     params:
@@ -63,6 +65,8 @@ rule select:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
         f"{LOGS}/search/{{budget}}/select.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/select.tsv"
     conda:
         "../environment.yml"
     params:
@@ -82,6 +86,8 @@ rule select_first:
         f"{RESULTS}/search/{{budget}}/bestof-{{n}}.json",
     log:
         f"{LOGS}/search/{{budget}}/bestof-{{n}}.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/bestof-{{n}}.tsv"
     wildcard_constraints:
         n="[0-9]+",
     conda:
@@ -126,6 +132,8 @@ rule select_evolved:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
         f"{LOGS}/search/{{budget}}/select-evolved.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/select-evolved.tsv"
     conda:
         "../environment.yml"
     shell:
