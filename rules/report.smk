@@ -220,19 +220,20 @@ rule figure_proxy_scatter:
         "--out {output.png} > {log} 2>&1"
 
 
-def training_histories():
-    """history.csv of every network of the students table trained here (a pretrained teacher has none)."""
-    teachers = [] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)
-    return teachers + [str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)]
+# history.csv of every network of the students table trained here (a pretrained teacher has none).
+TRAINING_HISTORIES = [
+    *([] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)),
+    *(str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)),
+]
 
 
 # Loss and error of every trained network by epoch, one row of panels per method.
 # snakemake --cores 1 results/default/figures/learning_curves.png
 rule figure_learning_curves:
     input:
-        histories=training_histories(),
+        histories=TRAINING_HISTORIES,
         # The method and network of each curve: the metrics.json its training wrote beside it.
-        metrics=[str(Path(p).with_name("metrics.json")) for p in training_histories()],
+        metrics=[str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES],
     output:
         png=report(
             f"{RESULTS}/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"
@@ -248,33 +249,22 @@ rule figure_learning_curves:
         "blockswap figure learning_curves {input.histories} --out {output.png} > {log} 2>&1"
 
 
-# Where the run's time went: Snakemake's benchmark files (benchmarks/<run>/, one per job, where its
-# log is under logs/<run>/) summed per rule.
+# Where the run's time went: Snakemake's benchmark files (benchmarks/<run>/, one per job, at the path of
+# its log under logs/<run>/) summed per rule.
 #
 # How the inputs are declared: a benchmark file is a product of its job, so naming benchmark files
 # as inputs would make Snakemake rerun every job whose file is missing (a student trained before
 # the directive existed would be trained again). The inputs are instead every other file `all`
 # makes, so this table is built after every job it times and again whenever one of them is remade;
 # the benchmark files are read from the folder as found, and a job without one is not counted.
-# snakemake --cores 1 results/default/tables/timings.md
 TIMINGS = f"{RESULTS}/tables/timings.csv"
 
 
-def timed_outputs(wildcards):
-    """Everything `all` makes but this table (an input function: it runs once every rule is known)."""
-    return [path for path in get_final_output() if not path.startswith(f"{RESULTS}/tables/timings.")]
-
-
-def benchmark_rules(wildcards):
-    """Each rule's benchmark pattern, so that every file is counted under the rule that wrote it."""
-    return " ".join(
-        f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
-    )
-
-
+# snakemake --cores 1 results/default/tables/timings.md
 rule timings:
     input:
-        timed_outputs,
+        # Everything `all` makes but this table (a function: it runs once every rule is known).
+        lambda wc: [path for path in get_final_output() if path != TIMINGS],
     output:
         csv=report(TIMINGS, caption="../report/timings.rst", category="Tables"),
         md=f"{RESULTS}/tables/timings.md",
@@ -284,7 +274,10 @@ rule timings:
         "../environment.yml"
     params:
         folder=BENCHMARKS,
-        rules=benchmark_rules,
+        # Each rule's benchmark pattern: every file is counted under the rule that wrote it.
+        rules=lambda wc: " ".join(
+            f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
+        ),
     shell:
         # The folder is made first: a run whose every result predates the directives has none yet.
         "mkdir -p {params.folder:q} && blockswap report timings {params.folder:q} {params.rules} "

@@ -272,9 +272,9 @@ def cmd_figure(args) -> None:
 
 def add_figure(sub) -> None:
     p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
-                       "pareto / random_students from students CSVs, search from score CSVs, forest from a correlation CSV, "
-                       "fisher_vs_error and proxy_scatter from students CSVs with --correlation and --proxies, "
-                       "learning_curves from history.csv files (each with its metrics.json beside it).")
+                       "pareto / random_students from students CSVs, search from score CSVs, forest from a "
+                       "correlation CSV, fisher_vs_error and proxy_scatter from students CSVs with --correlation and "
+                       "--proxies, learning_curves from history.csv files (each with its metrics.json beside it).")
     p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
     p.add_argument("inputs", nargs="+", help="students CSVs (search: score CSVs; learning_curves: history.csv files)")
     p.add_argument("--student", help="search: the selection JSON of the budget")
