@@ -41,8 +41,9 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict,
     test error (mean over seeds) of the random students, the sign-corrected `quality`, partial tau
     given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
     control, and the paper's Table 1 rho where the setting is the paper's (docs/proxies.md)."""
+    # Imported here: scoring loads torch, which the other tables do not need.
+    from ..search.scoring import read_scores
     from .correlation import POOLED, Measure, correlate
-    from ..search.scoring import read_scores  # here: scoring loads torch, which the other tables do not need
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     random = students[students["method"] == "random"]
@@ -132,8 +133,8 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
 def stability_table(scorings: dict) -> pd.DataFrame:
     """Rank stability per budget and proxy: `scorings` maps a budget to the scores files of the same
     candidates under different scoring seeds (initialisation and minibatch)."""
-    from .correlation import Measure, stability
     from ..search.scoring import read_scores
+    from .correlation import Measure, stability
 
     rows = []
     for budget, paths in scorings.items():
