@@ -304,6 +304,7 @@ def learning_curves(histories: Sequence[Path], out: Path) -> None:
                 ax.plot(run["epoch"], run[column], color=colours[network], linewidth=1, alpha=0.8, label=label)
             ax.set_title(f"{method}: {CURVES[column]}", fontsize="small")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
         if len(networks) <= LEGEND_MAX:
             axes[i][-1].legend(fontsize="x-small")
         else:
