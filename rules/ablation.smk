@@ -11,6 +11,8 @@ rule pick_random:
         [f"{RESULTS}/ablation/{{budget}}/random-{i}.json" for i in range(config["ablation"]["random_students"])],
     log:
         f"{LOGS}/ablation/{{budget}}/pick.log",
+    benchmark:
+        f"{BENCHMARKS}/ablation/{{budget}}/pick.tsv"
     conda:
         "../environment.yml"
     params:

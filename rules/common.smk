@@ -190,7 +190,7 @@ def paper_tables():
 def paper_figures():
     if IS_DETECTION:
         return []  # Table 4 has no figure
-    figures = [f"{RESULTS}/figures/pareto.png"]
+    figures = [f"{RESULTS}/figures/pareto.png", f"{RESULTS}/figures/learning_curves.png"]
     figures += expand(f"{RESULTS}/figures/search_{{budget}}.png", budget=SEARCHED if not EVOLVED else [])
     if ABLATED:
         figures += [f"{RESULTS}/figures/random_students.png", f"{RESULTS}/figures/fisher_vs_error.png"]
@@ -203,7 +203,7 @@ def get_final_output():
     Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
     but it always remakes a missing input of the target, and then the tables that depend on it."""
     if IS_DETECTION:
-        return detection_outputs()
+        return [*detection_outputs(), TIMINGS]
     return [
         f"{RESULTS}/config.yaml",
         *TEACHER_METRICS,
@@ -213,6 +213,7 @@ def get_final_output():
         *paper_figures(),
         *(comparison_outputs() if config["comparison"]["in_all"] else []),
         *(latency_outputs() if config["latency"]["enabled"] else []),
+        TIMINGS,  # rules/report.smk: built after everything else
     ]
 
 

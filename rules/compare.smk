@@ -37,6 +37,8 @@ rule history_winner:
         f"{RESULTS}/compare/{{budget}}/{{method}}/seed-{{seed}}/student.json",
     log:
         f"{LOGS}/compare/{{budget}}/{{method}}-{{seed}}-winner.log",
+    benchmark:
+        f"{BENCHMARKS}/compare/{{budget}}/{{method}}-{{seed}}-winner.tsv"
     wildcard_constraints:
         method="random|evolution",
     conda:
@@ -54,6 +56,8 @@ rule history_bestof:
         f"{RESULTS}/compare/{{budget}}/random/seed-{{seed}}/bestof-{{n}}.json",
     log:
         f"{LOGS}/compare/{{budget}}/random-{{seed}}-bestof-{{n}}.log",
+    benchmark:
+        f"{BENCHMARKS}/compare/{{budget}}/random-{{seed}}-bestof-{{n}}.tsv"
     wildcard_constraints:
         n="[0-9]+",
     conda:
@@ -71,6 +75,8 @@ rule search_curves_table:
         md=f"{RESULTS}/tables/search_curves.md",
     log:
         f"{LOGS}/tables/search_curves.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/search_curves.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -86,6 +92,8 @@ rule search_curves_figure:
         pdf=f"{RESULTS}/figures/search_curves.pdf",
     log:
         f"{LOGS}/figures/search_curves.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/search_curves.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -100,6 +108,8 @@ rule comparison_students:
         f"{RESULTS}/tables/comparison_students.csv",
     log:
         f"{LOGS}/tables/comparison_students.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/comparison_students.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -115,6 +125,8 @@ rule comparison_table:
         md=f"{RESULTS}/tables/{{table}}.md",
     log:
         f"{LOGS}/tables/{{table}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/{{table}}.tsv"
     wildcard_constraints:
         table="search_winners|bestof_seeds",
     conda:

@@ -9,6 +9,8 @@ rule cost:
         f"{RESULTS}/costs/{{network}}.json",
     log:
         f"{LOGS}/costs/{{network}}.log",
+    benchmark:
+        f"{BENCHMARKS}/costs/{{network}}.tsv"
     conda:
         "../environment.yml"
     params:
@@ -33,6 +35,8 @@ rule cost_table:
         md=f"{RESULTS}/tables/costs.md",
     log:
         f"{LOGS}/tables/costs.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/costs.tsv"
     conda:
         "../environment.yml"
     shell:

@@ -7,6 +7,8 @@ rule data:
         f"{RESULTS}/data/summary.json",
     log:
         f"{LOGS}/data.log",
+    benchmark:
+        f"{BENCHMARKS}/data.tsv"
     conda:
         "../environment.yml"
     params:

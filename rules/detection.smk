@@ -66,6 +66,8 @@ rule detection_evaluate:
         f"{DETECTION}/{{backbone}}/metrics.json",
     log:
         f"{LOGS}/detection/{{backbone}}/evaluate.log",
+    benchmark:
+        f"{BENCHMARKS}/detection/{{backbone}}/evaluate.tsv"
     wildcard_constraints:
         backbone="|".join(DETECTION_ROWS),
     conda:
@@ -93,6 +95,8 @@ rule detection_table:
         tex=f"{RESULTS}/tables/table4.tex",
     log:
         f"{LOGS}/tables/table4.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/table4.tsv"
     conda:
         "../environment.yml"
     shell:

@@ -10,6 +10,8 @@ rule latency_table:
         LATENCY_TABLE,
     log:
         f"{LOGS}/latency/table.log",
+    benchmark:
+        f"{BENCHMARKS}/latency/table.tsv"
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -38,6 +40,8 @@ rule latency_check:
         LATENCY_CHECK,
     log:
         f"{LOGS}/latency/check.log",
+    benchmark:
+        f"{BENCHMARKS}/latency/check.tsv"
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -59,6 +63,8 @@ rule network_latency:
         f"{RESULTS}/latency/networks/{{network}}/seed-{{seed}}.json",
     log:
         f"{LOGS}/latency/networks/{{network}}/seed-{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/latency/networks/{{network}}/seed-{{seed}}.tsv"
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -78,6 +84,8 @@ rule figure_pareto_latency:
         pdf=f"{RESULTS}/figures/pareto_latency.pdf",
     log:
         f"{LOGS}/figures/pareto_latency.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/pareto_latency.tsv"
     conda:
         "../environment.yml"
     shell:

@@ -7,6 +7,8 @@ rule resolved_config:
         f"{RESULTS}/config.yaml",
     log:
         f"{LOGS}/config.log",
+    benchmark:
+        f"{BENCHMARKS}/config.tsv"
     conda:
         "../environment.yml"
     params:
@@ -20,16 +22,19 @@ rule students_table:
     input:
         metrics=[*TEACHER_METRICS, *student_metrics(STUDENT_METHODS)],
         latency=students_latency_files(),
+        data=rules.data.output[0],  # its training split: the images/s column
     output:
         f"{RESULTS}/tables/students.csv",
     log:
         f"{LOGS}/tables/students.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/students.tsv"
     conda:
         "../environment.yml"
     params:
         latency=lambda wc, input: " ".join(f"--latency {path}" for path in input.latency),
     shell:
-        "blockswap report students {input.metrics} {params.latency} --csv {output} > {log} 2>&1"
+        "blockswap report students {input.metrics} {params.latency} --data {input.data} --csv {output} > {log} 2>&1"
 
 
 # Table 2 (CIFAR) or Table 3 (ImageNet): one row per network, the paper's values beside ours.
@@ -43,6 +48,8 @@ rule paper_table:
         tex=f"{RESULTS}/tables/{{table}}.tex",
     log:
         f"{LOGS}/tables/{{table}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/{{table}}.tsv"
     wildcard_constraints:
         table="table2|table3|samples",
     conda:
@@ -64,6 +71,8 @@ rule correlation:
         md=f"{RESULTS}/tables/correlation.md",
     log:
         f"{LOGS}/tables/correlation.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/correlation.tsv"
     conda:
         "../environment.yml"
     params:
@@ -82,6 +91,8 @@ rule figure_from_students:
         pdf=f"{RESULTS}/figures/{{figure}}.pdf",
     log:
         f"{LOGS}/figures/{{figure}}.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/{{figure}}.tsv"
     wildcard_constraints:
         figure="pareto|random_students",
     conda:
@@ -94,6 +105,7 @@ rule figure_from_students:
 rule figure_fisher_vs_error:
     input:
         students=rules.students_table.output[0],
+        correlation=rules.correlation.output.csv,  # rho and tau are read from it, not recomputed
         proxies=list(PROXY_FILES.values()),
     output:
         png=report(
@@ -102,12 +114,15 @@ rule figure_fisher_vs_error:
         pdf=f"{RESULTS}/figures/fisher_vs_error.pdf",
     log:
         f"{LOGS}/figures/fisher_vs_error.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/fisher_vs_error.tsv"
     conda:
         "../environment.yml"
     params:
         proxies=PROXY_ARGS,
     shell:
-        "blockswap figure fisher_vs_error {input.students} {params.proxies} --out {output.png} > {log} 2>&1"
+        "blockswap figure fisher_vs_error {input.students} --correlation {input.correlation} {params.proxies} "
+        "--out {output.png} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/default/figures/search_60000.png
@@ -120,6 +135,8 @@ rule figure_search:
         pdf=f"{RESULTS}/figures/search_{{budget}}.pdf",
     log:
         f"{LOGS}/figures/search_{{budget}}.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/search_{{budget}}.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -136,6 +153,8 @@ rule stability_table:
         md=f"{RESULTS}/tables/stability.md",
     log:
         f"{LOGS}/tables/stability.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/stability.tsv"
     conda:
         "../environment.yml"
     params:
@@ -154,6 +173,8 @@ rule proxy_costs_table:
         md=f"{RESULTS}/tables/proxy_costs.md",
     log:
         f"{LOGS}/tables/proxy_costs.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/proxy_costs.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -169,6 +190,8 @@ rule figure_forest:
         pdf=f"{RESULTS}/figures/forest.pdf",
     log:
         f"{LOGS}/figures/forest.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/forest.tsv"
     conda:
         "../environment.yml"
     shell:
@@ -186,6 +209,8 @@ rule figure_proxy_scatter:
         pdf=f"{RESULTS}/figures/proxy_scatter.pdf",
     log:
         f"{LOGS}/figures/proxy_scatter.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/proxy_scatter.tsv"
     conda:
         "../environment.yml"
     params:
@@ -193,3 +218,67 @@ rule figure_proxy_scatter:
     shell:
         "blockswap figure proxy_scatter {input.students} --correlation {input.correlation} {params.proxies} "
         "--out {output.png} > {log} 2>&1"
+
+
+# history.csv of every network of the students table trained here (a pretrained teacher has none).
+TRAINING_HISTORIES = [
+    *([] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)),
+    *(str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)),
+]
+
+
+# Loss and error of every trained network by epoch, one row of panels per method.
+# snakemake --cores 1 results/default/figures/learning_curves.png
+rule figure_learning_curves:
+    input:
+        histories=TRAINING_HISTORIES,
+        # The method and network of each curve: the metrics.json its training wrote beside it.
+        metrics=[str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES],
+    output:
+        png=report(
+            f"{RESULTS}/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"
+        ),
+        pdf=f"{RESULTS}/figures/learning_curves.pdf",
+    log:
+        f"{LOGS}/figures/learning_curves.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/learning_curves.tsv"
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap figure learning_curves {input.histories} --out {output.png} > {log} 2>&1"
+
+
+# Where the run's time went: Snakemake's benchmark files (benchmarks/<run>/, one per job, at the path of
+# its log under logs/<run>/) summed per rule.
+#
+# How the inputs are declared: a benchmark file is a product of its job, so naming benchmark files
+# as inputs would make Snakemake rerun every job whose file is missing (a student trained before
+# the directive existed would be trained again). The inputs are instead every other file `all`
+# makes, so this table is built after every job it times and again whenever one of them is remade;
+# the benchmark files are read from the folder as found, and a job without one is not counted.
+TIMINGS = f"{RESULTS}/tables/timings.csv"
+
+
+# snakemake --cores 1 results/default/tables/timings.md
+rule timings:
+    input:
+        # Everything `all` makes but this table (a function: it runs once every rule is known).
+        lambda wc: [path for path in get_final_output() if path != TIMINGS],
+    output:
+        csv=report(TIMINGS, caption="../report/timings.rst", category="Tables"),
+        md=f"{RESULTS}/tables/timings.md",
+    log:
+        f"{LOGS}/tables/timings.log",
+    conda:
+        "../environment.yml"
+    params:
+        folder=BENCHMARKS,
+        # Each rule's benchmark pattern: every file is counted under the rule that wrote it.
+        rules=lambda wc: " ".join(
+            f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
+        ),
+    shell:
+        # The folder is made first: a run whose every result predates the directives has none yet.
+        "mkdir -p {params.folder:q} && blockswap report timings {params.folder:q} {params.rules} "
+        "--csv {output.csv} --md {output.md} > {log} 2>&1"

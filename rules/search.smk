@@ -10,6 +10,8 @@ rule sample:
         f"{RESULTS}/search/{{budget}}/candidates.csv",
     log:
         f"{LOGS}/search/{{budget}}/sample.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/sample.tsv"
     conda:
         "../environment.yml"
     params:
@@ -64,6 +66,8 @@ rule select:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
         f"{LOGS}/search/{{budget}}/select.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/select.tsv"
     conda:
         "../environment.yml"
     params:
@@ -83,6 +87,8 @@ rule select_first:
         f"{RESULTS}/search/{{budget}}/bestof-{{n}}.json",
     log:
         f"{LOGS}/search/{{budget}}/bestof-{{n}}.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/bestof-{{n}}.tsv"
     wildcard_constraints:
         n="[0-9]+",
     conda:
@@ -127,6 +133,8 @@ rule select_evolved:
         f"{RESULTS}/search/{{budget}}/student.json",
     log:
         f"{LOGS}/search/{{budget}}/select-evolved.log",
+    benchmark:
+        f"{BENCHMARKS}/search/{{budget}}/select-evolved.tsv"
     conda:
         "../environment.yml"
     shell:

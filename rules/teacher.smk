@@ -13,6 +13,8 @@ if PRETRAINED:
             metrics=f"{RESULTS}/teachers/seed-{{seed}}/metrics.json",
         log:
             f"{LOGS}/teachers/seed-{{seed}}.log",
+        benchmark:
+            f"{BENCHMARKS}/teachers/seed-{{seed}}.tsv"
         conda:
             "../environment.yml"
         resources:

@@ -324,7 +324,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
 
 
 def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
-    from blockswap.results.report import mean_interval, search_curves
+    from blockswap.results.search_tables import mean_interval, search_curves
 
     paths = []
     for method in ("random", "evolution"):

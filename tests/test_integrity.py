@@ -26,7 +26,7 @@ from blockswap import BlockswapError, build_model
 from blockswap.training.checkpoint import atomic_save, load_model, save_model
 from blockswap.cli import main
 from blockswap.provenance import file_digest, provenance, provenance_path, write_json
-from blockswap.results.report import correlation_table
+from blockswap.results.proxy_tables import correlation_table
 from blockswap.search.scoring import Scorer, score_candidates
 
 SHARDS = 3

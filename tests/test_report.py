@@ -9,7 +9,8 @@ from conftest import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec
 from blockswap.results import figures
-from blockswap.results.report import correlation_display, correlation_table, latex, markdown, table2, table2_display
+from blockswap.results.proxy_tables import correlation_display, correlation_table
+from blockswap.results.report import latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
@@ -197,3 +198,214 @@ def test_table1_values_match_only_the_papers_setting():
 def test_markdown_escapes_pipes_so_columns_stay_columns():
     md = markdown(pd.DataFrame({"partial tau | params": ["+0.1 | x"], "n": [3]}))
     assert [line.count("|") - line.count("\\|") for line in md.splitlines()] == [3, 3, 3]
+
+
+# --- learning curves, training time, timings, and the Fisher figure reading its table -------------
+
+
+def write_training(folder, method, network, seed, epochs=3, val=False, seconds=2.0, **metrics):
+    """A trained network's folder as `blockswap train` leaves it: history.csv and metrics.json."""
+    folder.mkdir(parents=True)
+    history = pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": np.linspace(2.0, 0.5, epochs),
+                            "train_error": np.linspace(80.0, 20.0, epochs), "lr": 0.1,
+                            "seconds": seconds / epochs})
+    if val:
+        history.insert(4, "val_error", np.linspace(85.0, 30.0, epochs))
+    history.to_csv(folder / "history.csv", index=False)
+    record = {"arch": "wrn-16-1", "genotype": ["S"] * 3, "seed": seed, "params": 1000, "macs": 2000, "ops": 3000,
+              "test_error": 30.0, "test_error_top5": 5.0, "dataset": "digits", "epochs": epochs,
+              "teacher": None if method == "teacher" else "teachers/seed-0",
+              "tags": {"method": method, "network": network},
+              "hyperparameters": {"batch_size": 64, "drop_last": False, "val_size": 0},
+              "provenance": {"wall_seconds": seconds}, **metrics}
+    (folder / "metrics.json").write_text(json.dumps(record))
+    return folder / "history.csv"
+
+
+def test_learning_curves_figure_from_a_history_tree(tmp_path, capsys):
+    from blockswap.cli import main
+    from blockswap.provenance import provenance_path
+
+    histories = [write_training(tmp_path / "teachers" / "seed-0", "teacher", "teacher", 0, val=True)]
+    histories += [write_training(tmp_path / "students" / name / f"seed-{s}", method, name, s, val=True)
+                  for method, name in (("moonshine", "moonshine-g2"), ("blockswap", "blockswap-30000"))
+                  for s in (0, 1)]
+    curves = figures.read_learning_curves(histories)
+    assert set(curves["method"]) == {"teacher", "moonshine", "blockswap"} and len(curves) == 5 * 3
+    assert curves.groupby("network")["seed"].nunique().to_dict() == {"teacher": 1, "moonshine-g2": 2,
+                                                                       "blockswap-30000": 2}
+    drawn = {}
+    real_save = figures.save
+
+    def keep(fig, out):
+        drawn["titles"] = [ax.get_title() for ax in fig.axes]
+        real_save(fig, out)
+
+    figures.save = keep
+    try:
+        png = tmp_path / "figures" / "learning_curves.png"
+        assert main(["figure", "learning_curves", *map(str, histories), "--out", str(png)]) == 0
+    finally:
+        figures.save = real_save
+    assert png.stat().st_size > 1000 and png.with_suffix(".pdf").stat().st_size > 1000
+    # A row per method in the paper's order, a panel per curve; validation error where there is one.
+    assert drawn["titles"][:3] == ["teacher: training loss", "teacher: training error (%)",
+                                   "teacher: validation error (%)"]
+    assert [t.split(":")[0] for t in drawn["titles"][::3]] == ["teacher", "moonshine", "blockswap"]
+    inputs = json.loads(provenance_path(png).read_text())["inputs"]
+    assert str(histories[0]) in inputs and str(histories[0].parent / "metrics.json") in inputs
+
+
+def test_learning_curves_without_validation_and_a_damaged_history(tmp_path, capsys):
+    from blockswap.cli import main
+
+    good = write_training(tmp_path / "a" / "seed-0", "reduced", "reduced-wrn-10-1", 0)
+    figures.learning_curves([good], tmp_path / "lc.png")  # no val_error column: two panels
+    assert (tmp_path / "lc.pdf").is_file()
+    bad = write_training(tmp_path / "b" / "seed-0", "reduced", "reduced-wrn-10-1", 0)
+    bad.write_text(bad.read_text().replace("80.0", "180.0"))
+    with pytest.raises(BlockswapError, match="train_error is '180.0'"):
+        figures.read_learning_curves([bad])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "history.csv").write_text(good.read_text())  # no metrics.json beside it
+    assert main(["figure", "learning_curves", str(tmp_path / "c" / "history.csv"), "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert "metrics.json does not exist" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_students_table_carries_training_seconds_and_images_per_second(tmp_path, capsys):
+    from blockswap.cli import main
+    from blockswap.provenance import write_json
+    from blockswap.results.report import read_students, students_table
+
+    summary = tmp_path / "summary.json"
+    write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "val": 300, "test": 300}})
+    metrics = [write_training(tmp_path / "t" / "seed-0", "teacher", "teacher", 0, epochs=4, seconds=8.0),
+               write_training(tmp_path / "s" / "seed-0", "moonshine", "moonshine-g2", 0, epochs=2, seconds=0.5,
+                              hyperparameters={"batch_size": 64, "drop_last": True, "val_size": 0})]
+    metrics = [p.with_name("metrics.json") for p in metrics]
+    pretrained = tmp_path / "p" / "metrics.json"  # `blockswap evaluate`: no epochs, no training time
+    pretrained.parent.mkdir()
+    record = json.loads(metrics[0].read_text())
+    pretrained.write_text(json.dumps({k: v for k, v in record.items() if k not in ("epochs", "provenance")}
+                                     | {"tags": {"method": "teacher", "network": "pretrained"}}))
+    table = students_table([*metrics, pretrained], data=summary).set_index("network")
+    assert table.loc["teacher", "train_seconds"] == 8.0 and table.loc["teacher", "images_per_s"] == 500.0
+    # --drop-last: 15 whole batches of 64 (960 images) an epoch, twice, in half a second.
+    assert table.loc["moonshine-g2", "images_per_s"] == 3840.0
+    assert table.loc["pretrained", ["train_seconds", "images_per_s"]].isna().all()
+    assert students_table(metrics)["images_per_s"].isna().all()  # no data summary: seconds only
+    assert students_table(metrics)["train_seconds"].tolist() == [0.5, 8.0]
+    # A hold-out the network made itself (--val-size, summary without a val split) is not trained on.
+    write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "test": 300}})
+    held = write_training(tmp_path / "v" / "seed-0", "teacher", "teacher", 0, epochs=1, seconds=1.0,
+                          hyperparameters={"batch_size": 64, "drop_last": False, "val_size": 200})
+    assert students_table([held.with_name("metrics.json")], data=summary)["images_per_s"].tolist() == [800.0]
+    # Through the CLI: the columns survive the checked read, and the summary is a recorded input.
+    csv = tmp_path / "students.csv"
+    assert main(["report", "students", *map(str, metrics), "--data", str(summary), "--csv", str(csv)]) == 0
+    assert read_students([csv])["images_per_s"].tolist() == [3840.0, 500.0]
+    from blockswap.provenance import provenance_path
+
+    assert str(summary) in json.loads(provenance_path(csv).read_text())["inputs"]
+    write_json(summary, {"dataset": "cifar10", "splits": {"train": 50000, "test": 10000}})
+    assert main(["report", "students", *map(str, metrics), "--data", str(summary), "--csv",
+                 str(tmp_path / "other.csv")]) == 2
+    assert "data summary describes cifar10" in capsys.readouterr().err and not (tmp_path / "other.csv").exists()
+    damaged = json.loads(metrics[0].read_text()) | {"provenance": {"wall_seconds": "soon"}}
+    metrics[0].write_text(json.dumps(damaged))
+    with pytest.raises(BlockswapError, match="wall_seconds is \"soon\""):
+        students_table(metrics)
+
+
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_benchmark(path, *seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BENCHMARK_HEADER + "".join(f"{s}\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t{s}\n" for s in seconds))
+
+
+def test_timings_table_from_benchmark_files(tmp_path, capsys):
+    from blockswap.cli import main
+    from blockswap.provenance import provenance_path
+
+    root = tmp_path / "benchmarks" / "run"
+    write_benchmark(root / "students" / "moonshine-g2" / "seed-0.tsv", 30.0)
+    write_benchmark(root / "students" / "blockswap-30000" / "seed-1.tsv", 50.0)
+    write_benchmark(root / "teachers" / "seed-0.tsv", 100.0)
+    write_benchmark(root / "search" / "30000" / "score-0.tsv", 4.0, 6.0)  # repeat(2): both runs count
+    write_benchmark(root / "search" / "30000" / "select.tsv", 2.0)
+    write_benchmark(root / "old" / "gone.tsv", 8.0)  # a rule no pattern names: counted by its folder
+    rules = {"train_student": f"{root}/students/{{network,[a-z0-9-]+}}/seed-{{seed,[0-9]+}}.tsv",
+             "train_teacher": f"{root}/teachers/seed-{{seed}}.tsv",
+             "score": f"{root}/search/{{budget}}/score-{{shard}}.tsv",
+             "select": f"{root}/search/{{budget,[0-9]+}}/select.tsv"}
+    csv, md = tmp_path / "timings.csv", tmp_path / "timings.md"
+    argv = ["report", "timings", str(root), *(f"--rule={r}={p}" for r, p in rules.items()), "--csv", str(csv),
+            "--md", str(md)]
+    assert main(argv) == 0
+    table = pd.read_csv(csv).set_index("rule")
+    assert list(table.index) == ["train_teacher", "train_student", "score", "old", "select"]
+    assert table.loc["train_student", ["jobs", "total s", "max s", "mean s"]].tolist() == [2, 80.0, 50.0, 40.0]
+    assert table.loc["score", ["jobs", "total s"]].tolist() == [1, 10.0]
+    assert table.loc["train_teacher", "share %"] == 50.0 and table["share %"].sum() == pytest.approx(100)
+    assert "| total | 6 | 200.0 | 100.0 |" in md.read_text()
+    inputs = json.loads(provenance_path(csv).read_text())["inputs"]
+    assert len(inputs) == 6 and str(root / "teachers" / "seed-0.tsv") in inputs
+    # No benchmark files yet (results made before the directives): an empty table, not a failure.
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "timings", str(tmp_path / "empty"), "--csv", str(tmp_path / "e.csv")]) == 0
+    assert pd.read_csv(tmp_path / "e.csv").columns.tolist()[:3] == ["rule", "jobs", "total s"]
+    # Bad input: one line, nothing written.
+    write_benchmark(root / "students" / "x" / "seed-0.tsv", "soon")
+    assert main([*argv[:-4], "--csv", str(tmp_path / "bad.csv")]) == 2
+    assert "holds something other than seconds" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
+    assert main(["report", "timings", str(tmp_path / "none"), "--csv", str(tmp_path / "n.csv")]) == 2
+    assert main(["report", "timings", str(root), "--rule", "a b=x", "--csv", str(tmp_path / "n.csv")]) == 2
+    assert "RULE=PATTERN" in capsys.readouterr().err
+
+
+def test_fisher_vs_error_shows_the_correlation_tables_values(tmp_path, capsys):
+    """The figure reads rho and tau from correlation.csv: an edit of the table (resealed) shows in
+    the figure, and without --correlation the figure is refused."""
+    from blockswap.cli import main
+
+    n = 8
+    errors = np.linspace(10, 20, n)
+    rows = [student_row("random", f"random-217000-{i}", "wrn-16-1", None, 0, errors[i], budget=217000,
+                        candidate=i, dataset="digits") for i in range(n)]
+    pd.DataFrame(rows).to_csv(tmp_path / "students.csv", index=False)
+    pd.DataFrame({"candidate": range(n), "fisher": -errors, "params": np.arange(n) * 1000 + 50_000,
+                  "macs": np.arange(n) * 90_000 + 4_000_000}).to_csv(tmp_path / "p.csv", index=False)
+    csv = tmp_path / "correlation.csv"
+    assert main(["report", "correlation", str(tmp_path / "students.csv"), "--proxies", f"217000={tmp_path}/p.csv",
+                 "--csv", str(csv)]) == 0
+    titles = []
+    real_save = figures.save
+
+    def keep(fig, out):
+        titles.append(fig.axes[0].get_title())
+        real_save(fig, out)
+
+    figure = ["figure", "fisher_vs_error", str(tmp_path / "students.csv"), "--proxies", f"217000={tmp_path}/p.csv",
+              "--correlation", str(csv), "--out", str(tmp_path / "f.png")]
+    figures.save = keep
+    try:
+        assert main(figure) == 0
+        table = pd.read_csv(csv)
+        fisher = (table["proxy"] == "fisher") & (table["minibatches"] == 1)
+        table.loc[fisher, ["spearman", "kendall"]] = [-0.123, -0.456]
+        table.to_csv(csv, index=False)
+        assert main(figure) == 2  # an edit not yet accepted is refused, not drawn
+        assert main(["reseal", str(csv)]) == 0
+        assert main(figure) == 0
+    finally:
+        figures.save = real_save
+    assert titles == ["217K: rho -1.00, tau -1.00", "217K: rho -0.12, tau -0.46"]
+    assert main(figure[:-4] + ["--out", str(tmp_path / "g.png")]) == 2
+    assert "needs --correlation" in capsys.readouterr().err
+    table.loc[fisher, "budget"] = 1
+    table.to_csv(csv, index=False)
+    main(["reseal", str(csv)])
+    assert main(figure) == 2 and "no Fisher row (k = 1) for budget 217000" in capsys.readouterr().err

@@ -8,17 +8,20 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
-from ..results.report import (
+from ..results.proxy_tables import (
     correlation_display,
     correlation_table,
+    proxy_costs,
+    read_correlation,
+    stability_table,
+)
+from ..results.report import (
     cost_table,
     latex,
     markdown,
-    proxy_costs,
-    read_correlation,
     read_students,
     samples_table,
-    stability_table,
+    significant,
     students_table,
     table2,
     table2_display,
@@ -32,7 +35,7 @@ def report_costs(args):
 
 
 def report_students(args):
-    table = students_table(args.inputs, args.latency or ())
+    table = students_table(args.inputs, args.latency or (), args.data)
     return table, table
 
 
@@ -73,24 +76,47 @@ def report_proxy_costs(args):
 
 
 def report_search_curves(args):
-    from ..results.report import search_curves, significant
+    from ..results.search_tables import search_curves
 
     table = search_curves(args.inputs)
     return table, significant(table)
 
 
 def report_search_winners(args):
-    from ..results.report import search_winners, significant
+    from ..results.search_tables import search_winners
 
     table = search_winners(read_students(args.inputs))
     return table, significant(table)
 
 
 def report_bestof_seeds(args):
-    from ..results.report import bestof_seeds, significant
+    from ..results.search_tables import bestof_seeds
 
     table = bestof_seeds(read_students(args.inputs))
     return table, significant(table)
+
+
+def report_timings(args):
+    from ..results.timings import timings_display, timings_table
+
+    if len(args.inputs) != 1:
+        raise BlockswapError("report timings takes one folder: the run's benchmarks (e.g. benchmarks/<run>)")
+    table, files = timings_table(args.inputs[0], parse_rules(args.rule))
+    args.read = files  # the provenance names the benchmark files, not their folder
+    return table, timings_display(table)
+
+
+def parse_rules(items) -> dict:
+    """RULE=PATTERN arguments of report timings, in the order given (the first match wins)."""
+    rules = {}
+    for item in items or []:
+        name, sep, pattern = item.partition("=")
+        if not sep or not name.isidentifier() or not pattern:
+            raise BlockswapError(f"--rule needs RULE=PATTERN (a Snakemake benchmark pattern), got {item!r}")
+        if name in rules:
+            raise BlockswapError(f"--rule names rule {name} twice")
+        rules[name] = pattern
+    return rules
 
 
 # Report kind -> builder returning (full table for CSV, display table for Markdown/LaTeX).
@@ -106,17 +132,22 @@ REPORT_BUILDERS = {
     "search_curves": report_search_curves,  # guided search (issue 13): search histories
     "search_winners": report_search_winners,  # students CSVs of the comparison
     "bestof_seeds": report_bestof_seeds,
+    "timings": report_timings,  # a benchmarks folder: where the run's time went
 }
 
 
 def derived_inputs(args) -> list[str]:
-    """Every file a table or figure is computed from: the positional inputs, any --proxies files and
-    (search figure) the selection JSON."""
+    """Every file a table or figure is computed from: the positional inputs, any --proxies files,
+    (search figure) the selection JSON, (students) the data summary, and what a builder noted it
+    read besides (`args.read`: it replaces the positional inputs, e.g. a folder's files)."""
     student = [args.student] if getattr(args, "student", None) else []
     extra = [path for _, path in parse_pairs(args.proxies, "--proxies", many=True)]
     correlation = [args.correlation] if getattr(args, "correlation", None) else []
     latency = list(getattr(args, "latency", None) or [])
-    return list(dict.fromkeys(list(args.inputs) + extra + student + correlation + latency))  # each file once
+    data = [args.data] if getattr(args, "data", None) else []
+    inputs = getattr(args, "read", None)
+    inputs = list(args.inputs) if inputs is None else list(inputs)
+    return list(dict.fromkeys(inputs + extra + student + correlation + latency + data))  # each file once
 
 
 def derived_record(args, outputs, start: float, **extra) -> dict:
@@ -146,7 +177,7 @@ def add_report(sub) -> None:
     p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
                        "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
                        "CSVs), correlation (students CSVs and --proxies), stability (--proxies, several scorings per budget), "
-                       "proxy_costs (scores CSVs).")
+                       "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule).")
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
     p.add_argument("inputs", nargs="+", help="input files")
     p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget; stability: "
@@ -154,6 +185,10 @@ def add_report(sub) -> None:
     p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
     p.add_argument("--latency", action="append", metavar="PATH", help="students: measured latency files "
                    "('blockswap measure --out') filling the latency_ms column")
+    p.add_argument("--data", metavar="PATH", help="students: the data summary ('blockswap data --out'), whose "
+                   "training split gives the images_per_s column")
+    p.add_argument("--rule", action="append", metavar="RULE=PATTERN", help="timings: a rule's benchmark pattern "
+                   "(Snakemake's {wildcard} syntax); its files are counted under RULE (repeat; first match wins)")
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
@@ -182,8 +217,18 @@ def figure_search(args, figures) -> None:
 
 
 def figure_fisher_vs_error(args, figures) -> None:
-    students, proxies = read_students(args.inputs), parse_pairs(args.proxies, "--proxies")
-    figures.fisher_vs_error(correlation_table(students, proxies), students, proxies, Path(args.out))
+    # The rho and tau shown are the correlation table's (the correlation rule's), not recomputed.
+    if not args.correlation:
+        raise BlockswapError("figure fisher_vs_error needs --correlation (blockswap report correlation --csv)")
+    figures.fisher_vs_error(read_correlation(args.correlation), read_students(args.inputs),
+                            parse_pairs(args.proxies, "--proxies"), Path(args.out))
+
+
+def figure_learning_curves(args, figures) -> None:
+    histories = [Path(p) for p in args.inputs]
+    # The method and network of each curve come from the metrics.json beside its history.
+    args.read = [p for h in histories for p in (h, h.parent / "metrics.json")]
+    figures.learning_curves(histories, Path(args.out))
 
 
 def figure_forest(args, figures) -> None:
@@ -209,6 +254,7 @@ FIGURE_BUILDERS = {
     "proxy_scatter": figure_proxy_scatter,
     "search_curves": lambda args, figures: figures.search_curves([Path(p) for p in args.inputs], Path(args.out)),
     "pareto_latency": lambda args, figures: figures.pareto_latency(read_students(args.inputs), Path(args.out)),
+    "learning_curves": figure_learning_curves,
 }
 
 
@@ -226,14 +272,15 @@ def cmd_figure(args) -> None:
 
 def add_figure(sub) -> None:
     p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
-                       "pareto / random_students / fisher_vs_error from students CSVs, search from score CSVs, forest from a "
-                       "correlation CSV, proxy_scatter from students CSVs with --correlation and --proxies.")
+                       "pareto / random_students from students CSVs, search from score CSVs, forest from a "
+                       "correlation CSV, fisher_vs_error and proxy_scatter from students CSVs with --correlation and "
+                       "--proxies, learning_curves from history.csv files (each with its metrics.json beside it).")
     p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
-    p.add_argument("inputs", nargs="+", help="students CSVs (or, for search, score CSVs)")
+    p.add_argument("inputs", nargs="+", help="students CSVs (search: score CSVs; learning_curves: history.csv files)")
     p.add_argument("--student", help="search: the selection JSON of the budget")
     p.add_argument("--proxies", action="append", metavar="BUDGET=PATH",
                    help="fisher_vs_error, proxy_scatter: proxy scores")
-    p.add_argument("--correlation", help="proxy_scatter: the correlation table")
+    p.add_argument("--correlation", help="fisher_vs_error, proxy_scatter: the correlation table")
     p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 
 

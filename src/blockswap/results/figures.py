@@ -13,10 +13,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..checks import read_json_record, require  # noqa: E402
+from ..checks import read_csv_table, read_json_record, require  # noqa: E402
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
-from .report import ERROR_STD_DDOF  # noqa: E402
+from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
 from ..search.scoring import read_scores  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
@@ -110,15 +110,22 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
     fig, axes = plt.subplots(1, max(1, len(proxies)), figsize=(FIGURE_SIZE[0] * max(1, len(proxies)) / 1.5,
                                                                 FIGURE_SIZE[1]), squeeze=False)
     random = students[students["method"] == "random"]
+    missing = [c for c in ("spearman", "kendall") if c not in correlations]
+    if missing:
+        raise BlockswapError(f"the correlation table has no {missing[0]} column (blockswap report correlation --csv)")
     for ax, (budget, path) in zip(axes[0], sorted(proxies.items())):
         scores = read_scores(path, FIGURE_SCORE_COLUMNS)[0].set_index("candidate")
         errors = random[random["budget"] == int(budget)].groupby("candidate")["test_error"].mean()
         joined = scores.join(errors, how="inner")
         sns.scatterplot(x=joined["fisher"], y=joined["test_error"], ax=ax)
-        row = correlations[(correlations["budget"] == int(budget)) & (correlations["proxy"] == "fisher")
-                           & (correlations["minibatches"] == 1)]
-        if len(row):
-            ax.set_title(f"{int(budget) / 1e3:g}K: rho {row['spearman'].iloc[0]:.2f}, tau {row['kendall'].iloc[0]:.2f}")
+        # The statistics are the table's, never recomputed here: figure and table cannot disagree.
+        # Budgets are compared as text: a table with a pooled row reads its budget column as text.
+        row = correlations[(correlations["budget"].astype(str) == str(int(budget)))
+                           & (correlations["proxy"] == "fisher") & (correlations["minibatches"] == 1)]
+        if row.empty:
+            raise BlockswapError(f"the correlation table has no Fisher row (k = 1) for budget {budget}: it was "
+                                 "built from other proxies files than the figure's")
+        ax.set_title(f"{int(budget) / 1e3:g}K: rho {row['spearman'].iloc[0]:.2f}, tau {row['kendall'].iloc[0]:.2f}")
         ax.set_xlabel("Fisher potential at initialisation")
         ax.set_ylabel("test error (%)")
     save(fig, out)
@@ -201,7 +208,7 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
     import numpy as np
 
-    from .report import COMPARED_METHODS, mean_interval, read_histories
+    from .search_tables import COMPARED_METHODS, mean_interval, read_histories
 
     found = read_histories(histories)
     budgets = sorted({b for b, _ in found["curves"]})
@@ -246,4 +253,61 @@ def pareto_latency(students: pd.DataFrame, out: Path) -> None:
     axes[1].set_xlabel("measured latency (ms)")
     axes[0].set_ylabel("test error (%)")
     axes[1].legend()
+    save(fig, out)
+
+
+# --- learning curves of every trained network ---------------------------------------------------
+
+HISTORY_KINDS = {"epoch": "int", "train_loss": "number", "train_error": "error", "val_error": "error?",
+                 "lr": "number?", "seconds": "number?"}
+# Panels of the learning-curves figure: history column -> axis label; val_error only where a
+# network held out a validation split.
+CURVES = {"train_loss": "training loss", "train_error": "training error (%)", "val_error": "validation error (%)"}
+LEGEND_MAX = 8  # networks named in a method's legend; more are counted instead
+
+
+def read_learning_curves(histories: Sequence[Path]) -> pd.DataFrame:
+    """Every epoch of every `history.csv` (blockswap train), with the method, network and seed
+    of the run from the metrics.json the same training wrote beside it."""
+    frames = []
+    for path in histories:
+        path = Path(path)
+        frame = read_csv_table(path, "training history", HISTORY_KINDS, ["epoch", "train_loss", "train_error"])[0]
+        metrics = read_json_record(path.parent / "metrics.json", "training metrics file")
+        tags = metrics.get("tags") if isinstance(metrics.get("tags"), dict) else {}
+        method = tags.get("method", "teacher" if metrics.get("teacher") is None else "student")
+        network = tags.get("network", path.parent.parent.name)
+        frames.append(frame.assign(method=method, network=network, seed=require(metrics, path.parent / "metrics.json",
+                                                                                "seed", "int"), run=str(path)))
+    if not frames:
+        raise BlockswapError("learning curves need at least one history.csv")
+    return pd.concat(frames, ignore_index=True)
+
+
+def learning_curves(histories: Sequence[Path], out: Path) -> None:
+    """Training loss and error (and validation error where there is one) of every trained network
+    by epoch: one row of panels per method (the paper's order), one colour per network, a line
+    per seed."""
+    curves = read_learning_curves(histories)
+    columns = [c for c in CURVES if c in curves and curves[c].notna().any()]
+    methods = sorted(curves["method"].unique(), key=lambda m: (TABLE2_ORDER.get(m, len(TABLE2_ORDER)), m))
+    fig, axes = plt.subplots(len(methods), len(columns), figsize=(3.4 * len(columns), 2.4 * len(methods) + 0.4),
+                             squeeze=False)
+    for i, method in enumerate(methods):
+        rows = curves[curves["method"] == method]
+        networks = list(dict.fromkeys(rows["network"]))
+        colours = dict(zip(networks, sns.color_palette("husl" if len(networks) > 10 else None, len(networks))))
+        for j, column in enumerate(columns):
+            ax = axes[i][j]
+            for (network, _), run in rows.groupby(["network", "run"], sort=False):
+                label = network if run["seed"].iloc[0] == rows.loc[rows["network"] == network, "seed"].min() else None
+                ax.plot(run["epoch"], run[column], color=colours[network], linewidth=1, alpha=0.8, label=label)
+            ax.set_title(f"{method}: {CURVES[column]}", fontsize="small")
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
+        if len(networks) <= LEGEND_MAX:
+            axes[i][-1].legend(fontsize="x-small")
+        else:
+            axes[i][-1].text(0.98, 0.95, f"{len(networks)} networks", transform=axes[i][-1].transAxes,
+                             ha="right", va="top", fontsize="small")
     save(fig, out)

@@ -1,4 +1,7 @@
-"""Tables assembled from per-network result files (plain functions; the CLI and workflow call them)."""
+"""Tables assembled from per-network result files (plain functions; the CLI and workflow call them):
+costs, the students table, the paper's Tables 2, 3 and 4 and the samples ablation, and the Markdown
+and LaTeX forms every table is written in. The proxy shoot-out's tables are in proxy_tables, guided
+search's in search_tables."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import math
 from pathlib import Path
 from typing import Iterable, Union
 
-import numpy as np
 import pandas as pd
 
 from ..checks import EXPECTED, check_value, read_csv_table, read_json_record, require
@@ -59,6 +61,7 @@ STUDENT_KINDS = {
     "method": "text", "network": "text", "arch": "text", "genotype": "text", "budget": "int?", "seed": "int",
     "params": "int", "macs": "int", "ops": "int", "test_error": "error", "test_error_top5": "error",
     "fisher": "number?", "candidate": "int?", "dataset": "text", "latency_ms": "number?",
+    "train_seconds": "number?", "images_per_s": "number?",
 }
 # Measured latency of each network on the evaluating machine (`blockswap measure --out`), a column
 # after STUDENT_COLUMNS: empty where none was measured, absent from tables written before it existed.
@@ -67,6 +70,11 @@ LATENCY_KEYS = {"run": "text", "setting": "text", "latency_ms": "number"}
 # What a training run's metrics.json must hold for its row, and as what.
 METRICS_KEYS = {"arch": "text", "genotype": "names", "seed": "int", "params": "int", "macs": "int", "ops": "int",
                 "test_error": "error", "test_error_top5": "error", "dataset": "text"}
+# What each network's training cost, after the latency column (absent from older tables): the
+# seconds its epochs took (training and validation passes, summed over resumptions; not loading or
+# the final test) and the training images it went through per second. Empty for a network that
+# was not trained here (a pretrained teacher) and, for images/s, when no data summary is given.
+TIME_COLUMNS = ["train_seconds", "images_per_s"]
 # Tags (strings in metrics.json) read into the table, and the kind each must parse as.
 TAG_KINDS = {"budget": "int", "fisher": "number", "candidate": "int"}
 
@@ -95,10 +103,47 @@ def measured_latencies(paths: Iterable[str | Path]) -> dict[Path, float]:
     return found
 
 
-def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Path] = ()) -> pd.DataFrame:
+def training_images(summary) -> tuple[str, dict]:
+    """The dataset and split sizes of a data summary (`blockswap data --out`)."""
+    record = read_json_record(summary, "data summary")
+    dataset = require(record, summary, "dataset", "text")
+    splits = record.get("splits")
+    if not isinstance(splits, dict) or "train" not in splits:
+        raise BlockswapError(f"{summary}: splits.train is missing (expected {EXPECTED['int']})")
+    return dataset, {name: require(splits, f"{summary}: splits", name, "int") for name in splits}
+
+
+def training_time(m: dict, path, data: tuple[str, dict] | None) -> dict:
+    """train_seconds and images_per_s of one metrics.json (TIME_COLUMNS). Images per epoch are the
+    summary's training split, less a validation hold-out the network made itself (--val-size on a
+    summary without a val split), and only whole batches under --drop-last."""
+    epochs = require(m, path, "epochs", "int?")
+    stamp = m.get("provenance") if isinstance(m.get("provenance"), dict) else {}
+    seconds = require(stamp, f"{path}: provenance", "wall_seconds", "number?")
+    if not epochs or not seconds:  # evaluated, not trained here (a pretrained teacher)
+        return dict.fromkeys(TIME_COLUMNS)
+    if data is None:
+        return {"train_seconds": seconds, "images_per_s": None}
+    dataset, splits = data
+    if dataset != m["dataset"]:
+        raise BlockswapError(f"{path} trained on {m['dataset']} but the data summary describes {dataset}")
+    hyper = m.get("hyperparameters") if isinstance(m.get("hyperparameters"), dict) else {}
+    where = f"{path}: hyperparameters"
+    held = require(hyper, where, "val_size", "int?") or 0
+    images = splits["train"] - (held if "val" not in splits else 0)
+    batch = require(hyper, where, "batch_size", "int?")
+    if hyper.get("drop_last") and batch:
+        images -= images % batch
+    return {"train_seconds": seconds, "images_per_s": round(images * epochs / seconds, 1)}
+
+
+def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Path] = (),
+                   data: str | Path | None = None) -> pd.DataFrame:
     """One row per trained network (`metrics.json` of `blockswap train`), teachers included; each
     file's values are checked, so a damaged one stops the table instead of becoming a NaN row.
-    `latency` files (`blockswap measure --out`) fill the latency_ms column of the runs they measured."""
+    `latency` files (`blockswap measure --out`) fill the latency_ms column of the runs they measured;
+    the data summary (`blockswap data --out`), the number of training images behind images_per_s."""
+    splits = training_images(data) if data is not None else None
     latencies = measured_latencies(latency)
     paths = list(paths)
     unmatched = set(latencies) - {Path(p).parent.resolve() for p in paths}
@@ -122,8 +167,9 @@ def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Pa
             "fisher": _tag(tags, path, "fisher"),
             "candidate": _tag(tags, path, "candidate"),
             LATENCY_COLUMN: latencies.get(Path(path).parent.resolve()),
+            **training_time(m, path, splits),
         })
-    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN])
+    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN, *TIME_COLUMNS])
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
@@ -289,256 +335,6 @@ def latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-
-
-def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
-    """(proxy, k, column) for every proxy column of a scores file, plus the params/macs controls."""
-    cols = [("fisher", 1, "fisher")] if "fisher" in frame else []
-    for column in frame.columns:
-        if "@" in column:
-            proxy, k = column.split("@")
-            cols.append((proxy, int(k), column))
-    return cols + [("params", 0, "params"), ("macs", 0, "macs")]
-
-
-def higher_is_better(proxy: str) -> bool:
-    """The registry's sign of a proxy or control: whether higher values predict lower error."""
-    from ..search.proxies import PROXIES
-
-    if proxy not in PROXIES:
-        raise BlockswapError(f"a scores file has a column of proxy {proxy!r}, which the proxy registry does not know")
-    return PROXIES[proxy].higher_is_better
-
-
-def correlation_table(students: pd.DataFrame, proxy_files: dict,
-                      resamples: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
-    """Per budget and pooled over budgets, per proxy: Spearman rho and Kendall tau of proxy vs final
-    test error (mean over seeds) of the random students, the sign-corrected `quality`, partial tau
-    given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
-    control, and the paper's Table 1 rho where the setting is the paper's (docs/proxies.md)."""
-    from .correlation import POOLED, Measure, correlate
-    from ..search.scoring import read_scores  # here: scoring loads torch, which the other tables do not need
-
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    random = students[students["method"] == "random"]
-    dataset = random["dataset"].iloc[0] if len(random) else ""
-    rows, joined_all, measures = [], [], None
-    for budget, path in proxy_files.items():
-        proxies = read_scores(path, ["candidate", "params", "macs"])[0]
-        errors = _random_errors(random, int(budget), proxies, path)
-        joined = proxies.set_index("candidate").join(errors, how="inner").reset_index()
-        ours = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(proxies)]
-        if measures is not None and [m.column for m in ours] != [m.column for m in measures]:
-            raise BlockswapError(f"{path} measured other proxies than the other budgets' files: every budget "
-                                 "must be scored with the same --proxies and --minibatches")
-        measures = ours
-        rows += correlate(joined, measures, int(budget), rng, resamples)
-        joined_all.append(joined)
-    if len(joined_all) > 1:  # pooled: every budget's networks together (params then also spans budgets)
-        rows += correlate(pd.concat(joined_all, ignore_index=True), measures, POOLED, rng, resamples)
-    from .paper import table1_match
-
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table.insert(4, "paper_spearman", [table1_match(p, b, k, dataset) for p, b, k in
-                                           zip(table["proxy"], table["budget"], table["minibatches"])])
-    return table
-
-
-def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, path) -> pd.Series:
-    """Mean test error per candidate of the random students of `budget`, after checking that
-    `proxies` (their proxies file) measured exactly these networks: each student's candidate is
-    listed once, with the student's genotype. A student left out would silently shrink n."""
-    students = random[random["budget"] == budget]
-    if students.empty:
-        raise BlockswapError(f"the students table has no random students of budget {budget}, whose proxies are {path}")
-    if students["candidate"].isna().any():
-        network = students.loc[students["candidate"].isna(), "network"].iloc[0]
-        raise BlockswapError(f"random student {network} of budget {budget} has no candidate index in the students "
-                             "table")
-    students = students.assign(candidate=students["candidate"].astype(int))
-    twice = sorted(set(proxies.loc[proxies["candidate"].duplicated(), "candidate"]))
-    if twice:
-        raise BlockswapError(f"{path} lists candidate {twice[0]} twice")
-    listed = proxies.set_index("candidate")
-    absent = sorted(set(students["candidate"]) - set(listed.index))
-    if absent:
-        raise BlockswapError(f"{path} has no proxies of candidate {absent[0]}, a random student of budget {budget}: "
-                             "it was measured on other candidates")
-    if "genotype" in listed:
-        other = students[students["genotype"].to_numpy() != listed.loc[students["candidate"], "genotype"].to_numpy()]
-        if len(other):
-            raise BlockswapError(f"{path}: candidate {other['candidate'].iloc[0]} is not the network random student "
-                                 f"{other['network'].iloc[0]} trained: they come from different samples")
-    return students.groupby("candidate")["test_error"].mean()
-
-
-def _with_interval(value, low, high) -> str:
-    if pd.isna(value):
-        return ""
-    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]" if pd.notna(low) else f"{value:+.3f}"
-
-
-def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The shoot-out as one readable table: per budget (pooled last), proxies best first by quality;
-    each statistic with its 95 % bootstrap interval."""
-    if table.empty:
-        return table
-    order = {b: i for i, b in enumerate(dict.fromkeys(table["budget"].astype(str)))}
-    table = table.assign(_b=table["budget"].astype(str).map(order))
-    table = table.sort_values(["_b", "quality"], ascending=[True, False], kind="stable", na_position="last")
-    return pd.DataFrame({
-        "budget": table["budget"],
-        "proxy": table["proxy"],
-        "k": table["minibatches"],
-        "n": table["n"],
-        "quality (tau)": [_with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])],
-        "above params": table["above_params"].map({True: "yes", False: "no"}),
-        "partial tau given params": [_with_interval(*v) for v in zip(
-            table["partial_params"], table["partial_params_low"], table["partial_params_high"])],
-        "partial tau given MACs": [_with_interval(*v) for v in zip(
-            table["partial_macs"], table["partial_macs_low"], table["partial_macs_high"])],
-        "spearman vs error": [_with_interval(*v) for v in zip(
-            table["spearman"], table["spearman_low"], table["spearman_high"])],
-        "paper spearman": table["paper_spearman"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
-    }).reset_index(drop=True)
-
-
-def stability_table(scorings: dict) -> pd.DataFrame:
-    """Rank stability per budget and proxy: `scorings` maps a budget to the scores files of the same
-    candidates under different scoring seeds (initialisation and minibatch)."""
-    from .correlation import Measure, stability
-    from ..search.scoring import read_scores
-
-    rows = []
-    for budget, paths in scorings.items():
-        if len(paths) < 2:
-            raise BlockswapError(f"rank stability of budget {budget} needs two or more scorings, got {len(paths)}")
-        frames = [read_scores(path, ["candidate", "params", "macs"])[0] for path in paths]
-        candidates = sorted(frames[0]["candidate"])
-        for path, frame in zip(paths, frames):
-            if sorted(frame["candidate"]) != candidates:
-                raise BlockswapError(f"{path} scored other candidates than {paths[0]}: the scorings of one budget "
-                                     "must cover the same candidates")
-            if list(frame.columns) != list(frames[0].columns):
-                raise BlockswapError(f"{path} has other columns than {paths[0]}: score them with the same --proxies")
-        measures = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(frames[0]) if k > 0]
-        rows += stability(frames, measures, int(budget))
-    return pd.DataFrame(rows)
-
-
-def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
-    """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
-    accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
-    every file given."""
-    from ..search.scoring import TIMING_PREFIX, read_scores
-
-    frames = [read_scores(path, ["candidate"])[0] for path in paths]
-    frame = pd.concat(frames, ignore_index=True)
-    rows = []
-    for column in (c for c in frame.columns if c.startswith(TIMING_PREFIX)):
-        values = frame[column].to_numpy(float)
-        rows.append({"proxy": column.removeprefix(TIMING_PREFIX), "n": len(values),
-                     "median s": float(np.median(values)), "mean s": float(values.mean()),
-                     "max s": float(values.max())})
-    if not rows:
-        raise BlockswapError(f"{paths[0]} records no seconds per proxy (seconds_<proxy> columns): score it again "
-                             "with this version of blockswap")
-    return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
-
-
-# The kind of each column of a correlation table (checks.EXPECTED): statistics may be empty where a
-# group of networks is too small or a proxy constant; `budget` is a budget or "pooled".
-CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quality_low", "quality_high"]
-
-
-def _correlation_kind(column: str):
-    return {"budget": "text", "proxy": "text", "minibatches": "int", "n": "int", "above_params": "text"}.get(
-        column, "number?")
-
-
-def read_correlation(path) -> pd.DataFrame:
-    """A correlation table (`blockswap report correlation --csv`), checked."""
-    return read_csv_table(path, "correlation table", _correlation_kind, CORRELATION_REQUIRED)[0]
-
-# --- guided search against random sampling (issue 13, docs/evolution.md) ----------------------------
-
-# Evaluation counts at which the search-curves table shows the best proxy value found so far
-# (the figure draws every count); the last evaluation is always shown.
-EVALUATION_MARKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-COMPARED_METHODS = ("random", "evolution")
-
-
-def mean_interval(values) -> tuple[float, float, float, int]:
-    """Mean and its two-sided 95 % Student-t interval over independent runs (seeds), and n; the
-    interval is NaN for a single run."""
-    from scipy.stats import t
-
-    from .correlation import CONFIDENCE
-
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    mean = float(values.mean()) if n else float("nan")
-    if n < 2:
-        return mean, float("nan"), float("nan"), n
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
-    return mean, mean - half, mean + half, n
-
-
-def read_histories(paths) -> dict:
-    """Search histories (`blockswap search --out`) by (budget, method) -> {search seed: best so far},
-    checked to compare: one proxy, one sign, one number of evaluations and one scoring setup per
-    budget, and each (budget, method, seed) once."""
-    import json
-
-    from ..search.evolution import best_so_far, read_history
-
-    curves, setups = {}, {}
-    for path in paths:
-        frame, record = read_history(path)
-        search = record["search"]
-        budget, method, seed = int(search["budget"]), search["method"], int(search["seed"])
-        setup = (search["proxy"], search["higher_is_better"], search["samples"], search["budget_kind"],
-                 search["tolerance"], json.dumps(record.get("scoring"), sort_keys=True), record.get("arch"))
-        first = setups.setdefault(budget, (setup, path))
-        if first[0] != setup:
-            raise BlockswapError(f"{path} and {first[1]} searched budget {budget} with other settings (proxy, "
-                                 "evaluations, band or scoring): their curves do not compare")
-        seeds = curves.setdefault((budget, method), {})
-        if seed in seeds:
-            raise BlockswapError(f"two histories of the {method} search of budget {budget} with seed {seed}")
-        seeds[seed] = best_so_far(frame["fitness"], search["higher_is_better"])
-    return {"curves": curves, "proxy": {b: s[0][0] for b, s in setups.items()},
-            "higher_is_better": {b: s[0][1] for b, s in setups.items()}}
-
-
-def search_curves(paths) -> pd.DataFrame:
-    """Per budget and evaluation count: the best proxy value found so far by random search and by
-    evolution (mean and 95 % interval over search seeds, n), and on how many of the seeds both
-    methods ran evolution was ahead (strictly better) of random search with the same seed."""
-    found = read_histories(paths)
-    curves = found["curves"]
-    rows = []
-    for budget in sorted({b for b, _ in curves}):
-        samples = max(len(c) for (b, _), seeds in curves.items() if b == budget for c in seeds.values())
-        marks = [m for m in EVALUATION_MARKS if m < samples] + [samples]
-        sign = 1.0 if found["higher_is_better"][budget] else -1.0
-        for mark in marks:
-            row = {"budget": budget, "proxy": found["proxy"][budget], "evaluations": mark}
-            for method in COMPARED_METHODS:
-                seeds = curves.get((budget, method), {})
-                mean, low, high, n = mean_interval([c[mark - 1] for c in seeds.values()])
-                row.update({f"{method} mean": mean, f"{method} low": low, f"{method} high": high, f"{method} n": n})
-            random, evolution = curves.get((budget, "random"), {}), curves.get((budget, "evolution"), {})
-            paired = sorted(set(random) & set(evolution))
-            row["evolution ahead"] = sum(sign * (evolution[s][mark - 1] - random[s][mark - 1]) > 0 for s in paired)
-            row["paired seeds"] = len(paired)
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def significant(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """Floats to `digits` significant digits for Markdown (proxy values are often ~1e-5)."""
     shown = table.copy()
@@ -546,38 +342,6 @@ def significant(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = ["" if pd.isna(v) else f"{v:.{digits}g}" for v in shown[column]]
     return shown
-
-
-def _error_rows(students: pd.DataFrame, keys: list[str]) -> list[dict]:
-    rows = []
-    for key, group in students.groupby(keys, sort=True):
-        mean, low, high, n = mean_interval(group["test_error"])
-        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "error mean": round(mean, 2),
-                     "error low": round(low, 2), "error high": round(high, 2), "n": n,
-                     "search seeds": group["network"].nunique(), "proxy of winner (mean)": group["fisher"].mean()})
-    return rows
-
-
-def search_winners(students: pd.DataFrame) -> pd.DataFrame:
-    """Per budget: the trained test error of random search's and evolution's winners (mean and 95 %
-    interval over every run: search seeds x teacher seeds, n), and the mean Fisher potential of the
-    winners (the `fisher` of their selection files)."""
-    winners = students[students["method"].isin(["randomsearch", "evolution"])]
-    if winners.empty:
-        raise BlockswapError("no search winners in the students table (are comparison.seeds and .trained set?)")
-    return pd.DataFrame(_error_rows(winners.astype({"budget": int}), ["budget", "method"]))
-
-
-def bestof_seeds(students: pd.DataFrame) -> pd.DataFrame:
-    """Best-of-N over search seeds: per budget and N, the trained test error of the proxy-best of the
-    first N random candidates (mean and 95 % interval over seeds x teachers, n)."""
-    best = students[students["method"] == "bestofn"]
-    if best.empty:
-        raise BlockswapError("no best-of-N students in the students table (is comparison.bestof set?)")
-    # Networks are named bestofn-<budget>-<N>-s<seed> (plan.plan_networks).
-    best = best.assign(samples=[int(name.split("-")[2]) for name in best["network"]]).astype({"budget": int})
-    return pd.DataFrame(_error_rows(best, ["budget", "samples"]))
-
 
 
 # --- Table 4: COCO detection ------------------------------------------------------------------------
