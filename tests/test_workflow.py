@@ -120,7 +120,7 @@ def test_rerun_after_completion_does_nothing(tiny_run):
 
 
 def test_editing_the_package_alone_triggers_no_rerun(tiny_run):
-    source = ROOT / "src" / "blockswap" / "train.py"
+    source = ROOT / "src" / "blockswap" / "training" / "train.py"
     stat = source.stat()
     os.utime(source)  # as if edited
     try:
