@@ -25,8 +25,8 @@ import time
 import torch
 
 from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
-from blockswap.search.fisher import fisher_potential
 from blockswap.provenance import provenance
+from blockswap.search.fisher import fisher_potential
 from blockswap.search.sampling import CostTable, sample_candidates
 
 LAYOUTS = {"nhwc": torch.channels_last, "nchw": torch.contiguous_format}

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
 from blockswap.devices import resolve_device
-from blockswap.search.fisher import fisher_potential
 from blockswap.provenance import provenance
+from blockswap.search.fisher import fisher_potential
 from blockswap.search.sampling import CostTable, sample_candidates
 
 

@@ -208,8 +208,9 @@ def step_env(args, rec: Record):
     rec.set("cpu_count", os.cpu_count())
     rec.set("torch_threads", torch.get_num_threads())
     with rec.part("versions"):
-        import blockswap
         import torchvision
+
+        import blockswap
 
         rec.set("torchvision", torchvision.__version__)
         rec.set("blockswap", blockswap.__version__)
@@ -354,7 +355,7 @@ class FisherPaths:
         import torch
 
         from blockswap import build_model
-        from blockswap.search.fisher import fisher_from_probes, measure
+        from blockswap.search.fisher import fisher_from_probes, measure_one_pass
         from blockswap.search.proxies import PROXIES
         from blockswap.seeds import derive_seed
 
@@ -365,7 +366,7 @@ class FisherPaths:
             model.to(self.device, memory_format=torch.channels_last)
         model.train()
         if not bf16:
-            values, _, _ = measure(model, self.images, self.labels, [PROXIES["fisher"]])
+            values, _, _ = measure_one_pass(model, self.images, self.labels, [PROXIES["fisher"]])
             return values["fisher"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             out = model.forward_intermediates(self.images)
@@ -473,6 +474,7 @@ def score_processes(k, m, cands, data_dir, batch, device, work: Path, limit: flo
 
 def step_fisher(args, rec: Record):
     import torch
+    from fisher_scoring import NHWC, floor
 
     from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
     from blockswap.data.datasets import load_dataset
@@ -480,7 +482,6 @@ def step_fisher(args, rec: Record):
     from blockswap.search.sampling import CostTable, sample_candidates
     from blockswap.search.scoring import Scorer, ScoringSettings, score_candidates
     from blockswap.seeds import derive_seed
-    from fisher_scoring import NHWC, floor
 
     device = device_of(args)
     dry = args.dry_run
@@ -664,9 +665,10 @@ def genotype_names(spec):
 def train_throughput(names, flags, steps, batch, device, tmp, images=None):
     """images/s of Trainer.train_epoch (augmentation on the device included) after a warm-up
     epoch of 2 batches (which holds the compilation in fast mode)."""
+    from train_step import epoch_seconds, synthetic_cifar
+
     from blockswap.data.splits import ImageTensors
     from blockswap.training.train import TrainConfig, Trainer
-    from train_step import epoch_seconds, synthetic_cifar
 
     data = synthetic_cifar(images or batch * steps)
     cfg = TrainConfig(arch=TEACHER, genotype=names, dataset="digits", batch_size=batch, **flags)
@@ -968,11 +970,11 @@ def resnet34_rate(flags, batch, size, steps, device, out) -> float:
     """Training images/s of ResNet-34 (ImageNet protocol, 1000 classes) on synthetic images held
     on the device, through Trainer.train_epoch, after a 2-batch warm-up."""
     import torch
+    from train_step import epoch_seconds
 
     from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
     from blockswap.data.splits import Dataset, ImageTensors
     from blockswap.training.train import PROTOCOLS, TrainConfig, Trainer
-    from train_step import epoch_seconds
 
     g = torch.Generator().manual_seed(0)
     full = ImageTensors(torch.randint(0, 256, (batch * steps, 3, size, size), dtype=torch.uint8, generator=g),

@@ -6,8 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch, parse_block, valid_types
-from blockswap.search.fisher import fisher_from_probes, fisher_potential, measure, measure_along_training
+from blockswap import (
+    CANDIDATE_SETS,
+    Genotype,
+    build_model,
+    parse_arch,
+    parse_block,
+    valid_types,
+)
+from blockswap.search.fisher import (
+    fisher_from_probes,
+    fisher_potential,
+    measure_along_training,
+    measure_one_pass,
+)
 from blockswap.search.proxies import PROXIES
 
 ZOO = tuple(dict.fromkeys(CANDIDATE_SETS["paper"] + CANDIDATE_SETS["released"] + (parse_block("MBConv(6)"),)))
@@ -117,7 +129,7 @@ def test_no_weight_gradient_is_computed():
     assert all(p.grad is None for p in model.parameters())
     assert computed == []
     # The hooks do detect weight gradients: the grad_norm proxy asks for them.
-    measure(model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), [PROXIES["fisher"], PROXIES["grad_norm"]])
+    measure_one_pass(model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), [PROXIES["fisher"], PROXIES["grad_norm"]])
     assert len(computed) == sum(1 for p in model.parameters() if p.dim() > 1)
 
 

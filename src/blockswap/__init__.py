@@ -1,12 +1,19 @@
 """BlockSwap: Fisher-guided block substitution for network compression on a budget (ICLR 2020)."""
 
-from .networks.blocks import CANDIDATE_SETS, BlockType, Groups, candidate_set, parse_block, valid_types
-from .networks.counting import count
 from .errors import BlockswapError
-from .search.fisher import FisherPotential, fisher_potential
+from .networks.blocks import (
+    CANDIDATE_SETS,
+    BlockType,
+    Groups,
+    candidate_set,
+    parse_block,
+    valid_types,
+)
+from .networks.counting import count
 from .networks.genotype import Genotype
 from .networks.layers import Cost
 from .networks.models import Network, NetworkSpec, build_model, parse_arch
+from .search.fisher import FisherPotential, fisher_potential
 from .search.sampling import CostTable, sample_candidates
 
 __version__ = "0.1.0"

@@ -116,6 +116,12 @@ def check_result_name(path: Union[str, Path]) -> None:
                              f"{PROVENANCE_SUFFIX} here (at most {limit - SEALED_NAME_EXTRA} bytes)")
 
 
+def json_digest(value, tail: str = "") -> str:
+    """sha256 (hex) of a JSON value written with sorted keys, then `tail`: the one fingerprint of
+    settings and configurations (training runs, scoring shards, searches, config keys)."""
+    return hashlib.sha256((json.dumps(value, sort_keys=True, default=str) + tail).encode()).hexdigest()
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     """The one way files are written: `write(tmp)` fills a temporary file in the same folder, which
     is then renamed over `path`, so readers never see half a file and a kill leaves the old one.

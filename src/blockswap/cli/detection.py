@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ..networks.blocks import CANDIDATE_SETS
 from ..errors import BlockswapError
+from ..networks.blocks import CANDIDATE_SETS
 from ..networks.genotype import Genotype
 from ..seeds import seed_argument
 

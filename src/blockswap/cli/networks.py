@@ -6,13 +6,12 @@ import json
 import time
 from typing import Optional
 
+from ..data.datasets import dataset_info, load_dataset
 from ..networks.blocks import CANDIDATE_SETS, FAMILIES, parse_block
-from ..data.datasets import check_image_size, dataset_info, load_dataset
 from ..networks.genotype import Genotype
 from ..networks.models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
 from .data_options import add_data_options
-
 
 EXTRA_TYPES = ("MBConv(6)",)  # in the zoo, in no candidate set (a Table 2 baseline)
 
@@ -35,9 +34,7 @@ def cmd_blocks(args) -> None:
 
 
 def input_size_for(dataset: str, image_size: Optional[int], data_dir="data") -> tuple[tuple[int, int], int]:
-    info = dataset_info(dataset)
-    size = info.image_size if image_size is None else check_image_size(image_size, "--image-size")
-    return (size, size), info.classes(data_dir)  # a folder dataset's classes are its folders under data_dir
+    return dataset_info(dataset).network_input(image_size, data_dir)  # a folder's classes: its class folders
 
 
 def cmd_cost(args) -> None:

@@ -5,16 +5,36 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..networks.blocks import CANDIDATE_SETS, candidate_set
 from ..data.datasets import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
+from ..networks.blocks import CANDIDATE_SETS, candidate_set
 from ..networks.models import parse_arch
-from ..provenance import input_digests, provenance, provenance_path, read_sidecar, write_json, write_result_text
+from ..provenance import (
+    input_digests,
+    provenance,
+    provenance_path,
+    read_sidecar,
+    write_json,
+    write_result_text,
+)
 from ..search.proxies import CONTROLS, PROXIES
-from ..search.sampling import (BUDGET_KINDS, DEFAULT_TOLERANCE, CostTable, describe_limits, parse_limits,
-                        sample_candidates)
-from ..search.scoring import MINIBATCH_MODES, ScoringSettings, load_candidates, parse_shard, score_candidates, select_best
+from ..search.sampling import (
+    BUDGET_KINDS,
+    DEFAULT_TOLERANCE,
+    CostTable,
+    describe_limits,
+    parse_limits,
+    sample_candidates,
+)
+from ..search.scoring import (
+    MINIBATCH_MODES,
+    ScoringSettings,
+    load_candidates,
+    parse_shard,
+    score_candidates,
+    select_best,
+)
 from ..seeds import seed_argument
 from .data_options import add_data_options
 from .networks import input_size_for
@@ -231,7 +251,11 @@ def cmd_search(args) -> None:
 
 
 def add_search(sub) -> None:
-    from ..search.evolution import DEFAULT_POPULATION, DEFAULT_TOURNAMENT, SEARCH_METHODS
+    from ..search.evolution import (
+        DEFAULT_POPULATION,
+        DEFAULT_TOURNAMENT,
+        SEARCH_METHODS,
+    )
 
     p = sub.add_parser(
         "search",

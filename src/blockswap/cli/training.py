@@ -6,22 +6,38 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training.checkpoint import load_model
 from ..checks import load_yaml
 from ..data.datasets import load_dataset
 from ..data.loader import evaluation_batches
 from ..devices import DEVICE_HELP, resolve_device
-from ..training.distributed import destroy_process_group, device_type, init_process_group, rank_device, world_from_env
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..networks.models import parse_arch
 from ..networks.pretrained import is_pretrained_spec, pretrained_metrics
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
-from ..training.train import (CONFIG_FIELDS, EVAL_BATCH_SIZE, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig, Trainer, evaluate,
-                     is_pretrained_teacher, train_parallel, train_rank)
+from ..training.checkpoint import load_model
+from ..training.distributed import (
+    destroy_process_group,
+    device_type,
+    init_process_group,
+    rank_device,
+    world_from_env,
+)
+from ..training.train import (
+    CONFIG_FIELDS,
+    EVAL_BATCH_SIZE,
+    PROTOCOLS,
+    PRUNERS,
+    SCHEDULES,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    is_pretrained_teacher,
+    train_parallel,
+    train_rank,
+)
 from .data_options import add_data_options
-
 
 # TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the
 # --config file, which overrides the --protocol preset.

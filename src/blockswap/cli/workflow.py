@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results.plan import EPOCH_TIMINGS, family, load_config, plan_cost, plan_networks, plan_notes, training_epochs
+from ..results.plan import (
+    EPOCH_TIMINGS,
+    family,
+    load_config,
+    plan_cost,
+    plan_networks,
+    plan_notes,
+    training_epochs,
+)
 
 GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
 

@@ -19,8 +19,21 @@ from . import archives
 from .archives import CIFAR_ARCHIVES, SVHN_FILES
 from .augmentation import PAPER_IMAGE_SIZE, Augmentation
 from .folder import FOLDER_DEFAULT_SIZE, class_names, load_folder
-from .loader import TensorBatches, epoch_batches, evaluation_batches, part_of, training_batches
-from .splits import SPLIT_SEED, Dataset, ImageTensors, channel_stats, holdout, resize_uint8
+from .loader import (
+    TensorBatches,
+    epoch_batches,
+    evaluation_batches,
+    part_of,
+    training_batches,
+)
+from .splits import (
+    SPLIT_SEED,
+    Dataset,
+    ImageTensors,
+    channel_stats,
+    holdout,
+    resize_uint8,
+)
 
 # Moved to splits.py, augmentation.py and loader.py; importable from here too for older callers.
 __all__ = [
@@ -81,6 +94,13 @@ class DatasetInfo:
             raise BlockswapError(f"dataset {self.name!r} takes its classes from the class folders under its data "
                                  "folder, which this step is not given")
         return self.known_classes
+
+    def network_input(self, image_size: Optional[int] = None,
+                      data_dir: Union[str, Path] = "data") -> tuple[tuple[int, int], int]:
+        """Input size and class count of a network built for this dataset. Costing reads no image,
+        so any size is allowed here; loading is where `size_for` refuses one a dataset cannot give."""
+        size = self.image_size if image_size is None else check_image_size(image_size, "--image-size")
+        return (size, size), self.classes(data_dir)
 
     def classes(self, data_dir: Union[str, Path] = "data") -> int:
         """The number of classes; a folder dataset's is its number of class folders (no image is read)."""

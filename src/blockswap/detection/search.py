@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..networks.blocks import candidate_set
 from ..errors import BlockswapError
-from ..search.fisher import fisher_from_probes
+from ..networks.blocks import candidate_set
 from ..provenance import provenance, write_json, write_result_text
+from ..search.fisher import fisher_from_probes
 from ..search.sampling import sample_candidates
 from ..seeds import derive_seed
 from .coco import CocoDetection, collate

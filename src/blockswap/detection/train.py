@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..training import distributed
-from ..training.checkpoint import atomic_save, safe_load
 from ..errors import BlockswapError
 from ..provenance import provenance, seal, write_json
 from ..seeds import MAX_SEED, derive_seed
+from ..training import distributed
+from ..training.checkpoint import atomic_save, safe_load
 from .coco import CocoDetection, horizontal_flip
 from .model import build_detector, detector_cost
 

@@ -25,7 +25,16 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from .layers import Conv, Cost, LayerSpec, Norm, PreActivation, Relu, build_sequence, sequence_cost
+from .layers import (
+    Conv,
+    Cost,
+    LayerSpec,
+    Norm,
+    PreActivation,
+    Relu,
+    build_sequence,
+    sequence_cost,
+)
 
 KERNEL = 3  # k in the paper: every spatial conv of the zoo is 3x3
 

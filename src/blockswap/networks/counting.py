@@ -47,7 +47,7 @@ MODULE_COSTS = {
 }
 
 
-def measure(model: nn.Module, input_size: tuple[int, int], in_channels: int = 3) -> Cost:
+def count_built(model: nn.Module, input_size: tuple[int, int], in_channels: int = 3) -> Cost:
     """Count a built model: trainable parameters, plus hooks on one forward pass of one image."""
     total = Cost(params=sum(p.numel() for p in model.parameters() if p.requires_grad))
     handles = []
@@ -77,4 +77,4 @@ def count(model_or_spec: Union[nn.Module, NetworkSpec], input_size: tuple[int, i
     for a built `nn.Module`. Both give identical numbers for the same network."""
     if isinstance(model_or_spec, NetworkSpec):
         return model_or_spec.cost(tuple(input_size))
-    return measure(model_or_spec, tuple(input_size))
+    return count_built(model_or_spec, tuple(input_size))

@@ -20,9 +20,9 @@ from typing import Iterable, Union
 
 import yaml
 
-from .blocks import BlockType, parse_block
 from ..checks import read_text
 from ..errors import BlockswapError
+from .blocks import BlockType, parse_block
 
 
 @dataclass(frozen=True)

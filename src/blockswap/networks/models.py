@@ -15,8 +15,8 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .blocks import Block, BlockType
 from ..errors import BlockswapError
+from .blocks import Block, BlockType
 from .genotype import Genotype
 from .layers import (
     Classifier,
@@ -67,6 +67,13 @@ class Architecture:
         for slot in self.slots:
             sizes.append(Conv(slot.cin, slot.cout, 3, slot.stride).output_size(*sizes[-1]))
         return sizes
+
+    def fixed_cost(self, input_size: tuple[int, int], num_classes: int) -> Cost:
+        """Cost of what every genotype of this skeleton shares: the stem, and the head with the classifier."""
+        stem, _, _ = sequence_cost(self.stem, *input_size)
+        head, _, _ = sequence_cost(self.head + (Classifier(self.features, num_classes),),
+                                   *self.feature_sizes(input_size)[-1])
+        return stem + head
 
 
 def wide_resnet(depth: int, width: int) -> Architecture:
@@ -183,11 +190,7 @@ class NetworkSpec:
 
     def cost(self, input_size: tuple[int, int]) -> Cost:
         """Exact params / MACs / paper ops from the specs alone (no network is built)."""
-        total, h, w = sequence_cost(self.arch.stem, *input_size)
-        total = sum(self.block_costs(input_size), total)
-        head = self.arch.head + (Classifier(self.arch.features, self.num_classes),)
-        head_cost, _, _ = sequence_cost(head, *self.arch.feature_sizes(input_size)[-1])
-        return total + head_cost
+        return sum(self.block_costs(input_size), self.arch.fixed_cost(input_size, self.num_classes))
 
 
 class Intermediates(NamedTuple):

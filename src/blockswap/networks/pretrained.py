@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import BlockswapError
-from .models import Intermediates
 from ..provenance import file_digest, provenance
+from .models import Intermediates
 
 SPEC_PREFIX = "torchvision:"
 SPEC_FORMS = "torchvision:NAME or torchvision:NAME:/path/to/weights.pth"
@@ -233,7 +233,9 @@ def _measure(arch: TorchvisionArch, input_size: tuple[int, int]) -> tuple[int, i
     image, counted by PyTorch's FlopCounterMode on the meta device (shapes only, no arithmetic)."""
     net = _build(arch, arch.num_classes).eval()  # eval: BN in train mode rejects one 1x1 image
     params = sum(p.numel() for p in net.parameters())
-    from torch.utils.flop_counter import FlopCounterMode  # pulls in triton: only when measuring
+    from torch.utils.flop_counter import (
+        FlopCounterMode,  # pulls in triton: only when measuring
+    )
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, *input_size, device="meta"))

@@ -16,8 +16,8 @@ import seaborn as sns  # noqa: E402
 from ..checks import read_csv_table, read_json_record, require  # noqa: E402
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
-from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
 from ..search.scoring import read_scores  # noqa: E402
+from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
 DPI = 150
@@ -172,9 +172,9 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
 def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: dict, out: Path, best: int = 3) -> None:
     """Score against trained error of the random students for the `best` proxies (pooled quality at
     k = 1, controls excluded), one row per proxy, one column per budget."""
-    from .correlation import POOLED, ranked
     from ..search.proxies.base import FLOOR
     from ..search.scoring import selection_column
+    from .correlation import POOLED, ranked
 
     budgets = sorted(proxies, key=int)
     pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]

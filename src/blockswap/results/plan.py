@@ -6,8 +6,6 @@ can check the plan. Network names are file-name safe; they key every per-network
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,12 +14,12 @@ from typing import Iterator, Optional
 
 import yaml
 
-from ..networks.blocks import candidate_set, parse_block
 from ..checks import load_yaml
 from ..data.datasets import dataset_info
 from ..errors import BlockswapError
+from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import NetworkSpec, parse_arch
-from ..provenance import atomic_write_text
+from ..provenance import atomic_write_text, json_digest
 from ..search.sampling import CostTable, check_budget
 
 SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
@@ -50,7 +48,7 @@ COMPARISON_METHODS = ("randomsearch", "evolution", "bestofn")
 
 def config_key(config: dict) -> str:
     """A short hash of a configuration as given (before schema defaults are applied)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(config)[:16]
 
 
 def config_error_message(err: Exception) -> str:
@@ -77,9 +75,7 @@ def use_resolved_config(config: dict, path: Path) -> None:
 
 
 def input_size(config: dict) -> tuple[tuple[int, int], int]:
-    info = dataset_info(config["dataset"])
-    size = config.get("image_size") or info.image_size
-    return (size, size), info.classes(config["data_dir"])
+    return dataset_info(config["dataset"]).network_input(config.get("image_size"), config["data_dir"])
 
 
 def released_genotypes(genotype_dir: Path, arch: str) -> dict[str, Path]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..checks import read_csv_table
 from ..errors import BlockswapError
+from ..search.scoring import parse_proxy_column
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -20,9 +21,9 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
     """(proxy, k, column) for every proxy column of a scores file, plus the params/macs controls."""
     cols = [("fisher", 1, "fisher")] if "fisher" in frame else []
     for column in frame.columns:
-        if "@" in column:
-            proxy, k = column.split("@")
-            cols.append((proxy, int(k), column))
+        parsed = parse_proxy_column(column)
+        if parsed:
+            cols.append((*parsed, column))
     return cols + [("params", 0, "params"), ("macs", 0, "macs")]
 
 

@@ -28,8 +28,6 @@ every search seed optimises alike.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -43,9 +41,15 @@ import pandas as pd
 from ..checks import parse_csv, read_csv_table
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
-from ..provenance import check_result_name, input_digests, provenance, write_result_text
-from .sampling import BUDGET_KINDS, CostTable, check_budget, sample_candidates
+from ..provenance import (
+    check_result_name,
+    input_digests,
+    json_digest,
+    provenance,
+    write_result_text,
+)
 from ..seeds import derive_seed
+from .sampling import BUDGET_KINDS, CostTable, check_budget, sample_candidates
 
 SEARCH_METHODS = ("random", "evolution")
 DEFAULT_POPULATION = 64  # Real et al. (2019) use populations of this order and tournaments of ~10
@@ -236,8 +240,7 @@ def run_search(table: CostTable, settings: SearchSettings, evaluate: Evaluate, d
 
 
 def fingerprint(settings: SearchSettings, extra: dict) -> str:
-    payload = json.dumps({"search": asdict(settings), **extra}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return json_digest({"search": asdict(settings), **extra})
 
 
 def _afresh(partial: Path) -> str:

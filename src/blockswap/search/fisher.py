@@ -44,28 +44,16 @@ def fisher_potential(model: Network, images: torch.Tensor, labels: torch.Tensor)
     from .proxies import PROXIES
 
     model.train()
-    values, blocks, _ = measure(model, images, labels, [PROXIES["fisher"]])
+    values, blocks, _ = measure_one_pass(model, images, labels, [PROXIES["fisher"]])
     return FisherPotential(values["fisher"], blocks)
 
 
 # --- Table 1 proxies ----------------------------------------------------------------------------
-# Their registry entries (with every other proxy's) are in blockswap.search.proxies; `measure` is the one
+# Their registry entries (with every other proxy's) are in blockswap.search.proxies; `measure_one_pass` is the one
 # pass that computes the Fisher potential and, beside it, Table 1's accuracy, l2 norm and grad norm.
 
-# Names that lived here before the registry moved to blockswap.search.proxies, still importable from
-# here. Resolved on first use (PEP 562): blockswap.search.proxies imports this module.
-_MOVED = ("Proxy", "PROXIES", "CONTROLS", "parse_proxies")
 
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from . import proxies
-
-        return getattr(proxies, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def measure(model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence, keep_graph: bool = False):
+def measure_one_pass(model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence, keep_graph: bool = False):
     """All `proxies` on one minibatch; returns (values, fisher per block, loss for a training step)."""
     out = model.forward_intermediates(images)
     loss = F.cross_entropy(out.logits, labels)
@@ -124,7 +112,7 @@ def measure_along_training(
             if at_point is not None:
                 at_point(step, model, images, labels)
             start = time.perf_counter()
-            values, blocks, loss = measure(model, images, labels, proxies, keep_graph=not last)
+            values, blocks, loss = measure_one_pass(model, images, labels, proxies, keep_graph=not last)
             if timings is not None:
                 synchronise(images.device)
                 timings[step] = time.perf_counter() - start

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..networks.blocks import BlockType, valid_types
 from ..errors import BlockswapError
+from ..networks.blocks import BlockType, valid_types
 from ..networks.genotype import Genotype
-from ..networks.layers import Classifier, Cost, sequence_cost
+from ..networks.layers import Cost
 from ..networks.models import Architecture
 
 BUDGET_KINDS = ("params", "macs", "latency")
@@ -51,9 +51,7 @@ class CostTable:
             types.append(fits)
             rows = [t.layout(slot.cin, slot.cout, slot.stride).cost(h, w)[0] for t in fits]
             costs.append(np.array([[c.params, c.macs, c.ops] for c in rows], dtype=np.int64))
-        stem, _, _ = sequence_cost(arch.stem, *input_size)
-        head, _, _ = sequence_cost(arch.head + (Classifier(arch.features, num_classes),), *sizes[-1])
-        fixed = stem + head
+        fixed = arch.fixed_cost(input_size, num_classes)
         return cls(arch, types, costs, np.array([fixed.params, fixed.macs, fixed.ops], dtype=np.int64))
 
     def column(self, kind: str) -> int:

@@ -9,7 +9,6 @@ released code's behaviour (a fresh random minibatch per candidate), still seeded
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -30,10 +29,17 @@ from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..networks.models import build_model, parse_arch
-from ..provenance import check_result_name, input_digests, make_parent, provenance, write_result_text
+from ..provenance import (
+    check_result_name,
+    input_digests,
+    json_digest,
+    make_parent,
+    provenance,
+    write_result_text,
+)
+from ..seeds import derive_seed
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
-from ..seeds import derive_seed
 
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"
@@ -44,6 +50,18 @@ SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candi
 # `seconds_<proxy>`: one proxy's seconds per candidate (summed over its points k). Not
 # `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
 TIMING_PREFIX = "seconds_"
+PROXY_SEPARATOR = "@"  # a proxy measured after k minibatches is the scores column `<proxy>@<k>`
+
+
+def proxy_column(proxy: str, k: int) -> str:
+    """The scores-file column of `proxy` measured after `k` minibatches."""
+    return f"{proxy}{PROXY_SEPARATOR}{k}"
+
+
+def parse_proxy_column(column: str) -> Optional[tuple[str, int]]:
+    """(proxy, k) of a `<proxy>@<k>` column; None for any other column."""
+    proxy, sep, k = column.rpartition(PROXY_SEPARATOR)
+    return (proxy, int(k)) if sep and proxy and k.isdigit() else None
 
 
 def score_kind(column: str) -> Optional[str]:
@@ -51,7 +69,7 @@ def score_kind(column: str) -> Optional[str]:
     `seconds_<proxy>` a finite number."""
     if column.startswith(TIMING_PREFIX):
         return "number"
-    return SCORE_KINDS.get(column, "number" if "@" in column else None)
+    return SCORE_KINDS.get(column, "number" if parse_proxy_column(column) else None)
 
 
 def is_timing(column: str) -> bool:
@@ -109,7 +127,7 @@ class ScoringSettings:
     def extra_columns(self) -> list[tuple[str, int, str]]:
         """(proxy, k, column) of every measurement beyond the Fisher potential at k = 1 (which is
         the `fisher` and `fisher_blocks` columns): `<proxy>@<k>`."""
-        return [(p, k, f"{p}@{k}") for k in self.minibatches for p in self.proxies
+        return [(p, k, proxy_column(p, k)) for k in self.minibatches for p in self.proxies
                 if (p, k) != ("fisher", 1) and not PROXIES[p].cost_column]
 
     def columns(self) -> list[str]:
@@ -172,8 +190,7 @@ class Scorer:
 
 
 def _fingerprint(settings: ScoringSettings, rows: pd.DataFrame) -> str:
-    payload = json.dumps(asdict(settings), sort_keys=True) + rows[CANDIDATE_COLUMNS].to_csv(index=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return json_digest(asdict(settings), rows[CANDIDATE_COLUMNS].to_csv(index=False))
 
 
 def score_candidates(
@@ -352,7 +369,7 @@ def selection_column(proxy: str) -> str:
 
     if proxy not in PROXIES:
         raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
-    return proxy if proxy in ("fisher", "params", "macs") else f"{proxy}@1"
+    return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)
 
 
 def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optional[int] = None,

@@ -21,7 +21,6 @@ as one process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import numbers
@@ -36,18 +35,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import distributed
-from ..search import snip
-from .checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, atomic_save, load_model, safe_load, save_model
 from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
-from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
-from .distributed import SINGLE, World
 from ..errors import BlockswapError
 from ..networks.models import build_model
-from ..provenance import atomic_write_text, provenance, verify, write_json
+from ..provenance import atomic_write_text, json_digest, provenance, verify, write_json
+from ..search import snip
 from ..seeds import MAX_SEED, derive_seed
+from . import distributed
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    MODEL_FILE,
+    atomic_save,
+    load_model,
+    safe_load,
+    save_model,
+)
+from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
+from .distributed import SINGLE, World
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -176,7 +182,7 @@ class TrainConfig:
         return "fast" if (self.bf16 or self.channels_last or self.compile) else "paper"
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return json_digest(asdict(self))[:16]
 
 
 # Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:
@@ -239,7 +245,9 @@ class WithIntermediates(nn.Module):
 
 
 def is_pretrained_teacher(spec: str) -> bool:
-    from ..networks.pretrained import is_pretrained_spec  # torchvision is imported only for such teachers
+    from ..networks.pretrained import (
+        is_pretrained_spec,  # torchvision is imported only for such teachers
+    )
 
     return is_pretrained_spec(spec)
 

@@ -1,11 +1,11 @@
 """Table 1's proxies (docs/paper.md s.7): the Fisher potential and the three metrics it is compared
-with. Scoring measures them together in one pass on the live network (`fisher.measure`), which
+with. Scoring measures them together in one pass on the live network (`fisher.measure_one_pass`), which
 also gives the loss of the SGD step that follows; their values are those of the released code.
 The compute functions here measure one of them alone, on the proxy's own copy."""
 
 from __future__ import annotations
 
-from ..fisher import measure
+from ..fisher import measure_one_pass
 from .base import Measurement, Proxy
 
 PAPER = "Turner et al., BlockSwap (ICLR 2020)"
@@ -15,7 +15,7 @@ def _alone(name: str, weight_grads: bool):
     def compute(m: Measurement) -> float:
         m.model.train()
         wanted = [FISHER] if name == "fisher" else [FISHER, ENTRIES[name]]
-        values, _, _ = measure(m.model, m.images, m.labels, wanted)
+        values, _, _ = measure_one_pass(m.model, m.images, m.labels, wanted)
         return values[name]
 
     compute.__name__ = f"compute_{name}"
