@@ -668,7 +668,8 @@ def train_throughput(names, flags, steps, batch, device, tmp, images=None):
     from train_step import epoch_seconds, synthetic_cifar
 
     from blockswap.data.splits import ImageTensors
-    from blockswap.training.train import TrainConfig, Trainer
+    from blockswap.training.config import TrainConfig
+    from blockswap.training.train import Trainer
 
     data = synthetic_cifar(images or batch * steps)
     cfg = TrainConfig(arch=TEACHER, genotype=names, dataset="digits", batch_size=batch, **flags)
@@ -861,7 +862,8 @@ def step_correctness(args, rec: Record):
 
     # Digits in paper and fast mode, with kill-and-resume after the first pair's paper run (so that
     # a long compilation cannot crowd it out); the second seed if time is left.
-    from blockswap.training.train import TrainConfig, Trainer
+    from blockswap.training.config import TrainConfig
+    from blockswap.training.train import Trainer
 
     if dry:
         arch, size, epochs, seeds = "wrn-10-2", 8, 1, (0,)
@@ -974,7 +976,8 @@ def resnet34_rate(flags, batch, size, steps, device, out) -> float:
 
     from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
     from blockswap.data.splits import Dataset, ImageTensors
-    from blockswap.training.train import PROTOCOLS, TrainConfig, Trainer
+    from blockswap.training.config import PROTOCOLS, TrainConfig
+    from blockswap.training.train import Trainer
 
     g = torch.Generator().manual_seed(0)
     full = ImageTensors(torch.randint(0, 256, (batch * steps, 3, size, size), dtype=torch.uint8, generator=g),

@@ -18,7 +18,8 @@ from blockswap.data.datasets import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.devices import resolve_device
 from blockswap.provenance import provenance
-from blockswap.training.train import TrainConfig, Trainer
+from blockswap.training.config import TrainConfig
+from blockswap.training.train import Trainer
 
 
 def sync(device):

@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import GENOTYPES, RELEASED
 
-from blockswap.networks.blocks import ALLOWED_FORMS
 from blockswap.cli import main
+from blockswap.networks.blocks import ALLOWED_FORMS
 
 
 def run(capsys, *argv):

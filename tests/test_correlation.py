@@ -8,8 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau, spearmanr
 
-from blockswap.results.correlation import (Measure, correlate, interval, kendall_tau_b, partial_tau, ranked, spearman_rho,
-                                   stability)
+from blockswap.results.correlation import (
+    Measure,
+    correlate,
+    interval,
+    kendall_tau_b,
+    partial_tau,
+    ranked,
+    spearman_rho,
+    stability,
+)
 
 # Rows of values with many ties (small integers) and of distinct floats.
 rows = st.integers(3, 12).flatmap(lambda n: st.tuples(

@@ -5,7 +5,16 @@ import random
 import pytest
 from conftest import GENOTYPES
 
-from blockswap import CANDIDATE_SETS, Genotype, NetworkSpec, build_model, count, parse_arch, parse_block, valid_types
+from blockswap import (
+    CANDIDATE_SETS,
+    Genotype,
+    NetworkSpec,
+    build_model,
+    count,
+    parse_arch,
+    parse_block,
+    valid_types,
+)
 
 CIFAR = (32, 32)
 IMAGENET = (224, 224)

@@ -11,10 +11,11 @@ import torch.distributed as dist
 from torch import nn
 
 from blockswap import BlockswapError, build_model
-from blockswap.training.checkpoint import save_model
 from blockswap.cli import main
+from blockswap.training.checkpoint import save_model
+from blockswap.training.config import TrainConfig
 from blockswap.training.distributed import GlobalBatchNorm2d, World, world_from_env
-from blockswap.training.train import TrainConfig, Trainer
+from blockswap.training.train import Trainer
 
 SIZE = 8
 

@@ -10,6 +10,7 @@ import yaml
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
+from blockswap.networks.genotype import Genotype
 from blockswap.search.evolution import (
     HISTORY_COLUMNS,
     Proposer,
@@ -23,7 +24,6 @@ from blockswap.search.evolution import (
     scaled_sizes,
     search_to_file,
 )
-from blockswap.networks.genotype import Genotype
 from blockswap.search.sampling import CostTable, sample_candidates
 
 BUDGET = 404_200

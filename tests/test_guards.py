@@ -14,12 +14,19 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, build_model
-from blockswap.training.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, safe_load, save_model
 from blockswap.cli import main, make_parser
 from blockswap.cli.training import train_config
 from blockswap.data.datasets import load_dataset
 from blockswap.data.splits import ImageTensors
-from blockswap.training.train import TrainConfig, Trainer
+from blockswap.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    MODEL_FORMAT,
+    atomic_save,
+    safe_load,
+    save_model,
+)
+from blockswap.training.config import TrainConfig
+from blockswap.training.train import Trainer
 
 SIZE = 8
 CPU = torch.device("cpu")

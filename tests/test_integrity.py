@@ -23,11 +23,11 @@ from test_scoring import SIZE, candidates, digits, settings, without_seconds  # 
 from test_workflow import TINY, snakemake
 
 from blockswap import BlockswapError, build_model
-from blockswap.training.checkpoint import atomic_save, load_model, save_model
 from blockswap.cli import main
 from blockswap.provenance import file_digest, provenance, provenance_path, write_json
 from blockswap.results.proxy_tables import correlation_table
 from blockswap.search.scoring import Scorer, score_candidates
+from blockswap.training.checkpoint import atomic_save, load_model, save_model
 
 SHARDS = 3
 REAL_SCORE = Scorer.score  # scoring a candidate, before any test patches it
@@ -407,8 +407,8 @@ def test_results_get_the_permissions_of_the_umask(tmp_path, umask, mode, digits,
     """Before: tables, metrics and models were 0600 (tempfile.mkstemp), figures 0644."""
     import matplotlib.pyplot as plt
 
-    from blockswap.results import figures
     from blockswap.provenance import atomic_write_text
+    from blockswap.results import figures
 
     old = os.umask(umask)
     try:

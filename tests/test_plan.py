@@ -7,7 +7,11 @@ import yaml
 from conftest import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
-from blockswap.results.plan import closest_single_blocktype, plan_networks, released_for_budget
+from blockswap.results.plan import (
+    closest_single_blocktype,
+    plan_networks,
+    released_for_budget,
+)
 
 
 def load(name):
@@ -113,7 +117,11 @@ def test_every_transcribed_genotype_has_its_attribution():
 
 
 def test_resolved_config_round_trip(tmp_path):
-    from blockswap.results.plan import config_key, save_resolved_config, use_resolved_config
+    from blockswap.results.plan import (
+        config_key,
+        save_resolved_config,
+        use_resolved_config,
+    )
 
     raw = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
     key = config_key(raw)

@@ -14,7 +14,6 @@ from blockswap import build_model
 from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from blockswap.data.loader import evaluation_batches
 from blockswap.data.splits import Dataset, ImageTensors
-from blockswap.training.distillation import check_compatible, distillation_loss
 from blockswap.errors import BlockswapError
 from blockswap.networks.pretrained import (
     ARCHS,
@@ -24,6 +23,7 @@ from blockswap.networks.pretrained import (
     parse_spec,
     pretrained_metrics,
 )
+from blockswap.training.distillation import check_compatible, distillation_loss
 
 OFFICIAL = "resnet34-b627a593.pth"
 URL = "https://download.pytorch.org/models/resnet34-b627a593.pth"

@@ -15,7 +15,12 @@ from scipy.stats import chi2_contingency, chisquare
 
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, NetworkSpec, parse_arch
 from blockswap.cli import main
-from blockswap.search.sampling import CostTable, cost_of, count_in_band, sample_candidates
+from blockswap.search.sampling import (
+    CostTable,
+    cost_of,
+    count_in_band,
+    sample_candidates,
+)
 
 CIFAR = (32, 32)
 

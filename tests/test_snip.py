@@ -7,7 +7,12 @@ import torch.nn.functional as F
 
 from blockswap import build_model
 from blockswap.errors import BlockswapError
-from blockswap.search.snip import apply_masks, connection_saliency, remaining_params, snip_masks
+from blockswap.search.snip import (
+    apply_masks,
+    connection_saliency,
+    remaining_params,
+    snip_masks,
+)
 
 
 def minibatch(seed, n=4, size=8, dtype=torch.float32, classes=10):

@@ -15,13 +15,26 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, build_model
-from blockswap.training.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_model, safe_load, save_model
 from blockswap.cli import main
 from blockswap.data.datasets import load_dataset
 from blockswap.data.loader import evaluation_batches
 from blockswap.data.splits import ImageTensors
-from blockswap.training.distillation import attention_map, attention_transfer_loss, default_beta, distillation_loss
-from blockswap.training.train import TrainConfig, Trainer
+from blockswap.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    MODEL_FORMAT,
+    atomic_save,
+    load_model,
+    safe_load,
+    save_model,
+)
+from blockswap.training.config import TrainConfig
+from blockswap.training.distillation import (
+    attention_map,
+    attention_transfer_loss,
+    default_beta,
+    distillation_loss,
+)
+from blockswap.training.train import Trainer
 
 SIZE = 8
 CHANCE = 90.0  # % error of guessing among 10 classes

@@ -17,6 +17,7 @@ from ..networks.pretrained import is_pretrained_spec, pretrained_metrics
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
 from ..training.checkpoint import load_model
+from ..training.config import CONFIG_FIELDS, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig
 from ..training.distributed import (
     destroy_process_group,
     device_type,
@@ -24,16 +25,11 @@ from ..training.distributed import (
     rank_device,
     world_from_env,
 )
+from ..training.teachers import is_pretrained_teacher
 from ..training.train import (
-    CONFIG_FIELDS,
     EVAL_BATCH_SIZE,
-    PROTOCOLS,
-    PRUNERS,
-    SCHEDULES,
-    TrainConfig,
     Trainer,
     evaluate,
-    is_pretrained_teacher,
     train_parallel,
     train_rank,
 )

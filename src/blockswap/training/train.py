@@ -18,16 +18,16 @@ data-parallel training over several processes (`distributed.py`), which trains t
 as one process.
 """
 
+
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import numbers
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 import torch
@@ -40,166 +40,32 @@ from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.models import build_model
-from ..provenance import atomic_write_text, json_digest, provenance, verify, write_json
+from ..provenance import atomic_write_text, provenance, write_json
 from ..search import snip
-from ..seeds import MAX_SEED, derive_seed
+from ..seeds import derive_seed
 from . import distributed
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     MODEL_FILE,
     atomic_save,
-    load_model,
     safe_load,
     save_model,
 )
-from .distillation import PAPER_BETA, check_compatible, default_beta, distillation_loss
+from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
+from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
+from .runs import (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    finished_run,
+    non_finite_tensors,
+)
+from .teachers import TEACHER_SOURCES
 
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
 EVAL_BATCH_SIZE = 512  # evaluation only: larger batches, same numbers
 # derive_seed(seed, 0, PRUNE_STREAM) seeds the SNIP minibatch: three parts, so it is no epoch's seed.
 PRUNE_STREAM = 1
-
-
-def cosine_lr(config: "TrainConfig", epoch: int) -> float:
-    """The paper's: annealed per epoch from lr to 0 over the run (closed form)."""
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
-
-
-def step_lr(config: "TrainConfig", epoch: int) -> float:
-    """lr times gamma for every milestone reached (epochs counted from 0, as MultiStepLR does)."""
-    return config.lr * config.gamma ** sum(m <= epoch for m in config.milestones)
-
-
-# Learning rate of each epoch (0-based) per schedule; a function of the epoch, so nothing to resume.
-SCHEDULES: dict[str, Callable[["TrainConfig", int], float]] = {"cosine": cosine_lr, "step": step_lr}
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_finite(x) -> bool:
-    """A finite real number (bool is not one, though Python counts it as an int)."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-# Real-valued fields (None allowed for the optional ones): an inf or nan lr, weight decay or AT
-# weight trains to NaN, and a string from a YAML file would fail a comparison with a traceback.
-REAL_FIELDS = ("lr", "momentum", "weight_decay", "gamma", "beta", "kd_alpha", "kd_temperature")
-OPTIONAL_FIELDS = {"beta"}
-WHOLE_FIELDS = ("epochs", "batch_size")
-FLOAT32_MAX = torch.finfo(torch.float32).max
-
-
-@dataclass
-class TrainConfig:
-    arch: str
-    dataset: str
-    genotype: Optional[list] = None  # paper names, one per block; None = all S
-    data_dir: str = "data"
-    image_size: Optional[int] = None
-    val_size: int = 0  # training images held out for validation (CIFAR/SVHN); digits has its own
-    protocol: str = "cifar"  # whose paper values an automatic beta scales (PAPER_BETA)
-    epochs: int = 200
-    batch_size: int = 128  # the global batch, however many processes share it
-    drop_last: bool = False  # the released code trains on the last, partial batch too
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine: to 0 over the run, stepped per epoch; step: x gamma at each milestone
-    # Step schedule: Moonshine's / the arXiv-v1 CIFAR schedule (x0.2 at epochs 60, 120, 160).
-    milestones: list = field(default_factory=lambda: [60, 120, 160])
-    gamma: float = 0.2
-    cutout: bool = True
-    seed: int = 0
-    teacher: Optional[str] = None  # trained-run folder / model.pt, or torchvision:NAME[:weights]: distil with AT
-    beta: Optional[float] = None  # AT weight per point; None = the protocol's paper value scaled to the image size
-    kd_alpha: float = 0.0  # Hinton KD weight (0 = off, as in the paper)
-    kd_temperature: float = 4.0
-    prune: Optional[str] = None  # "snip": prune connections at initialisation, masks fixed through training
-    prune_params: Optional[int] = None  # parameters left after pruning (BN and biases included)
-    bf16: bool = False  # fast mode (CUDA): bf16 autocast
-    channels_last: bool = False  # fast mode: NHWC layout
-    compile: bool = False  # fast mode: torch.compile
-
-    def __post_init__(self):
-        # Types first: the range checks below compare, and nan passes no comparison silently but
-        # inf passes "> 0".
-        for name in REAL_FIELDS:
-            value = getattr(self, name)
-            if value is None and name in OPTIONAL_FIELDS:
-                continue
-            if not _is_finite(value):
-                raise BlockswapError(f"{name.replace('_', ' ')} must be a finite number, got {value!r}")
-            # The optimiser applies lr and weight decay in float32: beyond its range torch fails
-            # mid-step with an overflow error.
-            if abs(value) > FLOAT32_MAX:
-                raise BlockswapError(f"{name.replace('_', ' ')} must be within float32's range "
-                                     f"(at most {FLOAT32_MAX:.4g}), got {value!r}")
-        for name in WHOLE_FIELDS:
-            if not _is_int(getattr(self, name)):
-                raise BlockswapError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
-        if isinstance(self.milestones, (tuple, list)):
-            self.milestones = list(self.milestones)
-        milestones_ok = (
-            isinstance(self.milestones, list)
-            and all(_is_int(m) and m >= 1 for m in self.milestones)
-            and all(a < b for a, b in zip(self.milestones, self.milestones[1:]))
-        )
-        checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            # torch refuses a negative momentum with a bare ValueError; from 1 up the velocity never
-            # decays and SGD diverges.
-            (0 <= self.momentum < 1, f"momentum must be at least 0 and below 1, got {self.momentum}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (milestones_ok, f"milestones must be strictly increasing positive whole epochs, got {self.milestones!r}"),
-            (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
-            (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"),
-            (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
-            (0 <= self.kd_alpha <= 1, f"kd alpha must be between 0 and 1, got {self.kd_alpha}"),
-            (self.kd_temperature > 0, f"kd temperature must be positive, got {self.kd_temperature}"),
-            (self.prune is None or self.prune in PRUNERS,
-             f"prune must be one of {', '.join(PRUNERS)}, got {self.prune!r}"),
-            ((self.prune is None) == (self.prune_params is None),
-             "--prune and --prune-params go together: name the method and the parameters to keep"),
-            (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
-             f"seed must be a whole number from 0 to {MAX_SEED} (2^32-1), got {self.seed!r}"),
-            (self.prune_params is None or (_is_int(self.prune_params) and self.prune_params >= 1),
-             f"prune params must be a positive whole number, got {self.prune_params!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BlockswapError(message)
-
-    @property
-    def mode(self) -> str:
-        return "fast" if (self.bf16 or self.channels_last or self.compile) else "paper"
-
-    def fingerprint(self) -> str:
-        return json_digest(asdict(self))[:16]
-
-
-# Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:
-# 100 epochs, lr /10 every 30, batch 256, wd 1e-4, no Cutout (docs/paper.md s.4); beta is automatic
-# (750 at 224 px, PAPER_BETA).
-PROTOCOLS = {
-    "cifar": dict(protocol="cifar"),
-    "imagenet": dict(protocol="imagenet", epochs=100, batch_size=256, weight_decay=1e-4, schedule="step",
-                     milestones=[30, 60, 90], gamma=0.1, cutout=False),
-}
-assert set(PROTOCOLS) == set(PAPER_BETA), "every protocol needs its paper beta"
-CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
-
-
-# Pruning at initialisation: name -> (model, images, labels of one training minibatch, parameters
-# to keep) -> {parameter name: 0/1 mask}.
-PRUNERS: dict[str, Callable[..., dict]] = {"snip": snip.snip_masks}
 
 
 @torch.no_grad()
@@ -239,132 +105,6 @@ class WithIntermediates(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.net.forward_intermediates(x)
-
-
-# --- teachers -----------------------------------------------------------------------------------
-
-
-def is_pretrained_teacher(spec: str) -> bool:
-    from ..networks.pretrained import (
-        is_pretrained_spec,  # torchvision is imported only for such teachers
-    )
-
-    return is_pretrained_spec(spec)
-
-
-def _pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
-    from ..networks.pretrained import describe, load_pretrained_teacher
-
-    # Checked: the class count (load_pretrained_teacher refuses a dataset without ImageNet's 1000
-    # classes, the only data these weights can label). Not checked: the input size. torchvision's
-    # ResNets are fully convolutional with adaptive pooling, so they run at any resolution, and
-    # the student's images are the ones both networks see; the paper's ImageNet teacher is used
-    # at whatever size the ImageNet protocol trains (224 px), and the miniature configs at less.
-    teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size)
-    return teacher, {"kind": "pretrained", **describe(spec, data.input_size)}
-
-
-def _trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
-    teacher, record = load_model(spec)
-    if record["num_classes"] != data.num_classes:
-        raise BlockswapError(
-            f"teacher {spec} has {record['num_classes']} classes but {data.name} has {data.num_classes}"
-        )
-    # Same class count is not enough: a teacher of another dataset labels other things, and one
-    # trained at another image size has attention maps of other scales (our networks run at any
-    # size, so nothing else would notice). model.pt records both (checkpoint.model_record).
-    dataset, size = record.get("dataset"), record.get("input_size")
-    if not isinstance(dataset, str) or not isinstance(size, list):
-        raise BlockswapError(f"teacher {spec} does not record the dataset it was trained on; "
-                             "use a model.pt written by blockswap train")
-    if dataset != data.name or size != list(data.input_size):
-        raise BlockswapError(
-            f"teacher {spec} was trained on {dataset} at {'x'.join(map(str, size))} px but the student trains on "
-            f"{data.name} at {'x'.join(map(str, data.input_size))} px; distil from a teacher trained on the "
-            "student's dataset and image size"
-        )
-    return teacher, {"kind": "trained", "path": spec, "arch": record["arch"], "genotype": record["genotype"],
-                     "dataset": record["dataset"]}
-
-
-def non_finite_tensors(tensors: dict) -> list[str]:
-    """Names of the floating-point tensors of a state dict that hold inf or nan (one host sync)."""
-    names = [name for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()]
-    if not names:
-        return []
-    finite = torch.stack([torch.isfinite(tensors[name]).all() for name in names]).tolist()
-    return [name for name, ok in zip(names, finite) if not ok]
-
-
-# Kinds of teacher, tried in order: (claims the spec?, load it -> (module, record for metrics.json)).
-TEACHER_SOURCES: list[tuple[Callable[[str], bool], Callable[[str, Dataset], tuple[nn.Module, dict]]]] = [
-    (is_pretrained_teacher, _pretrained_teacher),
-    (lambda spec: True, _trained_teacher),  # a folder or model.pt of one of our runs
-]
-
-
-def _read_metrics(path: Path, out: Path) -> dict:
-    """A finished run's metrics.json, checked for what `finished_run` and the reports rely on."""
-
-    def damaged(reason: str) -> BlockswapError:
-        # metrics.json is written last, after model.pt, and the checkpoint is gone by then:
-        # deleting it retrains from the start, and the new run rewrites every file.
-        return BlockswapError(f"{path} is damaged ({reason}); delete it, or the folder {out}, to train the run again")
-
-    try:
-        data = path.read_bytes()
-        verify(path, data)  # an edit after writing is named before the contents are judged
-        metrics = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise damaged("not UTF-8 text") from None
-    except json.JSONDecodeError as err:
-        raise damaged(f"not valid JSON: {err}") from None
-    except OSError as err:
-        raise damaged(f"unreadable: {err.strerror or err}") from None
-    if not isinstance(metrics, dict):
-        raise damaged(f"a JSON {type(metrics).__name__}, not an object")
-    if not isinstance(metrics.get("fingerprint"), str):
-        raise damaged("no configuration fingerprint")
-    for key in ("test_error", "test_error_top5"):
-        value = metrics.get(key)
-        if not (_is_finite(value) and 0 <= value <= 100):
-            raise damaged(f"{key} is {value!r}, not a percentage")
-    return metrics
-
-
-def _check_finished_model(out: Path) -> None:
-    """A finished run's model.pt must load, with finite weights: a run is only taken for finished
-    if its network is there (a teacher, `blockswap evaluate` and the reports read it)."""
-    path = out / MODEL_FILE
-    advice = f"delete the folder {out} (or its {MODEL_FILE} and {METRICS_FILE}) to train the run again"
-    if not path.is_file():
-        raise BlockswapError(f"the finished run in {out} is damaged: {path} is missing; {advice}")
-    try:
-        _, record = load_model(path)
-    except BlockswapError as err:
-        raise BlockswapError(f"the finished run in {out} is damaged: {err}; {advice}") from None
-    # A run that diverged before training checked for it was recorded as finished with nan weights.
-    bad = non_finite_tensors(record["state_dict"])
-    if bad:
-        raise BlockswapError(f"the finished run in {out} is damaged: {path} holds non-finite weights "
-                             f"({', '.join(bad[:3])}), so it diverged; {advice}, with a lower learning rate")
-
-
-def finished_run(config: TrainConfig, out: Path) -> Optional[dict]:
-    """The metrics of a finished run of `config` in `out`; None if there is none; an error if `out`
-    holds a finished run of another configuration, or a damaged one (its metrics.json or model.pt
-    unreadable: one line saying which file and what to delete, never a run taken for finished)."""
-    out = Path(out)
-    path = out / METRICS_FILE
-    if not path.exists():
-        return None
-    metrics = _read_metrics(path, out)
-    if metrics["fingerprint"] != config.fingerprint():
-        raise BlockswapError(
-            f"{out} holds a finished run of a different configuration; use another --out folder or delete it"
-        )
-    _check_finished_model(out)
-    return metrics
 
 
 class Trainer:
@@ -458,7 +198,7 @@ class Trainer:
                 self.masks = {k: v.to(self.device) for k, v in state["masks"].items()}
                 snip.apply_masks(self.model, self.masks)
             epoch, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
-            if not (_is_int(epoch) and 0 <= epoch <= self.config.epochs):
+            if not (is_whole(epoch) and 0 <= epoch <= self.config.epochs):
                 raise ValueError(f"epoch {epoch!r}")
         except KeyError as err:
             # The fingerprint matched, so the file claims to be this run's, but its contents are
