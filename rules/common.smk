@@ -16,18 +16,20 @@ from blockswap.results.plan import (
     comparison_budgets,
     comparison_samples,
     comparison_trained_seeds,
-    config_error_message,
-    config_key,
     plan_networks,
     plan_notes,
     sampled_budgets,
-    save_resolved_config,
-    training_epochs,
     STUDENT_METHODS,
     scored_budgets,
     teacher_spec,
+)
+from blockswap.results.config_file import (
+    config_error_message,
+    config_key,
+    save_resolved_config,
     use_resolved_config,
 )
+from blockswap.results.run_cost import training_epochs
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the

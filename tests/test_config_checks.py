@@ -14,7 +14,8 @@ import yaml
 from conftest import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
-from blockswap.results.plan import budget_keys, check_plan, load_schema, plan_networks
+from blockswap.results.config_file import load_schema
+from blockswap.results.plan import budget_keys, check_plan, plan_networks
 from blockswap.seeds import MAX_SEED, derive_seed
 
 BIN = Path(sys.executable).parent

@@ -365,7 +365,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
 
 
 def config_with(**changes):
-    from blockswap.results.plan import load_config
+    from blockswap.results.config_file import load_config
 
     config = load_config([latency_root() / "config" / "config.yaml"])
     for key, value in changes.items():
@@ -394,7 +394,8 @@ def test_latency_settings_are_checked_before_any_job(changes, message):
 
 
 def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_path):
-    from blockswap.results.plan import check_plan, load_config, plan_notes
+    from blockswap.results.config_file import load_config
+    from blockswap.results.plan import check_plan, plan_notes
 
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now

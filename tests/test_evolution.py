@@ -253,7 +253,8 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
 def plan_of(tmp_path, overlay):
     from conftest import GENOTYPES, ROOT
 
-    from blockswap.results.plan import load_config, plan_networks
+    from blockswap.results.config_file import load_config
+    from blockswap.results.plan import plan_networks
 
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))

@@ -117,7 +117,7 @@ def test_every_transcribed_genotype_has_its_attribution():
 
 
 def test_resolved_config_round_trip(tmp_path):
-    from blockswap.results.plan import (
+    from blockswap.results.config_file import (
         config_key,
         save_resolved_config,
         use_resolved_config,

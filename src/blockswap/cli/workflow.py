@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results.plan import (
-    EPOCH_TIMINGS,
-    family,
-    load_config,
-    plan_cost,
-    plan_networks,
-    plan_notes,
-    training_epochs,
-)
+from ..results.config_file import load_config
+from ..results.plan import plan_networks, plan_notes
+from ..results.run_cost import EPOCH_TIMINGS, family, plan_cost, training_epochs
 
 GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
 

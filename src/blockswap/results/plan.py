@@ -6,23 +6,18 @@ can check the plan. Network names are file-name safe; they key every per-network
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import yaml
 
-from ..checks import load_yaml
 from ..data.datasets import dataset_info
 from ..errors import BlockswapError
 from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import NetworkSpec, parse_arch
-from ..provenance import atomic_write_text, json_digest
 from ..search.sampling import CostTable, check_budget
-
-SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
+from .config_file import check_numbers
 
 
 @dataclass(frozen=True)
@@ -44,34 +39,6 @@ STUDENT_METHODS = ("reduced", "moonshine", "snip", "blockswap", "bestof", "rando
 # per search seed, and the proxy-best of the first N random candidates per search seed. Their own
 # target (`compare`) and tables; not rows of Table 2.
 COMPARISON_METHODS = ("randomsearch", "evolution", "bestofn")
-
-
-def config_key(config: dict) -> str:
-    """A short hash of a configuration as given (before schema defaults are applied)."""
-    return json_digest(config)[:16]
-
-
-def config_error_message(err: Exception) -> str:
-    """One line for a configuration the workflow cannot run: the schema violation (jsonschema's
-    ValidationError, which Snakemake's `validate` wraps) with the key it concerns, or our own error."""
-    import jsonschema  # a Snakemake dependency; only needed when a config is wrong
-
-    for cause in (err, err.__cause__, err.__context__):
-        if isinstance(cause, jsonschema.ValidationError):
-            where = ".".join(str(part) for part in cause.absolute_path)
-            return f"{where}: {cause.message}" if where else cause.message
-    return str(err).splitlines()[0]
-
-
-def save_resolved_config(config: dict, path: Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
-
-
-def use_resolved_config(config: dict, path: Path) -> None:
-    """Replace `config` in place by the resolved configuration saved by the main process."""
-    resolved = yaml.safe_load(Path(path).read_text())
-    config.clear()
-    config.update(resolved)
 
 
 def input_size(config: dict) -> tuple[tuple[int, int], int]:
@@ -174,46 +141,6 @@ def scored_budgets(config: dict) -> list[int]:
     if samples_budget(config) is not None:
         budgets.append(samples_budget(config))
     return list(dict.fromkeys(budgets))
-
-
-@lru_cache(maxsize=1)
-def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA.read_text())
-
-
-def _schema_types(node: dict) -> set[str]:
-    """The JSON types a schema node allows, its oneOf/anyOf branches included; empty means any."""
-    types: set[str] = set()
-    for branch in (node, *node.get("oneOf", ()), *node.get("anyOf", ())):
-        declared = branch.get("type", ())
-        types |= {declared} if isinstance(declared, str) else set(declared)
-    return types
-
-
-def number_problems(value, node: dict, path: tuple = ()) -> Iterator[str]:
-    """What JSON Schema lets through but no job can use, key by key: non-finite numbers (YAML .inf,
-    .nan pass `minimum` and friends, as every comparison with NaN is false) and floats where the
-    schema wants an integer (jsonschema counts 2.0 as an integer, but `--epochs 2.0` is no int)."""
-    where = ".".join(str(part) for part in path)
-    if isinstance(value, float):
-        types = _schema_types(node)
-        if not math.isfinite(value):
-            yield f"{where}: {value} is not a finite number; allowed: finite numbers (no .inf or .nan)"
-        elif types and "number" not in types:
-            yield f"{where}: {value} is not an integer; allowed: a whole number, no decimal point (e.g. {int(value)})"
-    elif isinstance(value, dict):
-        properties = node.get("properties", {})
-        for key, item in value.items():
-            yield from number_problems(item, properties.get(key, {}), (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from number_problems(item, node.get("items", {}), (*path, index))
-
-
-def check_numbers(config: dict) -> None:
-    problem = next(number_problems(config, load_schema()), None)
-    if problem:
-        raise BlockswapError(problem)
 
 
 def check_moonshine(config: dict) -> None:
@@ -453,105 +380,3 @@ def teacher_spec(config: dict) -> Optional[str]:
         raise BlockswapError(f"teacher.pretrained: torchvision's weights are ImageNet's; dataset is {config['dataset']}")
     spec = f"torchvision:{by_arch[arch]}" + (f":{teacher['weights']}" if teacher["weights"] else "")
     return f"torchvision:{by_arch[arch]}:{weights_path(spec)}"
-
-
-# --- what a configuration costs to run ------------------------------------------------------------
-
-# Training images per epoch of each dataset (digits: the 60 % training split of 1797 scans).
-TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167}
-
-# GPU seconds per training image (forward + backward + optimiser step, paper mode, float32 with
-# PyTorch's default TF32 convolutions) at a reference input side, measured by `bash bench/gpu.sh`
-# on one NVIDIA H100 80GB HBM3 (torch 2.11, 2026-11-26); other sizes scale with the pixel count.
-# wrn: WRN-40-2 teacher 5,167 images/s; students the mean of 1/rate over a BlockSwap 404.2K,
-# all-G(4) and all-G(N) WRN-40-2 (3,298, 2,968, 4,375 images/s) plus the frozen teacher's forward
-# pass for attention transfer (a third of its training step: an estimate, not measured).
-# resnet: ResNet-34 at 224 px, batch 256, 2,874 images/s, for the teacher and (plus the teacher's
-# forward pass, as above) for every student: no ImageNet student was timed.
-_WRN_TEACHER, _WRN_STUDENTS = 1 / 5167, (1 / 3298 + 1 / 2968 + 1 / 4375) / 3
-_RESNET = 1 / 2874
-EPOCH_TIMINGS = {
-    "wrn": {"side": 32, "teacher": _WRN_TEACHER, "student": _WRN_STUDENTS + _WRN_TEACHER / 3,
-            "measured": "H100, 2026-11-26"},
-    "resnet": {"side": 224, "teacher": _RESNET, "student": _RESNET * 4 / 3, "measured": "H100, 2026-11-26"},
-}
-# Seconds per Fisher-scored candidate at the reference side (WRN-40-2 at 404.2K, batch 128: 1000
-# candidates in 50.7 s on the H100, TF32 on); no ResNet candidate was timed.
-SCORE_SECONDS = {"wrn": 0.0507, "resnet": None}
-
-
-@dataclass(frozen=True)
-class StageCost:
-    stage: str
-    runs: int
-    epochs: int
-    gpu_hours: Optional[float]
-
-
-# Stage of the plan each method's training runs belong to (the workflow's stage targets).
-STAGE_OF = {"teacher": "teacher", "blockswap": "students", "reduced": "baselines", "moonshine": "baselines",
-            "snip": "baselines", "random": "ablation", "bestof": "ablation",
-            "randomsearch": "comparison", "evolution": "comparison", "bestofn": "comparison"}
-
-
-def family(arch: str) -> str:
-    return "resnet" if arch.startswith("resnet") else "wrn"
-
-
-def training_epochs(config: dict, method: str) -> int:
-    """Epochs of one training run: the teacher may train longer (teacher.epochs) and the ablation's
-    random students shorter (ablation.epochs) than training.epochs, which every other run uses."""
-    if method == "teacher" and config["teacher"].get("epochs") is not None:
-        return config["teacher"]["epochs"]
-    if method == "random" and config["ablation"].get("epochs") is not None:
-        return config["ablation"]["epochs"]
-    return config["training"]["epochs"]
-
-
-def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
-    """Training runs, epochs and estimated GPU-hours per stage, plus the Fisher scoring, from the
-    measured per-image timings (None where no measurement covers the configuration)."""
-    (side, _), _ = input_size(config)
-    images = TRAIN_IMAGES.get(config["dataset"])  # None: a folder dataset's size is the user's (no estimate)
-    timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
-    pixels = (side / timing["side"]) ** 2
-    stages: dict[str, list] = {}
-    for plan in plans.values():
-        trained = not (plan.method == "teacher" and config["teacher"]["pretrained"])
-        runs = len(plan.seeds) if trained else 0
-        role = "teacher" if plan.method == "teacher" else "student"
-        per_image = timing[role]
-        epochs = training_epochs(config, plan.method)
-        hours = None if per_image is None or images is None else runs * epochs * images * per_image * pixels / 3600
-        entry = stages.setdefault(STAGE_OF[plan.method], [0, 0, 0.0])
-        entry[0] += runs
-        entry[1] += runs * epochs
-        entry[2] = None if entry[2] is None or hours is None else entry[2] + hours
-    rows = [StageCost(stage, runs, n_epochs, hours) for stage, (runs, n_epochs, hours) in stages.items()]
-    scored = len(scored_budgets(config)) * config["search"]["samples"]
-    if config["search"].get("method") == "evolution" and not config["search"]["use_released_genotypes"]:
-        scored += len(config["search"]["budgets"]) * config["search"]["samples"]  # one evolution per budget
-    scored += 2 * len(comparison_budgets(config)) * len(config["comparison"]["seeds"]) * comparison_samples(config) \
-        if comparison_budgets(config) else 0  # a random and an evolution history per budget and search seed
-    per_candidate = SCORE_SECONDS[family(config["teacher"]["arch"])]
-    hours = 0.0 if not scored else None if per_candidate is None else scored * per_candidate * pixels / 3600
-    rows.append(StageCost("search (Fisher scoring)", scored, 0, hours))
-    return rows
-
-
-def load_config(paths: list[Path]) -> dict:
-    """A workflow configuration from one or more files (later ones override, nested keys merged,
-    as Snakemake merges --configfile), validated and with the schema's defaults applied."""
-    from snakemake.utils import update_config, validate
-
-    config: dict = {}
-    for path in paths:
-        loaded = load_yaml(path, "configuration") or {}
-        if not isinstance(loaded, dict):
-            raise BlockswapError(f"{path}: a configuration is a mapping of keys")
-        update_config(config, loaded)
-    try:
-        validate(config, str(SCHEMA))
-    except Exception as err:  # Snakemake wraps jsonschema's error; the message names the key
-        raise BlockswapError(f"config error: {config_error_message(err)}") from None
-    return config
