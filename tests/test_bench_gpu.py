@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 BIN = Path(sys.executable).parent
 STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GENOTYPES, RELEASED
+from helpers import GENOTYPES, RELEASED
 
 from blockswap.networks.blocks import ALLOWED_FORMS
 from blockswap.cli import main

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GENOTYPES, ROOT
+from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
 from blockswap.results.plan import budget_keys, check_plan, load_schema, plan_networks

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import GENOTYPES
+from helpers import GENOTYPES
 
 from blockswap import CANDIDATE_SETS, Genotype, NetworkSpec, build_model, count, parse_arch, parse_block, valid_types
 

@@ -375,7 +375,7 @@ def config_with(**changes):
 
 
 def latency_root():
-    from conftest import ROOT
+    from helpers import ROOT
 
     return ROOT
 
@@ -418,7 +418,7 @@ def snakemake(workdir, overlay, *args):
     import sys
     from pathlib import Path
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from cocofiles import write_coco
-from conftest import ROOT
+from helpers import ROOT
 
 from blockswap.detection.coco import CocoDetection, horizontal_flip
 from blockswap.detection.evaluate import AP_NAMES, coco_metrics

@@ -251,7 +251,7 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
 
 
 def plan_of(tmp_path, overlay):
-    from conftest import GENOTYPES, ROOT
+    from helpers import GENOTYPES, ROOT
 
     from blockswap.results.plan import load_config, plan_networks
 
@@ -294,7 +294,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     import sys
     from pathlib import Path
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     overlay = tmp_path / "small.yaml"
     overlay.write_text(yaml.safe_dump({

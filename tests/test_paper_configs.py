@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 from cocofiles import write_coco
 from datafiles import write_cifar10, write_cifar100, write_imagenet, write_svhn, write_torchvision_resnet34
 from snakemake_log import job_counts

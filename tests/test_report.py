@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GENOTYPES
+from helpers import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec
 from blockswap.results import figures
