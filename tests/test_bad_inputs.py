@@ -377,6 +377,7 @@ SIDECAR_DAMAGE = ["kept", "dropped", "cut", "empty", "not utf-8", "not an object
 DAMAGED = sorted(COMMANDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", DAMAGED)
 @SETTINGS
 @given(data=st.data())
@@ -580,6 +581,7 @@ def console(*argv, cwd):
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_the_console_script_prints_one_line_and_no_traceback(valid):
     with workspace(valid) as ws:
         (ws / "s.csv").write_bytes((ws / "s.csv").read_bytes()[:-7])

@@ -15,6 +15,9 @@ BIN = Path(sys.executable).parent
 STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]
 
 
+pytestmark = pytest.mark.slow  # runs the benchmark scripts end to end
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-bench")

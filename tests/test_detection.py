@@ -26,6 +26,9 @@ from blockswap.networks.models import NetworkSpec
 BLOCKSWAP = str(Path(sys.executable).parent / "blockswap")
 
 
+pytestmark = pytest.mark.slow  # builds and trains detectors end to end
+
+
 @pytest.fixture(scope="module")
 def coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")

@@ -29,6 +29,9 @@ MINIATURE = ROOT / "tests" / "miniature"
 CORES = os.environ.get("BLOCKSWAP_TEST_CORES", "2")  # bench/gpu.sh runs it with the GPU machine's cores
 
 
+pytestmark = pytest.mark.slow  # Snakemake dry runs of the paper configs
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """All datasets in one data folder, and a torch hub cache holding the ResNet-34 weight file."""

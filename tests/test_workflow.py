@@ -16,6 +16,9 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+pytestmark = pytest.mark.slow  # real Snakemake runs and dry runs
+
+
 def snakemake(*args, cwd=ROOT):
     return subprocess.run(
         [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args],
