@@ -69,6 +69,7 @@ WORKFLOW_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", WORKFLOW_CASES, ids=[m.split(":")[0] for _, m in WORKFLOW_CASES])
 def test_bad_config_stops_the_workflow_with_one_line(tmp_path, override, message):
     errors, output = dry_run_errors(tmp_path, override)
