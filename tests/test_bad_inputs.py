@@ -469,6 +469,7 @@ HUGE_NUMBERS = ["99999999999999999999999", "18446744073709551616", "1e30"]
 VALID_HERE = {("pick --candidate", "0"), ("train --lr", "1.5")}  # bad elsewhere, fine for these
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argument", sorted(NUMBER_ARGUMENTS))
 @settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 20)  # every value
 @given(value=st.sampled_from(BAD_NUMBERS + HUGE_NUMBERS))
@@ -522,6 +523,7 @@ def hostile_out(draw, ws: Path) -> tuple[str, str]:
     return kind, str(locked / "x.out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(WRITERS))
 @settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 10)
 @given(data=st.data())

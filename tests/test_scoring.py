@@ -60,6 +60,7 @@ def test_shards_partition_the_candidates(candidates):
     assert sorted(seen) == list(range(9))
 
 
+@pytest.mark.slow
 def test_seed_and_minibatch_mode_change_scores(tmp_path, digits, candidates):
     base = score_candidates(candidates, settings(), digits, tmp_path / "a.csv", progress=False)
     other = score_candidates(candidates, settings(seed=6), digits, tmp_path / "b.csv", progress=False)

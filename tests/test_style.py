@@ -25,7 +25,7 @@ def tool(name):
     "command",
     [
         ["ruff", "check", "--no-fix", "--output-format", "concise", "."],
-        ["ruff", "format", "--check", "--diff", "."],
+        ["ruff", "format", "--check", "."],
         # every Snakefile and .smk under the root (.gitignore'd folders are skipped)
         ["snakefmt", "--check", "."],
     ],
