@@ -377,6 +377,7 @@ SIDECAR_DAMAGE = ["kept", "dropped", "cut", "empty", "not utf-8", "not an object
 DAMAGED = sorted(COMMANDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", DAMAGED)
 @SETTINGS
 @given(data=st.data())
@@ -468,6 +469,7 @@ HUGE_NUMBERS = ["99999999999999999999999", "18446744073709551616", "1e30"]
 VALID_HERE = {("pick --candidate", "0"), ("train --lr", "1.5")}  # bad elsewhere, fine for these
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argument", sorted(NUMBER_ARGUMENTS))
 @settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 20)  # every value
 @given(value=st.sampled_from(BAD_NUMBERS + HUGE_NUMBERS))
@@ -521,6 +523,7 @@ def hostile_out(draw, ws: Path) -> tuple[str, str]:
     return kind, str(locked / "x.out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(WRITERS))
 @settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 10)
 @given(data=st.data())
@@ -580,6 +583,7 @@ def console(*argv, cwd):
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_the_console_script_prints_one_line_and_no_traceback(valid):
     with workspace(valid) as ws:
         (ws / "s.csv").write_bytes((ws / "s.csv").read_bytes()[:-7])

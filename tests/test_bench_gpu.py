@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 BIN = Path(sys.executable).parent
 STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]
+
+
+pytestmark = pytest.mark.slow  # runs the benchmark scripts end to end
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GENOTYPES, RELEASED
+from helpers import GENOTYPES, RELEASED
 
 from blockswap.cli import main
 from blockswap.networks.blocks import ALLOWED_FORMS
@@ -78,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert err.count("\n") == 1 and err.startswith("blockswap: error: ") and message in err
 
 
+@pytest.mark.slow
 def test_console_script_without_traceback(tmp_path):
     bad = tmp_path / "g.yaml"
     bad.write_text("genotype: [S, Nope]")
@@ -90,6 +91,7 @@ def test_console_script_without_traceback(tmp_path):
     assert proc.stderr.strip() == f"blockswap: error: unknown block type 'Nope'; allowed: {ALLOWED_FORMS}"
 
 
+@pytest.mark.slow
 def test_help_on_every_command():
     from blockswap.cli import COMMANDS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GENOTYPES, ROOT
+from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
 from blockswap.results.config_file import load_schema
@@ -70,6 +70,7 @@ WORKFLOW_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", WORKFLOW_CASES, ids=[m.split(":")[0] for _, m in WORKFLOW_CASES])
 def test_bad_config_stops_the_workflow_with_one_line(tmp_path, override, message):
     errors, output = dry_run_errors(tmp_path, override)

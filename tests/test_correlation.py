@@ -24,6 +24,7 @@ rows = st.integers(3, 12).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 3), min_size=n, max_size=n), st.lists(st.floats(-5, 5), min_size=n, max_size=n)))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(rows)
 def test_vectorised_correlations_equal_scipy(pair):

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import GENOTYPES
+from helpers import GENOTYPES
 
 from blockswap import (
     CANDIDATE_SETS,

@@ -23,6 +23,7 @@ from blockswap.data import datasets as ds
 from blockswap.data.augmentation import Augmentation
 
 
+@pytest.mark.slow
 def test_digits_split_is_fixed_stratified_and_complete():
     d = ds.load_dataset("digits", image_size=12)
     assert (len(d.train), len(d.val), len(d.test)) == (1077, 360, 360)
@@ -81,6 +82,7 @@ def local_mirror(tmp_path):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_cifar10_download_extracts_the_archive(tmp_path, monkeypatch, local_mirror):
     mirror, url = local_mirror
     archive = write_cifar10_archive(mirror)

@@ -67,6 +67,7 @@ def table_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_table_times_stem_head_and_every_fitting_type_at_every_shape(table_file):
     table = LatencyTable.load(table_file)
     r = table.record
@@ -279,6 +280,7 @@ def test_the_zoo_fits_the_export_architecture():
     assert all(t.problem_at(s.cin, s.cout, s.stride) is None for t in ZOO for s in arch.slots)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_type", ZOO, ids=lambda t: t.name)
 def test_every_block_type_exports_to_onnx_and_torchscript_with_equal_outputs(block_type):
     model = trained_like(block_type)
@@ -306,6 +308,7 @@ def test_export_keeps_only_the_inference_path():
     torch.testing.assert_close(run_export(data, "onnx", batch), run_export(data, "onnx", batch[:3]))  # dynamic batch
 
 
+@pytest.mark.slow
 def test_export_command_writes_a_sealed_file_with_both_latencies(tmp_path, capsys):
     run_dir = tmp_path / "run"
     save_model(trained_like(parse_block("BG(2,M/4)")), run_dir / "model.pt", list(SIZE), "digits")
@@ -375,7 +378,7 @@ def config_with(**changes):
 
 
 def latency_root():
-    from conftest import ROOT
+    from helpers import ROOT
 
     return ROOT
 
@@ -419,7 +422,7 @@ def snakemake(workdir, overlay, *args):
     import sys
     from pathlib import Path
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -428,6 +431,7 @@ def snakemake(workdir, overlay, *args):
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.slow
 def test_workflow_latency_target_builds_the_table_and_its_check(tmp_path):
     (tmp_path / "latency.yaml").write_text("latency: {threads: [1], check_samples: 3, clock: thread}\n")
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "--cores", "1", "latency")
@@ -439,6 +443,7 @@ def test_workflow_latency_target_builds_the_table_and_its_check(tmp_path):
     assert check["samples"] == 3 and check["setting"] == "cpu/t1/b1"
 
 
+@pytest.mark.slow
 def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurement(tmp_path):
     from snakemake_log import job_counts
 
@@ -499,6 +504,7 @@ def test_sample_command_under_a_latency_budget_records_the_table(table_file, tmp
     assert sidecar["limits"] == {"params": 60000.0} and sidecar["latency_setting"] == "cpu/t1/b1"
 
 
+@pytest.mark.slow
 def test_thread_clock_tables_for_shared_machines(tmp_path, capsys):
     code, _, err = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
                        "--clock", "thread", "--out", tmp_path / "t.json", "--quiet")

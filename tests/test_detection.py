@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from cocofiles import write_coco
-from conftest import ROOT
+from helpers import ROOT
 
 from blockswap.detection.coco import CocoDetection, horizontal_flip
 from blockswap.detection.evaluate import AP_NAMES, coco_metrics
@@ -24,6 +24,9 @@ from blockswap.errors import BlockswapError
 from blockswap.networks.models import NetworkSpec
 
 BLOCKSWAP = str(Path(sys.executable).parent / "blockswap")
+
+
+pytestmark = pytest.mark.slow  # builds and trains detectors end to end
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ def gloo_group():
             dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_global_batchnorm_is_batchnorm_over_the_whole_batch(gloo_group):
     # In one process the global batch is the local one: outputs, gradients and running statistics
     # must be BatchNorm2d's (the cross-process sums are exercised by the two-process run below).
@@ -77,6 +78,7 @@ def stop_after_first_epoch(line):
         raise StopAfterFirstEpoch
 
 
+@pytest.mark.slow
 def test_two_processes_resume_and_finish_a_one_process_run_identically(tmp_path):
     # A distilled, SNIP-pruned student: epoch 1 on one process (then killed), epoch 2 resumed on
     # two (gloo), against an uninterrupted one-process run. Digits' 1077 training images in
@@ -109,6 +111,7 @@ def test_two_processes_resume_and_finish_a_one_process_run_identically(tmp_path)
     assert not (out / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_an_error_in_a_rank_is_one_line(tmp_path, capsys):
     other = tmp_path / "t100"
     save_model(build_model("wrn-10-1", num_classes=100), other / "model.pt", (SIZE, SIZE), "cifar100")

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 CITED = re.compile(r"docs/paper\.md s\.(\d+)")
 

@@ -58,6 +58,7 @@ def settings(method, seed, samples=200, **kw):
     return SearchSettings(method=method, budget=BUDGET, samples=samples, seed=seed, **kw)
 
 
+@pytest.mark.slow
 def test_evolution_beats_random_on_a_fitness_with_a_known_optimum(table, target):
     finals = {"random": [], "evolution": []}
     for seed in range(5):
@@ -71,6 +72,7 @@ def test_evolution_beats_random_on_a_fitness_with_a_known_optimum(table, target)
     assert np.mean(finals["evolution"]) >= 10, finals
 
 
+@pytest.mark.slow
 def test_lower_is_better_proxies_are_minimised(table, target):
     history = run_search(table, settings("evolution", 0, samples=600, higher_is_better=False), toy(target, sign=-1.0))
     best = run_search(table, settings("random", 0, samples=600), toy(target))["fitness"].max()
@@ -219,6 +221,7 @@ def test_an_edited_history_is_refused(table, target, tmp_path):
         read_history(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,message", [
     (["--proxy", "nonsense"], "unknown proxy"),
     (["--population", "1"], "population of at least 2"),
@@ -234,6 +237,7 @@ def test_bad_search_arguments_are_one_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "h.csv").exists()
 
 
+@pytest.mark.slow
 def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
     out = tmp_path / "h.csv"
     argv = ["search", "--method", "evolution", "--arch", "wrn-16-2", "--budget", "60000", "--samples", "6",
@@ -251,7 +255,7 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
 
 
 def plan_of(tmp_path, overlay):
-    from conftest import GENOTYPES, ROOT
+    from helpers import GENOTYPES, ROOT
 
     from blockswap.results.config_file import load_config
     from blockswap.results.plan import plan_networks
@@ -287,6 +291,7 @@ def test_bad_guided_search_settings_are_one_line_before_any_job(tmp_path, overla
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_the_compare_target_runs_in_miniature(tmp_path):
     """`snakemake compare` on the default configuration, scaled down: histories of both methods for
     two search seeds, the winners and a best-of-N trained, every comparison table and the figure."""
@@ -295,7 +300,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     import sys
     from pathlib import Path
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     overlay = tmp_path / "small.yaml"
     overlay.write_text(yaml.safe_dump({
@@ -324,6 +329,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.mark.slow
 def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
     from blockswap.results.search_tables import mean_interval, search_curves
 

@@ -58,6 +58,7 @@ def random_genotype(arch_name, rng):
 EVERY_FAMILY = "S G(N/4) B(2) BG(2,M/4) MBConv(6) BG(4,M/2)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_fisher_equals_brute_force_in_float64(seed):
     # Seed 0 is a fixed genotype with every family; the others are random draws from the zoo.
@@ -85,6 +86,7 @@ def model_and_batch(seed, dtype=torch.float64, layout=torch.contiguous_format):
     return model, images.to(dtype).contiguous(memory_format=layout), labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_float32_fisher_is_the_float64_one_to_float32_rounding(seed):
     # Same weights and images in float32 (NCHW): measured 2e-7 to 1.2e-6 relative per block, so 2e-5
@@ -95,6 +97,7 @@ def test_float32_fisher_is_the_float64_one_to_float32_rounding(seed):
     assert abs(result.total - sum(expected)) / sum(expected) < 2e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2))
 def test_channels_last_is_identical_in_float64(seed):
     # The README's claim for the layout `blockswap score` uses: float64 NHWC = NCHW up to rounding
@@ -140,6 +143,7 @@ def test_fisher_uses_batch_statistics():
     assert model.training and not torch.equal(before, model.blocks[0].preacts[0][0].running_mean)
 
 
+@pytest.mark.slow
 def test_proxies_after_k_minibatches():
     torch.manual_seed(0)
     batches = [(torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))) for _ in range(5)]

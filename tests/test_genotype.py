@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import GENOTYPES, RELEASED
+from helpers import GENOTYPES, RELEASED
 
 from blockswap import BlockswapError, Genotype, parse_block
 

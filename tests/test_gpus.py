@@ -24,6 +24,7 @@ def holder(lock_dir, ids="0,1", wait=30, hold=30):
                             stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_parallel_jobs_get_different_devices_and_a_killed_one_frees_its_slot(tmp_path):
     a, b = holder(tmp_path), holder(tmp_path)
     claimed = {a.stdout.readline().strip(), b.stdout.readline().strip()}
@@ -40,6 +41,7 @@ def test_parallel_jobs_get_different_devices_and_a_killed_one_frees_its_slot(tmp
         p.wait()
 
 
+@pytest.mark.slow
 def test_claim_release_and_timeout(tmp_path):
     device = gpus.claim(["7"], tmp_path, wait_seconds=1)
     try:

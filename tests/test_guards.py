@@ -106,6 +106,7 @@ def test_an_infinite_lr_from_a_flag_or_a_config_file_is_one_line(tmp_path, capsy
 DIVERGED = r"^training diverged: {what} at epoch {epoch}, step {step} of {steps} \(lr {lr}\); lower the learning rate"
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_at_the_step_and_marks_nothing_finished(tmp_path, digits):
     # lr 1e30: the first step's update makes the weights ~1e30, so the second step's logits
     # overflow: the loss is no longer finite at step 2 of epoch 1 (4 steps of 32 per epoch).
@@ -117,6 +118,7 @@ def test_a_diverging_run_stops_at_the_step_and_marks_nothing_finished(tmp_path, 
     assert not out.exists()  # nothing written: no checkpoint, no metrics, not even the folder
 
 
+@pytest.mark.slow
 def test_divergence_keeps_the_last_good_checkpoint_and_a_rerun_stops_again(tmp_path, digits):
     # Step schedule x1e30 at epoch 2: epoch 1 trains normally (its checkpoint is written), epoch 2
     # diverges. Rerunning resumes from epoch 1's checkpoint and stops at the same step again.
@@ -175,6 +177,7 @@ def test_a_network_whose_test_outputs_are_not_finite_is_not_marked_finished(tmp_
     assert left_behind(out) == ["checkpoint.pt"]  # the run never finished: no model, metrics or history
 
 
+@pytest.mark.slow
 def test_a_diverging_data_parallel_run_stops_every_rank_with_one_line(tmp_path):
     # The real command in a subprocess: its whole stderr (that of both ranks included) is the one line.
     out = tmp_path / "o"

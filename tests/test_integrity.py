@@ -75,6 +75,7 @@ def assert_one_line_error(code, err, message):
 # --- select: damaged, missing, foreign and hand-edited shards --------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sealed", [True, False])
 def test_select_refuses_a_shard_cut_short_in_a_number(search, capsys, sealed):
     """A full disk or an interrupted copy cut the last shard mid-number: before, select read the
@@ -148,6 +149,7 @@ def test_a_damaged_sidecar_is_one_line(search, capsys):
     assert_one_line_error(code, err, "s1.csv.provenance.json is damaged")
 
 
+@pytest.mark.slow
 def test_the_workflow_hands_select_its_candidates(tmp_path):
     proc = snakemake("-n", "-p", "results/tiny/search/30000/student.json", "--directory", str(tmp_path),
                      "--configfile", TINY)
@@ -299,6 +301,7 @@ SLOW_SCORE = ("import sys, time; from blockswap.search.scoring import Scorer; re
               "from blockswap.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 def test_a_second_scoring_process_refuses_at_once(scored, tmp_path, capsys):
     """Before: the second process resumed the first one's partial file and both appended to it."""
     out, partial = tmp_path / "s.csv", tmp_path / "s.csv.partial"

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from cocofiles import write_coco
-from conftest import ROOT
+from helpers import ROOT
 from datafiles import (
     write_cifar10,
     write_cifar100,
@@ -33,6 +33,9 @@ BIN = Path(sys.executable).parent
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
 MINIATURE = ROOT / "tests" / "miniature"
 CORES = os.environ.get("BLOCKSWAP_TEST_CORES", "2")  # bench/gpu.sh runs it with the GPU machine's cores
+
+
+pytestmark = pytest.mark.slow  # Snakemake dry runs of the paper configs
 
 
 @pytest.fixture(scope="module")

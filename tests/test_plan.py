@@ -4,7 +4,7 @@ import re
 
 import pytest
 import yaml
-from conftest import GENOTYPES, ROOT
+from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
 from blockswap.results.plan import (

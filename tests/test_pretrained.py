@@ -93,6 +93,7 @@ def test_pretrained_specs_are_recognised():
     one_line_error(lambda: parse_spec("torchvision:resnet34:"), "no weights file")
 
 
+@pytest.mark.slow
 def test_logits_and_stages_equal_torchvision(teacher, reference):
     x = images()
     out = teacher.forward_intermediates(x)
@@ -218,6 +219,7 @@ def test_class_count_must_match_the_checkpoint(weights):
                    "has 1000 classes but the dataset has 10")
 
 
+@pytest.mark.slow
 def test_attention_transfer_from_the_teacher_to_our_resnet_34(teacher):
     student = build_model("resnet-34", num_classes=1000, seed=0)
     x = images(n=2, size=64, seed=3)

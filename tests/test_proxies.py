@@ -398,6 +398,7 @@ def test_every_proxy_repeats_to_the_bit_in_float32(name):
     assert math.isfinite(first) and first == again
 
 
+@pytest.mark.slow
 def test_measuring_every_proxy_leaves_table1_and_training_untouched():
     torch.manual_seed(0)
     batches = [(torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))) for _ in range(2)]
@@ -413,6 +414,7 @@ def test_measuring_every_proxy_leaves_table1_and_training_untouched():
     assert set(seconds) == {p.name for p in PROXIES.values() if p.own_pass} | {"fisher"}
 
 
+@pytest.mark.slow
 def test_scores_file_with_every_proxy_is_shard_invariant(tmp_path):
     digits = load_dataset("digits", image_size=8)
     table = CostTable.build(parse_arch("wrn-10-1"), CANDIDATE_SETS["paper"], (8, 8), 10)

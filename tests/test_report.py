@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GENOTYPES
+from helpers import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec
 from blockswap.results import figures
@@ -222,6 +222,7 @@ def write_training(folder, method, network, seed, epochs=3, val=False, seconds=2
     return folder / "history.csv"
 
 
+@pytest.mark.slow
 def test_learning_curves_figure_from_a_history_tree(tmp_path, capsys):
     from blockswap.cli import main
     from blockswap.provenance import provenance_path

@@ -92,6 +92,7 @@ def uniformity_pvalues(table, frame):
 EVERYTHING_KEPT = [("wrn-16-1", 100_000, 19_000), ("wrn-40-2", 1_300_000, 21_000)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,budget,samples", EVERYTHING_KEPT)
 def test_proposals_are_uniform_per_block_and_independent_across_blocks(arch, budget, samples):
     table = CostTable.build(parse_arch(arch), CANDIDATE_SETS["paper"], CIFAR, 10)
@@ -142,6 +143,7 @@ def band_probability(table, budget, tolerance=0.025):
     return float(law[(total > low) & (total < high)].sum())
 
 
+@pytest.mark.slow
 def test_released_set_reaches_the_162k_network_the_paper_set_barely_does(monkeypatch):
     import blockswap.search.sampling as sampling
 
@@ -191,6 +193,7 @@ def test_cli_errors(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_output_is_byte_identical_for_a_seed(tmp_path):
     def run(name):
         subprocess.run(

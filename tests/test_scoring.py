@@ -47,6 +47,7 @@ def without_seconds(frame):
     return frame.drop(columns=[c for c in frame if is_timing(c)]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_one_shard_equals_three_shards_and_reruns_repeat(tmp_path, digits, candidates):
     whole = score_candidates(candidates, settings(), digits, tmp_path / "all.csv", progress=False)
     parts = [score_candidates(candidates, settings(), digits, tmp_path / f"s{i}.csv", (i, 3), progress=False) for i in range(3)]
@@ -66,6 +67,7 @@ def test_shards_partition_the_candidates(candidates):
     assert sorted(seen) == list(range(9))
 
 
+@pytest.mark.slow
 def test_seed_and_minibatch_mode_change_scores(tmp_path, digits, candidates):
     base = score_candidates(candidates, settings(), digits, tmp_path / "a.csv", progress=False)
     other = score_candidates(candidates, settings(seed=6), digits, tmp_path / "b.csv", progress=False)
@@ -75,6 +77,7 @@ def test_seed_and_minibatch_mode_change_scores(tmp_path, digits, candidates):
     pd.testing.assert_series_equal(released["fisher"], released2["fisher"])
 
 
+@pytest.mark.slow
 def test_proxy_columns(tmp_path, digits, candidates):
     s = settings(proxies=["fisher", "accuracy", "l2_norm", "grad_norm"], minibatches=[1, 3])
     frame = score_candidates(candidates.head(2), s, digits, tmp_path / "p.csv", progress=False)
@@ -89,6 +92,7 @@ def test_partial_of_other_settings_is_refused(tmp_path, digits, candidates):
         score_candidates(candidates, settings(), digits, tmp_path / "x.csv", progress=False)
 
 
+@pytest.mark.slow
 def test_killed_scoring_resumes_to_the_same_result(tmp_path):
     cands = tmp_path / "cands.csv"
     cmd = [sys.executable, "-m", "blockswap.cli"]

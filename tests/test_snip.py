@@ -174,6 +174,7 @@ def test_masks_are_deterministic_and_depend_on_the_minibatch():
     assert any(not torch.equal(first[n], other[n]) for n in first)
 
 
+@pytest.mark.slow
 def test_masks_do_not_depend_on_the_memory_layout():
     # In float32, channels-last and contiguous convolutions round differently and swap weights
     # near the threshold; the ranking is done in float64, where they agree.

@@ -79,6 +79,7 @@ def teacher_dir(tmp_path_factory, digits):
     return out
 
 
+@pytest.mark.slow
 def test_teacher_learns_and_writes_its_outputs(teacher_dir):
     metrics = json.loads((teacher_dir / "metrics.json").read_text())
     assert metrics["test_error"] < CHANCE / 3
@@ -96,6 +97,7 @@ def test_teacher_learns_and_writes_its_outputs(teacher_dir):
     assert not (teacher_dir / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_distilled_student_learns(tmp_path, digits, teacher_dir):
     cfg = config(genotype=["G(4)", "B(2)", "BG(2,M/4)"], teacher=str(teacher_dir), epochs=6, beta=100.0)
     metrics = Trainer(cfg, tmp_path, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
@@ -152,6 +154,7 @@ def attention_distances(student, teacher, images) -> list[float]:
     return [attention_transfer_loss(a, b).item() for a, b in zip(s, t)]
 
 
+@pytest.mark.slow
 def test_reduced_student_distils_from_a_wider_deeper_teacher(tmp_path, digits):
     quiet = dict(progress=False, log=lambda *_: None)
     deep = tmp_path / "teacher"  # WRN-16-2: twice the depth and width of the WRN-10-1 student
@@ -213,6 +216,7 @@ def train_cmd(out, epochs=8):
             "--device", "cpu", "--quiet", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_numbers(tmp_path):
     subprocess.run(train_cmd(tmp_path / "ref"), check=True, capture_output=True)
     out = tmp_path / "run"
@@ -387,6 +391,7 @@ def test_snip_pruned_student_keeps_its_masks_through_training_and_resume(tmp_pat
     assert torch.equal(load_model(out)[1]["masks"][name], record["masks"][name])
 
 
+@pytest.mark.slow
 def test_pretrained_torchvision_teacher(tmp_path):
     import torchvision
 

@@ -1,4 +1,4 @@
-"""The Snakemake workflow: lint, formatting, dry runs of the paper configs, a real tiny run."""
+"""The Snakemake workflow: lint, dry runs of the paper configs, a real tiny run."""
 
 import json
 import os
@@ -9,11 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 from snakemake_log import job_counts
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+pytestmark = pytest.mark.slow  # real Snakemake runs and dry runs
 
 
 def snakemake(*args, cwd=ROOT):
@@ -30,11 +33,6 @@ def test_lint_is_clean():
     proc = snakemake("--lint")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
-
-
-def test_snakefmt_check():
-    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "."], cwd=ROOT, env=ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize(
