@@ -75,17 +75,23 @@ def main():
         torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator),
         torch.randint(0, 10, (args.images,), generator=generator),
     )
-    batched = TensorBatches(data, CIFAR10_MEAN, CIFAR10_STD, args.batch_size, augmentation=Augmentation.paper(32),
-                            shuffle=True)
+    batched = TensorBatches(
+        data, CIFAR10_MEAN, CIFAR10_STD, args.batch_size, augmentation=Augmentation.paper(32), shuffle=True
+    )
     per_image = torch.utils.data.DataLoader(PerImage(data), batch_size=args.batch_size, shuffle=True)
     b, p = epoch_seconds(batched), epoch_seconds(per_image)
-    print(json.dumps({
-        "images": args.images,
-        "batched_seconds": round(b, 3),
-        "per_image_seconds": round(p, 3),
-        "speedup": round(p / b, 1),
-        "provenance": provenance(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "images": args.images,
+                "batched_seconds": round(b, 3),
+                "per_image_seconds": round(p, 3),
+                "speedup": round(p / b, 1),
+                "provenance": provenance(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

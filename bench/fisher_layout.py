@@ -59,8 +59,9 @@ def main():
     parser.add_argument("--budget", type=float, default=404_200)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--float64", type=int, default=None,
-                        help="how many candidates also get the float64 reference (default: all)")
+    parser.add_argument(
+        "--float64", type=int, default=None, help="how many candidates also get the float64 reference (default: all)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -3,7 +3,8 @@
 For the same candidates, batch and thread count it times
 - `ours`: what `blockswap score` does per candidate (seeded build + init, forward, activation
   gradients at the probes only, vectorised Fisher);
-- `floor`: the network already built (same NHWC layout as ours), one plain forward pass plus one backward pass that computes
+- `floor`: the network already built (same NHWC layout as ours), one plain forward pass plus one backward
+  pass that computes
   activation gradients only (weights frozen, gradient taken to the input);
 - `released`: the released code's path re-enacted: build, an extra single-image forward pass (it
   built masks), a forward pass with hooks, a full `loss.backward()` (every weight gradient), and a

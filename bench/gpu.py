@@ -81,8 +81,15 @@ class Record:
         self.path = path
         self.start = time.perf_counter()
         self.deadline = self.start + seconds
-        self.data = {"step": step, "dry_run": dry_run, "time_box_s": round(seconds, 1), "notes": [], "errors": {},
-                     "skipped": {}, "part_seconds": {}}
+        self.data = {
+            "step": step,
+            "dry_run": dry_run,
+            "time_box_s": round(seconds, 1),
+            "notes": [],
+            "errors": {},
+            "skipped": {},
+            "part_seconds": {},
+        }
         self.save()
 
     def left(self) -> float:
@@ -218,8 +225,10 @@ def step_env(args, rec: Record):
     with rec.part("snakemake"):  # the install step ran `snakemake --version` and `blockswap blocks`
         import snakemake
 
-        rec.set("snakemake", {"version": getattr(snakemake, "__version__", "?"),
-                              "from": str(Path(snakemake.__file__).parent)})
+        rec.set(
+            "snakemake",
+            {"version": getattr(snakemake, "__version__", "?"), "from": str(Path(snakemake.__file__).parent)},
+        )
     if device.type == "cuda":
         with rec.part("gpu"):
             describe_gpu(device, rec)
@@ -234,22 +243,27 @@ def describe_gpu(device, rec: Record):
     import torch
 
     props = torch.cuda.get_device_properties(device)
-    rec.set("gpu", {
-        "name": torch.cuda.get_device_name(device),
-        "capability": list(torch.cuda.get_device_capability(device)),
-        "multiprocessors": props.multi_processor_count,
-        "memory_gib": round(props.total_memory / 2**30, 1),
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
-        "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32,
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-    })
+    rec.set(
+        "gpu",
+        {
+            "name": torch.cuda.get_device_name(device),
+            "capability": list(torch.cuda.get_device_capability(device)),
+            "multiprocessors": props.multi_processor_count,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        },
+    )
     with rec.part("nvidia_smi"):
-        query = ("name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,"
-                 "temperature.gpu")
-        proc = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv"], capture_output=True, text=True,
-                              timeout=30)
+        query = (
+            "name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu"
+        )
+        proc = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv"], capture_output=True, text=True, timeout=30
+        )
         rec.set("nvidia_smi", proc.stdout.strip().splitlines())
 
 
@@ -266,8 +280,11 @@ def ceilings(device, small: bool) -> dict:
     src = dst = None  # free before the matrices
     result["copy_tb_per_s"] = rounded(2 * n * 4 / t / 1e12, 3)
     size = 256 if small else 8192
-    for name, dtype, tf32 in (("bf16", torch.bfloat16, False), ("fp32_tf32", torch.float32, True),
-                              ("fp32", torch.float32, False)):
+    for name, dtype, tf32 in (
+        ("bf16", torch.bfloat16, False),
+        ("fp32_tf32", torch.float32, True),
+        ("fp32", torch.float32, False),
+    ):
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
         old = torch.backends.cuda.matmul.allow_tf32
@@ -293,8 +310,10 @@ def write_cifar10(root: Path, per_batch: int, seed: int = 0) -> Path:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"labels": rng.integers(0, 10, per_batch).tolist(),
-                 b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)}
+        batch = {
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+        }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)
     return root
@@ -440,11 +459,31 @@ def score_processes(k, m, cands, data_dir, batch, device, work: Path, limit: flo
     csv = work / f"cands-{m}.csv"
     cands.head(m).to_csv(csv, index=False)
     outs = [work / f"proc{k}-{j}.csv" for j in range(k)]
-    cmd = [sys.executable, "-m", "blockswap.cli", "score", str(csv), "--arch", TEACHER, "--dataset", "cifar10",
-           "--data-dir", str(data_dir), "--batch-size", str(batch), "--device", device.type, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "blockswap.cli",
+        "score",
+        str(csv),
+        "--arch",
+        TEACHER,
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(data_dir),
+        "--batch-size",
+        str(batch),
+        "--device",
+        device.type,
+        "--quiet",
+    ]
     start = time.perf_counter()
-    running = [subprocess.Popen(cmd + ["--shard", f"{j}/{k}", "--out", str(o)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for j, o in enumerate(outs)]
+    running = [
+        subprocess.Popen(
+            cmd + ["--shard", f"{j}/{k}", "--out", str(o)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for j, o in enumerate(outs)
+    ]
     logs = []
     for p in running:
         try:
@@ -463,11 +502,14 @@ def score_processes(k, m, cands, data_dir, batch, device, work: Path, limit: flo
     values = dict(zip(scored["candidate"].astype(int), scored["fisher"].astype(float)))
     common = [i for i in values if i in baseline]
     return {
-        "processes": k, "candidates": m, "wall_seconds": rounded(t),
+        "processes": k,
+        "candidates": m,
+        "wall_seconds": rounded(t),
         "candidates_per_s_with_startup": rounded(m / t),
         "candidates_per_s_scoring": rounded(m / max(scoring, 1e-9)),
         "max_rel_diff_vs_baseline": rounded(
-            max_rel_diff([values[i] for i in common], [baseline[i] for i in common]), 3),
+            max_rel_diff([values[i] for i in common], [baseline[i] for i in common]), 3
+        ),
         "compared": len(common),
     }
 
@@ -497,9 +539,19 @@ def step_fisher(args, rec: Record):
     cands.to_csv(cands_csv, index=False)
     genotypes = [Genotype.parse(g) for g in cands["genotype"]]
     settings = ScoringSettings(arch=TEACHER, dataset="cifar10", num_classes=10, image_size=32, batch_size=batch, seed=0)
-    rec.set("setup", {"arch": TEACHER, "budget": FISHER_BUDGET, "candidate_set": "paper", "batch_size": batch,
-                      "image_size": 32, "candidates_sampled": len(cands), "device": str(device),
-                      "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None})
+    rec.set(
+        "setup",
+        {
+            "arch": TEACHER,
+            "budget": FISHER_BUDGET,
+            "candidate_set": "paper",
+            "batch_size": batch,
+            "image_size": 32,
+            "candidates_sampled": len(cands),
+            "device": str(device),
+            "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None,
+        },
+    )
 
     # 1. The real path: scoring.score_candidates (what `blockswap score` runs), in chunks so that it
     #    fits its share of the time box; extrapolated to 1000 candidates if it did not finish them.
@@ -513,23 +565,35 @@ def step_fisher(args, rec: Record):
         spent, per_candidate = 0.0, []
         for start in range(0, total, chunk):
             rows = cands.iloc[start : start + chunk]
-            t, scored = wall(lambda: score_candidates(rows, settings, data, work / f"base-{start}.csv", device=device,
-                                                      progress=False), device)
+            t, scored = wall(
+                lambda: score_candidates(
+                    rows, settings, data, work / f"base-{start}.csv", device=device, progress=False
+                ),
+                device,
+            )
             spent += t
             baseline.update(zip(scored["candidate"].astype(int), scored["fisher"].astype(float)))
             per_candidate.extend(scored["seconds"].tolist())
             if spent > box and start + chunk < total:
-                rec.note(f"baseline stopped after {len(baseline)} candidates at its {box:.0f} s share; the 1000-"
-                         f"candidate time is extrapolated")
+                rec.note(
+                    f"baseline stopped after {len(baseline)} candidates at its {box:.0f} s share; the 1000-"
+                    f"candidate time is extrapolated"
+                )
                 break
         n = len(baseline)
-        rec.set("baseline", {
-            "candidates": n, "seconds": rounded(spent), "candidates_per_s": rounded(n / spent),
-            "ms_per_candidate": rounded(1000 * spent / n),
-            "median_scorer_ms": rounded(1000 * statistics.median(per_candidate)),
-            "seconds_for_1000": rounded(1000 * spent / n), "extrapolated": n < 1000,
-            "goal_1000_under_60s": 1000 * spent / n < 60,
-        })
+        rec.set(
+            "baseline",
+            {
+                "candidates": n,
+                "seconds": rounded(spent),
+                "candidates_per_s": rounded(n / spent),
+                "ms_per_candidate": rounded(1000 * spent / n),
+                "median_scorer_ms": rounded(1000 * statistics.median(per_candidate)),
+                "seconds_for_1000": rounded(1000 * spent / n),
+                "extrapolated": n < 1000,
+                "goal_1000_under_60s": 1000 * spent / n < 60,
+            },
+        )
 
     # 2. Floor and breakdown on the first few candidates, on the shared minibatch.
     images, labels = Scorer(settings, data, device).shared[0]
@@ -560,9 +624,14 @@ def step_fisher(args, rec: Record):
             fisher_potential(model, images, labels)
             ms_measure.append(gpu_kernel_ms(lambda: fisher_potential(model, images, labels), device))
             ms_floor.append(gpu_kernel_ms(lambda: floor(model, images, labels), device))
-        rec.set("kernel_time", {"floor_gpu_ms": rounded(statistics.mean(ms_floor)),
-                                "measure_gpu_ms": rounded(statistics.mean(ms_measure)),
-                                "note": "sum of CUDA kernel times (profiler): the GPU's busy time per candidate"})
+        rec.set(
+            "kernel_time",
+            {
+                "floor_gpu_ms": rounded(statistics.mean(ms_floor)),
+                "measure_gpu_ms": rounded(statistics.mean(ms_measure)),
+                "note": "sum of CUDA kernel times (profiler): the GPU's busy time per candidate",
+            },
+        )
 
     # 3. K `blockswap score` processes sharing the device, each one shard (the workflow's shards);
     #    then in-process variants on a subset; then more processes if time is left.
@@ -575,8 +644,9 @@ def step_fisher(args, rec: Record):
         with rec.part(f"processes{k}"):
             m = len(genotypes) if dry else min(len(genotypes), max(8 * k, int(rate * 12)))
             m -= m % k
-            procs[f"processes{k}"] = score_processes(k, m, cands, data_dir, batch, device, work, rec.left() - 3,
-                                                     baseline)
+            procs[f"processes{k}"] = score_processes(
+                k, m, cands, data_dir, batch, device, work, rec.left() - 3, baseline
+            )
             rec.set("processes", procs)
 
     processes(2 if dry else 4)
@@ -610,20 +680,25 @@ def step_fisher(args, rec: Record):
                     ordered = [values[i] for i, _ in todo]
                     if name == "plain":
                         reference = ordered
-                    entry = {"candidates": len(todo), "candidates_per_s": rounded(len(todo) / t),
-                             "ms_per_candidate": rounded(1000 * t / len(todo))}
+                    entry = {
+                        "candidates": len(todo),
+                        "candidates_per_s": rounded(len(todo) / t),
+                        "ms_per_candidate": rounded(1000 * t / len(todo)),
+                    }
                     if reference is not None:
                         plain_ms = results.get("plain", entry)["ms_per_candidate"]
                         entry["max_rel_diff_vs_plain"] = rounded(max_rel_diff(ordered, reference), 3)
                         entry["speedup_vs_plain"] = rounded(plain_ms / entry["ms_per_candidate"], 3)
                     entry["max_rel_diff_vs_baseline"] = rounded(
-                        max_rel_diff(ordered, [baseline.get(i) for i, _ in todo]), 3)
+                        max_rel_diff(ordered, [baseline.get(i) for i, _ in todo]), 3
+                    )
                     if name == "bf16_autocast" and reference is not None and len(todo) > 2:
                         from scipy.stats import spearmanr
 
                         entry["spearman_vs_plain"] = rounded(spearmanr(ordered, reference)[0], 4)
                         entry["same_best_candidate"] = max(range(len(todo)), key=ordered.__getitem__) == max(
-                            range(len(todo)), key=reference.__getitem__)
+                            range(len(todo)), key=reference.__getitem__
+                        )
                     d = entry.get("max_rel_diff_vs_plain")
                     entry["within_1e-3"] = d is not None and d <= 1e-3
                     results[name] = entry
@@ -635,8 +710,11 @@ def step_fisher(args, rec: Record):
         processes(8)
 
     # The fastest variant whose Fisher values stay within 1e-3 of the plain path's.
-    speeds = {name: (e.get("speedup_vs_plain"), e.get("max_rel_diff_vs_plain")) for name, e in results.items()
-              if name not in ("plain", "tf32_off") and e.get("within_1e-3")}
+    speeds = {
+        name: (e.get("speedup_vs_plain"), e.get("max_rel_diff_vs_plain"))
+        for name, e in results.items()
+        if name not in ("plain", "tf32_off") and e.get("within_1e-3")
+    }
     base_rate = rec.data.get("baseline", {}).get("candidates_per_s")
     for name, e in procs.items():
         if base_rate and e.get("max_rel_diff_vs_baseline") is not None and e["max_rel_diff_vs_baseline"] <= 1e-3:
@@ -644,9 +722,17 @@ def step_fisher(args, rec: Record):
     speeds = {k: v for k, v in speeds.items() if v[0]}
     if speeds:
         name = max(speeds, key=lambda k: speeds[k][0])
-        rec.set("best_variant", {"name": name, "speedup": speeds[name][0], "max_rel_diff": speeds[name][1],
-                                 "wins": speeds[name][0] >= 1.1,
-                                 "note": "speed-up over the plain path (processes: over the baseline, start included)"})
+        rec.set(
+            "best_variant",
+            {
+                "name": name,
+                "speedup": speeds[name][0],
+                "max_rel_diff": speeds[name][1],
+                "wins": speeds[name][0] >= 1.1,
+                "note": "speed-up over the plain path (processes: over the baseline, start included)",
+            },
+        )
+
 
 # --- train --------------------------------------------------------------------------------------
 
@@ -682,8 +768,13 @@ def train_throughput(names, flags, steps, batch, device, tmp, images=None):
     n = (len(full) // batch) * batch
     ips = n / seconds
     del trainer, data
-    return {"images_per_s": rounded(ips), "seconds_per_cifar_epoch": rounded(CIFAR_EPOCH / ips, 3),
-            "warmup_seconds": rounded(warmup, 3), "timed_images": n, "extrapolated_epoch": n < CIFAR_EPOCH - batch}
+    return {
+        "images_per_s": rounded(ips),
+        "seconds_per_cifar_epoch": rounded(CIFAR_EPOCH / ips, 3),
+        "warmup_seconds": rounded(warmup, 3),
+        "timed_images": n,
+        "extrapolated_epoch": n < CIFAR_EPOCH - batch,
+    }
 
 
 def step_train(args, rec: Record):
@@ -695,13 +786,24 @@ def step_train(args, rec: Record):
     dry = args.dry_run
     batch, steps = (8, 2) if dry else (128, 40)
     models = {f"teacher {TEACHER}": None, **STUDENTS}
-    modes = {"paper": {}, "bf16_cl": {"bf16": True, "channels_last": True},
-             "fast": {"bf16": True, "channels_last": True, "compile": True}}
+    modes = {
+        "paper": {},
+        "bf16_cl": {"bf16": True, "channels_last": True},
+        "fast": {"bf16": True, "channels_last": True, "compile": True},
+    }
     if dry:
         modes = {"paper": {}, "cl": {"channels_last": True}}
         rec.note("CPU dry run: bf16 and compile need CUDA; channels-last alone stands in for fast mode")
-    rec.set("setup", {"batch_size": batch, "steps": steps, "image_size": 32, "modes": modes,
-                      "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None})
+    rec.set(
+        "setup",
+        {
+            "batch_size": batch,
+            "steps": steps,
+            "image_size": 32,
+            "modes": modes,
+            "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None,
+        },
+    )
     results = {label: {} for label in models}
     names = {label: genotype_names(spec) for label, spec in models.items()}
     rec.set("results", results)
@@ -742,8 +844,15 @@ def step_train(args, rec: Record):
                 with rec.part(f"teacher full epoch {mode}"):
                     try:
                         # 390 full batches: a real epoch's last partial batch would add a recompilation
-                        out = train_throughput(None, modes[mode], steps, batch, device, f"{tmp}/full-{mode}",
-                                               images=CIFAR_EPOCH // batch * batch)
+                        out = train_throughput(
+                            None,
+                            modes[mode],
+                            steps,
+                            batch,
+                            device,
+                            f"{tmp}/full-{mode}",
+                            images=CIFAR_EPOCH // batch * batch,
+                        )
                     finally:
                         torch._dynamo.reset()
                         free_memory()
@@ -771,9 +880,29 @@ def step_train(args, rec: Record):
 
 def train_cmd(out, epochs, device):
     # tests/test_train.py::test_killed_training_resumes_to_the_same_numbers, on `device`.
-    return [sys.executable, "-m", "blockswap.cli", "train", "--arch", "wrn-10-2", "--dataset", "digits",
-            "--image-size", "8", "--epochs", str(epochs), "--batch-size", "32", "--seed", "3",
-            "--device", device, "--quiet", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "blockswap.cli",
+        "train",
+        "--arch",
+        "wrn-10-2",
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "32",
+        "--seed",
+        "3",
+        "--device",
+        device,
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def kill_and_resume(device: str, epochs: int, work: Path, limit: float) -> dict:
@@ -783,8 +912,9 @@ def kill_and_resume(device: str, epochs: int, work: Path, limit: float) -> dict:
 
     start = time.perf_counter()
     # The uninterrupted reference runs beside the run that gets killed (they share nothing).
-    reference = subprocess.Popen(train_cmd(work / "ref", epochs, device), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+    reference = subprocess.Popen(
+        train_cmd(work / "ref", epochs, device), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     out = work / "run"
     proc = subprocess.Popen(train_cmd(out, epochs, device), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -800,19 +930,26 @@ def kill_and_resume(device: str, epochs: int, work: Path, limit: float) -> dict:
         return {"killed": False, "note": "the run finished (or wrote no checkpoint) before the kill"}
     killed_after = safe_load(out / "checkpoint.pt", CHECKPOINT_FORMAT)["epoch"]
     left = limit - (time.perf_counter() - start)
-    resumed = subprocess.run(train_cmd(out, epochs, device), check=True, capture_output=True, text=True,
-                             timeout=max(5.0, left))
+    resumed = subprocess.run(
+        train_cmd(out, epochs, device), check=True, capture_output=True, text=True, timeout=max(5.0, left)
+    )
     ref = json.loads((work / "ref" / "metrics.json").read_text())
     run = json.loads((out / "metrics.json").read_text())
     a, _ = load_model(work / "ref")
     b, _ = load_model(out)
-    weight_diff = max(float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
-                      for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    weight_diff = max(
+        float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
+        for x, y in zip(a.state_dict().values(), b.state_dict().values())
+    )
     h_ref = pd.read_csv(work / "ref" / "history.csv")
     h_run = pd.read_csv(out / "history.csv")
     return {
-        "killed": True, "killed_after_epoch": killed_after, "epochs": epochs, "resumed": "resuming" in resumed.stdout,
-        "test_error_ref": ref["test_error"], "test_error_resumed": run["test_error"],
+        "killed": True,
+        "killed_after_epoch": killed_after,
+        "epochs": epochs,
+        "resumed": "resuming" in resumed.stdout,
+        "test_error_ref": ref["test_error"],
+        "test_error_resumed": run["test_error"],
         "test_error_diff": rounded(run["test_error"] - ref["test_error"]),
         "max_weight_abs_diff": rounded(weight_diff, 3),
         "max_train_loss_diff": rounded(float((h_ref["train_loss"] - h_run["train_loss"]).abs().max()), 3),
@@ -855,8 +992,9 @@ def step_correctness(args, rec: Record):
                 torch.backends.cudnn.allow_tf32 = old
             key = "tf32_on" if tf32 else "tf32_off"
             result[f"max_rel_diff_{key}"] = rounded(max_rel_diff(got, ref), 3)
-            result[f"same_ranking_{key}"] = (sorted(range(n), key=got.__getitem__)
-                                             == sorted(range(n), key=ref.__getitem__))
+            result[f"same_ranking_{key}"] = sorted(range(n), key=got.__getitem__) == sorted(
+                range(n), key=ref.__getitem__
+            )
         result["within_1e-3"] = result["max_rel_diff_tf32_on"] <= 1e-3
         rec.set("fisher_device_vs_cpu", result)
 
@@ -883,26 +1021,28 @@ def step_correctness(args, rec: Record):
         if not rec.enough(f"digits {mode} seed {seed}", need):
             return
         with rec.part(f"digits {mode} seed {seed}"):
-            cfg = TrainConfig(arch=arch, dataset="digits", image_size=size, epochs=epochs, batch_size=64, seed=seed,
-                              **flags)
+            cfg = TrainConfig(
+                arch=arch, dataset="digits", image_size=size, epochs=epochs, batch_size=64, seed=seed, **flags
+            )
             start = time.perf_counter()
             try:
-                metrics = Trainer(cfg, work / f"digits-{mode}-{seed}", device, digits, progress=False,
-                                  log=lambda line: None).run()
+                metrics = Trainer(
+                    cfg, work / f"digits-{mode}-{seed}", device, digits, progress=False, log=lambda line: None
+                ).run()
             finally:
                 torch._dynamo.reset()
                 free_memory()
             seconds[mode] = time.perf_counter() - start
-            runs[mode].append({"seed": seed, "test_error": metrics["test_error"],
-                               "seconds": rounded(seconds[mode], 3)})
+            runs[mode].append({"seed": seed, "test_error": metrics["test_error"], "seconds": rounded(seconds[mode], 3)})
             rec.save()
 
     train_digits("paper", seeds[0])
     if rec.enough("kill_and_resume", 20 if not dry else 5):
         with rec.part("kill_and_resume"):
             epochs_kr = 2 if dry else 12
-            rec.set("kill_and_resume", kill_and_resume(device.type, epochs_kr, work / "resume",
-                                                       max(10.0, rec.left() - 5)))
+            rec.set(
+                "kill_and_resume", kill_and_resume(device.type, epochs_kr, work / "resume", max(10.0, rec.left() - 5))
+            )
     train_digits("fast", seeds[0])
     for seed in seeds[1:]:
         for mode in modes:
@@ -912,8 +1052,11 @@ def step_correctness(args, rec: Record):
     for mode, rows in runs.items():
         errors = [r["test_error"] for r in rows]
         if errors:
-            summary[mode] = {"mean": rounded(statistics.mean(errors)), "runs": len(errors),
-                             "std": rounded(statistics.stdev(errors)) if len(errors) > 1 else None}
+            summary[mode] = {
+                "mean": rounded(statistics.mean(errors)),
+                "runs": len(errors),
+                "std": rounded(statistics.stdev(errors)) if len(errors) > 1 else None,
+            }
     if len(summary) == 2:
         p = (summary["paper"]["mean"] + summary["fast"]["mean"]) / 200
         n_test = len(digits.test)
@@ -922,8 +1065,9 @@ def step_correctness(args, rec: Record):
         summary["abs_diff"] = rounded(diff)
         summary["noise_bound"] = rounded(noise)
         summary["within_noise"] = diff <= noise
-        summary["rule"] = ("|mean paper - mean fast| <= 2 binomial std of a difference of two test errors "
-                           "(n = test size)")
+        summary["rule"] = (
+            "|mean paper - mean fast| <= 2 binomial std of a difference of two test errors (n = test size)"
+        )
     rec.data["digits"]["summary"] = summary
     rec.save()
 
@@ -980,8 +1124,10 @@ def resnet34_rate(flags, batch, size, steps, device, out) -> float:
     from blockswap.training.train import Trainer
 
     g = torch.Generator().manual_seed(0)
-    full = ImageTensors(torch.randint(0, 256, (batch * steps, 3, size, size), dtype=torch.uint8, generator=g),
-                        torch.randint(0, 1000, (batch * steps,), generator=g))
+    full = ImageTensors(
+        torch.randint(0, 256, (batch * steps, 3, size, size), dtype=torch.uint8, generator=g),
+        torch.randint(0, 1000, (batch * steps,), generator=g),
+    )
     data = Dataset("synthetic-imagenet", 1000, size, IMAGENET_MEAN, IMAGENET_STD, full, None)
     cfg = TrainConfig(arch="resnet-34", dataset="imagenet", **{**PROTOCOLS["imagenet"], "batch_size": batch, **flags})
     trainer = Trainer(cfg, out, device, data, progress=False)
@@ -1006,12 +1152,23 @@ def step_loader(args, rec: Record):
     batches = 4 * workers  # timed from the end of the first wave (one batch per worker) on
     width, height, unique = (64, 48, 16) if dry else (500, 375, 512)
     work = Path(tempfile.mkdtemp(dir=args.work))
-    rec.set("setup", {"workers": workers, "batch_size": batch, "image_size": size, "jpeg": [width, height],
-                      "unique_jpegs": unique, "train_files": batch * batches, "cpu_count": os.cpu_count()})
+    rec.set(
+        "setup",
+        {
+            "workers": workers,
+            "batch_size": batch,
+            "image_size": size,
+            "jpeg": [width, height],
+            "unique_jpegs": unique,
+            "train_files": batch * batches,
+            "cpu_count": os.cpu_count(),
+        },
+    )
 
     with rec.part("loader"):
-        t, mean_bytes = wall(lambda: write_imagefolder(work, unique, batch * batches, width, height),
-                             torch.device("cpu"))
+        t, mean_bytes = wall(
+            lambda: write_imagefolder(work, unique, batch * batches, width, height), torch.device("cpu")
+        )
         rec.set("jpegs", {"write_seconds": rounded(t, 3), "mean_kib": rounded(mean_bytes / 1024, 3)})
         data = load_dataset("imagenet", work, image_size=size)
         # One process, one image at a time: decode + RandomResizedCrop + flip + ToTensor + Normalize.
@@ -1025,7 +1182,7 @@ def step_loader(args, rec: Record):
         t_first, _ = wall(lambda: next(stream), device)
         count, seen = 0, 1
         start = time.perf_counter() if workers <= 1 else None
-        for images, labels in stream:
+        for _images, labels in stream:
             seen += 1
             if start is not None:
                 count += len(labels)
@@ -1038,13 +1195,17 @@ def step_loader(args, rec: Record):
         sync(device)
         end = time.perf_counter()
         t = end - (start or begin)
-        rec.set("loader_result", {
-            "images_per_s": rounded(count / t) if count else None, "images_timed": count,
-            "images_per_s_with_start": rounded(seen * batch / (end - begin)),
-            "first_batch_seconds": rounded(t_first, 3),
-            "one_process_ms_per_image": rounded(per_image_ms, 3),
-            "ideal_images_per_s_all_cores": rounded(workers * 1000 / per_image_ms),
-        })
+        rec.set(
+            "loader_result",
+            {
+                "images_per_s": rounded(count / t) if count else None,
+                "images_timed": count,
+                "images_per_s_with_start": rounded(seen * batch / (end - begin)),
+                "first_batch_seconds": rounded(t_first, 3),
+                "one_process_ms_per_image": rounded(per_image_ms, 3),
+                "ideal_images_per_s_all_cores": rounded(workers * 1000 / per_image_ms),
+            },
+        )
 
     gpu = {}
     for mode, flags in {"paper": {}, "bf16_cl": {"bf16": True, "channels_last": True}}.items():
@@ -1056,8 +1217,10 @@ def step_loader(args, rec: Record):
         with rec.part(f"resnet34 {mode}"):
             steps = 2 if dry else 8
             try:
-                gpu[mode] = {"images_per_s": rounded(resnet34_rate(flags, batch, size, steps, device, work / mode)),
-                             "steps": steps}
+                gpu[mode] = {
+                    "images_per_s": rounded(resnet34_rate(flags, batch, size, steps, device, work / mode)),
+                    "steps": steps,
+                }
             finally:
                 free_memory()
             rec.set("resnet34", gpu)
@@ -1086,9 +1249,14 @@ def step_latency(args, rec: Record):
     with rec.part("table"):
         start = time.perf_counter()
         record = build_latency_table(arch, "paper", size, 10, settings)
-        rec.set("table", {"build_seconds": rounded(time.perf_counter() - start),
-                          "stem_ms": {k: rounded(v * 1e3) for k, v in record["stem"].items()},
-                          "head_ms": {k: rounded(v * 1e3) for k, v in record["head"].items()}})
+        rec.set(
+            "table",
+            {
+                "build_seconds": rounded(time.perf_counter() - start),
+                "stem_ms": {k: rounded(v * 1e3) for k, v in record["stem"].items()},
+                "head_ms": {k: rounded(v * 1e3) for k, v in record["head"].items()},
+            },
+        )
         table = LatencyTable(record)
     if table is None:
         return
@@ -1109,7 +1277,6 @@ def step_latency(args, rec: Record):
             rec.set(f"check {key}", summary)
 
 
-
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -1119,8 +1286,12 @@ def read_steps(work: Path) -> dict:
     table = work / "steps.tsv"
     for line in table.read_text().splitlines() if table.exists() else []:
         name, status, rc, seconds, limit, note = (line.split("\t") + [""] * 6)[:6]
-        entry = {"status": status, "rc": int(rc) if rc.lstrip("-").isdigit() else None,
-                 "wall_seconds": float(seconds or 0), "time_limit_s": float(limit or 0)}
+        entry = {
+            "status": status,
+            "rc": int(rc) if rc.lstrip("-").isdigit() else None,
+            "wall_seconds": float(seconds or 0),
+            "time_limit_s": float(limit or 0),
+        }
         if note:
             entry["note"] = note
         path = work / f"{name}.json"
@@ -1131,8 +1302,11 @@ def read_steps(work: Path) -> dict:
                 entry["result_error"] = f"unreadable JSON: {err}"
         log = work / f"{name}.log"
         if name == "snakemake" and log.exists():  # pytest's closing line
-            closing = [l for l in log.read_text(errors="replace").splitlines()
-                       if any(w in l for w in ("passed", "failed", "error", "selected", "no tests ran"))]
+            closing = [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if any(w in line for w in ("passed", "failed", "error", "selected", "no tests ran"))
+            ]
             entry["pytest"] = closing[-1].strip("= ") if closing else None
             entry["note"] = "; ".join(x for x in (note, entry["pytest"]) if x)
         if status not in ("ok", "skipped"):
@@ -1158,8 +1332,10 @@ def _env_lines(env: dict) -> list[str]:
     c = env.get("ceilings", {})
     text = f"torch {env.get('torch')}, {env.get('cpu_count')} CPUs"
     if c:
-        text += (f"; copy {fmt(c.get('copy_tb_per_s'))} TB/s, matmul bf16 {fmt(c.get('matmul_bf16_tflops'))} / "
-                 f"tf32 {fmt(c.get('matmul_fp32_tf32_tflops'))} / fp32 {fmt(c.get('matmul_fp32_tflops'))} TFLOP/s")
+        text += (
+            f"; copy {fmt(c.get('copy_tb_per_s'))} TB/s, matmul bf16 {fmt(c.get('matmul_bf16_tflops'))} / "
+            f"tf32 {fmt(c.get('matmul_fp32_tf32_tflops'))} / fp32 {fmt(c.get('matmul_fp32_tflops'))} TFLOP/s"
+        )
     return [text]
 
 
@@ -1167,44 +1343,62 @@ def _fisher_lines(f: dict) -> list[str]:
     b, fl, kt = f.get("baseline", {}), f.get("floor", {}), f.get("kernel_time", {})
     out = []
     if b:
-        out.append(f"score: {b.get('candidates')} cand, {fmt(b.get('candidates_per_s'))}/s, "
-                   f"{fmt(b.get('ms_per_candidate'))} ms each -> 1000 in {fmt(b.get('seconds_for_1000'))} s"
-                   f"{' (extrap.)' if b.get('extrapolated') else ''} goal<60s: {fmt(b.get('goal_1000_under_60s'))}")
+        out.append(
+            f"score: {b.get('candidates')} cand, {fmt(b.get('candidates_per_s'))}/s, "
+            f"{fmt(b.get('ms_per_candidate'))} ms each -> 1000 in {fmt(b.get('seconds_for_1000'))} s"
+            f"{' (extrap.)' if b.get('extrapolated') else ''} goal<60s: {fmt(b.get('goal_1000_under_60s'))}"
+        )
     if fl:
-        out.append(f"floor {fmt(fl.get('floor_ms'))} ms (ours {fmt(fl.get('ours_over_floor'))}x); build "
-                   f"{fmt(fl.get('build_ms'))} move {fmt(fl.get('move_ms'))} measure {fmt(fl.get('measure_ms'))} ms"
-                   + (f"; GPU busy {fmt(kt.get('measure_gpu_ms'))} ms" if kt else ""))
-    parts = [f"{k} {fmt(e.get('speedup_vs_plain'))}x d{fmt(e.get('max_rel_diff_vs_plain'), digits=2)}"
-             for k, e in f.get("variants", {}).items() if k != "plain"]
+        out.append(
+            f"floor {fmt(fl.get('floor_ms'))} ms (ours {fmt(fl.get('ours_over_floor'))}x); build "
+            f"{fmt(fl.get('build_ms'))} move {fmt(fl.get('move_ms'))} measure {fmt(fl.get('measure_ms'))} ms"
+            + (f"; GPU busy {fmt(kt.get('measure_gpu_ms'))} ms" if kt else "")
+        )
+    parts = [
+        f"{k} {fmt(e.get('speedup_vs_plain'))}x d{fmt(e.get('max_rel_diff_vs_plain'), digits=2)}"
+        for k, e in f.get("variants", {}).items()
+        if k != "plain"
+    ]
     for i in range(0, len(parts), 3):
         out.append(("variants: " if i == 0 else "  ") + "; ".join(parts[i : i + 3]))
     for k, e in f.get("processes", {}).items():
-        out.append(f"{k}: {fmt(e.get('candidates_per_s_with_startup'))}/s incl. start "
-                   f"({fmt(e.get('candidates_per_s_scoring'))}/s scoring), "
-                   f"d{fmt(e.get('max_rel_diff_vs_baseline'), digits=2)}")
+        out.append(
+            f"{k}: {fmt(e.get('candidates_per_s_with_startup'))}/s incl. start "
+            f"({fmt(e.get('candidates_per_s_scoring'))}/s scoring), "
+            f"d{fmt(e.get('max_rel_diff_vs_baseline'), digits=2)}"
+        )
     best = f.get("best_variant")
     if best:
-        out.append(f"best exact variant: {best['name']} {fmt(best['speedup'])}x (max rel diff "
-                   f"{fmt(best['max_rel_diff'], digits=2)}){'' if best['wins'] else ': no real win'}")
+        out.append(
+            f"best exact variant: {best['name']} {fmt(best['speedup'])}x (max rel diff "
+            f"{fmt(best['max_rel_diff'], digits=2)}){'' if best['wins'] else ': no real win'}"
+        )
     return out
 
 
 def _train_lines(t: dict) -> list[str]:
     out = []
     for label, modes in t.get("results", {}).items():
-        cells = [f"{m} {fmt(e.get('images_per_s'))}/s {fmt(e.get('seconds_per_cifar_epoch'))}s/ep"
-                 for m, e in modes.items() if m in ("paper", "bf16_cl", "fast", "cl")]
+        cells = [
+            f"{m} {fmt(e.get('images_per_s'))}/s {fmt(e.get('seconds_per_cifar_epoch'))}s/ep"
+            for m, e in modes.items()
+            if m in ("paper", "bf16_cl", "fast", "cl")
+        ]
         speed = modes.get("fast", modes.get("cl", {})).get("speedup_vs_paper")
         out.append(f"{label}: " + ", ".join(cells) + (f" ({fmt(speed)}x)" if speed else ""))
     teacher = t.get("results", {}).get(f"teacher {TEACHER}", {})
-    extra = [f"{k.replace('_', ' ')} {fmt(teacher[k].get('images_per_s'))}/s"
-             + (f" ({fmt(teacher[k]['timed_images'] / teacher[k]['images_per_s'])} s)" if "full" in k else "")
-             for k in ("paper_full_epoch", "fast_full_epoch", "paper_cudnn_benchmark") if k in teacher]
+    extra = [
+        f"{k.replace('_', ' ')} {fmt(teacher[k].get('images_per_s'))}/s"
+        + (f" ({fmt(teacher[k]['timed_images'] / teacher[k]['images_per_s'])} s)" if "full" in k else "")
+        for k in ("paper_full_epoch", "fast_full_epoch", "paper_cudnn_benchmark")
+        if k in teacher
+    ]
     if extra:
         out.append("teacher: " + ", ".join(extra))
     if "teacher_fast_over_paper" in t:
-        out.append(f"teacher fast/paper {fmt(t['teacher_fast_over_paper'])}x, "
-                   f"goal >=3x: {fmt(t.get('goal_fast_3x_paper'))}")
+        out.append(
+            f"teacher fast/paper {fmt(t['teacher_fast_over_paper'])}x, goal >=3x: {fmt(t.get('goal_fast_3x_paper'))}"
+        )
     return out
 
 
@@ -1212,35 +1406,46 @@ def _correctness_lines(c: dict) -> list[str]:
     out = []
     fd = c.get("fisher_device_vs_cpu")
     if fd:
-        diffs = ", ".join(f"{k[len('max_rel_diff_'):]} {fmt(v, digits=2)}" for k, v in fd.items()
-                          if k.startswith("max_rel_diff_"))
+        diffs = ", ".join(
+            f"{k[len('max_rel_diff_') :]} {fmt(v, digits=2)}" for k, v in fd.items() if k.startswith("max_rel_diff_")
+        )
         out.append(f"fisher dev/cpu max rel: {diffs}; within 1e-3: {fmt(fd.get('within_1e-3'))}")
     kr = c.get("kill_and_resume")
     if kr:
-        out.append(f"kill+resume: killed after epoch {kr.get('killed_after_epoch')}, "
-                   f"resumed {fmt(kr.get('resumed'))}, err diff {fmt(kr.get('test_error_diff'))}, "
-                   f"max w diff {fmt(kr.get('max_weight_abs_diff'), digits=2)}"
-                   if kr.get("killed") else f"kill+resume: {kr.get('note')}")
+        out.append(
+            f"kill+resume: killed after epoch {kr.get('killed_after_epoch')}, "
+            f"resumed {fmt(kr.get('resumed'))}, err diff {fmt(kr.get('test_error_diff'))}, "
+            f"max w diff {fmt(kr.get('max_weight_abs_diff'), digits=2)}"
+            if kr.get("killed")
+            else f"kill+resume: {kr.get('note')}"
+        )
     d = c.get("digits", {}).get("summary", {})
     if d:
-        modes = ", ".join(f"{m} {fmt(d[m]['mean'])}+-{fmt(d[m]['std'])} (n={d[m]['runs']})"
-                          for m in ("paper", "fast") if m in d)
-        noise = (f"; within noise ({fmt(d.get('noise_bound'))}): {fmt(d.get('within_noise'))}"
-                 if "within_noise" in d else "")
+        modes = ", ".join(
+            f"{m} {fmt(d[m]['mean'])}+-{fmt(d[m]['std'])} (n={d[m]['runs']})" for m in ("paper", "fast") if m in d
+        )
+        noise = (
+            f"; within noise ({fmt(d.get('noise_bound'))}): {fmt(d.get('within_noise'))}" if "within_noise" in d else ""
+        )
         out.append(f"digits err %: {modes}{noise}")
     return out
 
 
 def _loader_lines(lo: dict) -> list[str]:
     lr, gpu, setup = lo.get("loader_result", {}), lo.get("resnet34", {}), lo.get("setup", {})
-    out = [f"loader {fmt(lr.get('images_per_s'))} img/s ({setup.get('workers')} workers; "
-           f"{fmt(lr.get('one_process_ms_per_image'))} ms/img in 1 proc)"]
+    out = [
+        f"loader {fmt(lr.get('images_per_s'))} img/s ({setup.get('workers')} workers; "
+        f"{fmt(lr.get('one_process_ms_per_image'))} ms/img in 1 proc)"
+    ]
     if gpu:
         ratios = lo.get("gpu_over_loader", {})
-        out.append(f"resnet-34 {setup.get('image_size')}px b{setup.get('batch_size')}: "
-                   + ", ".join(f"{m} {fmt(e.get('images_per_s'))} img/s" for m, e in gpu.items())
-                   + "; gpu/loader " + ", ".join(f"{m} {fmt(x)}x" for m, x in ratios.items())
-                   + f"; loader-bound: {fmt(lo.get('loader_bound'))}")
+        out.append(
+            f"resnet-34 {setup.get('image_size')}px b{setup.get('batch_size')}: "
+            + ", ".join(f"{m} {fmt(e.get('images_per_s'))} img/s" for m, e in gpu.items())
+            + "; gpu/loader "
+            + ", ".join(f"{m} {fmt(x)}x" for m, x in ratios.items())
+            + f"; loader-bound: {fmt(lo.get('loader_bound'))}"
+        )
     return out
 
 
@@ -1250,15 +1455,23 @@ def _latency_lines(la: dict) -> list[str]:
         out.append(f"table of {la.get('setup', {}).get('arch')} built in {fmt(la['table'].get('build_seconds'))} s")
     for key, s in la.items():
         if key.startswith("check ") and isinstance(s, dict):
-            out.append(f"{key[6:]}: MAPE {fmt(s.get('mape_pct'))} %, within 10 %: {fmt(s.get('within_10pct'))}, "
-                       f"ratio {fmt(s.get('median_ratio'))}, calibrated {fmt(s.get('calibrated_mape_pct'))} %; "
-                       f"tau pred {fmt(s.get('kendall_predicted'))} params {fmt(s.get('kendall_params'))} "
-                       f"macs {fmt(s.get('kendall_macs'))} (n={s.get('samples')})")
+            out.append(
+                f"{key[6:]}: MAPE {fmt(s.get('mape_pct'))} %, within 10 %: {fmt(s.get('within_10pct'))}, "
+                f"ratio {fmt(s.get('median_ratio'))}, calibrated {fmt(s.get('calibrated_mape_pct'))} %; "
+                f"tau pred {fmt(s.get('kendall_predicted'))} params {fmt(s.get('kendall_params'))} "
+                f"macs {fmt(s.get('kendall_macs'))} (n={s.get('samples')})"
+            )
     return out
 
 
-STEP_LINES = {"env": _env_lines, "fisher": _fisher_lines, "latency": _latency_lines, "train": _train_lines,
-              "correctness": _correctness_lines, "loader": _loader_lines}
+STEP_LINES = {
+    "env": _env_lines,
+    "fisher": _fisher_lines,
+    "latency": _latency_lines,
+    "train": _train_lines,
+    "correctness": _correctness_lines,
+    "loader": _loader_lines,
+}
 
 
 def summary_lines(steps: dict) -> dict[str, list[str]]:
@@ -1283,20 +1496,33 @@ def step_report(args):
     gpu = env.get("gpu", {}).get("name") or ("CPU dry run" if args.dry_run else None)
     if gpu is None:  # the env step failed: ask the driver
         try:
-            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=20).stdout.strip() or "unknown"
+            gpu = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                ).stdout.strip()
+                or "unknown"
+            )
         except (OSError, subprocess.SubprocessError):
             gpu = "unknown"
     combined = {
-        "issue": 16, "dry_run": args.dry_run, "device": gpu, "torch": env.get("torch"),
-        "budget_s": args.budget, "elapsed_s": args.elapsed, "steps": steps,
+        "issue": 16,
+        "dry_run": args.dry_run,
+        "device": gpu,
+        "torch": env.get("torch"),
+        "budget_s": args.budget,
+        "elapsed_s": args.elapsed,
+        "steps": steps,
     }
     lines = summary_lines(steps)
     combined["summary"] = lines
     (out / "gpu.json").write_text(json.dumps(combined, indent=1, default=_jsonable))
     print()
-    print(f"== bench/gpu.sh on {gpu} (torch {env.get('torch')}): {args.elapsed:.0f} s of a {args.budget:.0f} s "
-          f"budget ==")
+    print(
+        f"== bench/gpu.sh on {gpu} (torch {env.get('torch')}): {args.elapsed:.0f} s of a {args.budget:.0f} s budget =="
+    )
     print(f"{'step':<12} {'status':<8} {'s':>5}  result")
     for name in STEPS:
         s = steps.get(name)
@@ -1322,8 +1548,14 @@ def step_report(args):
 
 # --- main ---------------------------------------------------------------------------------------
 
-STEP_FUNCTIONS = {"env": step_env, "fisher": step_fisher, "latency": step_latency, "train": step_train,
-                  "correctness": step_correctness, "loader": step_loader}
+STEP_FUNCTIONS = {
+    "env": step_env,
+    "fisher": step_fisher,
+    "latency": step_latency,
+    "train": step_train,
+    "correctness": step_correctness,
+    "loader": step_loader,
+}
 
 
 def main():

@@ -46,8 +46,15 @@ def main() -> None:
     candidates = sample_candidates(table, args.budget, args.candidates, seed=0, tolerance=0.025)
     data = load_dataset("digits", image_size=args.image_size)
     names = [name for name, p in PROXIES.items() if not p.cost_column]
-    settings = ScoringSettings(arch=arch.name, dataset=data.name, num_classes=data.num_classes,
-                               image_size=data.image_size, batch_size=args.batch_size, seed=0, proxies=names)
+    settings = ScoringSettings(
+        arch=arch.name,
+        dataset=data.name,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        batch_size=args.batch_size,
+        seed=0,
+        proxies=names,
+    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         scored = score_candidates(candidates, settings, data, Path(tmp) / "scores.csv", progress=False)
@@ -56,10 +63,20 @@ def main() -> None:
     for column in settings.timing_columns():
         name = column[len(TIMING_PREFIX) :]
         seconds = scored[column]
-        rows.append({"proxy": name, "mean_s": round(float(seconds.mean()), 4), "median_s": round(float(seconds.median()), 4),
-                     "max_s": round(float(seconds.max()), 4), "cost": PROXIES[name].cost})
-    print(f"{len(scored)} candidates of {arch.name} ({args.budget:g} params), digits {args.image_size}x{args.image_size}, "
-          f"batch {args.batch_size}, {args.threads} thread(s), CPU; seconds per candidate:")
+        rows.append(
+            {
+                "proxy": name,
+                "mean_s": round(float(seconds.mean()), 4),
+                "median_s": round(float(seconds.median()), 4),
+                "max_s": round(float(seconds.max()), 4),
+                "cost": PROXIES[name].cost,
+            }
+        )
+    print(
+        f"{len(scored)} candidates of {arch.name} ({args.budget:g} params), "
+        f"digits {args.image_size}x{args.image_size}, "
+        f"batch {args.batch_size}, {args.threads} thread(s), CPU; seconds per candidate:"
+    )
     print(f"{'proxy':<14}{'mean':>9}{'median':>9}{'max':>9}  cost class")
     for row in rows:
         print(f"{row['proxy']:<14}{row['mean_s']:>9.4f}{row['median_s']:>9.4f}{row['max_s']:>9.4f}  {row['cost']}")
@@ -67,8 +84,13 @@ def main() -> None:
     print(f"{'whole row':<14}{whole.mean():>9.4f}{whole.median():>9.4f}{whole.max():>9.4f}  (build, init, every proxy)")
     print("fisher's pass also gives accuracy, l2_norm and grad_norm; params and macs are candidate columns (free)")
     if args.json:
-        record = {"rows": rows, "whole_mean_s": round(float(whole.mean()), 4), "wall_s": round(wall, 2),
-                  "settings": vars(args), "provenance": provenance(seconds=wall)}
+        record = {
+            "rows": rows,
+            "whole_mean_s": round(float(whole.mean()), 4),
+            "wall_s": round(wall, 2),
+            "settings": vars(args),
+            "provenance": provenance(seconds=wall),
+        }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 

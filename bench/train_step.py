@@ -30,8 +30,10 @@ def sync(device):
 def synthetic_cifar(images: int):
     data = load_dataset("digits", image_size=32)  # real container, CIFAR-sized random content
     g = torch.Generator().manual_seed(0)
-    data.train = ImageTensors(torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=g),
-                              torch.randint(0, 10, (images,), generator=g))
+    data.train = ImageTensors(
+        torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (images,), generator=g),
+    )
     return data
 
 
@@ -63,8 +65,13 @@ def main():
         seconds = epoch_seconds(trainer, device)
         report["wrn40_2_cifar_images_per_second"] = round(batch * args.steps / seconds, 1)
         digits = load_dataset("digits", image_size=16)
-        teacher = Trainer(TrainConfig(arch="wrn-16-2", dataset="digits", image_size=16, **fast), tmp + "/d", device,
-                          digits, progress=False)
+        teacher = Trainer(
+            TrainConfig(arch="wrn-16-2", dataset="digits", image_size=16, **fast),
+            tmp + "/d",
+            device,
+            digits,
+            progress=False,
+        )
         epoch_seconds(teacher, device)
         report["digits_epoch_seconds_wrn16_2"] = round(epoch_seconds(teacher, device), 3)
         report["digits_train_images"] = len(digits.train)

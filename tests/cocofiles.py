@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-CATEGORIES = [{"id": 1, "name": "square", "supercategory": "shape"},
-              {"id": 3, "name": "triangle", "supercategory": "shape"}]
+CATEGORIES = [
+    {"id": 1, "name": "square", "supercategory": "shape"},
+    {"id": 3, "name": "triangle", "supercategory": "shape"},
+]
 SIZE = (160, 120)  # width, height: room for a large object (area > 96^2)
 
 
@@ -49,14 +51,26 @@ def write_coco(root: Path, train_images: int = 8, val_images: int = 4, seed: int
             for category, polygon in _shapes(rng, i):
                 draw.polygon(polygon, fill=(230, 40, 40) if category == 1 else (40, 220, 60))
                 xs, ys = polygon[0::2], polygon[1::2]
-                annotations.append({"id": next_ann, "image_id": image_id, "category_id": category,
-                                    "segmentation": [[float(v) for v in polygon]], "area": _area(polygon),
-                                    "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
-                                    "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": next_ann,
+                        "image_id": image_id,
+                        "category_id": category,
+                        "segmentation": [[float(v) for v in polygon]],
+                        "area": _area(polygon),
+                        "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
+                        "iscrowd": 0,
+                    }
+                )
                 next_ann += 1
             img.save(folder / f"{split}2017" / name, quality=95)
             images.append({"id": image_id, "file_name": name, "width": SIZE[0], "height": SIZE[1]})
-        record = {"info": {"description": "tiny COCO-format test set"}, "licenses": [], "images": images,
-                  "annotations": annotations, "categories": CATEGORIES}
+        record = {
+            "info": {"description": "tiny COCO-format test set"},
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": CATEGORIES,
+        }
         (folder / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(record))
     return folder

@@ -65,8 +65,13 @@ def write_cifar100(root: Path, per_split: int = 40, seed: int = 0) -> Path:
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)
     with open(folder / "meta", "wb") as fh:
-        pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-                     b"coarse_label_names": [f"c{i}".encode() for i in range(20)]}, fh)
+        pickle.dump(
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+            },
+            fh,
+        )
     return folder
 
 

@@ -59,8 +59,12 @@ SETTINGS = settings(
     deadline=None,
     derandomize=not SEARCH_EXAMPLES,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 SEARCH = ["--arch", ARCH, "--dataset", "digits", "--image-size", str(SIZE)]
 
@@ -82,9 +86,24 @@ def students_rows(genotype: str, params: int, macs: int, ops: int):
     rows = []
 
     def row(method, network, error, budget=None, fisher=None, candidate=None):
-        rows.append({"method": method, "network": network, "arch": ARCH, "genotype": genotype, "budget": budget,
-                     "seed": 0, "params": params, "macs": macs, "ops": ops, "test_error": error,
-                     "test_error_top5": error / 4, "fisher": fisher, "candidate": candidate, "dataset": "digits"})
+        rows.append(
+            {
+                "method": method,
+                "network": network,
+                "arch": ARCH,
+                "genotype": genotype,
+                "budget": budget,
+                "seed": 0,
+                "params": params,
+                "macs": macs,
+                "ops": ops,
+                "test_error": error,
+                "test_error_top5": error / 4,
+                "fisher": fisher,
+                "candidate": candidate,
+                "dataset": "digits",
+            }
+        )
 
     row("teacher", "teacher", 5.0)
     row("blockswap", f"blockswap-{BUDGET}", 6.0, BUDGET, 0.5, 0)
@@ -103,10 +122,43 @@ def valid(tmp_path_factory):
     genotype = json.loads((d / "g.json").read_text())
     (d / "g.yaml").write_text(Genotype.of(genotype["genotype"]).to_yaml())
     (d / "g.csv").write_text(Genotype.of(genotype["genotype"]).to_csv())
-    run_ok(["cost", "--arch", ARCH, "--genotype", d / "g.json", "--dataset", "digits", "--image-size", SIZE,
-            "--out", d / "cost.json"])
-    run_ok(["train", "--arch", ARCH, "--genotype", d / "g.json", "--dataset", "digits", "--image-size", SIZE,
-            "--epochs", 1, "--batch-size", 128, "--device", "cpu", "--quiet", "--out", d / "run"])
+    run_ok(
+        [
+            "cost",
+            "--arch",
+            ARCH,
+            "--genotype",
+            d / "g.json",
+            "--dataset",
+            "digits",
+            "--image-size",
+            SIZE,
+            "--out",
+            d / "cost.json",
+        ]
+    )
+    run_ok(
+        [
+            "train",
+            "--arch",
+            ARCH,
+            "--genotype",
+            d / "g.json",
+            "--dataset",
+            "digits",
+            "--image-size",
+            SIZE,
+            "--epochs",
+            1,
+            "--batch-size",
+            128,
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            d / "run",
+        ]
+    )
     rows, row = students_rows(" ".join(genotype["genotype"]), genotype["params"], genotype["macs"], genotype["ops"])
     for i, error in enumerate([6.0, 8.0]):  # two: no bootstrap (it needs three), so a report is quick
         row("random", f"random-{BUDGET}-{i}", error, BUDGET, None, i)
@@ -122,6 +174,7 @@ def valid(tmp_path_factory):
 
 # --- the commands, and the input of each that is damaged ------------------------------------------
 
+
 def report_outputs(f):
     return ["--csv", f("out/t.csv"), "--md", f("out/t.md"), "--tex", f("out/t.tex")]
 
@@ -129,38 +182,148 @@ def report_outputs(f):
 # Command -> (damaged input, its format, argv from a function giving each input's path). Outputs go
 # to out/, which must be empty after a refusal.
 COMMANDS = {
-    "select scores": ("s.csv", "scores", lambda f: ["select", f("s.csv"), "--candidates", f("c.csv"),
-                                                    "--out", f("out/student.json")]),
-    "select candidates": ("c.csv", "candidates", lambda f: ["select", f("s.csv"), "--candidates", f("c.csv"),
-                                                            "--out", f("out/student.json")]),
+    "select scores": (
+        "s.csv",
+        "scores",
+        lambda f: ["select", f("s.csv"), "--candidates", f("c.csv"), "--out", f("out/student.json")],
+    ),
+    "select candidates": (
+        "c.csv",
+        "candidates",
+        lambda f: ["select", f("s.csv"), "--candidates", f("c.csv"), "--out", f("out/student.json")],
+    ),
     "pick": ("c.csv", "candidates", lambda f: ["pick", f("c.csv"), "--candidate", "1", "--out", f("out/g.json")]),
-    "score": ("c.csv", "candidates", lambda f: ["score", f("c.csv"), *SEARCH, "--batch-size", "16", "--limit", "1",
-                                                "--device", "cpu", "--quiet", "--out", f("out/s.csv")]),
-    "report students": ("run/metrics.json", "metrics", lambda f: ["report", "students", f("run/metrics.json"),
-                                                                  *report_outputs(f)]),
+    "score": (
+        "c.csv",
+        "candidates",
+        lambda f: [
+            "score",
+            f("c.csv"),
+            *SEARCH,
+            "--batch-size",
+            "16",
+            "--limit",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            f("out/s.csv"),
+        ],
+    ),
+    "report students": (
+        "run/metrics.json",
+        "metrics",
+        lambda f: ["report", "students", f("run/metrics.json"), *report_outputs(f)],
+    ),
     "report costs": ("cost.json", "cost", lambda f: ["report", "costs", f("cost.json"), *report_outputs(f)]),
-    **{f"report {kind}": ("students.csv", "students", lambda f, kind=kind: ["report", kind, f("students.csv"),
-                                                                            *report_outputs(f)])
-       for kind in ("table2", "table3", "samples")},
-    "report correlation students": ("students.csv", "students", lambda f: [
-        "report", "correlation", f("students.csv"), "--proxies", f"{BUDGET}={f('s.csv')}", *report_outputs(f)]),
-    "report correlation proxies": ("s.csv", "scores", lambda f: [
-        "report", "correlation", f("students.csv"), "--proxies", f"{BUDGET}={f('s.csv')}", *report_outputs(f)]),
-    "figure pareto": ("students.csv", "students", lambda f: ["figure", "pareto", f("students.csv"),
-                                                             "--out", f("out/f.png")]),
-    **{f"cost genotype {suffix}": (f"g.{suffix}", f"genotype {suffix}", lambda f, s=suffix: [
-        "cost", "--arch", ARCH, "--genotype", f(f"g.{s}"), "--dataset", "digits", "--out", f("out/cost.json")])
-       for suffix in ("json", "yaml", "csv")},
-    "train genotype": ("g.json", "genotype json", lambda f: [
-        "train", "--arch", ARCH, "--genotype", f("g.json"), "--dataset", "digits", "--image-size", str(SIZE),
-        "--epochs", "1", "--device", "cpu", "--quiet", "--out", f("out/run")]),
-    "train config": ("train.yaml", "train config", lambda f: [
-        "train", "--arch", ARCH, "--config", f("train.yaml"), "--dataset", "digits", "--image-size", str(SIZE),
-        "--device", "cpu", "--quiet", "--out", f("out/run")]),
-    "evaluate": ("run/model.pt", "model", lambda f: ["evaluate", f("run/model.pt"), "--device", "cpu",
-                                                     "--out", f("out/e.json")]),
-    "evaluate record": ("run/model.pt", "model record", lambda f: ["evaluate", f("run/model.pt"), "--device", "cpu",
-                                                                   "--out", f("out/e.json")]),
+    **{
+        f"report {kind}": (
+            "students.csv",
+            "students",
+            lambda f, kind=kind: ["report", kind, f("students.csv"), *report_outputs(f)],
+        )
+        for kind in ("table2", "table3", "samples")
+    },
+    "report correlation students": (
+        "students.csv",
+        "students",
+        lambda f: [
+            "report",
+            "correlation",
+            f("students.csv"),
+            "--proxies",
+            f"{BUDGET}={f('s.csv')}",
+            *report_outputs(f),
+        ],
+    ),
+    "report correlation proxies": (
+        "s.csv",
+        "scores",
+        lambda f: [
+            "report",
+            "correlation",
+            f("students.csv"),
+            "--proxies",
+            f"{BUDGET}={f('s.csv')}",
+            *report_outputs(f),
+        ],
+    ),
+    "figure pareto": (
+        "students.csv",
+        "students",
+        lambda f: ["figure", "pareto", f("students.csv"), "--out", f("out/f.png")],
+    ),
+    **{
+        f"cost genotype {suffix}": (
+            f"g.{suffix}",
+            f"genotype {suffix}",
+            lambda f, s=suffix: [
+                "cost",
+                "--arch",
+                ARCH,
+                "--genotype",
+                f(f"g.{s}"),
+                "--dataset",
+                "digits",
+                "--out",
+                f("out/cost.json"),
+            ],
+        )
+        for suffix in ("json", "yaml", "csv")
+    },
+    "train genotype": (
+        "g.json",
+        "genotype json",
+        lambda f: [
+            "train",
+            "--arch",
+            ARCH,
+            "--genotype",
+            f("g.json"),
+            "--dataset",
+            "digits",
+            "--image-size",
+            str(SIZE),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            f("out/run"),
+        ],
+    ),
+    "train config": (
+        "train.yaml",
+        "train config",
+        lambda f: [
+            "train",
+            "--arch",
+            ARCH,
+            "--config",
+            f("train.yaml"),
+            "--dataset",
+            "digits",
+            "--image-size",
+            str(SIZE),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            f("out/run"),
+        ],
+    ),
+    "evaluate": (
+        "run/model.pt",
+        "model",
+        lambda f: ["evaluate", f("run/model.pt"), "--device", "cpu", "--out", f("out/e.json")],
+    ),
+    "evaluate record": (
+        "run/model.pt",
+        "model record",
+        lambda f: ["evaluate", f("run/model.pt"), "--device", "cpu", "--out", f("out/e.json")],
+    ),
     "plan": ("plan.yaml", "plan config", lambda f: ["plan", f("plan.yaml")]),
     "reseal": ("s.csv.provenance.json", "sidecar", lambda f: ["reseal", f("s.csv")]),
 }
@@ -168,16 +331,46 @@ SEALED = {"scores", "candidates", "metrics", "cost", "students", "genotype json"
 YAML = {"train config", "plan config", "genotype yaml"}
 
 # Values that no numeric cell may hold: not numbers, not finite, or beyond a float.
-BAD_CELLS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "-1e400", "abc", "0x10", "1_000", "1,5", "12abc",
-             "--3", "\x00"]
+BAD_CELLS = [
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e400",
+    "-1e400",
+    "abc",
+    "0x10",
+    "1_000",
+    "1,5",
+    "12abc",
+    "--3",
+    "\x00",
+]
 # Values some numeric cells may hold and others may not (negative, fractional, huge).
 ODD_CELLS = ["-1", "1.5", "-0.0", "1e30", "99999999999999999999999", "18446744073709551616", " 7", "+3"]
 # JSON values that no numeric key may hold, and ones some may.
 BAD_JSON = ["NaN", "Infinity", "-Infinity", "1e400", "-1", "-0.5", '"12"', "null", "true", "[]", "{}", '"nan"']
 ODD_JSON = ["1.5", "1e30", "99999999999999999999999", "0"]
 # YAML values in place of a number.
-BAD_YAML = [".nan", ".inf", "-.inf", "1e400", "-1", "0", "abc", "99999999999999999999999", "18446744073709551616",
-            "null", "[]", "{}", "1.5", "true", "'3'", "2020-01-01"]
+BAD_YAML = [
+    ".nan",
+    ".inf",
+    "-.inf",
+    "1e400",
+    "-1",
+    "0",
+    "abc",
+    "99999999999999999999999",
+    "18446744073709551616",
+    "null",
+    "[]",
+    "{}",
+    "1.5",
+    "true",
+    "'3'",
+    "2020-01-01",
+]
 NOT_UTF8 = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\x80", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]
 # The keys of each JSON input whose value is checked, and whether a non-number there is surely wrong.
 JSON_KEYS = {
@@ -246,8 +439,12 @@ def replace_json_value(draw, data: bytes, fmt: str, values, surely_bad: bool):
 def replace_yaml_value(draw, data: bytes, fmt: str, values):
     lines = data.decode().splitlines(keepends=True)
     # Lines "key: value" and list items "- value" (not comments, not block starts): the value is replaced.
-    candidates = [i for i, line in enumerate(lines) if not line.lstrip().startswith("#")
-                  and (line.lstrip().startswith("- ") or ":" in line and line.split(":", 1)[1].split("#")[0].strip())]
+    candidates = [
+        i
+        for i, line in enumerate(lines)
+        if not line.lstrip().startswith("#")
+        and (line.lstrip().startswith("- ") or ":" in line and line.split(":", 1)[1].split("#")[0].strip())
+    ]
     i = draw(st.sampled_from(candidates))
     key = lines[i].split("- ", 1)[0] + "-" if lines[i].lstrip().startswith("- ") else lines[i].split(":", 1)[0] + ":"
     value = "x" * HUGE if values == "huge" else draw(st.sampled_from(values))
@@ -257,8 +454,9 @@ def replace_yaml_value(draw, data: bytes, fmt: str, values):
 
 def replace_model_field(draw, data: bytes):
     record = torch.load(io.BytesIO(data), weights_only=True)
-    key = draw(st.sampled_from(["format", "arch", "genotype", "num_classes", "input_size", "dataset", "state_dict",
-                                "masks"]))
+    key = draw(
+        st.sampled_from(["format", "arch", "genotype", "num_classes", "input_size", "dataset", "state_dict", "masks"])
+    )
     value = draw(st.sampled_from([-1, 0, 1.5, "abc", None, [], {}, float("nan"), 2**70, ["Z"], [-1, -1], ["a", "b"]]))
     record[key] = value
     buffer = io.BytesIO()
@@ -312,8 +510,11 @@ def damaged(draw, data: bytes, fmt: str):
 
 def snapshot(folder: Path) -> dict:
     """Every file under `folder` (out/ aside) and its bytes: what a refused command must not touch."""
-    return {p.relative_to(folder): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))
-            if p.relative_to(folder).parts[0] != "out"}
+    return {
+        p.relative_to(folder): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+        if p.relative_to(folder).parts[0] != "out"
+    }
 
 
 def leftovers(folder: Path) -> list:
@@ -325,8 +526,12 @@ def run(argv, stub_training=True):
     reaching it returns the code "trained" (the inputs were accepted)."""
     out, err = io.StringIO(), io.StringIO()
     stub = mock.patch.object(Trainer, "run", side_effect=ReachedTraining) if stub_training else contextlib.nullcontext()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as w, \
-            stub:
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(record=True) as w,
+        stub,
+    ):
         # The filters of a terminal (Python's defaults): a warning shown there is a second line.
         warnings.resetwarnings()
         warnings.simplefilter("default")
@@ -341,7 +546,9 @@ def run(argv, stub_training=True):
 
 def assert_one_line(code, err, what=""):
     assert code == 2, f"{what}: exit {code}, stderr {err[:300]!r}"
-    assert err.startswith("blockswap: error: ") and err.endswith("\n") and err.count("\n") == 1, f"{what}: {err[:500]!r}"
+    assert err.startswith("blockswap: error: ") and err.endswith("\n") and err.count("\n") == 1, (
+        f"{what}: {err[:500]!r}"
+    )
     assert "Traceback" not in err
     assert len(err) < LONG_LINE, f"{what}: a {len(err)}-character error line echoes the input: {err[:200]!r}..."
 
@@ -402,8 +609,14 @@ def test_a_damaged_input_is_one_line(valid, command, data):
                 sidecar.mkdir()
             elif seal != "kept":
                 text = sidecar.read_bytes()
-                sidecar.write_bytes({"cut": text[: len(text) // 2], "empty": b"", "not utf-8": b"\xff" + text,
-                                     "not an object": b"[1, 2]\n"}[seal])
+                sidecar.write_bytes(
+                    {
+                        "cut": text[: len(text) // 2],
+                        "empty": b"",
+                        "not utf-8": b"\xff" + text,
+                        "not an object": b"[1, 2]\n",
+                    }[seal]
+                )
             # A seal kept no longer matches a changed file; a damaged seal is refused.
             surely = surely or seal not in ("dropped", "kept") or (seal == "kept" and not unchanged)
         before = snapshot(ws)
@@ -417,15 +630,54 @@ def test_a_damaged_input_is_one_line(valid, command, data):
 
 # --- arguments and output paths --------------------------------------------------------------------
 
-SEEDS = st.one_of(st.sampled_from([-1, 2**32, 2**63, 2**64, 2**64 + 1]), st.integers(max_value=-1),
-                  st.integers(min_value=2**32, max_value=2**80))
+SEEDS = st.one_of(
+    st.sampled_from([-1, 2**32, 2**63, 2**64, 2**64 + 1]),
+    st.integers(max_value=-1),
+    st.integers(min_value=2**32, max_value=2**80),
+)
 SEEDED = {
-    "sample": lambda f: ["sample", *SEARCH, "--budget", str(BUDGET), "--samples", "4", "--tolerance", "0.3",
-                         "--out", f("out/c.csv")],
-    "score": lambda f: ["score", f("c.csv"), *SEARCH, "--batch-size", "16", "--limit", "1", "--device", "cpu",
-                        "--quiet", "--out", f("out/s.csv")],
-    "train": lambda f: ["train", "--arch", ARCH, "--dataset", "digits", "--image-size", str(SIZE), "--epochs", "1",
-                        "--device", "cpu", "--quiet", "--out", f("out/run")],
+    "sample": lambda f: [
+        "sample",
+        *SEARCH,
+        "--budget",
+        str(BUDGET),
+        "--samples",
+        "4",
+        "--tolerance",
+        "0.3",
+        "--out",
+        f("out/c.csv"),
+    ],
+    "score": lambda f: [
+        "score",
+        f("c.csv"),
+        *SEARCH,
+        "--batch-size",
+        "16",
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/s.csv"),
+    ],
+    "train": lambda f: [
+        "train",
+        "--arch",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(SIZE),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/run"),
+    ],
 }
 
 
@@ -445,25 +697,116 @@ def test_a_seed_outside_0_to_2_32_is_one_line(valid, command, seed):
 # Numbers a command takes as arguments, with values out of their range.
 NUMBER_ARGUMENTS = {
     "pick --candidate": lambda f, v: ["pick", f("c.csv"), "--candidate", v, "--out", f("out/g.json")],
-    "select --first": lambda f, v: ["select", f("s.csv"), "--candidates", f("c.csv"), "--first", v,
-                                    "--out", f("out/student.json")],
-    "score --limit": lambda f, v: ["score", f("c.csv"), *SEARCH, "--limit", v, "--device", "cpu", "--quiet",
-                                   "--out", f("out/s.csv")],
-    "score --batch-size": lambda f, v: ["score", f("c.csv"), *SEARCH, "--limit", "1", "--batch-size", v,
-                                        "--device", "cpu", "--quiet", "--out", f("out/s.csv")],
+    "select --first": lambda f, v: [
+        "select",
+        f("s.csv"),
+        "--candidates",
+        f("c.csv"),
+        "--first",
+        v,
+        "--out",
+        f("out/student.json"),
+    ],
+    "score --limit": lambda f, v: [
+        "score",
+        f("c.csv"),
+        *SEARCH,
+        "--limit",
+        v,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/s.csv"),
+    ],
+    "score --batch-size": lambda f, v: [
+        "score",
+        f("c.csv"),
+        *SEARCH,
+        "--limit",
+        "1",
+        "--batch-size",
+        v,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/s.csv"),
+    ],
     "sample --budget": lambda f, v: ["sample", *SEARCH, "--budget", v, "--samples", "4", "--out", f("out/c.csv")],
-    "sample --tolerance": lambda f, v: ["sample", *SEARCH, "--budget", str(BUDGET), "--samples", "4",
-                                        "--tolerance", v, "--out", f("out/c.csv")],
-    "sample --samples": lambda f, v: ["sample", *SEARCH, "--budget", str(BUDGET), "--samples", v, "--tolerance",
-                                      "0.3", "--out", f("out/c.csv")],
+    "sample --tolerance": lambda f, v: [
+        "sample",
+        *SEARCH,
+        "--budget",
+        str(BUDGET),
+        "--samples",
+        "4",
+        "--tolerance",
+        v,
+        "--out",
+        f("out/c.csv"),
+    ],
+    "sample --samples": lambda f, v: [
+        "sample",
+        *SEARCH,
+        "--budget",
+        str(BUDGET),
+        "--samples",
+        v,
+        "--tolerance",
+        "0.3",
+        "--out",
+        f("out/c.csv"),
+    ],
     "cost --image-size": lambda f, v: ["cost", "--arch", ARCH, "--image-size", v, "--out", f("out/cost.json")],
-    "train --epochs": lambda f, v: ["train", "--arch", ARCH, "--dataset", "digits", "--image-size", str(SIZE),
-                                    "--epochs", v, "--device", "cpu", "--quiet", "--out", f("out/run")],
-    "train --lr": lambda f, v: ["train", "--arch", ARCH, "--dataset", "digits", "--image-size", str(SIZE),
-                                "--lr", v, "--device", "cpu", "--quiet", "--out", f("out/run")],
+    "train --epochs": lambda f, v: [
+        "train",
+        "--arch",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(SIZE),
+        "--epochs",
+        v,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/run"),
+    ],
+    "train --lr": lambda f, v: [
+        "train",
+        "--arch",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(SIZE),
+        "--lr",
+        v,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/run"),
+    ],
 }
-BAD_NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e400", "-1e400", "abc", "-99999999999999999999999", "1.5", "", "1e",
-               "0x10"]
+BAD_NUMBERS = [
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "-inf",
+    "1e400",
+    "-1e400",
+    "abc",
+    "-99999999999999999999999",
+    "1.5",
+    "",
+    "1e",
+    "0x10",
+]
 # Large but meaningful (a limit above the candidates' count, a long run, a large image): may be taken.
 HUGE_NUMBERS = ["99999999999999999999999", "18446744073709551616", "1e30"]
 VALID_HERE = {("pick --candidate", "0"), ("train --lr", "1.5")}  # bad elsewhere, fine for these
@@ -485,10 +828,32 @@ def test_a_number_argument_out_of_range_is_one_line(valid, argument, value):
 
 # Every command that writes: argv with the output path `out` (inputs from `f`).
 WRITERS = {
-    "sample": lambda f, out: ["sample", *SEARCH, "--budget", str(BUDGET), "--samples", "4", "--tolerance", "0.3",
-                              "--out", out],
-    "score": lambda f, out: ["score", f("c.csv"), *SEARCH, "--batch-size", "16", "--limit", "1", "--device", "cpu",
-                             "--quiet", "--out", out],
+    "sample": lambda f, out: [
+        "sample",
+        *SEARCH,
+        "--budget",
+        str(BUDGET),
+        "--samples",
+        "4",
+        "--tolerance",
+        "0.3",
+        "--out",
+        out,
+    ],
+    "score": lambda f, out: [
+        "score",
+        f("c.csv"),
+        *SEARCH,
+        "--batch-size",
+        "16",
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+    ],
     "pick": lambda f, out: ["pick", f("c.csv"), "--candidate", "1", "--out", out],
     "select": lambda f, out: ["select", f("s.csv"), "--candidates", f("c.csv"), "--out", out],
     "cost": lambda f, out: ["cost", "--arch", ARCH, "--out", out],
@@ -547,8 +912,27 @@ def test_an_output_that_cannot_be_written_is_one_line(valid, command, data):
 def test_train_into_a_folder_that_cannot_be_made_is_one_line(valid, tmp_path, what):
     """The run folder is made when training starts (not stubbed here): before the first epoch."""
     out = valid / "c.csv" / "run" if what == "parent is a file" else tmp_path / ("r" * 300)
-    code, _, err, _ = run(["train", "--arch", ARCH, "--dataset", "digits", "--image-size", SIZE, "--epochs", 1,
-                           "--batch-size", 512, "--device", "cpu", "--quiet", "--out", out], stub_training=False)
+    code, _, err, _ = run(
+        [
+            "train",
+            "--arch",
+            ARCH,
+            "--dataset",
+            "digits",
+            "--image-size",
+            SIZE,
+            "--epochs",
+            1,
+            "--batch-size",
+            512,
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out,
+        ],
+        stub_training=False,
+    )
     assert_one_line(code, err, what)
     assert "epoch" not in err
 
@@ -561,12 +945,14 @@ def test_an_input_path_that_is_no_file_is_one_line(valid, command):
             if hostile == "folder":
                 (ws / "folder").mkdir()
             path = str(ws / hostile)
-            argv = {"select": ["select", path, "--candidates", str(ws / "c.csv"), "--out", str(ws / "out/x.json")],
-                    "report": ["report", "students", path, "--csv", str(ws / "out/t.csv")],
-                    "reseal": ["reseal", path],
-                    "evaluate": ["evaluate", path, "--device", "cpu"],
-                    "plan": ["plan", path],
-                    "cost": ["cost", "--arch", ARCH, "--genotype", path]}[command]
+            argv = {
+                "select": ["select", path, "--candidates", str(ws / "c.csv"), "--out", str(ws / "out/x.json")],
+                "report": ["report", "students", path, "--csv", str(ws / "out/t.csv")],
+                "reseal": ["reseal", path],
+                "evaluate": ["evaluate", path, "--device", "cpu"],
+                "plan": ["plan", path],
+                "cost": ["cost", "--arch", ARCH, "--genotype", path],
+            }[command]
             before = snapshot(ws)
             code, _, err, issued = run(argv)
             assert_refused(code, err, ws, before, f"{command} {hostile[:20]}", issued)
@@ -579,8 +965,9 @@ def console(*argv, cwd):
     script = Path(sys.executable).with_name("blockswap")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "blockswap.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command + [str(a) for a in argv], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=120)
+    return subprocess.run(
+        command + [str(a) for a in argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
 
 
 @pytest.mark.slow

@@ -21,13 +21,24 @@ pytestmark = pytest.mark.slow  # runs the benchmark scripts end to end
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-bench")
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           # Robustness: the env step's process dies after its JSON (exit 3), one part of the
-           # Fisher step raises; both must be recorded and every later step must still run.
-           "GPU_BENCH_FAIL": "env:exit,fisher:floor"}
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Robustness: the env step's process dies after its JSON (exit 3), one part of the
+        # Fisher step raises; both must be recorded and every later step must still run.
+        "GPU_BENCH_FAIL": "env:exit,fisher:floor",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "gpu.json").read_text()), proc.stdout, out
 
@@ -64,10 +75,25 @@ def test_fisher_step(dry_run):
     assert baseline["candidates"] == 4 and baseline["candidates_per_s"] > 0 and baseline["seconds_for_1000"] > 0
     assert fisher["kernel_time"]["measure_gpu_ms"] == 0  # no kernels on the CPU
     variants = fisher["variants"]
-    assert set(variants) == {"plain", "skip_default_init", "one_copy", "skip_init+one_copy", "threads4",
-                             "threads4+skip_init+one_copy", "bf16_autocast", "tf32_off"}
-    for name in ("plain", "skip_default_init", "one_copy", "skip_init+one_copy", "threads4",
-                 "threads4+skip_init+one_copy", "tf32_off"):  # the same numbers as `blockswap score`
+    assert set(variants) == {
+        "plain",
+        "skip_default_init",
+        "one_copy",
+        "skip_init+one_copy",
+        "threads4",
+        "threads4+skip_init+one_copy",
+        "bf16_autocast",
+        "tf32_off",
+    }
+    for name in (
+        "plain",
+        "skip_default_init",
+        "one_copy",
+        "skip_init+one_copy",
+        "threads4",
+        "threads4+skip_init+one_copy",
+        "tf32_off",
+    ):  # the same numbers as `blockswap score`
         assert variants[name]["max_rel_diff_vs_plain"] == 0 and variants[name]["max_rel_diff_vs_baseline"] == 0, name
         assert variants[name]["candidates_per_s"] > 0
     assert variants["bf16_autocast"]["max_rel_diff_vs_plain"] > 0
@@ -81,8 +107,9 @@ def test_train_step(dry_run):
     for label, modes in train["results"].items():
         assert set(modes) == {"paper", "cl"}, label  # bf16 and compile need CUDA
         assert modes["paper"]["images_per_s"] > 0 and modes["cl"]["speedup_vs_paper"] > 0
-        assert modes["paper"]["seconds_per_cifar_epoch"] == pytest.approx(50_000 / modes["paper"]["images_per_s"],
-                                                                           rel=1e-2)
+        assert modes["paper"]["seconds_per_cifar_epoch"] == pytest.approx(
+            50_000 / modes["paper"]["images_per_s"], rel=1e-2
+        )
 
 
 def test_correctness_step(dry_run):

@@ -7,9 +7,7 @@ from blockswap import CANDIDATE_SETS, BlockswapError, parse_block, valid_types
 from blockswap.networks.blocks import Block, BlockType, Groups
 from blockswap.networks.layers import sequence_cost
 
-ALL_TYPES = sorted(
-    {t for s in CANDIDATE_SETS.values() for t in s} | {parse_block("MBConv(6)")}, key=lambda t: t.name
-)
+ALL_TYPES = sorted({t for s in CANDIDATE_SETS.values() for t in s} | {parse_block("MBConv(6)")}, key=lambda t: t.name)
 # (cin, cout, stride): the shapes a block meets in a WRN-40-2 (first block of a stage, later ones).
 WIDTHS = [(32, 32, 1), (32, 64, 2), (64, 64, 1)]
 
@@ -21,9 +19,11 @@ def closed_form_params(t: BlockType, cin: int, cout: int) -> int:
     if t.family == "S":
         return 2 * cin + 2 * cout + cin * cout * k2 + cout * cout * k2 + shortcut
     if t.family == "G":
+
         def unit(i, o):
             g = i // t.groups.value if t.groups.relative else t.groups.value
             return i // g * i * k2 + 2 * i + i * o
+
         return 2 * cin + 2 * cout + unit(cin, cout) + unit(cout, cout) + shortcut
     if t.family in ("B", "BG"):
         m = cout // t.bottleneck

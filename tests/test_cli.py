@@ -35,7 +35,13 @@ def test_cost_of_the_teacher(capsys):
     code, out, _ = run(capsys, "cost", "--arch", "wrn-40-2")
     assert code == 0
     result = json.loads(out)
-    assert result == {"arch": "wrn-40-2", "genotype": ["S"] * 18, "params": 2243546, "macs": 327599360, "ops": 328303882}
+    assert result == {
+        "arch": "wrn-40-2",
+        "genotype": ["S"] * 18,
+        "params": 2243546,
+        "macs": 327599360,
+        "ops": 328303882,
+    }
 
 
 @pytest.mark.parametrize(
@@ -102,8 +108,25 @@ def test_help_on_every_command():
 
 def test_pick_writes_several_candidates_or_none(tmp_path, capsys):
     csv = tmp_path / "c.csv"
-    assert main(["sample", "--arch", "wrn-10-1", "--budget", "30000", "--tolerance", "0.1", "--samples", "4",
-                 "--dataset", "digits", "--image-size", "8", "--out", str(csv)]) in (0, None)
+    assert main(
+        [
+            "sample",
+            "--arch",
+            "wrn-10-1",
+            "--budget",
+            "30000",
+            "--tolerance",
+            "0.1",
+            "--samples",
+            "4",
+            "--dataset",
+            "digits",
+            "--image-size",
+            "8",
+            "--out",
+            str(csv),
+        ]
+    ) in (0, None)
     outs = [str(tmp_path / f"random-{i}.json") for i in range(3)]
     assert main(["pick", str(csv), "--candidate", "0", "1", "2", "--out", *outs]) in (0, None)
     picked = [json.loads(open(o).read()) for o in outs]

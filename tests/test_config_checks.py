@@ -28,9 +28,21 @@ def dry_run_errors(tmp_path, override):
     Also checks it failed, without a traceback, and before any job wrote a result."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "-n", "--directory", str(tmp_path),
-         "--configfile", str(TINY), str(tmp_path / "override.yaml")],
-        cwd=ROOT, env=ENV, capture_output=True, text=True,
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "-n",
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(TINY),
+            str(tmp_path / "override.yaml"),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
@@ -47,20 +59,30 @@ WORKFLOW_CASES = [
     ({"training": {"epochs": 2.0}}, "training.epochs: 2.0 is not an integer; allowed: a whole number"),
     ({"search": {"budgets": [30000.0]}}, "search.budgets.0: 30000.0 is not an integer"),
     # Block types that cannot be built at the teacher's widths (wrn-10-1's first stage has 16 channels).
-    ({"baselines": {"moonshine": ["G(32)"]}},
-     "baselines.moonshine: G(32) does not fit wrn-10-1 (G(32) at 16->16 channels: 32 groups do not divide 16"),
+    (
+        {"baselines": {"moonshine": ["G(32)"]}},
+        "baselines.moonshine: G(32) does not fit wrn-10-1 (G(32) at 16->16 channels: 32 groups do not divide 16",
+    ),
     ({"baselines": {"moonshine": ["S", "BG(2,16)"]}}, "baselines.moonshine: BG(2,16) does not fit wrn-10-1"),
     # Bands holding fewer distinct networks than search.samples (12): wrn-10-1 has 4 at 50,000 +-2.5 %.
-    ({"search": {"budgets": [50000], "tolerance": 0.025}},
-     "search.budgets: budget 50000 params (+-2.5%) holds only 4 distinct wrn-10-1 networks of these candidates, "
-     "fewer than search.samples (12); allowed: search.samples at most 4"),
-    ({"search": {"budgets": [30000], "tolerance": 0.025}, "ablation": {"budgets": [50000]}},
-     "ablation.budgets: budget 50000 params (+-2.5%) holds only 4 distinct"),
-    ({"ablation": {"random_students": 13}},
-     "ablation.random_students: 13 is more than search.samples (12); random students are the first sampled "
-     "candidates; allowed: 0 to 12"),
-    ({"ablation": {"stability_candidates": 13}},
-     "ablation.stability_candidates: 13 is more than search.samples (12); allowed: 2 to 12"),
+    (
+        {"search": {"budgets": [50000], "tolerance": 0.025}},
+        "search.budgets: budget 50000 params (+-2.5%) holds only 4 distinct wrn-10-1 networks of these candidates, "
+        "fewer than search.samples (12); allowed: search.samples at most 4",
+    ),
+    (
+        {"search": {"budgets": [30000], "tolerance": 0.025}, "ablation": {"budgets": [50000]}},
+        "ablation.budgets: budget 50000 params (+-2.5%) holds only 4 distinct",
+    ),
+    (
+        {"ablation": {"random_students": 13}},
+        "ablation.random_students: 13 is more than search.samples (12); random students are the first sampled "
+        "candidates; allowed: 0 to 12",
+    ),
+    (
+        {"ablation": {"stability_candidates": 13}},
+        "ablation.stability_candidates: 13 is more than search.samples (12); allowed: 2 to 12",
+    ),
     ({"ablation": {"stability_seeds": 1}}, "ablation.stability_seeds: 1 should not be valid"),
     # Names and seeds that cannot make file names or seed every generator.
     ({"run": "r" * 101}, f"run: '{'r' * 101}' is too long"),
@@ -94,8 +116,11 @@ def test_the_schema_seed_limit_is_the_one_every_seeding_api_takes():
     import torch
 
     schema = load_schema()["properties"]
-    limits = [schema["seeds"]["items"]["maximum"], schema["search"]["properties"]["seed"]["maximum"],
-              schema["ablation"]["properties"]["seeds"]["items"]["maximum"]]
+    limits = [
+        schema["seeds"]["items"]["maximum"],
+        schema["search"]["properties"]["seed"]["maximum"],
+        schema["ablation"]["properties"]["seeds"]["items"]["maximum"],
+    ]
     assert limits == [MAX_SEED] * 3 and MAX_SEED == 2**32 - 1
     np.random.seed(MAX_SEED)
     torch.Generator().manual_seed(MAX_SEED)
@@ -121,17 +146,20 @@ def load(name, **changes):
     return config
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"training": {"lr": float("inf")}}, "training.lr: inf is not a finite number"),
-    ({"training": {"weight_decay": float("nan")}}, "training.weight_decay: nan is not a finite number"),
-    ({"training": {"gamma": float("-inf")}}, "training.gamma: -inf is not a finite number"),
-    ({"distillation": {"beta": float("inf")}}, "distillation.beta: inf is not a finite number"),
-    ({"training": {"epochs": 200.0}}, "training.epochs: 200.0 is not an integer"),
-    ({"training": {"milestones": [60, 120.0]}}, "training.milestones.1: 120.0 is not an integer"),
-    ({"image_size": 32.0}, "image_size: 32.0 is not an integer"),
-    ({"seeds": [0, 1.0]}, "seeds.1: 1.0 is not an integer"),
-    ({"search": {"samples": 1000.0}}, "search.samples: 1000.0 is not an integer"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"training": {"lr": float("inf")}}, "training.lr: inf is not a finite number"),
+        ({"training": {"weight_decay": float("nan")}}, "training.weight_decay: nan is not a finite number"),
+        ({"training": {"gamma": float("-inf")}}, "training.gamma: -inf is not a finite number"),
+        ({"distillation": {"beta": float("inf")}}, "distillation.beta: inf is not a finite number"),
+        ({"training": {"epochs": 200.0}}, "training.epochs: 200.0 is not an integer"),
+        ({"training": {"milestones": [60, 120.0]}}, "training.milestones.1: 120.0 is not an integer"),
+        ({"image_size": 32.0}, "image_size: 32.0 is not an integer"),
+        ({"seeds": [0, 1.0]}, "seeds.1: 1.0 is not an integer"),
+        ({"search": {"samples": 1000.0}}, "search.samples: 1000.0 is not an integer"),
+    ],
+)
 def test_numbers_no_job_can_use_are_plan_errors(changes, message):
     config = load("config/paper-cifar10.yaml", **changes)
     with pytest.raises(BlockswapError, match=re.escape(message)):
@@ -143,14 +171,19 @@ def test_floats_stay_allowed_where_the_schema_takes_numbers():
     check_plan(config)  # no error
 
 
-@pytest.mark.parametrize("names,message", [
-    # WRN-40-2's first block takes the stem's 16 channels to 32; BG(2,.)'s 3x3 works at M = 16 there.
-    (["G(16)", "G(64)"],
-     "baselines.moonshine: G(64) does not fit wrn-40-2 (G(64) at 16->32 channels: 64 groups do not divide 16"),
-    (["BG(2,32)"], "baselines.moonshine: BG(2,32) does not fit wrn-40-2"),
-    (["G(N/64)"], "baselines.moonshine: G(N/64) does not fit wrn-40-2"),
-    (["X(3)"], "baselines.moonshine: unknown block type 'X(3)'"),
-])
+@pytest.mark.parametrize(
+    "names,message",
+    [
+        # WRN-40-2's first block takes the stem's 16 channels to 32; BG(2,.)'s 3x3 works at M = 16 there.
+        (
+            ["G(16)", "G(64)"],
+            "baselines.moonshine: G(64) does not fit wrn-40-2 (G(64) at 16->32 channels: 64 groups do not divide 16",
+        ),
+        (["BG(2,32)"], "baselines.moonshine: BG(2,32) does not fit wrn-40-2"),
+        (["G(N/64)"], "baselines.moonshine: G(N/64) does not fit wrn-40-2"),
+        (["X(3)"], "baselines.moonshine: unknown block type 'X(3)'"),
+    ],
+)
 def test_moonshine_types_must_fit_every_block_of_the_teacher(names, message):
     config = load("config/paper-cifar10.yaml", baselines={"moonshine": names})
     with pytest.raises(BlockswapError, match=re.escape(message)) as failure:
@@ -162,11 +195,15 @@ def test_moonshine_types_must_fit_every_block_of_the_teacher(names, message):
 def test_every_sampled_budget_is_counted_under_its_own_key():
     """Search, ablation and samples-ablation budgets each hold at least search.samples networks; the
     count is exact even beyond 2^64 (the samples budget 404.2K holds ~1.6e23 released networks)."""
-    config = load("config/paper-cifar10.yaml", search={"samples": 10**30},
-                  ablation={"random_students": 0, "samples": [10]})
+    config = load(
+        "config/paper-cifar10.yaml", search={"samples": 10**30}, ablation={"random_students": 0, "samples": [10]}
+    )
     assert budget_keys(config) == {404200: "ablation.samples_budget"}  # released genotypes: nothing searched
-    with pytest.raises(BlockswapError, match=r"^ablation\.samples_budget: budget 404200 params \(\+-2\.5%\) holds only "
-                                             r"157326526571290109935502 distinct wrn-40-2 networks"):
+    with pytest.raises(
+        BlockswapError,
+        match=r"^ablation\.samples_budget: budget 404200 params \(\+-2\.5%\) holds only "
+        r"157326526571290109935502 distinct wrn-40-2 networks",
+    ):
         check_plan(config)
     config["ablation"]["random_students"] = 1
     assert list(budget_keys(config).values()) == ["ablation.budgets"] * 3 + ["ablation.samples_budget"]

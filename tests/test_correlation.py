@@ -20,8 +20,11 @@ from blockswap.results.correlation import (
 )
 
 # Rows of values with many ties (small integers) and of distinct floats.
-rows = st.integers(3, 12).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(0, 3), min_size=n, max_size=n), st.lists(st.floats(-5, 5), min_size=n, max_size=n)))
+rows = st.integers(3, 12).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 3), min_size=n, max_size=n), st.lists(st.floats(-5, 5), min_size=n, max_size=n)
+    )
+)
 
 
 @pytest.mark.slow
@@ -55,27 +58,35 @@ def test_partial_tau_formula_and_its_use():
     frame = frame_of(seed=4)
     row = correlate(frame, MEASURES, 1, np.random.default_rng(0), resamples=10)[0]
     for control in ("params", "macs"):
-        t_xy, t_xz, t_yz = (kendalltau(frame[a], frame[b])[0] for a, b in
-                            (("good", "test_error"), ("good", control), (control, "test_error")))
+        t_xy, t_xz, t_yz = (
+            kendalltau(frame[a], frame[b])[0]
+            for a, b in (("good", "test_error"), ("good", control), (control, "test_error"))
+        )
         assert row[f"partial_{control}"] == pytest.approx((t_xy - t_xz * t_yz) / np.sqrt((1 - t_xz**2) * (1 - t_yz**2)))
 
 
 def frame_of(n=24, seed=0):
     rng = np.random.default_rng(seed)
     error = rng.normal(10, 1, n)
-    return pd.DataFrame({
-        "test_error": error,
-        "good": -error + rng.normal(0, 0.05, n),  # higher predicts lower error, almost perfectly
-        "backwards": error,  # declared higher-is-better but it grows with error
-        "lower": error + rng.normal(0, 0.05, n),  # lower-is-better and right
-        "params": rng.permutation(n) * 100 + 50_000,  # unrelated to error here
-        "macs": rng.permutation(n) * 1000 + 900_000,
-    })
+    return pd.DataFrame(
+        {
+            "test_error": error,
+            "good": -error + rng.normal(0, 0.05, n),  # higher predicts lower error, almost perfectly
+            "backwards": error,  # declared higher-is-better but it grows with error
+            "lower": error + rng.normal(0, 0.05, n),  # lower-is-better and right
+            "params": rng.permutation(n) * 100 + 50_000,  # unrelated to error here
+            "macs": rng.permutation(n) * 1000 + 900_000,
+        }
+    )
 
 
-MEASURES = [Measure("good", 1, "good", True), Measure("backwards", 1, "backwards", True),
-            Measure("lower", 1, "lower", False), Measure("params", 0, "params", True),
-            Measure("macs", 0, "macs", True)]
+MEASURES = [
+    Measure("good", 1, "good", True),
+    Measure("backwards", 1, "backwards", True),
+    Measure("lower", 1, "lower", False),
+    Measure("params", 0, "params", True),
+    Measure("macs", 0, "macs", True),
+]
 
 
 def test_quality_is_signed_by_the_registry_never_absolute():
@@ -96,10 +107,14 @@ def test_partial_tau_given_params_when_params_explains_the_proxy():
     rng = np.random.default_rng(3)
     params = rng.permutation(30) * 100.0 + 50_000
     error = -params / 1000 + rng.normal(0, 0.3, 30)
-    frame = pd.DataFrame({"test_error": error, "proxy": params + rng.normal(0, 300, 30), "params": params,
-                          "macs": params * 3})
-    measures = [Measure("proxy", 1, "proxy", True), Measure("params", 0, "params", True),
-                Measure("macs", 0, "macs", True)]
+    frame = pd.DataFrame(
+        {"test_error": error, "proxy": params + rng.normal(0, 300, 30), "params": params, "macs": params * 3}
+    )
+    measures = [
+        Measure("proxy", 1, "proxy", True),
+        Measure("params", 0, "params", True),
+        Measure("macs", 0, "macs", True),
+    ]
     row = correlate(frame, measures, 1, np.random.default_rng(0))[0]
     assert row["quality"] > 0.6 and abs(row["partial_params"]) < 0.3 < row["quality"] - abs(row["partial_params"])
 
@@ -126,13 +141,15 @@ def test_rank_stability_counts_pairs_and_top1():
     row = stability([base, same, swapped], [Measure("p", 1, "p@1", True)], 100)[0]
     assert row["seeds"] == 3 and row["pairs"] == 3
     assert row["top1_same"] == pytest.approx(1 / 3)  # only (base, same) agree on the best
-    assert row["tau_max"] == pytest.approx(1) and row["tau_min"] == pytest.approx(kendalltau(base["p@1"],
-                                                                                            swapped["p@1"])[0])
+    assert row["tau_max"] == pytest.approx(1) and row["tau_min"] == pytest.approx(
+        kendalltau(base["p@1"], swapped["p@1"])[0]
+    )
     lower = stability([base, swapped], [Measure("p", 1, "p@1", False)], 100)[0]
     assert lower["top1_same"] == 1.0  # lower-is-better: the best is candidate 0 in both
 
 
 def test_ranked_orders_by_quality():
-    table = pd.DataFrame({"budget": ["pooled"] * 3, "proxy": ["a", "b", "c"], "minibatches": [1, 1, 1],
-                          "quality": [0.1, np.nan, 0.5]})
+    table = pd.DataFrame(
+        {"budget": ["pooled"] * 3, "proxy": ["a", "b", "c"], "minibatches": [1, 1, 1], "quality": [0.1, np.nan, 0.5]}
+    )
     assert ranked(table) == ["c", "a", "b"] and ranked(table, exclude={"c"}) == ["a", "b"]

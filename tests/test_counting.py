@@ -143,7 +143,12 @@ ZOO = tuple(dict.fromkeys(CANDIDATE_SETS["paper"] + CANDIDATE_SETS["released"] +
 
 @pytest.mark.parametrize(
     "arch,size,classes,seed",
-    [("wrn-40-2", CIFAR, 10, 0), ("wrn-16-1", CIFAR, 100, 1), ("wrn-22-2", (16, 16), 10, 2), ("resnet-18", (64, 64), 1000, 3)],
+    [
+        ("wrn-40-2", CIFAR, 10, 0),
+        ("wrn-16-1", CIFAR, 100, 1),
+        ("wrn-22-2", (16, 16), 10, 2),
+        ("resnet-18", (64, 64), 1000, 3),
+    ],
 )
 def test_computed_counts_equal_counts_of_the_built_network(arch, size, classes, seed):
     rng = random.Random(seed)

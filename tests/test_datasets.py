@@ -174,16 +174,21 @@ def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
         diffs = inner - x[0, 0, 1:-1, 1:-1]
         assert torch.all(diffs == diffs[0, 0]) and diffs[0, 0].item() in {-7, -6, -5, -1, 0, 1, 5, 6, 7}
     flipped = Augmentation(crop_padding=0, cutout=0, flip=True)(x, torch.Generator().manual_seed(2))
-    kinds = {("flip" if torch.equal(img, x[0].flip(2)) else "same" if torch.equal(img, x[0]) else "?") for img in flipped}
+    kinds = {
+        ("flip" if torch.equal(img, x[0].flip(2)) else "same" if torch.equal(img, x[0]) else "?") for img in flipped
+    }
     assert kinds == {"flip", "same"}
 
 
 def test_batches_are_normalised_seeded_and_cover_the_split():
     d = ds.load_dataset("digits")
+
     def epoch(seed):
-        batches = loader.TensorBatches(d.train, d.mean, d.std, 100, augmentation=Augmentation.paper(16), shuffle=True,
-                                       seed=seed)
+        batches = loader.TensorBatches(
+            d.train, d.mean, d.std, 100, augmentation=Augmentation.paper(16), shuffle=True, seed=seed
+        )
         return list(batches)
+
     a, b, c = epoch(0), epoch(0), epoch(1)
     assert len(a) == 11 and sum(len(y) for _, y in a) == 1077
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
@@ -357,8 +362,9 @@ def test_folder_normalisation_is_the_training_splits_statistics(tmp_path, capsys
     assert not np.allclose(d.mean, everything.mean(axis=(0, 2, 3)), atol=1e-6)  # validation and test stay unseen
     # ... and `blockswap data` records it, with the classes and the layout.
     out = tmp_path / "summary.json"
-    assert main(["data", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"), "--image-size", "12",
-                 "--out", str(out)]) in (0, None)
+    assert main(
+        ["data", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"), "--image-size", "12", "--out", str(out)]
+    ) in (0, None)
     summary = json.loads(out.read_text())
     assert summary["mean"] == pytest.approx(list(d.mean)) and summary["std"] == pytest.approx(list(d.std))
     assert summary["classes"] == ["a", "b"] and summary["normalisation"] == "training split"
@@ -390,8 +396,10 @@ def test_folder_trains_like_any_in_memory_dataset(tmp_path):
         (lambda root: None, "folder dataset not found: .*missing is not a folder"),
         (lambda root: root.mkdir(), "has no class folders"),
         (lambda root: (root / "a").mkdir(parents=True) or write_tree(root, {"b": 2}), "class 'a' has no images"),
-        (lambda root: write_tree(root, {"a": 2}) and (root / "a" / "1.jpg").write_bytes(b"\xff\xd8 broken"),
-         "cannot read image .*1.jpg"),
+        (
+            lambda root: write_tree(root, {"a": 2}) and (root / "a" / "1.jpg").write_bytes(b"\xff\xd8 broken"),
+            "cannot read image .*1.jpg",
+        ),
         (lambda root: write_tree(root / "train", {"a": 2}), "has train/ but no test/"),
         (lambda root: write_tree(root, {"a": 1}), "has 1 image; a test split needs at least 2"),
     ],
@@ -417,8 +425,21 @@ def test_config_schema_accepts_every_registered_dataset():
 def test_costing_a_folder_dataset_counts_its_class_folders(tmp_path, capsys):
     write_tree(tmp_path / "tree", {"a": 2, "b": 2, "c": 2})
     out = tmp_path / "cost.json"
-    assert main(["cost", "--arch", "wrn-16-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
-                 "--image-size", "16", "--out", str(out)]) in (0, None)
+    assert main(
+        [
+            "cost",
+            "--arch",
+            "wrn-16-1",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(tmp_path / "tree"),
+            "--image-size",
+            "16",
+            "--out",
+            str(out),
+        ]
+    ) in (0, None)
     record = json.loads(out.read_text())
     assert record["num_classes"] == 3 and record["input_size"] == [16, 16]
     capsys.readouterr()
@@ -437,8 +458,24 @@ def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeyp
     root = Path(__file__).resolve().parents[1]
     assert input_size(load_config([root / "config" / "config.yaml", overlay])) == ((12, 12), 2)
     run = tmp_path / "run"
-    assert main(["train", "--arch", "wrn-10-1", "--dataset", "folder", "--data-dir", str(tmp_path / "tree"),
-                 "--image-size", "12", "--epochs", "1", "--quiet", "--out", str(run)]) in (0, None)
+    assert main(
+        [
+            "train",
+            "--arch",
+            "wrn-10-1",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(tmp_path / "tree"),
+            "--image-size",
+            "12",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(run),
+        ]
+    ) in (0, None)
     sizes = []
 
     def recording(name, data_dir, image_size, *rest):

@@ -62,8 +62,26 @@ def fake_seconds(module, shape, setting, warmup, runs, seed=0, clock="wall"):
 @pytest.fixture(scope="module")
 def table_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("latency") / "table.json"
-    assert main(["latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1", "--batches", "1,2",
-                 "--quiet", "--out", str(path)]) == 0
+    assert (
+        main(
+            [
+                "latency",
+                ARCH,
+                "--dataset",
+                "digits",
+                "--image-size",
+                "8",
+                "--threads",
+                "1",
+                "--batches",
+                "1,2",
+                "--quiet",
+                "--out",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -75,8 +93,11 @@ def test_table_times_stem_head_and_every_fitting_type_at_every_shape(table_file)
     arch = parse_arch(ARCH)
     assert len(r["positions"]) == arch.depth and len(r["shapes"]) == 3  # wrn-10-1: three distinct shapes
     for shape in r["shapes"]:
-        fits = [t.name for t in CANDIDATE_SETS["paper"] if t.problem_at(shape["cin"], shape["cout"], shape["stride"])
-                is None]
+        fits = [
+            t.name
+            for t in CANDIDATE_SETS["paper"]
+            if t.problem_at(shape["cin"], shape["cout"], shape["stride"]) is None
+        ]
         assert list(shape["times"]) == fits
         assert all(set(t) == set(r["settings"]) and all(v > 0 for v in t.values()) for t in shape["times"].values())
     assert set(r["stem"]) == set(r["head"]) == set(r["settings"])
@@ -88,25 +109,48 @@ def test_table_times_stem_head_and_every_fitting_type_at_every_shape(table_file)
 def test_prediction_is_stem_head_and_the_blocks_entries(table_file):
     table = LatencyTable.load(table_file)
     genotype = Genotype.parse("S G(N) BG(2,M/4)")
-    parts = table.fixed_seconds("cpu/t1/b2") + sum(table.block_seconds(i, t, "cpu/t1/b2") for i, t in enumerate(genotype))
+    parts = table.fixed_seconds("cpu/t1/b2") + sum(
+        table.block_seconds(i, t, "cpu/t1/b2") for i, t in enumerate(genotype)
+    )
     assert table.predict(genotype, "cpu/t1/b2") == pytest.approx(parts)
     with pytest.raises(BlockswapError, match="has no setting cpu/t4/b1"):
         table.predict(genotype, "cpu/t4/b1")
 
 
 def test_table_is_reused_on_this_machine_and_refused_on_another(table_file, tmp_path, capsys):
-    code, out, _ = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
-                       "--out", table_file)
+    code, out, _ = run(
+        capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1", "--out", table_file
+    )
     assert code == 0 and out.startswith(f"reusing {table_file}")
     record = json.loads(table_file.read_text())
     record["fingerprint"]["cpu"] = "Some Other CPU 9000"
     other = tmp_path / "other.json"
     write_json(other, record)
-    for argv in (["latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1", "--out", other],
-                 ["latency-check", other, "--samples", "2", "--out", tmp_path / "c.csv"],
-                 ["sample", "--arch", ARCH, "--dataset", "digits", "--image-size", "8", "--budget", "30000",
-                  "--tolerance", "0.1", "--samples", "2", "--latency-table", other, "--limit", "latency=5000",
-                  "--out", tmp_path / "s.csv"]):
+    for argv in (
+        ["latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1", "--out", other],
+        ["latency-check", other, "--samples", "2", "--out", tmp_path / "c.csv"],
+        [
+            "sample",
+            "--arch",
+            ARCH,
+            "--dataset",
+            "digits",
+            "--image-size",
+            "8",
+            "--budget",
+            "30000",
+            "--tolerance",
+            "0.1",
+            "--samples",
+            "2",
+            "--latency-table",
+            other,
+            "--limit",
+            "latency=5000",
+            "--out",
+            tmp_path / "s.csv",
+        ],
+    ):
         code, out, err = run(capsys, *argv)
         assert code == 2 and out == "" and err.count("\n") == 1
         assert "measured on another machine (cpu 'Some Other CPU 9000' there" in err
@@ -128,7 +172,8 @@ def test_predicted_equals_measured_when_parts_add_up(monkeypatch, tmp_path):
     for name in ("S", "G(N)", "BG(2,M/4)", "B(2)"):
         model = build_model(ARCH, name, CLASSES)
         assert table.predict(Genotype.from_spec(name, 3), "cpu/t1/b4") == pytest.approx(
-            timing.measure_model(deployable(model), SIZE, Setting("cpu", 1, 4)), rel=1e-12)
+            timing.measure_model(deployable(model), SIZE, Setting("cpu", 1, 4)), rel=1e-12
+        )
     frame, summary = check_table(table, "cpu/t1/b4", samples=12, seed=3)
     assert len(frame) == 12 and frame["genotype"].is_unique
     assert summary["mape_pct"] == pytest.approx(0, abs=1e-6) and summary["within_10pct"] == 1.0
@@ -145,15 +190,21 @@ def test_latency_check_command_reports_error_share_and_kendall(table_file, tmp_p
     assert read_sidecar(tmp_path / "check.csv")["summary"] == {k: v for k, v in summary.items() if k != "arch"}
 
 
-
 def test_check_summary_separates_a_constant_factor_from_scatter():
     # Measured = 1.1 x predicted for every student: the raw error is 1/11 of measured (9.09 %),
     # all of it one factor, so the held-out calibrated error is zero and the ratio is 1.1.
     rng = np.random.default_rng(0)
     predicted = rng.uniform(1, 5, 20)
-    frame = pd.DataFrame({"candidate": range(20), "genotype": [str(i) for i in range(20)],
-                          "params": rng.permutation(20), "macs": np.arange(20), "predicted_ms": predicted,
-                          "measured_ms": 1.1 * predicted})
+    frame = pd.DataFrame(
+        {
+            "candidate": range(20),
+            "genotype": [str(i) for i in range(20)],
+            "params": rng.permutation(20),
+            "macs": np.arange(20),
+            "predicted_ms": predicted,
+            "measured_ms": 1.1 * predicted,
+        }
+    )
     frame["error_pct"] = 100 * (frame.predicted_ms - frame.measured_ms) / frame.measured_ms
     summary = latency_check.check_summary(frame)
     assert summary["mape_pct"] == pytest.approx(100 / 11, abs=1e-3) and summary["within_10pct"] == 1.0
@@ -172,16 +223,34 @@ def test_latency_ranks_of_trained_networks(tmp_path, capsys):
     rows = []
     for i, (params, ms, error) in enumerate([(100, 1.0, 30.0), (200, 3.0, 20.0), (300, 2.0, 25.0), (400, 4.0, 10.0)]):
         for seed in (0, 1):  # two seeds of one network: one network, latencies averaged
-            rows.append({"method": "random", "network": f"random-{i}", "arch": ARCH, "genotype": f"G{i}",
-                         "budget": 1, "seed": seed, "params": params, "macs": 10 * params, "ops": params,
-                         "test_error": error + seed, "test_error_top5": 0.0, "fisher": None, "candidate": i,
-                         "dataset": "digits", "latency_ms": ms + seed / 100})
+            rows.append(
+                {
+                    "method": "random",
+                    "network": f"random-{i}",
+                    "arch": ARCH,
+                    "genotype": f"G{i}",
+                    "budget": 1,
+                    "seed": seed,
+                    "params": params,
+                    "macs": 10 * params,
+                    "ops": params,
+                    "test_error": error + seed,
+                    "test_error_top5": 0.0,
+                    "fisher": None,
+                    "candidate": i,
+                    "dataset": "digits",
+                    "latency_ms": ms + seed / 100,
+                }
+            )
     frame = pd.DataFrame(rows)
     ranks = latency_check.latency_ranks(frame).set_index("measure")
     assert (ranks["n"] == 4).all()
-    assert ranks.loc["params", "kendall_tau"] == pytest.approx(scipy.stats.kendalltau([1, 2, 3, 4], [1, 3, 2, 4])[0], abs=1e-4)
+    assert ranks.loc["params", "kendall_tau"] == pytest.approx(
+        scipy.stats.kendalltau([1, 2, 3, 4], [1, 3, 2, 4])[0], abs=1e-4
+    )
     assert ranks.loc["test_error", "kendall_tau"] == pytest.approx(
-        scipy.stats.kendalltau([30, 20, 25, 10], [1, 3, 2, 4])[0], abs=1e-4)
+        scipy.stats.kendalltau([30, 20, 25, 10], [1, 3, 2, 4])[0], abs=1e-4
+    )
     with pytest.raises(BlockswapError, match="no measured latency"):
         latency_check.latency_ranks(frame.assign(latency_ms=None))
     students = tmp_path / "students.csv"
@@ -189,7 +258,10 @@ def test_latency_ranks_of_trained_networks(tmp_path, capsys):
     code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.csv")
     assert code == 0 and "| params |" in out and (tmp_path / "ranks.md").exists()
     assert pd.read_csv(tmp_path / "ranks.csv").set_index("measure")["n"].to_dict() == {
-        "params": 4, "macs": 4, "test_error": 4}
+        "params": 4,
+        "macs": 4,
+        "test_error": 4,
+    }
     code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.txt")
     assert code == 2 and err.count("\n") == 1 and "--out must name a .csv" in err
 
@@ -204,14 +276,16 @@ def test_latency_budgets_and_combined_limits(table_file):
     table, costs = latency_cost_table(table_file)
     low, high = costs.achievable("latency")
     budget = (low + high) / 2
-    frame = sample_candidates(costs, budget, 20, seed=0, budget_kind="latency", tolerance=0.2,
-                              limits={"params": 40_000})
+    frame = sample_candidates(
+        costs, budget, 20, seed=0, budget_kind="latency", tolerance=0.2, limits={"params": 40_000}
+    )
     assert ((frame["latency_us"] - budget).abs() < 0.2 * budget).all() and (frame["params"] <= 40_000).all()
     for row in frame.itertuples():  # the column is the table's prediction, in whole microseconds
         predicted = table.predict(Genotype.parse(row.genotype), "cpu/t1/b1") * 1e6
         assert abs(row.latency_us - predicted) <= 0.5 * (len(Genotype.parse(row.genotype)) + 2)
-    again = sample_candidates(costs, budget, 20, seed=0, budget_kind="latency", tolerance=0.2,
-                              limits={"params": 40_000})
+    again = sample_candidates(
+        costs, budget, 20, seed=0, budget_kind="latency", tolerance=0.2, limits={"params": 40_000}
+    )
     pd.testing.assert_frame_equal(frame, again)
     # The acceptance test is one function a search can reuse: band on one kind, ceilings on others.
     choices = np.zeros((1, 3), dtype=np.int64)
@@ -226,8 +300,11 @@ def test_latency_without_a_table_and_bad_limits_are_one_line_errors(tmp_path, ca
     costs = CostTable.build(parse_arch(ARCH), CANDIDATE_SETS["paper"], SIZE, CLASSES)
     with pytest.raises(BlockswapError, match="latency budgets need a measured latency table"):
         sample_candidates(costs, 500, 2, seed=0, budget_kind="latency")
-    for items, message in ((["speed=3"], "a limit is KIND=VALUE"), (["params=x"], "must be a number"),
-                           (["params=1", "params=2"], "given twice")):
+    for items, message in (
+        (["speed=3"], "a limit is KIND=VALUE"),
+        (["params=x"], "must be a number"),
+        (["params=1", "params=2"], "given twice"),
+    ):
         with pytest.raises(BlockswapError, match=message):
             parse_limits(items)
     for argv, message in (
@@ -238,8 +315,10 @@ def test_latency_without_a_table_and_bad_limits_are_one_line_errors(tmp_path, ca
         (["latency-check", tmp_path / "missing.json", "--out", tmp_path / "c.csv"], "does not exist"),
         (["measure", tmp_path / "nothing", "--setting", "gpu/1"], "unknown latency setting"),
         (["export", tmp_path / "nothing", "--format", "onnx", "--out", tmp_path / "x.onnx"], "does not exist"),
-        (["sample", "--arch", ARCH, "--budget", "500", "--budget-kind", "latency", "--out", tmp_path / "s.csv"],
-         "latency budgets need a measured latency table"),
+        (
+            ["sample", "--arch", ARCH, "--budget", "500", "--budget-kind", "latency", "--out", tmp_path / "s.csv"],
+            "latency budgets need a measured latency table",
+        ),
     ):
         code, out, err = run(capsys, *argv)
         assert code == 2 and out == "" and err.count("\n") == 1 and message in err, (argv, err)
@@ -302,8 +381,10 @@ def test_export_keeps_only_the_inference_path():
     data, _ = export_model(model, "onnx", SIZE)
     graph = onnx.load_from_string(data).graph
     assert [o.name for o in graph.output] == ["logits"]  # no stage outputs, no Fisher probes
-    assert not any(node.op_type == "BatchNormalization" and "training_mode" in [a.name for a in node.attribute
-                                                                                 if a.i] for node in graph.node)
+    assert not any(
+        node.op_type == "BatchNormalization" and "training_mode" in [a.name for a in node.attribute if a.i]
+        for node in graph.node
+    )
     batch = example_batch(SIZE, batch=3)
     torch.testing.assert_close(run_export(data, "onnx", batch), run_export(data, "onnx", batch[:3]))  # dynamic batch
 
@@ -331,9 +412,18 @@ def write_run(folder, network, seed, error):
     folder.mkdir(parents=True)
     spec = build_model(ARCH, "S" if network == "teacher" else "G(N)", CLASSES).spec
     cost = spec.cost(SIZE)
-    metrics = {"arch": ARCH, "genotype": spec.genotype.names, "seed": seed, "params": cost.params, "macs": cost.macs,
-               "ops": cost.ops, "test_error": error, "test_error_top5": 0.0, "dataset": "digits",
-               "tags": {"method": "teacher" if network == "teacher" else "moonshine", "network": network}}
+    metrics = {
+        "arch": ARCH,
+        "genotype": spec.genotype.names,
+        "seed": seed,
+        "params": cost.params,
+        "macs": cost.macs,
+        "ops": cost.ops,
+        "test_error": error,
+        "test_error_top5": 0.0,
+        "dataset": "digits",
+        "tags": {"method": "teacher" if network == "teacher" else "moonshine", "network": network},
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder / "metrics.json"
 
@@ -349,7 +439,11 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
             latencies.append(out)
     frame = students_table(metrics, latencies)
     assert frame.set_index(["network", "seed"])["latency_ms"].to_dict() == {
-        ("moonshine-gn", 0): 1.0, ("moonshine-gn", 1): 1.1, ("teacher", 0): 2.0, ("teacher", 1): 2.1}
+        ("moonshine-gn", 0): 1.0,
+        ("moonshine-gn", 1): 1.1,
+        ("teacher", 0): 2.0,
+        ("teacher", 1): 2.1,
+    }
     assert students_table(metrics)["latency_ms"].isna().all()  # no files: an empty column
     table = table2(frame)
     assert table.set_index("network")["latency (ms)"].to_dict() == {"teacher": 2.05, "moonshine-gn": 1.05}
@@ -383,12 +477,15 @@ def latency_root():
     return ROOT
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"latency__setting": "cpu/t3/b1"}, "uses 3 threads, which latency.threads"),
-    ({"latency__setting": "cpu/t1/b64"}, "uses batch 64, which latency.batches"),
-    ({"latency__setting": "cuda/b1"}, "is a CUDA setting but latency.device is cpu"),
-    ({"latency__clock": "thread"}, "the thread clock times one CPU thread"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"latency__setting": "cpu/t3/b1"}, "uses 3 threads, which latency.threads"),
+        ({"latency__setting": "cpu/t1/b64"}, "uses batch 64, which latency.batches"),
+        ({"latency__setting": "cuda/b1"}, "is a CUDA setting but latency.device is cpu"),
+        ({"latency__clock": "thread"}, "the thread clock times one CPU thread"),
+    ],
+)
 def test_latency_settings_are_checked_before_any_job(changes, message):
     from blockswap.results.plan import check_plan
 
@@ -403,9 +500,11 @@ def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_p
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now
     assert all("latency budget" in note for note in plan_notes(config))
-    for text, message in (("search: {limits: {speed: 3}}", "Additional properties are not allowed"),
-                          ("latency: {runs: 10}", "10 is less than the minimum of 50"),
-                          ("latency: {setting: gpu}", "does not match")):
+    for text, message in (
+        ("search: {limits: {speed: 3}}", "Additional properties are not allowed"),
+        ("latency: {runs: 10}", "10 is less than the minimum of 50"),
+        ("latency: {setting: gpu}", "does not match"),
+    ):
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(BlockswapError, match=message):
@@ -426,9 +525,24 @@ def snakemake(workdir, overlay, *args):
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                           str(workdir), *args, "--configfile", str(ROOT / "tests" / "config.yaml"), str(overlay)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [
+            str(bin_dir / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *args,
+            "--configfile",
+            str(ROOT / "tests" / "config.yaml"),
+            str(overlay),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -451,29 +565,35 @@ def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurem
         "latency: {enabled: true}\nsearch: {budget_kind: latency, budgets: [900, 1200], limits: {params: 60000}}\n"
         "baselines: {moonshine: []}\n"
         # The comparison's students are not in the students table, so they are not measured.
-        "comparison: {seeds: [0], budgets: [900], samples: 6, trained: 1, bestof: [2]}\n")
+        "comparison: {seeds: [0], budgets: [900], samples: 6, trained: 1, bestof: [2]}\n"
+    )
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "-n", "all")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     counts = job_counts(proc.stdout)
     trained = counts["train_teacher"] + counts["train_student"]
-    compared = set(re.findall(r"output: \S+/students/((?:randomsearch|evolution|bestofn)-[^/]+/seed-\d+)/", proc.stdout))
+    compared = set(
+        re.findall(r"output: \S+/students/((?:randomsearch|evolution|bestofn)-[^/]+/seed-\d+)/", proc.stdout)
+    )
     assert compared and counts["latency_table"] == 1 and counts["latency_check"] == 1
     assert counts["network_latency"] == trained - len(compared)  # every network of the students table
     assert counts["figure_pareto_latency"] == 1 and counts["latency_ranks"] == 1
     assert "--budget-kind latency" in proc.stdout and "--limit params=60000 --latency-table" in proc.stdout
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda r: r.update(settings="cpu/t1/b1"), "settings is not a list"),
-    (lambda r: r.update(settings=["cpu/t1/b1", "tpu"]), "unknown setting 'tpu'"),
-    (lambda r: r.update(arch="vgg"), "arch is not an architecture"),
-    (lambda r: r.update(input_size=[8]), "input_size is not two sizes"),
-    (lambda r: r["stem"].update({"cpu/t1/b1": float("nan")}), "stem lacks a positive time"),
-    (lambda r: r["shapes"][1]["times"].update({"S": {"cpu/t1/b1": -1}}), "S lacks a positive time"),
-    (lambda r: r.update(positions=[0, 1, 7]), "positions is not one shape index per block"),
-    (lambda r: r.pop("head"), "it lacks head"),
-    (lambda r: r.update(format="x"), "is not a latency table"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda r: r.update(settings="cpu/t1/b1"), "settings is not a list"),
+        (lambda r: r.update(settings=["cpu/t1/b1", "tpu"]), "unknown setting 'tpu'"),
+        (lambda r: r.update(arch="vgg"), "arch is not an architecture"),
+        (lambda r: r.update(input_size=[8]), "input_size is not two sizes"),
+        (lambda r: r["stem"].update({"cpu/t1/b1": float("nan")}), "stem lacks a positive time"),
+        (lambda r: r["shapes"][1]["times"].update({"S": {"cpu/t1/b1": -1}}), "S lacks a positive time"),
+        (lambda r: r.update(positions=[0, 1, 7]), "positions is not one shape index per block"),
+        (lambda r: r.pop("head"), "it lacks head"),
+        (lambda r: r.update(format="x"), "is not a latency table"),
+    ],
+)
 def test_a_damaged_table_is_one_line(table_file, tmp_path, capsys, damage, message):
     record = json.loads(table_file.read_text())
     damage(record)
@@ -492,9 +612,30 @@ def test_sample_command_under_a_latency_budget_records_the_table(table_file, tmp
     _, costs = latency_cost_table(table_file)
     low, high = costs.achievable("latency")
     budget = int((low + high) / 2)
-    code, out, err = run(capsys, "sample", "--arch", ARCH, "--dataset", "digits", "--image-size", "8", "--budget",
-                         budget, "--budget-kind", "latency", "--tolerance", "0.2", "--samples", "5",
-                         "--latency-table", table_file, "--limit", "params=60000", "--out", tmp_path / "c.csv")
+    code, out, err = run(
+        capsys,
+        "sample",
+        "--arch",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--budget",
+        budget,
+        "--budget-kind",
+        "latency",
+        "--tolerance",
+        "0.2",
+        "--samples",
+        "5",
+        "--latency-table",
+        table_file,
+        "--limit",
+        "params=60000",
+        "--out",
+        tmp_path / "c.csv",
+    )
     assert code == 0, err
     assert f"of {budget} latency, params <= 60000" in out
     frame = pd.read_csv(tmp_path / "c.csv")
@@ -506,15 +647,40 @@ def test_sample_command_under_a_latency_budget_records_the_table(table_file, tmp
 
 @pytest.mark.slow
 def test_thread_clock_tables_for_shared_machines(tmp_path, capsys):
-    code, _, err = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
-                       "--clock", "thread", "--out", tmp_path / "t.json", "--quiet")
+    code, _, err = run(
+        capsys,
+        "latency",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--threads",
+        "1",
+        "--clock",
+        "thread",
+        "--out",
+        tmp_path / "t.json",
+        "--quiet",
+    )
     assert code == 0, err
     table = LatencyTable.load(tmp_path / "t.json")
     assert table.record["clock"] == "thread" and "--clock thread" in table.rebuild_command()
     _, summary = check_table(table, "cpu/t1/b1", samples=2)
     assert summary["clock"] == "thread"
-    code, _, err = run(capsys, "latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1",
-                       "--out", tmp_path / "t.json")
+    code, _, err = run(
+        capsys,
+        "latency",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--threads",
+        "1",
+        "--out",
+        tmp_path / "t.json",
+    )
     assert code == 2 and "timed on the thread clock, not wall" in err
     code, _, err = run(capsys, "latency", ARCH, "--threads", "2", "--clock", "thread", "--out", tmp_path / "u.json")
     assert code == 2 and "the thread clock times one CPU thread" in err and not (tmp_path / "u.json").exists()

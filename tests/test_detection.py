@@ -71,9 +71,22 @@ def test_coco_reader_gives_torchvision_targets(coco):
 def test_missing_coco_is_one_line_saying_where(tmp_path):
     with pytest.raises(BlockswapError, match="put the images in .*train2017/ and instances_train2017.json"):
         CocoDetection(tmp_path, "train")
-    proc = subprocess.run([BLOCKSWAP, "detection", "evaluate", "--data-dir", str(tmp_path),
-                           "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.json")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            BLOCKSWAP,
+            "detection",
+            "evaluate",
+            "--data-dir",
+            str(tmp_path),
+            "--model",
+            str(tmp_path / "none.pt"),
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
@@ -84,8 +97,15 @@ def test_ground_truth_as_detections_scores_100(coco):
     for ann in gt.loadAnns(gt.getAnnIds()):
         rle = gt.annToRLE(ann)
         rle["counts"] = rle["counts"].decode("ascii")
-        detections.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": ann["bbox"],
-                           "segmentation": rle, "score": 1.0})
+        detections.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "bbox": ann["bbox"],
+                "segmentation": rle,
+                "score": 1.0,
+            }
+        )
     for iou in ("bbox", "segm"):
         metrics = coco_metrics(gt, [dict(d) for d in detections], iou, data.ids)
         assert list(metrics) == list(AP_NAMES)
@@ -117,33 +137,94 @@ def test_reference_schedule():
 def test_cli_search_train_evaluate_table(coco, tmp_path):
     run = [BLOCKSWAP, "detection"]
     size = ["--min-size", "64", "--max-size", "96", "--data-dir", str(coco)]
-    proc = subprocess.run(run + ["search", *size, "--arch", "resnet-18", "--samples", "2", "--batch-size", "2",
-                                 "--out", str(tmp_path / "s.json"), "--candidates-out", str(tmp_path / "c.csv")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        run
+        + [
+            "search",
+            *size,
+            "--arch",
+            "resnet-18",
+            "--samples",
+            "2",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path / "s.json"),
+            "--candidates-out",
+            str(tmp_path / "c.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     found = json.loads((tmp_path / "s.json").read_text())
     assert len(found["genotype"]) == 8 and (tmp_path / "s.json.provenance.json").is_file()
     metrics = []
     for method, genotype in (("moonshine", "G(N)"), ("blockswap", str(tmp_path / "s.json"))):
         out = tmp_path / method
-        proc = subprocess.run(run + ["train", *size, "--arch", "resnet-18", "--genotype", genotype, "--epochs", "1",
-                                     "--batch-size", "2", "--limit", "4", "--out", str(out)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            run
+            + [
+                "train",
+                *size,
+                "--arch",
+                "resnet-18",
+                "--genotype",
+                genotype,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--limit",
+                "4",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
-        proc = subprocess.run(run + ["evaluate", "--data-dir", str(coco), "--model", str(out / "model.pt"),
-                                     "--tag", f"method={method}", "--out", str(out / "metrics.json")],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            run
+            + [
+                "evaluate",
+                "--data-dir",
+                str(coco),
+                "--model",
+                str(out / "model.pt"),
+                "--tag",
+                f"method={method}",
+                "--out",
+                str(out / "metrics.json"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         metrics.append(str(out / "metrics.json"))
-    proc = subprocess.run(run + ["table", *metrics, "--out", str(tmp_path / "table4.csv")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        run + ["table", *metrics, "--out", str(tmp_path / "table4.csv")], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ResNet34-G(N)" in (tmp_path / "table4.md").read_text()
 
 
 def test_training_resumes_after_an_interrupted_epoch(coco, tmp_path):
-    config = DetectionTrainConfig(arch="resnet-18", genotype="G(4)", data_dir=str(coco), epochs=2, batch_size=2,
-                                  warmup_iters=1, min_size=64, max_size=96, limit=4, seed=2)
+    config = DetectionTrainConfig(
+        arch="resnet-18",
+        genotype="G(4)",
+        data_dir=str(coco),
+        epochs=2,
+        batch_size=2,
+        warmup_iters=1,
+        min_size=64,
+        max_size=96,
+        limit=4,
+        seed=2,
+    )
 
     def stop_after_first(line):
         if line.startswith("epoch 1/2"):

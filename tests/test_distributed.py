@@ -87,16 +87,32 @@ def test_two_processes_resume_and_finish_a_one_process_run_identically(tmp_path)
     # so no float tolerance could compare two runs.
     teacher = tmp_path / "teacher"
     save_model(build_model("wrn-10-2", seed=5), teacher / "model.pt", (SIZE, SIZE), "digits")
-    settings = dict(arch="wrn-10-1", epochs=2, batch_size=32, lr=0.02, seed=1, prune_params=60000,
-                    beta=50.0, image_size=SIZE)
+    settings = dict(
+        arch="wrn-10-1", epochs=2, batch_size=32, lr=0.02, seed=1, prune_params=60000, beta=50.0, image_size=SIZE
+    )
     cfg = TrainConfig(dataset="digits", teacher=str(teacher), prune="snip", **settings)
     ref = Trainer(cfg, tmp_path / "one", torch.device("cpu"), progress=False, log=lambda *_: None).run()
     out = tmp_path / "two"
     with pytest.raises(StopAfterFirstEpoch):
         Trainer(cfg, out, torch.device("cpu"), progress=False, log=stop_after_first_epoch).run()
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-    argv = ["train", "--dataset", "digits", "--teacher", str(teacher), "--prune", "snip", *flags,
-            "--device", "cpu", "--nproc", "2", "--quiet", "--out", str(out)]
+    argv = [
+        "train",
+        "--dataset",
+        "digits",
+        "--teacher",
+        str(teacher),
+        "--prune",
+        "snip",
+        *flags,
+        "--device",
+        "cpu",
+        "--nproc",
+        "2",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     run = json.loads((out / "metrics.json").read_text())
     assert run["processes"] == 2 and run["fingerprint"] == ref["fingerprint"]
@@ -115,8 +131,28 @@ def test_two_processes_resume_and_finish_a_one_process_run_identically(tmp_path)
 def test_an_error_in_a_rank_is_one_line(tmp_path, capsys):
     other = tmp_path / "t100"
     save_model(build_model("wrn-10-1", num_classes=100), other / "model.pt", (SIZE, SIZE), "cifar100")
-    code = main(["train", "--arch", "wrn-10-1", "--dataset", "digits", "--image-size", str(SIZE), "--epochs", "1",
-                 "--teacher", str(other), "--device", "cpu", "--nproc", "2", "--quiet", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "train",
+            "--arch",
+            "wrn-10-1",
+            "--dataset",
+            "digits",
+            "--image-size",
+            str(SIZE),
+            "--epochs",
+            "1",
+            "--teacher",
+            str(other),
+            "--device",
+            "cpu",
+            "--nproc",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "has 100 classes but digits has 10" in err and err.count("\n") == 1, err
     assert not Path(tmp_path / "o" / "metrics.json").exists()

@@ -9,8 +9,15 @@ CITED = re.compile(r"docs/paper\.md s\.(\d+)")
 
 def test_every_cited_section_of_docs_paper_exists():
     sections = set(re.findall(r"^## s\.(\d+)\b", (ROOT / "docs" / "paper.md").read_text(), flags=re.M))
-    files = [*ROOT.glob("src/**/*.py"), *ROOT.glob("rules/*.smk"), *ROOT.glob("config/*.yaml"), ROOT / "README.md",
-             ROOT / "Snakefile", *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py")]
+    files = [
+        *ROOT.glob("src/**/*.py"),
+        *ROOT.glob("rules/*.smk"),
+        *ROOT.glob("config/*.yaml"),
+        ROOT / "README.md",
+        ROOT / "Snakefile",
+        *ROOT.glob("tests/*.py"),
+        *ROOT.glob("bench/*.py"),
+    ]
     cited = {(path.relative_to(ROOT).as_posix(), n) for path in files for n in CITED.findall(path.read_text())}
     assert len(cited) > 20  # the code points at the paper throughout
     missing = sorted((path, n) for path, n in cited if n not in sections)

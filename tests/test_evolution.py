@@ -222,15 +222,33 @@ def test_an_edited_history_is_refused(table, target, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv,message", [
-    (["--proxy", "nonsense"], "unknown proxy"),
-    (["--population", "1"], "population of at least 2"),
-    (["--budget", "1000"], "outside what"),
-    (["--method", "annealing"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--proxy", "nonsense"], "unknown proxy"),
+        (["--population", "1"], "population of at least 2"),
+        (["--budget", "1000"], "outside what"),
+        (["--method", "annealing"], "invalid choice"),
+    ],
+)
 def test_bad_search_arguments_are_one_line(argv, message, tmp_path, capsys):
-    base = ["search", "--arch", "wrn-16-2", "--budget", "60000", "--samples", "4", "--dataset", "digits",
-            "--image-size", "8", "--device", "cpu", "--out", str(tmp_path / "h.csv")]
+    base = [
+        "search",
+        "--arch",
+        "wrn-16-2",
+        "--budget",
+        "60000",
+        "--samples",
+        "4",
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "h.csv"),
+    ]
     assert main(base + argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
@@ -240,9 +258,31 @@ def test_bad_search_arguments_are_one_line(argv, message, tmp_path, capsys):
 @pytest.mark.slow
 def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
     out = tmp_path / "h.csv"
-    argv = ["search", "--method", "evolution", "--arch", "wrn-16-2", "--budget", "60000", "--samples", "6",
-            "--dataset", "digits", "--image-size", "8", "--batch-size", "16", "--device", "cpu", "--proxy",
-            "l2_norm", "--seed", "3", "--out", str(out)]
+    argv = [
+        "search",
+        "--method",
+        "evolution",
+        "--arch",
+        "wrn-16-2",
+        "--budget",
+        "60000",
+        "--samples",
+        "6",
+        "--dataset",
+        "digits",
+        "--image-size",
+        "8",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--proxy",
+        "l2_norm",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     frame, record = read_history(out)
     assert list(frame.columns) == HISTORY_COLUMNS and len(frame) == 6
@@ -270,21 +310,27 @@ def test_the_comparison_plans_winners_and_best_of_n_per_search_seed(tmp_path):
     plans = plan_of(tmp_path, {})
     compared = [p for p in plans.values() if p.method in ("randomsearch", "evolution", "bestofn")]
     assert sorted(p.name for p in compared if p.method == "evolution") == [
-        "evolution-60000-s0", "evolution-60000-s1", "evolution-60000-s2"]
+        "evolution-60000-s0",
+        "evolution-60000-s1",
+        "evolution-60000-s2",
+    ]
     assert {p.first for p in compared if p.method == "bestofn"} == {1, 5, 20}
     assert all(p.seeds == (0,) and p.searched for p in compared)  # distilled from the ablation's teacher
     assert plans["bestofn-60000-5-s2"].genotype == "results/x/compare/60000/random/seed-2/bestof-5.json"
 
 
-@pytest.mark.parametrize("overlay,message", [
-    ({"search": {"tournament": 65}}, "search.tournament: 65 is larger than search.population"),
-    ({"search": {"proxy": "nonsense"}}, "search.proxy: 'nonsense' is not one of ['fisher'"),
-    ({"search": {"method": "annealing"}}, "search.method"),
-    ({"comparison": {"trained": 6}}, "comparison.trained: 6 is more than the 5"),
-    ({"comparison": {"bestof": [41]}}, "comparison.bestof: [41] exceed the 40 evaluations"),
-    ({"comparison": {"seeds": [], "trained": 0}}, "comparison.trained and comparison.bestof need comparison.seeds"),
-    ({"comparison": {"budgets": [5000]}}, "comparison.budgets: budget 5000 params"),
-])
+@pytest.mark.parametrize(
+    "overlay,message",
+    [
+        ({"search": {"tournament": 65}}, "search.tournament: 65 is larger than search.population"),
+        ({"search": {"proxy": "nonsense"}}, "search.proxy: 'nonsense' is not one of ['fisher'"),
+        ({"search": {"method": "annealing"}}, "search.method"),
+        ({"comparison": {"trained": 6}}, "comparison.trained: 6 is more than the 5"),
+        ({"comparison": {"bestof": [41]}}, "comparison.bestof: [41] exceed the 40 evaluations"),
+        ({"comparison": {"seeds": [], "trained": 0}}, "comparison.trained and comparison.bestof need comparison.seeds"),
+        ({"comparison": {"budgets": [5000]}}, "comparison.budgets: budget 5000 params"),
+    ],
+)
 def test_bad_guided_search_settings_are_one_line_before_any_job(tmp_path, overlay, message):
     with pytest.raises(BlockswapError) as err:
         plan_of(tmp_path, overlay)
@@ -303,29 +349,72 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     from helpers import ROOT
 
     overlay = tmp_path / "small.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "seeds": [0], "teacher": {"epochs": 1}, "training": {"epochs": 1}, "search": {"samples": 6},
-        "ablation": {"random_students": 2, "stability_candidates": 2},
-        "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "seeds": [0],
+                "teacher": {"epochs": 1},
+                "training": {"epochs": 1},
+                "search": {"samples": 6},
+                "ablation": {"random_students": 2, "stability_candidates": 2},
+                "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]},
+            }
+        )
+    )
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                           str(tmp_path), "--cores", "2", "compare", "--configfile", str(ROOT / "config" / "config.yaml"),
-                           str(overlay)], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(bin_dir / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--cores",
+            "2",
+            "compare",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            str(overlay),
+        ],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = tmp_path / "results" / "default"
     curves = pd.read_csv(results / "tables" / "search_curves.csv")
     assert curves["evaluations"].tolist() == [1, 2, 5, 6] and (curves["evolution n"] == 2).all()
     # Both methods start from the same random networks (P = 2 of the 6 evaluations).
-    assert (curves.loc[curves["evaluations"] <= 2, "random mean"] ==
-            curves.loc[curves["evaluations"] <= 2, "evolution mean"]).all()
+    assert (
+        curves.loc[curves["evaluations"] <= 2, "random mean"]
+        == curves.loc[curves["evaluations"] <= 2, "evolution mean"]
+    ).all()
     winners = pd.read_csv(results / "tables" / "search_winners.csv")
     assert sorted(winners["method"]) == ["evolution", "randomsearch"]
     assert pd.read_csv(results / "tables" / "bestof_seeds.csv")["samples"].tolist() == [2]
     assert (results / "figures" / "search_curves.png").stat().st_size > 1000
-    again = subprocess.run([str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                            str(tmp_path), "-n", "compare", "--configfile", str(ROOT / "config" / "config.yaml"),
-                            str(overlay)], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    again = subprocess.run(
+        [
+            str(bin_dir / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "compare",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            str(overlay),
+        ],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -355,12 +444,15 @@ def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
         search_curves([paths[0], paths[0]])
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-7]), "changed after it was written"),
-    (lambda p: p.with_name(p.name + ".provenance.json").unlink(), "no search record"),
-    (lambda p: p.write_text("nothing,here\n1,2\n"), "changed after it was written"),
-    (lambda p: p.unlink(), "h.csv"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-7]), "changed after it was written"),
+        (lambda p: p.with_name(p.name + ".provenance.json").unlink(), "no search record"),
+        (lambda p: p.write_text("nothing,here\n1,2\n"), "changed after it was written"),
+        (lambda p: p.unlink(), "h.csv"),
+    ],
+)
 def test_best_refuses_a_damaged_history_in_one_line(table, target, tmp_path, capsys, damage, message):
     out = tmp_path / "h.csv"
     search_to_file(table, settings("random", 1, samples=8), toy(target), out)

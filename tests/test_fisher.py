@@ -32,9 +32,9 @@ def brute_force_fisher(model, images, labels):
     unit (docs/paper.md s.2: the residual branch's output, before the shortcut is added)."""
     model.train()  # batch statistics, as the Fisher potential is defined
     per_block = []
-    for index, block in enumerate(model.blocks):
+    for block in model.blocks:
         captured = []
-        handle = block.units[-1].register_forward_hook(lambda module, inputs, output: captured.append(output))
+        handle = block.units[-1].register_forward_hook(lambda module, inputs, output, c=captured: c.append(output))
         try:
             loss = F.cross_entropy(model(images), labels)
         finally:
@@ -132,7 +132,9 @@ def test_no_weight_gradient_is_computed():
     assert all(p.grad is None for p in model.parameters())
     assert computed == []
     # The hooks do detect weight gradients: the grad_norm proxy asks for them.
-    measure_one_pass(model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), [PROXIES["fisher"], PROXIES["grad_norm"]])
+    measure_one_pass(
+        model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), [PROXIES["fisher"], PROXIES["grad_norm"]]
+    )
     assert len(computed) == sum(1 for p in model.parameters() if p.dim() > 1)
 
 

@@ -15,9 +15,7 @@ RELEASED_FILES = sorted(RELEASED.glob("*.csv"))
 def test_every_released_file_loads_and_matches_its_transcription(path):
     genotype = Genotype.load(path)
     assert len(genotype) == (16 if "imagenet" in path.name else 18)
-    transcriptions = {
-        str(Genotype.load(p)) for p in GENOTYPES.glob("*.yaml")
-    }
+    transcriptions = {str(Genotype.load(p)) for p in GENOTYPES.glob("*.yaml")}
     assert str(genotype) in transcriptions
 
 

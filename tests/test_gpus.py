@@ -20,8 +20,9 @@ time.sleep(float(sys.argv[4]))
 
 
 def holder(lock_dir, ids="0,1", wait=30, hold=30):
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir), ids, str(wait), str(hold)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir), ids, str(wait), str(hold)], stdout=subprocess.PIPE, text=True
+    )
 
 
 @pytest.mark.slow

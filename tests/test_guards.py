@@ -172,8 +172,11 @@ def test_a_network_whose_test_outputs_are_not_finite_is_not_marked_finished(tmp_
     out = tmp_path / "run"
     with pytest.raises(BlockswapError) as err:
         Trainer(config(lr=1e30), out, CPU, subset(digits, 32), **QUIET).run()
-    assert re.match(r"^training diverged: the network's outputs on the test set are not finite after epoch 1 "
-                    r"\(lr 1e\+30\); lower the learning rate", one_line(str(err.value))), err.value
+    assert re.match(
+        r"^training diverged: the network's outputs on the test set are not finite after epoch 1 "
+        r"\(lr 1e\+30\); lower the learning rate",
+        one_line(str(err.value)),
+    ), err.value
     assert left_behind(out) == ["checkpoint.pt"]  # the run never finished: no model, metrics or history
 
 
@@ -181,13 +184,27 @@ def test_a_network_whose_test_outputs_are_not_finite_is_not_marked_finished(tmp_
 def test_a_diverging_data_parallel_run_stops_every_rank_with_one_line(tmp_path):
     # The real command in a subprocess: its whole stderr (that of both ranks included) is the one line.
     out = tmp_path / "o"
-    argv = [*TRAIN, "--arch", "wrn-10-1", "--epochs", "2", "--batch-size", "32", "--lr", "1e30", "--nproc", "2",
-            "--out", str(out)]
+    argv = [
+        *TRAIN,
+        "--arch",
+        "wrn-10-1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e30",
+        "--nproc",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run([sys.executable, "-m", "blockswap.cli", *argv], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     pattern = DIVERGED.format(what="loss is (nan|inf)", epoch=1, step=2, steps=34, lr=r"1e\+30")
-    assert proc.stderr.count("\n") == 1 and re.match(pattern, proc.stderr.removeprefix("blockswap: error: ")), \
+    assert proc.stderr.count("\n") == 1 and re.match(pattern, proc.stderr.removeprefix("blockswap: error: ")), (
         proc.stderr
+    )
     assert not out.exists()
 
 
@@ -207,8 +224,10 @@ def test_a_teacher_of_another_dataset_or_input_size_is_refused(tmp_path, digits,
     save_model(build_model("wrn-10-1", seed=1), teacher / "model.pt", (size, size), dataset)  # 10 classes
     with pytest.raises(BlockswapError) as err:
         Trainer(config(teacher=str(teacher)), tmp_path / "s", CPU, digits, **QUIET)
-    assert one_line(str(err.value)) == f"teacher {teacher} {message}; distil from a teacher trained on the " \
-                                       "student's dataset and image size"
+    assert (
+        one_line(str(err.value)) == f"teacher {teacher} {message}; distil from a teacher trained on the "
+        "student's dataset and image size"
+    )
 
 
 def test_a_teacher_with_non_finite_weights_or_no_data_record_is_refused(tmp_path, digits):
@@ -219,8 +238,10 @@ def test_a_teacher_with_non_finite_weights_or_no_data_record_is_refused(tmp_path
     save_model(net, teacher / "model.pt", (SIZE, SIZE), "digits")
     with pytest.raises(BlockswapError) as err:
         Trainer(config(teacher=str(teacher)), tmp_path / "s", CPU, digits, **QUIET)
-    assert one_line(str(err.value)) == f"teacher {teacher} has non-finite weights (classifier.2.weight); " \
-                                       "it diverged: train it again with a lower learning rate"
+    assert (
+        one_line(str(err.value)) == f"teacher {teacher} has non-finite weights (classifier.2.weight); "
+        "it diverged: train it again with a lower learning rate"
+    )
     record = safe_load(teacher / "model.pt", MODEL_FORMAT)
     record["state_dict"] = build_model("wrn-10-1", seed=1).state_dict()
     del record["dataset"]  # hand-made or foreign file
@@ -228,8 +249,10 @@ def test_a_teacher_with_non_finite_weights_or_no_data_record_is_refused(tmp_path
     (teacher / "model.pt.provenance.json").unlink()  # no seal: a file made by hand
     with pytest.raises(BlockswapError) as err:
         Trainer(config(teacher=str(teacher)), tmp_path / "s", CPU, digits, **QUIET)
-    assert one_line(str(err.value)) == f"teacher {teacher} does not record the dataset it was trained on; " \
-                                       "use a model.pt written by blockswap train"
+    assert (
+        one_line(str(err.value)) == f"teacher {teacher} does not record the dataset it was trained on; "
+        "use a model.pt written by blockswap train"
+    )
 
 
 def test_evaluating_a_network_with_non_finite_weights_is_one_line(tmp_path, capsys):
@@ -280,23 +303,41 @@ DAMAGE = {
     "metrics truncated": ("metrics.json", lambda p: p.write_bytes(p.read_bytes()[:100]), "not valid JSON"),
     "metrics binary": ("metrics.json", lambda p: p.write_bytes(b"\x80\x81PK\x03\x04"), "not UTF-8 text"),
     "metrics a list": ("metrics.json", lambda p: p.write_text("[1, 2]"), "a JSON list, not an object"),
-    "metrics test error a string": ("metrics.json", lambda p: rewrite_metrics(p, lambda m: m.update(test_error="3")),
-                                    "test_error is '3', not a percentage"),
-    "metrics test error nan": ("metrics.json", lambda p: rewrite_metrics(p, lambda m: m.update(test_error=math.nan)),
-                               "test_error is nan, not a percentage"),
-    "metrics without test error": ("metrics.json", lambda p: rewrite_metrics(p, lambda m: m.pop("test_error")),
-                                   "test_error is None, not a percentage"),
-    "metrics without fingerprint": ("metrics.json", lambda p: rewrite_metrics(p, lambda m: m.pop("fingerprint")),
-                                    "no configuration fingerprint"),
+    "metrics test error a string": (
+        "metrics.json",
+        lambda p: rewrite_metrics(p, lambda m: m.update(test_error="3")),
+        "test_error is '3', not a percentage",
+    ),
+    "metrics test error nan": (
+        "metrics.json",
+        lambda p: rewrite_metrics(p, lambda m: m.update(test_error=math.nan)),
+        "test_error is nan, not a percentage",
+    ),
+    "metrics without test error": (
+        "metrics.json",
+        lambda p: rewrite_metrics(p, lambda m: m.pop("test_error")),
+        "test_error is None, not a percentage",
+    ),
+    "metrics without fingerprint": (
+        "metrics.json",
+        lambda p: rewrite_metrics(p, lambda m: m.pop("fingerprint")),
+        "no configuration fingerprint",
+    ),
     "model truncated": ("model.pt", lambda p: p.write_bytes(p.read_bytes()[:3000]), "is corrupt or truncated"),
     "model not ours": ("model.pt", lambda p: p.write_text("{}"), "is not a blockswap-model/1 file"),
     "model missing": ("model.pt", lambda p: p.unlink(), "is missing"),
     "model with nan weights": ("model.pt", nan_weights, "holds non-finite weights (classifier.2.bias)"),
     "model masks a list": ("model.pt", lambda p: rewrite_model(p, masks=[1]), "holds a malformed model record"),
-    "model classes a string": ("model.pt", lambda p: rewrite_model(p, num_classes="ten"),
-                               "holds a malformed model record"),
-    "model weights of another network": ("model.pt", lambda p: rewrite_model(p, arch="wrn-10-2"),
-                                         "weights do not fit wrn-10-2 (Missing key(s) in state_dict: "),
+    "model classes a string": (
+        "model.pt",
+        lambda p: rewrite_model(p, num_classes="ten"),
+        "holds a malformed model record",
+    ),
+    "model weights of another network": (
+        "model.pt",
+        lambda p: rewrite_model(p, arch="wrn-10-2"),
+        "weights do not fit wrn-10-2 (Missing key(s) in state_dict: ",
+    ),
 }
 
 
@@ -355,15 +396,19 @@ def test_a_damaged_checkpoint_is_one_line_saying_what_to_do(tmp_path, digits):
     atomic_save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(BlockswapError) as err:
         Trainer(cfg, tmp_path, CPU, data, **QUIET).run()
-    assert one_line(str(err.value)) == (f"{tmp_path / 'checkpoint.pt'} is damaged (no 'optimiser'); delete it to "
-                                        "train the run from the start")
+    assert one_line(str(err.value)) == (
+        f"{tmp_path / 'checkpoint.pt'} is damaged (no 'optimiser'); delete it to train the run from the start"
+    )
     state = trainer._checkpoint(1, [], 0.0)
     state["model"] = build_model("wrn-10-2").state_dict()  # weights of another network
     atomic_save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(BlockswapError) as err:
         Trainer(cfg, tmp_path, CPU, data, **QUIET).run()
-    assert re.match(rf"^{re.escape(str(tmp_path / 'checkpoint.pt'))} is damaged \(.*\); delete it to train the run "
-                    "from the start$", one_line(str(err.value))), err.value
+    assert re.match(
+        rf"^{re.escape(str(tmp_path / 'checkpoint.pt'))} is damaged \(.*\); delete it to train the run "
+        "from the start$",
+        one_line(str(err.value)),
+    ), err.value
     truncated = (tmp_path / "checkpoint.pt").read_bytes()[:3000]
     (tmp_path / "checkpoint.pt").write_bytes(truncated)
     with pytest.raises(BlockswapError) as err:

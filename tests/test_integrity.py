@@ -31,13 +31,42 @@ from blockswap.training.checkpoint import atomic_save, load_model, save_model
 
 SHARDS = 3
 REAL_SCORE = Scorer.score  # scoring a candidate, before any test patches it
-SAMPLE = ["--arch", "wrn-10-2", "--budget", "60000", "--samples", "9", "--tolerance", "0.3", "--dataset", "digits",
-          "--image-size", str(SIZE)]
+SAMPLE = [
+    "--arch",
+    "wrn-10-2",
+    "--budget",
+    "60000",
+    "--samples",
+    "9",
+    "--tolerance",
+    "0.3",
+    "--dataset",
+    "digits",
+    "--image-size",
+    str(SIZE),
+]
 
 
 def score_args(candidates_csv, out, shard=0, seed=5):
-    return ["score", str(candidates_csv), "--dataset", "digits", "--image-size", str(SIZE), "--batch-size", "32",
-            "--seed", str(seed), "--shard", f"{shard}/{SHARDS}", "--device", "cpu", "--quiet", "--out", str(out)]
+    return [
+        "score",
+        str(candidates_csv),
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(SIZE),
+        "--batch-size",
+        "32",
+        "--seed",
+        str(seed),
+        "--shard",
+        f"{shard}/{SHARDS}",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +90,17 @@ def shards(folder):
 
 
 def select(capsys, folder, *extra, scores=None):
-    code = main(["select", *map(str, scores or shards(folder)), "--candidates", str(folder / "c.csv"),
-                 "--out", str(folder / "student.json"), *extra])
+    code = main(
+        [
+            "select",
+            *map(str, scores or shards(folder)),
+            "--candidates",
+            str(folder / "c.csv"),
+            "--out",
+            str(folder / "student.json"),
+            *extra,
+        ]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -111,8 +149,16 @@ def test_select_without_sidecars_checks_against_the_candidates(search, capsys, d
 
 def test_select_refuses_shards_of_another_sample_or_other_settings(search, capsys):
     assert main(["sample", *SAMPLE, "--seed", "1", "--out", str(search / "other.csv")]) == 0
-    code = main(["select", *map(str, shards(search)), "--candidates", str(search / "other.csv"), "--out",
-                 str(search / "student.json")])
+    code = main(
+        [
+            "select",
+            *map(str, shards(search)),
+            "--candidates",
+            str(search / "other.csv"),
+            "--out",
+            str(search / "student.json"),
+        ]
+    )
     assert_one_line_error(code, capsys.readouterr().err, "come from different samples")
     assert main(score_args(search / "c.csv", search / "s1.csv", 1, seed=6)) == 0
     capsys.readouterr()
@@ -151,8 +197,9 @@ def test_a_damaged_sidecar_is_one_line(search, capsys):
 
 @pytest.mark.slow
 def test_the_workflow_hands_select_its_candidates(tmp_path):
-    proc = snakemake("-n", "-p", "results/tiny/search/30000/student.json", "--directory", str(tmp_path),
-                     "--configfile", TINY)
+    proc = snakemake(
+        "-n", "-p", "results/tiny/search/30000/student.json", "--directory", str(tmp_path), "--configfile", TINY
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--candidates results/tiny/search/30000/candidates.csv" in proc.stdout
 
@@ -181,9 +228,19 @@ def test_an_edited_genotype_file_and_a_swapped_model_are_refused(tmp_path, capsy
 
 
 def metrics(**changes):
-    record = {"test_error": 5.0, "test_error_top5": 1.0, "arch": "wrn-10-1", "genotype": ["S", "S", "S"],
-              "params": 77850, "macs": 1_000_000, "ops": 1_100_000, "dataset": "digits", "seed": 0, "teacher": None,
-              "tags": {"method": "teacher", "network": "teacher"}}
+    record = {
+        "test_error": 5.0,
+        "test_error_top5": 1.0,
+        "arch": "wrn-10-1",
+        "genotype": ["S", "S", "S"],
+        "params": 77850,
+        "macs": 1_000_000,
+        "ops": 1_100_000,
+        "dataset": "digits",
+        "seed": 0,
+        "teacher": None,
+        "tags": {"method": "teacher", "network": "teacher"},
+    }
     record.update(changes)
     return {key: value for key, value in record.items() if value != "drop"}
 
@@ -199,7 +256,7 @@ def metrics(**changes):
         ({"params": "77850"}, 'params is "77850", expected a whole number'),
         ({"macs": "drop"}, "macs is missing"),
         ({"seed": True}, "seed is true, expected a whole number"),
-        ({"genotype": "S S S"}, "genotype is \"S S S\", expected a list of block names"),
+        ({"genotype": "S S S"}, 'genotype is "S S S", expected a list of block names'),
         ({"tags": {"method": "random", "budget": "30k"}}, "tags.budget is '30k', expected a whole number"),
     ],
 )
@@ -231,8 +288,9 @@ def test_table2_refuses_an_edited_or_damaged_students_table(tmp_path, capsys):
     assert_one_line_error(main(table2), capsys.readouterr().err, f"{students} changed after it was written")
     provenance_path(students).unlink()  # a hand-made table is read, but checked cell by cell
     students.write_text(text.replace(",4.0,", ",,"))
-    assert_one_line_error(main(table2), capsys.readouterr().err,
-                          f"{students} line 2: test_error is '', expected a finite error")
+    assert_one_line_error(
+        main(table2), capsys.readouterr().err, f"{students} line 2: test_error is '', expected a finite error"
+    )
     students.write_text(text.replace(",77850,", ",77_850,"))  # Python reads it as a number, pandas does not
     assert_one_line_error(main(table2), capsys.readouterr().err, f"{students}: column params does not read as numbers")
     students.write_text(text.replace(",S S S,", ',"S S S,', 1))  # a quote left open
@@ -251,17 +309,40 @@ def test_metrics_written_by_a_run_are_sealed_and_checked(tmp_path, capsys):
 
 
 def random_students(n=4):
-    return pd.DataFrame([{"method": "random", "network": f"random-{i}", "arch": "wrn-10-1",
-                          "genotype": f"G({i + 1}) S S", "budget": 30000, "seed": 0, "params": 30000 + i, "macs": 1, "ops": 1,
-                          "test_error": 10.0 + i, "test_error_top5": 1.0, "fisher": None, "candidate": i,
-                          "dataset": "digits"} for i in range(n)])
+    return pd.DataFrame(
+        [
+            {
+                "method": "random",
+                "network": f"random-{i}",
+                "arch": "wrn-10-1",
+                "genotype": f"G({i + 1}) S S",
+                "budget": 30000,
+                "seed": 0,
+                "params": 30000 + i,
+                "macs": 1,
+                "ops": 1,
+                "test_error": 10.0 + i,
+                "test_error_top5": 1.0,
+                "fisher": None,
+                "candidate": i,
+                "dataset": "digits",
+            }
+            for i in range(n)
+        ]
+    )
 
 
 def proxies_text(n=4):
-    frame = pd.DataFrame({"candidate": range(n), "genotype": [f"G({i + 1}) S S" for i in range(n)],
-                          "params": [30000 + i for i in range(n)], "macs": [900 + i for i in range(n)],
-                          "ops": [1000 + i for i in range(n)],
-                          "fisher": [float(n - i) for i in range(n)]})
+    frame = pd.DataFrame(
+        {
+            "candidate": range(n),
+            "genotype": [f"G({i + 1}) S S" for i in range(n)],
+            "params": [30000 + i for i in range(n)],
+            "macs": [900 + i for i in range(n)],
+            "ops": [1000 + i for i in range(n)],
+            "fisher": [float(n - i) for i in range(n)],
+        }
+    )
     return frame.to_csv(index=False)
 
 
@@ -296,9 +377,11 @@ def test_correlation_reads_whole_proxies_and_refuses_them_without_random_student
 
 # A `blockswap score` whose every candidate takes half a second longer: still running when the test
 # starts a second one into the same output.
-SLOW_SCORE = ("import sys, time; from blockswap.search.scoring import Scorer; real = Scorer.score; "
-              "Scorer.score = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]; "
-              "from blockswap.cli import main; sys.exit(main(sys.argv[1:]))")
+SLOW_SCORE = (
+    "import sys, time; from blockswap.search.scoring import Scorer; real = Scorer.score; "
+    "Scorer.score = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]; "
+    "from blockswap.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @pytest.mark.slow
@@ -350,7 +433,8 @@ def interrupted(monkeypatch, candidates, digits, out, stop_after, shard=(0, 1)):
 
 
 def test_a_partial_cut_inside_a_quoted_field_resumes_from_its_last_whole_line(
-        tmp_path, monkeypatch, digits, candidates):
+    tmp_path, monkeypatch, digits, candidates
+):
     """Before: the cut line made the whole partial unreadable and every candidate was scored again."""
     ref = score_candidates(candidates, settings(), digits, tmp_path / "ref.csv", progress=False)
     out = tmp_path / "run.csv"
@@ -363,8 +447,7 @@ def test_a_partial_cut_inside_a_quoted_field_resumes_from_its_last_whole_line(
     pd.testing.assert_frame_equal(without_seconds(ref), without_seconds(run))
 
 
-def test_a_partial_with_doubled_rows_drops_copies_and_refuses_conflicts(
-        tmp_path, monkeypatch, digits, candidates):
+def test_a_partial_with_doubled_rows_drops_copies_and_refuses_conflicts(tmp_path, monkeypatch, digits, candidates):
     ref = score_candidates(candidates, settings(), digits, tmp_path / "ref.csv", progress=False)
     out = tmp_path / "run.csv"
     partial = out.with_name("run.csv.partial")
@@ -374,8 +457,10 @@ def test_a_partial_with_doubled_rows_drops_copies_and_refuses_conflicts(
     fisher = next(csv.reader([row]))[5]
     conflict = row.replace(f",{fisher},", f",{float(fisher) * 2!r},")
     partial.write_text("".join(lines) + conflict)
-    with pytest.raises(BlockswapError, match=f"scores candidate 1 twice with different values; delete it to score "
-                                             f"this shard afresh: rm {partial}"):
+    with pytest.raises(
+        BlockswapError,
+        match=f"scores candidate 1 twice with different values; delete it to score this shard afresh: rm {partial}",
+    ):
         score_candidates(candidates, settings(), digits, out, progress=False)
     partial.write_text("".join(lines) + copy)
     rescored = record_scoring(monkeypatch)
@@ -393,8 +478,11 @@ def test_a_partial_with_rows_of_another_shard_names_the_fix(tmp_path, monkeypatc
     partial = out.with_name("run.csv.partial")
     lines = interrupted(monkeypatch, candidates, digits, out, stop_after=2, shard=(0, 3))
     partial.write_text("".join(lines) + foreign)
-    with pytest.raises(BlockswapError, match=rf"holds candidates that are not in this shard \(8\); delete it to "
-                                             rf"score this shard afresh: rm {partial}"):
+    with pytest.raises(
+        BlockswapError,
+        match=rf"holds candidates that are not in this shard \(8\); delete it to "
+        rf"score this shard afresh: rm {partial}",
+    ):
         score_candidates(candidates, settings(), digits, out, (0, 3), progress=False)
     partial.unlink()  # the command the error names
     record_scoring(monkeypatch)
@@ -425,5 +513,6 @@ def test_results_get_the_permissions_of_the_umask(tmp_path, umask, mode, digits,
         os.umask(old)
     made = sorted(p.name for p in tmp_path.iterdir())
     assert {"table.csv", "metrics.json", "model.pt", "checkpoint.pt", "figure.pdf", "scores.csv"} <= set(made)
-    assert {name: oct(stat.S_IMODE((tmp_path / name).stat().st_mode)) for name in made} == \
-        {name: oct(mode) for name in made}
+    assert {name: oct(stat.S_IMODE((tmp_path / name).stat().st_mode)) for name in made} == {
+        name: oct(mode) for name in made
+    }

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import yaml
 from cocofiles import write_coco
-from helpers import ROOT
 from datafiles import (
     write_cifar10,
     write_cifar100,
@@ -27,6 +26,7 @@ from datafiles import (
     write_svhn,
     write_torchvision_resnet34,
 )
+from helpers import ROOT
 from snakemake_log import job_counts
 
 BIN = Path(sys.executable).parent
@@ -56,10 +56,26 @@ def run_miniature(name, tiny_data, workdir, *extra):
     data, torch_home = tiny_data
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
     return subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", CORES,
-         "all", "--configfile", str(ROOT / "config" / name), str(MINIATURE / name), "--config", f"data_dir={data}",
-         *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            CORES,
+            "all",
+            "--configfile",
+            str(ROOT / "config" / name),
+            str(MINIATURE / name),
+            "--config",
+            f"data_dir={data}",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -87,8 +103,13 @@ def check_default(results: Path) -> None:
     moonshine = count(table2).get("moonshine", 0)
     notes = count(table2).get("note", 0)
     assert moonshine + notes == 2  # each budget has a Moonshine network or a note saying none is near
-    assert count(students) == {"teacher": 1, "blockswap": 2, "reduced": 1, "random": 4, **(
-        {"moonshine": moonshine} if moonshine else {})}
+    assert count(students) == {
+        "teacher": 1,
+        "blockswap": 2,
+        "reduced": 1,
+        "random": 4,
+        **({"moonshine": moonshine} if moonshine else {}),
+    }
     assert students.loc[students["method"] == "blockswap", "fisher"].notna().all()
     assert students.loc[students["method"] == "random", "candidate"].notna().all()
     correlation = rows(results, "correlation")
@@ -102,8 +123,15 @@ def check_default(results: Path) -> None:
 
 def check_paper_cifar10(results: Path) -> None:
     students = rows(results, "students")
-    assert count(students) == {"teacher": 1, "blockswap": 6, "reduced": 3, "moonshine": 21, "snip": 6,
-                               "bestof": 2, "random": 6}
+    assert count(students) == {
+        "teacher": 1,
+        "blockswap": 6,
+        "reduced": 3,
+        "moonshine": 21,
+        "snip": 6,
+        "bestof": 2,
+        "random": 6,
+    }
     # SNIP keeps exactly the released BlockSwap student's parameter count at each budget.
     blockswap = students[students["method"] == "blockswap"].set_index("budget")["params"]
     snip = students[students["method"] == "snip"].set_index("budget")["params"]
@@ -154,13 +182,27 @@ def check_paper_coco(results: Path) -> None:
 
 # Configuration -> (tables, figures the README lists for it, the row checks).
 EXPECTED = {
-    "config.yaml": (["costs", "students", "table2", "correlation", "stability", "proxy_costs"],
-                    ["pareto", "search_60000", "search_150000", "random_students", "fisher_vs_error", "forest",
-                     "proxy_scatter"], check_default),
-    "paper-cifar10.yaml": (["costs", "students", "table2", "samples", "correlation", "stability", "proxy_costs",
-                            "search_curves", "search_winners", "bestof_seeds"],
-                           ["pareto", "random_students", "fisher_vs_error", "forest", "proxy_scatter", "search_curves"],
-                           check_paper_cifar10),
+    "config.yaml": (
+        ["costs", "students", "table2", "correlation", "stability", "proxy_costs"],
+        ["pareto", "search_60000", "search_150000", "random_students", "fisher_vs_error", "forest", "proxy_scatter"],
+        check_default,
+    ),
+    "paper-cifar10.yaml": (
+        [
+            "costs",
+            "students",
+            "table2",
+            "samples",
+            "correlation",
+            "stability",
+            "proxy_costs",
+            "search_curves",
+            "search_winners",
+            "bestof_seeds",
+        ],
+        ["pareto", "random_students", "fisher_vs_error", "forest", "proxy_scatter", "search_curves"],
+        check_paper_cifar10,
+    ),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
     "paper-coco.yaml": (["table4"], [], check_paper_coco),
 }
@@ -172,8 +214,11 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
     start = time.perf_counter()
     proc = run_miniature(name, tiny_data, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = [line.split(":", 1)[1].strip() for line in (ROOT / "config" / name).read_text().splitlines()
-           if line.startswith("run:")][0].split()[0]
+    run = [
+        line.split(":", 1)[1].strip()
+        for line in (ROOT / "config" / name).read_text().splitlines()
+        if line.startswith("run:")
+    ][0].split()[0]
     results = tmp_path / "results" / run
     tables, figures, check = EXPECTED[name]
     for table in tables:
@@ -191,23 +236,61 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
 # of 3 budgets once (300 runs, as in the paper, where 1,800 were trained before).
-@pytest.mark.parametrize("name,expected", [
-    # + the guided-search comparison (issue 13, config comparison:): 3 budgets x 3 trained search seeds x
-    # (random and evolution winners + 4 best-of-N) students from teacher 0; 3 budgets x 2 methods x 5 seeds
-    # search histories. One pick job per ablation budget; the shoot-out's stability scorings: 5 per budget.
-    ("paper-cifar10.yaml", {"train_teacher": 3, "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300 + 3 * 3 * (2 + 4),
-                            "pick_random": 3, "proxies": 3, "proxies_reseeded": 3 * 5, "select_first": 3, "score": 8,
-                            "search_history": 3 * 2 * 5, "history_winner": 3 * 3 * 2, "history_bestof": 3 * 3 * 4}),
-    ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
-    ("paper-coco.yaml", {"detection_search": 1, "detection_train": 2, "detection_evaluate": 2, "detection_table": 1,
-                         "train_teacher": 0, "train_student": 0}),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # + the guided-search comparison (issue 13, config comparison:): 3 budgets x 3 trained search seeds x
+        # (random and evolution winners + 4 best-of-N) students from teacher 0; 3 budgets x 2 methods x 5 seeds
+        # search histories. One pick job per ablation budget; the shoot-out's stability scorings: 5 per budget.
+        (
+            "paper-cifar10.yaml",
+            {
+                "train_teacher": 3,
+                "train_student": 3 * (6 + 3 + 21 + 6) + 3 + 300 + 3 * 3 * (2 + 4),
+                "pick_random": 3,
+                "proxies": 3,
+                "proxies_reseeded": 3 * 5,
+                "select_first": 3,
+                "score": 8,
+                "search_history": 3 * 2 * 5,
+                "history_winner": 3 * 3 * 2,
+                "history_bestof": 3 * 3 * 4,
+            },
+        ),
+        ("paper-imagenet.yaml", {"pretrained_teacher": 1, "train_student": 5}),
+        (
+            "paper-coco.yaml",
+            {
+                "detection_search": 1,
+                "detection_train": 2,
+                "detection_evaluate": 2,
+                "detection_table": 1,
+                "train_teacher": 0,
+                "train_student": 0,
+            },
+        ),
+    ],
+)
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):
     _, torch_home = tiny_data  # the ImageNet config reads the teacher's weight file from the hub cache
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
-    proc = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                           "-n", "all", "--configfile", str(ROOT / "config" / name)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "all",
+            "--configfile",
+            str(ROOT / "config" / name),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = job_counts(proc.stdout)
     for job, n in expected.items():

@@ -48,7 +48,8 @@ def test_paper_cifar10_ablation_follows_the_paper_design():
     assert all(p.seeds == (0,) for p in random) and len(random) == 300
     bestof = [p for p in plans.values() if p.method == "bestof"]
     assert [(p.first, p.budget, p.genotype) for p in bestof] == [
-        (n, 404200, f"results/x/search/404200/bestof-{n}.json") for n in (10, 100, 1000)]
+        (n, 404200, f"results/x/search/404200/bestof-{n}.json") for n in (10, 100, 1000)
+    ]
     blockswap = {p.budget: p for p in plans.values() if p.method == "blockswap"}
     assert all(p.seeds == (0, 1, 2) for p in blockswap.values())
     # SNIP prunes the teacher to the exact size of the released BlockSwap student of each budget.
@@ -56,12 +57,15 @@ def test_paper_cifar10_ablation_follows_the_paper_design():
     assert snip[217000] == 217050 and snip[404200] == 404250 and len(snip) == 6
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"ablation": {"seeds": [5]}}, "ablation.seeds: [5] are not in seeds"),
-    ({"ablation": {"random_students": 2000}}, "is more than search.samples"),
-    ({"ablation": {"samples": [10, 5000]}}, "ablation.samples: [5000] exceed search.samples"),
-    ({"ablation": {"samples_budget": 123456}}, "ablation.samples_budget: 123456 is not one of search.budgets"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"ablation": {"seeds": [5]}}, "ablation.seeds: [5] are not in seeds"),
+        ({"ablation": {"random_students": 2000}}, "is more than search.samples"),
+        ({"ablation": {"samples": [10, 5000]}}, "ablation.samples: [5000] exceed search.samples"),
+        ({"ablation": {"samples_budget": 123456}}, "ablation.samples_budget: 123456 is not one of search.budgets"),
+    ],
+)
 def test_ablation_mistakes_are_caught_before_any_job(change, message):
     config = load("config/paper-cifar10.yaml")
     for section, values in change.items():
@@ -147,7 +151,10 @@ def test_plan_command_counts_runs_and_epochs_by_stage(capsys):
     assert main(["plan", str(ROOT / "config" / "paper-imagenet.yaml")]) == 0
     out = capsys.readouterr().out
     assert "teacher                          0         0" in out  # torchvision's pretrained teacher: no training
-    assert main(["plan", str(ROOT / "config" / "paper-imagenet.yaml"), str(ROOT / "tests/miniature/paper-imagenet.yaml")]) == 0
+    assert (
+        main(["plan", str(ROOT / "config" / "paper-imagenet.yaml"), str(ROOT / "tests/miniature/paper-imagenet.yaml")])
+        == 0
+    )
     assert "total                            5         5" in capsys.readouterr().out  # the overlay's 1 epoch
 
 

@@ -166,11 +166,16 @@ def test_describe_records_file_digest_params_and_macs(weights, reference, hub):
 
 def test_missing_weights_name_both_places_and_the_url(hub, tmp_path):
     cache = str(hub / OFFICIAL)
-    one_line_error(lambda: load_pretrained_teacher("torchvision:resnet34", 1000, (224, 224)), cache, URL,
-                   "torchvision:resnet34:/path/to/")
+    one_line_error(
+        lambda: load_pretrained_teacher("torchvision:resnet34", 1000, (224, 224)),
+        cache,
+        URL,
+        "torchvision:resnet34:/path/to/",
+    )
     missing = tmp_path / "nowhere" / "w.pth"
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{missing}", 1000, (224, 224)),
-                   str(missing), cache, URL)
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{missing}", 1000, (224, 224)), str(missing), cache, URL
+    )
     one_line_error(lambda: describe("torchvision:resnet34"), cache, URL)
 
 
@@ -180,17 +185,26 @@ def test_unreadable_files_are_one_clear_line(weights, tmp_path):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(weights.read_bytes()[:100_000])
     for path in (garbage, truncated):
-        one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
-                       str(path), "cannot be read as a PyTorch state dict", URL)
+        one_line_error(
+            lambda path=path: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
+            str(path),
+            "cannot be read as a PyTorch state dict",
+            URL,
+        )
     # Pickled objects besides tensors are refused by weights_only loading, never unpickled.
     pickled = tmp_path / "pickled.pth"
     torch.save({"conv1.weight": fractions.Fraction(1, 3)}, pickled)
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{pickled}", 1000, (64, 64)),
-                   "cannot be read", "weights_only=True")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{pickled}", 1000, (64, 64)),
+        "cannot be read",
+        "weights_only=True",
+    )
     listed = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], listed)
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{listed}", 1000, (64, 64)),
-                   "holds a list, not a state dict")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{listed}", 1000, (64, 64)),
+        "holds a list, not a state dict",
+    )
 
 
 def test_state_dicts_of_the_wrong_network_are_one_clear_line(reference, tmp_path):
@@ -199,24 +213,34 @@ def test_state_dicts_of_the_wrong_network_are_one_clear_line(reference, tmp_path
     renamed["layer9.weight"] = renamed.pop("layer4.2.conv2.weight")
     path = tmp_path / "renamed.pth"
     torch.save(renamed, path)
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
-                   "1 missing (e.g. layer4.2.conv2.weight)", "1 unexpected (e.g. layer9.weight)")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
+        "1 missing (e.g. layer4.2.conv2.weight)",
+        "1 unexpected (e.g. layer9.weight)",
+    )
     reshaped = dict(state)
     reshaped["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
     path = tmp_path / "reshaped.pth"
     torch.save(reshaped, path)
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
-                   "layer2.0.conv1.weight has shape (128, 64, 1, 1), expected (128, 64, 3, 3)")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{path}", 1000, (64, 64)),
+        "layer2.0.conv1.weight has shape (128, 64, 1, 1), expected (128, 64, 3, 3)",
+    )
     # A ResNet-34 file read as ResNet-18: its third and later blocks of each section are unexpected.
     path = tmp_path / "resnet34.pth"
     torch.save(state, path)
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet18:{path}", 1000, (64, 64)),
-                   "not a torchvision resnet18 state dict", "unexpected")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet18:{path}", 1000, (64, 64)),
+        "not a torchvision resnet18 state dict",
+        "unexpected",
+    )
 
 
 def test_class_count_must_match_the_checkpoint(weights):
-    one_line_error(lambda: load_pretrained_teacher(f"torchvision:resnet34:{weights}", 10, (32, 32)),
-                   "has 1000 classes but the dataset has 10")
+    one_line_error(
+        lambda: load_pretrained_teacher(f"torchvision:resnet34:{weights}", 10, (32, 32)),
+        "has 1000 classes but the dataset has 10",
+    )
 
 
 @pytest.mark.slow
@@ -240,9 +264,10 @@ def test_pretrained_metrics_evaluates_the_test_split(teacher, weights):
     # Four 32 px images; labels chosen from the teacher's own ranking so the errors are known:
     # two top-1 hits, one 4th-best (top-5 hit), one 6th-best (miss) -> 50 % top-1, 25 % top-5.
     pixels = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(4), dtype=torch.uint8)
-    data = Dataset("imagenet", 1000, 32, IMAGENET_MEAN, IMAGENET_STD, None,
-                   ImageTensors(pixels, torch.zeros(4, dtype=torch.long)))
-    (batch, _), = list(evaluation_batches(data, "test", 8))
+    data = Dataset(
+        "imagenet", 1000, 32, IMAGENET_MEAN, IMAGENET_STD, None, ImageTensors(pixels, torch.zeros(4, dtype=torch.long))
+    )
+    ((batch, _),) = list(evaluation_batches(data, "test", 8))
     with torch.no_grad():
         ranking = teacher(batch).argsort(dim=1, descending=True)
     data.test.labels = torch.stack([ranking[0, 0], ranking[1, 0], ranking[2, 3], ranking[3, 5]])
@@ -251,10 +276,34 @@ def test_pretrained_metrics_evaluates_the_test_split(teacher, weights):
     assert metrics["test_error"] == pytest.approx(50.0)
     assert metrics["test_error_top5"] == pytest.approx(25.0)
     info = describe(spec, (32, 32))
-    assert {k: metrics[k] for k in ("arch", "genotype", "params", "macs", "ops", "dataset", "epochs", "seed",
-                                    "teacher", "mode", "tags", "weights_sha256")} == {
-        "arch": "resnet-34", "genotype": ["torchvision"], "params": 21_797_672, "macs": info["macs"],
-        "ops": info["macs"], "dataset": "imagenet", "epochs": 0, "seed": 0, "teacher": None, "mode": "pretrained",
-        "tags": {"method": "teacher", "network": "teacher"}, "weights_sha256": info["weights_sha256"],
+    assert {
+        k: metrics[k]
+        for k in (
+            "arch",
+            "genotype",
+            "params",
+            "macs",
+            "ops",
+            "dataset",
+            "epochs",
+            "seed",
+            "teacher",
+            "mode",
+            "tags",
+            "weights_sha256",
+        )
+    } == {
+        "arch": "resnet-34",
+        "genotype": ["torchvision"],
+        "params": 21_797_672,
+        "macs": info["macs"],
+        "ops": info["macs"],
+        "dataset": "imagenet",
+        "epochs": 0,
+        "seed": 0,
+        "teacher": None,
+        "mode": "pretrained",
+        "tags": {"method": "teacher", "network": "teacher"},
+        "weights_sha256": info["weights_sha256"],
     }
     assert metrics["provenance"]["code_version"] == metrics["code_version"]

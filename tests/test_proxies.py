@@ -66,15 +66,35 @@ def weight_grads(model, images, labels):
     model = copy.deepcopy(model).train()
     model.zero_grad()
     F.cross_entropy(model(images), labels).backward()
-    return [layer.weight.detach().clone() for layer in conv_linear(model)], [layer.weight.grad.clone() for layer in conv_linear(model)]
+    return [layer.weight.detach().clone() for layer in conv_linear(model)], [
+        layer.weight.grad.clone() for layer in conv_linear(model)
+    ]
 
 
 # --- registry -----------------------------------------------------------------------------------
 
 
 def test_every_entry_states_what_it_needs():
-    assert {"fisher", "accuracy", "l2_norm", "grad_norm", "fisher_zc", "snip", "grasp", "plain", "grad_norm_zc",
-            "synflow", "jacob_cov", "naswot", "zico", "zen", "meco", "params", "macs", "random"} <= set(PROXIES)
+    assert {
+        "fisher",
+        "accuracy",
+        "l2_norm",
+        "grad_norm",
+        "fisher_zc",
+        "snip",
+        "grasp",
+        "plain",
+        "grad_norm_zc",
+        "synflow",
+        "jacob_cov",
+        "naswot",
+        "zico",
+        "zen",
+        "meco",
+        "params",
+        "macs",
+        "random",
+    } <= set(PROXIES)
     for name, p in PROXIES.items():
         assert p.name == name and isinstance(p.higher_is_better, bool) and callable(p.compute)
         assert p.definition and p.source and p.dtype and "\n" not in p.definition
@@ -194,9 +214,15 @@ def test_zico_against_per_half_gradients():
 def chain(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
-        nn.Conv2d(4, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3, bias=False),
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 5, 3, padding=1, bias=False),
+        nn.BatchNorm2d(5),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 3, bias=False),
     ).double()
 
 
@@ -274,8 +300,11 @@ def brute_naswot_kernel(model, images):
     K[i, j] = number of units where examples i and j have the same code, pair by pair."""
     codes = []
     net = copy.deepcopy(model).train()
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: codes.append((inp[0] > 0).flatten(1).numpy().copy()))
-             for m in net.modules() if isinstance(m, nn.ReLU)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, inp: codes.append((inp[0] > 0).flatten(1).numpy().copy()))
+        for m in net.modules()
+        if isinstance(m, nn.ReLU)
+    ]
     with torch.no_grad():
         net(images)
     for h in hooks:
@@ -405,8 +434,9 @@ def test_measuring_every_proxy_leaves_table1_and_training_untouched():
     table1 = [p for p in PROXIES.values() if p.kind == "table1"]
     alone = measure_along_training(build_model("wrn-10-1", seed=0), iter(batches), table1, [1, 2])
     model = build_model("wrn-10-1", seed=0)
-    every, seconds = measure_candidate(model, iter(batches), parse_proxies(PROXIES), [1, 2], SEED, CANDIDATE,
-                                       {"params": 1, "macs": 2, "ops": 3})
+    every, seconds = measure_candidate(
+        model, iter(batches), parse_proxies(PROXIES), [1, 2], SEED, CANDIDATE, {"params": 1, "macs": 2, "ops": 3}
+    )
     for k in (1, 2):
         assert every[k][1] == alone[k][1]
         assert {p.name: every[k][0][p.name] for p in table1} == alone[k][0]
@@ -419,17 +449,45 @@ def test_scores_file_with_every_proxy_is_shard_invariant(tmp_path):
     digits = load_dataset("digits", image_size=8)
     table = CostTable.build(parse_arch("wrn-10-1"), CANDIDATE_SETS["paper"], (8, 8), 10)
     candidates = sample_candidates(table, 20_000, 3, seed=0, tolerance=0.5)
-    settings = ScoringSettings(arch="wrn-10-1", dataset="digits", num_classes=10, image_size=8, batch_size=8, seed=1,
-                               proxies=["synflow", "fisher", "naswot", "random", "params", "snip", "l2_norm"],
-                               minibatches=[1, 2])
+    settings = ScoringSettings(
+        arch="wrn-10-1",
+        dataset="digits",
+        num_classes=10,
+        image_size=8,
+        batch_size=8,
+        seed=1,
+        proxies=["synflow", "fisher", "naswot", "random", "params", "snip", "l2_norm"],
+        minibatches=[1, 2],
+    )
     whole = score_candidates(candidates, settings, digits, tmp_path / "all.csv", progress=False)
-    parts = [score_candidates(candidates, settings, digits, tmp_path / f"s{i}.csv", (i, 2), progress=False)
-             for i in range(2)]
+    parts = [
+        score_candidates(candidates, settings, digits, tmp_path / f"s{i}.csv", (i, 2), progress=False) for i in range(2)
+    ]
     assert list(whole.columns) == [
-        "candidate", "genotype", "params", "macs", "ops", "fisher", "fisher_blocks",
-        "synflow@1", "naswot@1", "random@1", "snip@1", "l2_norm@1",
-        "fisher@2", "synflow@2", "naswot@2", "random@2", "snip@2", "l2_norm@2",
-        "seconds_fisher", "seconds_synflow", "seconds_naswot", "seconds_random", "seconds_snip", "seconds",
+        "candidate",
+        "genotype",
+        "params",
+        "macs",
+        "ops",
+        "fisher",
+        "fisher_blocks",
+        "synflow@1",
+        "naswot@1",
+        "random@1",
+        "snip@1",
+        "l2_norm@1",
+        "fisher@2",
+        "synflow@2",
+        "naswot@2",
+        "random@2",
+        "snip@2",
+        "l2_norm@2",
+        "seconds_fisher",
+        "seconds_synflow",
+        "seconds_naswot",
+        "seconds_random",
+        "seconds_snip",
+        "seconds",
     ]
     scores = [c for c in whole if not is_timing(c)]
     pd.testing.assert_frame_equal(whole[scores], pd.concat(parts).reset_index(drop=True)[scores], check_exact=True)

@@ -15,9 +15,22 @@ from blockswap.results.report import latex, markdown, table2, table2_display
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
     cost = NetworkSpec.create(arch, genotype).cost((32, 32))
-    return {"method": method, "network": network, "arch": arch, "genotype": str(NetworkSpec.create(arch, genotype).genotype),
-            "budget": budget, "seed": seed, "params": cost.params, "macs": cost.macs, "ops": cost.ops,
-            "test_error": error, "test_error_top5": 0.0, "fisher": None, "candidate": candidate, "dataset": dataset}
+    return {
+        "method": method,
+        "network": network,
+        "arch": arch,
+        "genotype": str(NetworkSpec.create(arch, genotype).genotype),
+        "budget": budget,
+        "seed": seed,
+        "params": cost.params,
+        "macs": cost.macs,
+        "ops": cost.ops,
+        "test_error": error,
+        "test_error_top5": 0.0,
+        "fisher": None,
+        "candidate": candidate,
+        "dataset": dataset,
+    }
 
 
 @pytest.fixture
@@ -58,8 +71,10 @@ def test_paper_values_only_for_cifar10(students):
 
 
 def test_snip_rows_match_the_paper_by_size_and_notes_become_rows(students):
-    snip = [student_row("snip", "snip-217000", "wrn-40-2", None, seed, e, budget=217000) for seed, e in
-            enumerate([5.4, 5.6, 5.5])]
+    snip = [
+        student_row("snip", "snip-217000", "wrn-40-2", None, seed, e, budget=217000)
+        for seed, e in enumerate([5.4, 5.6, 5.5])
+    ]
     for row in snip:
         row["params"] = 217050  # what remains after pruning to the released student's size
     table = table2(pd.concat([students, pd.DataFrame(snip)], ignore_index=True), ["no Moonshine network near 1"])
@@ -70,8 +85,16 @@ def test_snip_rows_match_the_paper_by_size_and_notes_become_rows(students):
 
 
 def imagenet_row(method, network, genotype, error, top5, budget=None):
-    row = student_row(method, network, "resnet-34" if method != "reduced" else "resnet-18", genotype, 0, error,
-                      budget=budget, dataset="imagenet")
+    row = student_row(
+        method,
+        network,
+        "resnet-34" if method != "reduced" else "resnet-18",
+        genotype,
+        0,
+        error,
+        budget=budget,
+        dataset="imagenet",
+    )
     cost = NetworkSpec.create(row["arch"], genotype, 1000).cost((224, 224))
     return {**row, "params": cost.params, "macs": cost.macs, "ops": cost.ops, "test_error_top5": top5}
 
@@ -80,12 +103,14 @@ def test_table3_layout_and_the_papers_values():
     from blockswap.results.report import table3
 
     small = Genotype.load(GENOTYPES / "blockswap-imagenet-3.1m.yaml")
-    students = pd.DataFrame([
-        imagenet_row("teacher", "teacher", None, 27.0, 9.0),
-        imagenet_row("reduced", "reduced-resnet-18", None, 30.0, 11.0),
-        imagenet_row("moonshine", "moonshine-gn", "G(N)", 31.0, 11.5),
-        imagenet_row("blockswap", "blockswap-3100000", small, 30.5, 11.2, budget=3100000),
-    ])
+    students = pd.DataFrame(
+        [
+            imagenet_row("teacher", "teacher", None, 27.0, 9.0),
+            imagenet_row("reduced", "reduced-resnet-18", None, 30.0, 11.0),
+            imagenet_row("moonshine", "moonshine-gn", "G(N)", 31.0, 11.5),
+            imagenet_row("blockswap", "blockswap-3100000", small, 30.5, 11.2, budget=3100000),
+        ]
+    )
     table = table3(students)
     assert list(table["method"]) == ["teacher", "reduced", "moonshine", "blockswap", "note"]
     blockswap = table[table["method"] == "blockswap"].iloc[0]
@@ -126,16 +151,31 @@ def test_correlation_statistics(tmp_path):
     rng = np.random.default_rng(0)
     n = 12
     errors = np.linspace(10, 20, n)
-    rows = [student_row("random", f"random-217000-{i}", "wrn-16-1", None, seed, errors[i] + 0.01 * seed,
-                        budget=217000, candidate=i, dataset="digits") for i in range(n) for seed in (0, 1)]
+    rows = [
+        student_row(
+            "random",
+            f"random-217000-{i}",
+            "wrn-16-1",
+            None,
+            seed,
+            errors[i] + 0.01 * seed,
+            budget=217000,
+            candidate=i,
+            dataset="digits",
+        )
+        for i in range(n)
+        for seed in (0, 1)
+    ]
     students = pd.DataFrame(rows)
-    proxies = pd.DataFrame({
-        "candidate": range(n),
-        "fisher": -errors,  # perfectly anti-monotone: rho = -1
-        "accuracy@5": rng.permutation(n).astype(float),
-        "params": np.arange(n) * 1000 + 50_000,  # whole numbers, monotone in the error: rho = +1
-        "macs": np.arange(n) * 90_000 + 4_000_000,
-    })
+    proxies = pd.DataFrame(
+        {
+            "candidate": range(n),
+            "fisher": -errors,  # perfectly anti-monotone: rho = -1
+            "accuracy@5": rng.permutation(n).astype(float),
+            "params": np.arange(n) * 1000 + 50_000,  # whole numbers, monotone in the error: rho = +1
+            "macs": np.arange(n) * 90_000 + 4_000_000,
+        }
+    )
     proxies.to_csv(tmp_path / "p.csv", index=False)
     table = correlation_table(students, {"217000": tmp_path / "p.csv"})
     fisher = table[table["proxy"] == "fisher"].iloc[0]
@@ -171,8 +211,12 @@ def test_tables_and_figures_carry_provenance_sidecars(tmp_path, students, capsys
 
     students.to_csv(tmp_path / "students.csv", index=False)
     csv, md, tex = (tmp_path / f"table2.{ext}" for ext in ("csv", "md", "tex"))
-    assert main(["report", "table2", str(tmp_path / "students.csv"), "--csv", str(csv), "--md", str(md),
-                 "--tex", str(tex)]) == 0
+    assert (
+        main(
+            ["report", "table2", str(tmp_path / "students.csv"), "--csv", str(csv), "--md", str(md), "--tex", str(tex)]
+        )
+        == 0
+    )
     meta = json.loads(provenance_path(csv).read_text())
     assert meta["kind"] == "table2" and meta["rows"] == len(pd.read_csv(csv))
     assert meta["outputs"] == [str(csv), str(md), str(tex)]
@@ -191,8 +235,13 @@ def test_table1_values_match_only_the_papers_setting():
     assert table1_match("fisher", 400_000, 10, "cifar10") == -0.667
     assert table1_match("grad_norm", "800000", 100, "cifar10") == 0.558
     assert table1_match("fisher", 400_000, 5, "cifar10") is None  # not a k the paper measured
-    assert table1_match("fisher", 300_000, 1, "cifar10") is None and table1_match("fisher", 400_000, 1, "digits") is None
-    assert table1_match("synflow", 400_000, 1, "cifar10") is None and table1_match("fisher", "pooled", 1, "cifar10") is None
+    assert (
+        table1_match("fisher", 300_000, 1, "cifar10") is None and table1_match("fisher", 400_000, 1, "digits") is None
+    )
+    assert (
+        table1_match("synflow", 400_000, 1, "cifar10") is None
+        and table1_match("fisher", "pooled", 1, "cifar10") is None
+    )
 
 
 def test_markdown_escapes_pipes_so_columns_stay_columns():
@@ -206,18 +255,35 @@ def test_markdown_escapes_pipes_so_columns_stay_columns():
 def write_training(folder, method, network, seed, epochs=3, val=False, seconds=2.0, **metrics):
     """A trained network's folder as `blockswap train` leaves it: history.csv and metrics.json."""
     folder.mkdir(parents=True)
-    history = pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": np.linspace(2.0, 0.5, epochs),
-                            "train_error": np.linspace(80.0, 20.0, epochs), "lr": 0.1,
-                            "seconds": seconds / epochs})
+    history = pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "train_loss": np.linspace(2.0, 0.5, epochs),
+            "train_error": np.linspace(80.0, 20.0, epochs),
+            "lr": 0.1,
+            "seconds": seconds / epochs,
+        }
+    )
     if val:
         history.insert(4, "val_error", np.linspace(85.0, 30.0, epochs))
     history.to_csv(folder / "history.csv", index=False)
-    record = {"arch": "wrn-16-1", "genotype": ["S"] * 3, "seed": seed, "params": 1000, "macs": 2000, "ops": 3000,
-              "test_error": 30.0, "test_error_top5": 5.0, "dataset": "digits", "epochs": epochs,
-              "teacher": None if method == "teacher" else "teachers/seed-0",
-              "tags": {"method": method, "network": network},
-              "hyperparameters": {"batch_size": 64, "drop_last": False, "val_size": 0},
-              "provenance": {"wall_seconds": seconds}, **metrics}
+    record = {
+        "arch": "wrn-16-1",
+        "genotype": ["S"] * 3,
+        "seed": seed,
+        "params": 1000,
+        "macs": 2000,
+        "ops": 3000,
+        "test_error": 30.0,
+        "test_error_top5": 5.0,
+        "dataset": "digits",
+        "epochs": epochs,
+        "teacher": None if method == "teacher" else "teachers/seed-0",
+        "tags": {"method": method, "network": network},
+        "hyperparameters": {"batch_size": 64, "drop_last": False, "val_size": 0},
+        "provenance": {"wall_seconds": seconds},
+        **metrics,
+    }
     (folder / "metrics.json").write_text(json.dumps(record))
     return folder / "history.csv"
 
@@ -228,13 +294,18 @@ def test_learning_curves_figure_from_a_history_tree(tmp_path, capsys):
     from blockswap.provenance import provenance_path
 
     histories = [write_training(tmp_path / "teachers" / "seed-0", "teacher", "teacher", 0, val=True)]
-    histories += [write_training(tmp_path / "students" / name / f"seed-{s}", method, name, s, val=True)
-                  for method, name in (("moonshine", "moonshine-g2"), ("blockswap", "blockswap-30000"))
-                  for s in (0, 1)]
+    histories += [
+        write_training(tmp_path / "students" / name / f"seed-{s}", method, name, s, val=True)
+        for method, name in (("moonshine", "moonshine-g2"), ("blockswap", "blockswap-30000"))
+        for s in (0, 1)
+    ]
     curves = figures.read_learning_curves(histories)
     assert set(curves["method"]) == {"teacher", "moonshine", "blockswap"} and len(curves) == 5 * 3
-    assert curves.groupby("network")["seed"].nunique().to_dict() == {"teacher": 1, "moonshine-g2": 2,
-                                                                       "blockswap-30000": 2}
+    assert curves.groupby("network")["seed"].nunique().to_dict() == {
+        "teacher": 1,
+        "moonshine-g2": 2,
+        "blockswap-30000": 2,
+    }
     drawn = {}
     real_save = figures.save
 
@@ -250,8 +321,11 @@ def test_learning_curves_figure_from_a_history_tree(tmp_path, capsys):
         figures.save = real_save
     assert png.stat().st_size > 1000 and png.with_suffix(".pdf").stat().st_size > 1000
     # A row per method in the paper's order, a panel per curve; validation error where there is one.
-    assert drawn["titles"][:3] == ["teacher: training loss", "teacher: training error (%)",
-                                   "teacher: validation error (%)"]
+    assert drawn["titles"][:3] == [
+        "teacher: training loss",
+        "teacher: training error (%)",
+        "teacher: validation error (%)",
+    ]
     assert [t.split(":")[0] for t in drawn["titles"][::3]] == ["teacher", "moonshine", "blockswap"]
     inputs = json.loads(provenance_path(png).read_text())["inputs"]
     assert str(histories[0]) in inputs and str(histories[0].parent / "metrics.json") in inputs
@@ -269,8 +343,9 @@ def test_learning_curves_without_validation_and_a_damaged_history(tmp_path, caps
         figures.read_learning_curves([bad])
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "history.csv").write_text(good.read_text())  # no metrics.json beside it
-    assert main(["figure", "learning_curves", str(tmp_path / "c" / "history.csv"), "--out",
-                 str(tmp_path / "x.png")]) == 2
+    assert (
+        main(["figure", "learning_curves", str(tmp_path / "c" / "history.csv"), "--out", str(tmp_path / "x.png")]) == 2
+    )
     assert "metrics.json does not exist" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
@@ -281,15 +356,28 @@ def test_students_table_carries_training_seconds_and_images_per_second(tmp_path,
 
     summary = tmp_path / "summary.json"
     write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "val": 300, "test": 300}})
-    metrics = [write_training(tmp_path / "t" / "seed-0", "teacher", "teacher", 0, epochs=4, seconds=8.0),
-               write_training(tmp_path / "s" / "seed-0", "moonshine", "moonshine-g2", 0, epochs=2, seconds=0.5,
-                              hyperparameters={"batch_size": 64, "drop_last": True, "val_size": 0})]
+    metrics = [
+        write_training(tmp_path / "t" / "seed-0", "teacher", "teacher", 0, epochs=4, seconds=8.0),
+        write_training(
+            tmp_path / "s" / "seed-0",
+            "moonshine",
+            "moonshine-g2",
+            0,
+            epochs=2,
+            seconds=0.5,
+            hyperparameters={"batch_size": 64, "drop_last": True, "val_size": 0},
+        ),
+    ]
     metrics = [p.with_name("metrics.json") for p in metrics]
     pretrained = tmp_path / "p" / "metrics.json"  # `blockswap evaluate`: no epochs, no training time
     pretrained.parent.mkdir()
     record = json.loads(metrics[0].read_text())
-    pretrained.write_text(json.dumps({k: v for k, v in record.items() if k not in ("epochs", "provenance")}
-                                     | {"tags": {"method": "teacher", "network": "pretrained"}}))
+    pretrained.write_text(
+        json.dumps(
+            {k: v for k, v in record.items() if k not in ("epochs", "provenance")}
+            | {"tags": {"method": "teacher", "network": "pretrained"}}
+        )
+    )
     table = students_table([*metrics, pretrained], data=summary).set_index("network")
     assert table.loc["teacher", "train_seconds"] == 8.0 and table.loc["teacher", "images_per_s"] == 500.0
     # --drop-last: 15 whole batches of 64 (960 images) an epoch, twice, in half a second.
@@ -299,8 +387,15 @@ def test_students_table_carries_training_seconds_and_images_per_second(tmp_path,
     assert students_table(metrics)["train_seconds"].tolist() == [0.5, 8.0]
     # A hold-out the network made itself (--val-size, summary without a val split) is not trained on.
     write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "test": 300}})
-    held = write_training(tmp_path / "v" / "seed-0", "teacher", "teacher", 0, epochs=1, seconds=1.0,
-                          hyperparameters={"batch_size": 64, "drop_last": False, "val_size": 200})
+    held = write_training(
+        tmp_path / "v" / "seed-0",
+        "teacher",
+        "teacher",
+        0,
+        epochs=1,
+        seconds=1.0,
+        hyperparameters={"batch_size": 64, "drop_last": False, "val_size": 200},
+    )
     assert students_table([held.with_name("metrics.json")], data=summary)["images_per_s"].tolist() == [800.0]
     # Through the CLI: the columns survive the checked read, and the summary is a recorded input.
     csv = tmp_path / "students.csv"
@@ -310,12 +405,14 @@ def test_students_table_carries_training_seconds_and_images_per_second(tmp_path,
 
     assert str(summary) in json.loads(provenance_path(csv).read_text())["inputs"]
     write_json(summary, {"dataset": "cifar10", "splits": {"train": 50000, "test": 10000}})
-    assert main(["report", "students", *map(str, metrics), "--data", str(summary), "--csv",
-                 str(tmp_path / "other.csv")]) == 2
+    assert (
+        main(["report", "students", *map(str, metrics), "--data", str(summary), "--csv", str(tmp_path / "other.csv")])
+        == 2
+    )
     assert "data summary describes cifar10" in capsys.readouterr().err and not (tmp_path / "other.csv").exists()
     damaged = json.loads(metrics[0].read_text()) | {"provenance": {"wall_seconds": "soon"}}
     metrics[0].write_text(json.dumps(damaged))
-    with pytest.raises(BlockswapError, match="wall_seconds is \"soon\""):
+    with pytest.raises(BlockswapError, match='wall_seconds is "soon"'):
         students_table(metrics)
 
 
@@ -338,13 +435,23 @@ def test_timings_table_from_benchmark_files(tmp_path, capsys):
     write_benchmark(root / "search" / "30000" / "score-0.tsv", 4.0, 6.0)  # repeat(2): both runs count
     write_benchmark(root / "search" / "30000" / "select.tsv", 2.0)
     write_benchmark(root / "old" / "gone.tsv", 8.0)  # a rule no pattern names: counted by its folder
-    rules = {"train_student": f"{root}/students/{{network,[a-z0-9-]+}}/seed-{{seed,[0-9]+}}.tsv",
-             "train_teacher": f"{root}/teachers/seed-{{seed}}.tsv",
-             "score": f"{root}/search/{{budget}}/score-{{shard}}.tsv",
-             "select": f"{root}/search/{{budget,[0-9]+}}/select.tsv"}
+    rules = {
+        "train_student": f"{root}/students/{{network,[a-z0-9-]+}}/seed-{{seed,[0-9]+}}.tsv",
+        "train_teacher": f"{root}/teachers/seed-{{seed}}.tsv",
+        "score": f"{root}/search/{{budget}}/score-{{shard}}.tsv",
+        "select": f"{root}/search/{{budget,[0-9]+}}/select.tsv",
+    }
     csv, md = tmp_path / "timings.csv", tmp_path / "timings.md"
-    argv = ["report", "timings", str(root), *(f"--rule={r}={p}" for r, p in rules.items()), "--csv", str(csv),
-            "--md", str(md)]
+    argv = [
+        "report",
+        "timings",
+        str(root),
+        *(f"--rule={r}={p}" for r, p in rules.items()),
+        "--csv",
+        str(csv),
+        "--md",
+        str(md),
+    ]
     assert main(argv) == 0
     table = pd.read_csv(csv).set_index("rule")
     assert list(table.index) == ["train_teacher", "train_student", "score", "old", "select"]
@@ -374,14 +481,36 @@ def test_fisher_vs_error_shows_the_correlation_tables_values(tmp_path, capsys):
 
     n = 8
     errors = np.linspace(10, 20, n)
-    rows = [student_row("random", f"random-217000-{i}", "wrn-16-1", None, 0, errors[i], budget=217000,
-                        candidate=i, dataset="digits") for i in range(n)]
+    rows = [
+        student_row(
+            "random", f"random-217000-{i}", "wrn-16-1", None, 0, errors[i], budget=217000, candidate=i, dataset="digits"
+        )
+        for i in range(n)
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "students.csv", index=False)
-    pd.DataFrame({"candidate": range(n), "fisher": -errors, "params": np.arange(n) * 1000 + 50_000,
-                  "macs": np.arange(n) * 90_000 + 4_000_000}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame(
+        {
+            "candidate": range(n),
+            "fisher": -errors,
+            "params": np.arange(n) * 1000 + 50_000,
+            "macs": np.arange(n) * 90_000 + 4_000_000,
+        }
+    ).to_csv(tmp_path / "p.csv", index=False)
     csv = tmp_path / "correlation.csv"
-    assert main(["report", "correlation", str(tmp_path / "students.csv"), "--proxies", f"217000={tmp_path}/p.csv",
-                 "--csv", str(csv)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "correlation",
+                str(tmp_path / "students.csv"),
+                "--proxies",
+                f"217000={tmp_path}/p.csv",
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
     titles = []
     real_save = figures.save
 
@@ -389,8 +518,17 @@ def test_fisher_vs_error_shows_the_correlation_tables_values(tmp_path, capsys):
         titles.append(fig.axes[0].get_title())
         real_save(fig, out)
 
-    figure = ["figure", "fisher_vs_error", str(tmp_path / "students.csv"), "--proxies", f"217000={tmp_path}/p.csv",
-              "--correlation", str(csv), "--out", str(tmp_path / "f.png")]
+    figure = [
+        "figure",
+        "fisher_vs_error",
+        str(tmp_path / "students.csv"),
+        "--proxies",
+        f"217000={tmp_path}/p.csv",
+        "--correlation",
+        str(csv),
+        "--out",
+        str(tmp_path / "f.png"),
+    ]
     figures.save = keep
     try:
         assert main(figure) == 0

@@ -114,7 +114,9 @@ def test_macs_budget(wrn402_paper):
 
 @pytest.mark.parametrize("budget", [100_000, 3_000_000])
 def test_budget_outside_the_reachable_range_fails_at_once(wrn402_paper, budget):
-    with pytest.raises(BlockswapError, match="outside what wrn-40-2 can reach with these candidates: 146538 to 2243546 params"):
+    with pytest.raises(
+        BlockswapError, match="outside what wrn-40-2 can reach with these candidates: 146538 to 2243546 params"
+    ):
         sample_candidates(wrn402_paper, budget, 10, seed=0)
 
 
@@ -197,9 +199,24 @@ def test_cli_errors(tmp_path, capsys, argv, message):
 def test_cli_output_is_byte_identical_for_a_seed(tmp_path):
     def run(name):
         subprocess.run(
-            [sys.executable, "-m", "blockswap.cli", "sample", "--arch", "wrn-40-2", "--budget", "404200",
-             "--samples", "200", "--seed", "3", "--out", str(tmp_path / name)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "blockswap.cli",
+                "sample",
+                "--arch",
+                "wrn-40-2",
+                "--budget",
+                "404200",
+                "--samples",
+                "200",
+                "--seed",
+                "3",
+                "--out",
+                str(tmp_path / name),
+            ],
+            check=True,
+            capture_output=True,
         )
         return (tmp_path / name).read_bytes()
 
@@ -279,8 +296,9 @@ def test_count_in_band_matches_the_162k_band_probability():
     released = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["released"], CIFAR, 10)
     count = count_in_band(released, 162_200)
     assert count > 2**64
-    assert count / math.prod(len(t) for t in released.types) == pytest.approx(band_probability(released, 162_200),
-                                                                             rel=1e-9)
+    assert count / math.prod(len(t) for t in released.types) == pytest.approx(
+        band_probability(released, 162_200), rel=1e-9
+    )
 
 
 def test_count_in_band_is_fast_on_wrn_40_2():
@@ -296,8 +314,10 @@ def test_count_in_band_is_fast_on_wrn_40_2():
 def test_a_band_with_fewer_networks_than_samples_fails_at_once_with_the_count(wrn101):
     """wrn-10-1 at 50,000 params +-2.5 % holds 4 networks: 12 samples fail before any draw, saying so;
     4 samples are exactly those 4 (the sampler finds every one)."""
-    message = ("budget 50000 params (+-2.5%) holds only 4 distinct wrn-10-1 networks of these candidates, "
-               "fewer than samples (12); allowed: samples at most 4")
+    message = (
+        "budget 50000 params (+-2.5%) holds only 4 distinct wrn-10-1 networks of these candidates, "
+        "fewer than samples (12); allowed: samples at most 4"
+    )
     with pytest.raises(BlockswapError, match=re.escape(message)):
         sample_candidates(wrn101, 50_000, 12, seed=0)
     frame = sample_candidates(wrn101, 50_000, 4, seed=0)

@@ -50,12 +50,24 @@ def without_seconds(frame):
 @pytest.mark.slow
 def test_one_shard_equals_three_shards_and_reruns_repeat(tmp_path, digits, candidates):
     whole = score_candidates(candidates, settings(), digits, tmp_path / "all.csv", progress=False)
-    parts = [score_candidates(candidates, settings(), digits, tmp_path / f"s{i}.csv", (i, 3), progress=False) for i in range(3)]
+    parts = [
+        score_candidates(candidates, settings(), digits, tmp_path / f"s{i}.csv", (i, 3), progress=False)
+        for i in range(3)
+    ]
     pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(pd.concat(parts)))
     again = score_candidates(candidates, settings(), digits, tmp_path / "again.csv", progress=False)
     pd.testing.assert_frame_equal(without_seconds(whole), without_seconds(again))
-    assert list(whole.columns) == ["candidate", "genotype", "params", "macs", "ops", "fisher", "fisher_blocks",
-                                   "seconds_fisher", "seconds"]
+    assert list(whole.columns) == [
+        "candidate",
+        "genotype",
+        "params",
+        "macs",
+        "ops",
+        "fisher",
+        "fisher_blocks",
+        "seconds_fisher",
+        "seconds",
+    ]
     assert all(len(json.loads(b)) == 3 for b in whole["fisher_blocks"])
     assert whole["fisher"].nunique() == len(whole)
     meta = json.loads((tmp_path / "s1.csv.provenance.json").read_text())
@@ -71,8 +83,12 @@ def test_shards_partition_the_candidates(candidates):
 def test_seed_and_minibatch_mode_change_scores(tmp_path, digits, candidates):
     base = score_candidates(candidates, settings(), digits, tmp_path / "a.csv", progress=False)
     other = score_candidates(candidates, settings(seed=6), digits, tmp_path / "b.csv", progress=False)
-    released = score_candidates(candidates, settings(minibatch="per-candidate"), digits, tmp_path / "c.csv", progress=False)
-    released2 = score_candidates(candidates, settings(minibatch="per-candidate"), digits, tmp_path / "d.csv", progress=False)
+    released = score_candidates(
+        candidates, settings(minibatch="per-candidate"), digits, tmp_path / "c.csv", progress=False
+    )
+    released2 = score_candidates(
+        candidates, settings(minibatch="per-candidate"), digits, tmp_path / "d.csv", progress=False
+    )
     assert not base["fisher"].equals(other["fisher"]) and not base["fisher"].equals(released["fisher"])
     pd.testing.assert_series_equal(released["fisher"], released2["fisher"])
 
@@ -96,13 +112,43 @@ def test_partial_of_other_settings_is_refused(tmp_path, digits, candidates):
 def test_killed_scoring_resumes_to_the_same_result(tmp_path):
     cands = tmp_path / "cands.csv"
     cmd = [sys.executable, "-m", "blockswap.cli"]
-    subprocess.run(cmd + ["sample", "--arch", "wrn-16-2", "--budget", "150000", "--samples", "24", "--dataset", "digits",
-                          "--out", str(cands)], check=True, capture_output=True)
-    score = cmd + ["score", str(cands), "--dataset", "digits", "--batch-size", "64", "--seed", "1", "--quiet", "--device", "cpu"]
+    subprocess.run(
+        cmd
+        + [
+            "sample",
+            "--arch",
+            "wrn-16-2",
+            "--budget",
+            "150000",
+            "--samples",
+            "24",
+            "--dataset",
+            "digits",
+            "--out",
+            str(cands),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    score = cmd + [
+        "score",
+        str(cands),
+        "--dataset",
+        "digits",
+        "--batch-size",
+        "64",
+        "--seed",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     subprocess.run(score + ["--out", str(tmp_path / "ref.csv")], check=True, capture_output=True)
 
     partial = tmp_path / "run.csv.partial"
-    proc = subprocess.Popen(score + ["--out", str(tmp_path / "run.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        score + ["--out", str(tmp_path / "run.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 5):
         time.sleep(0.02)
@@ -164,10 +210,35 @@ def test_scoring_runs_in_true_float32_unless_tf32_is_asked(digits):
 def test_select_cli_writes_a_genotype_file(tmp_path, digits, candidates, capsys):
     score_candidates(candidates, settings(), digits, tmp_path / "s.csv", progress=False)
     candidates.to_csv(tmp_path / "candidates.csv", index=False)
-    assert main(["select", str(tmp_path / "s.csv"), "--candidates", str(tmp_path / "candidates.csv"), "--out",
-                 str(tmp_path / "student.json")]) == 0
-    assert main(["cost", "--arch", "wrn-10-2", "--genotype", str(tmp_path / "student.json"), "--dataset", "digits",
-                 "--image-size", str(SIZE)]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(tmp_path / "s.csv"),
+                "--candidates",
+                str(tmp_path / "candidates.csv"),
+                "--out",
+                str(tmp_path / "student.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "cost",
+                "--arch",
+                "wrn-10-2",
+                "--genotype",
+                str(tmp_path / "student.json"),
+                "--dataset",
+                "digits",
+                "--image-size",
+                str(SIZE),
+            ]
+        )
+        == 0
+    )
     student = json.loads((tmp_path / "student.json").read_text())
     cost = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert cost["params"] == student["params"] and "provenance" in student
@@ -200,11 +271,47 @@ def test_select_by_another_proxy_uses_its_sign(tmp_path):
     from blockswap.cli import main
 
     csv = tmp_path / "c.csv"
-    assert main(["sample", "--arch", "wrn-10-1", "--budget", "30000", "--tolerance", "0.1", "--samples", "12",
-                 "--seed", "3", "--dataset", "digits", "--image-size", "8", "--out", str(csv)]) in (0, None)
+    assert main(
+        [
+            "sample",
+            "--arch",
+            "wrn-10-1",
+            "--budget",
+            "30000",
+            "--tolerance",
+            "0.1",
+            "--samples",
+            "12",
+            "--seed",
+            "3",
+            "--dataset",
+            "digits",
+            "--image-size",
+            "8",
+            "--out",
+            str(csv),
+        ]
+    ) in (0, None)
     scores = tmp_path / "s.csv"
-    assert main(["score", str(csv), "--dataset", "digits", "--image-size", "8", "--batch-size", "32",
-                 "--proxies", "synflow,random", "--minibatches", "1", "--quiet", "--out", str(scores)]) in (0, None)
+    assert main(
+        [
+            "score",
+            str(csv),
+            "--dataset",
+            "digits",
+            "--image-size",
+            "8",
+            "--batch-size",
+            "32",
+            "--proxies",
+            "synflow,random",
+            "--minibatches",
+            "1",
+            "--quiet",
+            "--out",
+            str(scores),
+        ]
+    ) in (0, None)
     frame = pd.read_csv(scores)
     by = {}
     for proxy, column in (("fisher", "fisher"), ("synflow", "synflow@1"), ("random", "random@1"), ("params", "params")):
@@ -215,5 +322,11 @@ def test_select_by_another_proxy_uses_its_sign(tmp_path):
         assert chosen["score"] == pytest.approx(frame[column].max())
         by[proxy] = chosen["candidate"]
     assert len(set(by.values())) > 1  # the proxies disagree somewhere, so the choice follows the proxy
-    assert main(["select", str(scores), "--candidates", str(csv), "--proxy", "zen", "--out", str(tmp_path / "z.json")]) == 2
-    assert main(["select", str(scores), "--candidates", str(csv), "--proxy", "nope", "--out", str(tmp_path / "n.json")]) == 2
+    assert (
+        main(["select", str(scores), "--candidates", str(csv), "--proxy", "zen", "--out", str(tmp_path / "z.json")])
+        == 2
+    )
+    assert (
+        main(["select", str(scores), "--candidates", str(csv), "--proxy", "nope", "--out", str(tmp_path / "n.json")])
+        == 2
+    )

@@ -140,10 +140,18 @@ def test_teacher_student_mismatch_is_a_clear_error(tmp_path, digits, teacher_dir
     with pytest.raises(BlockswapError, match="has 100 classes but digits has 10"):
         Trainer(config(teacher=str(other)), tmp_path / "s", torch.device("cpu"), digits, progress=False)
     # Same classes, other data: the teacher's record names what it was trained on.
-    with pytest.raises(BlockswapError, match=r"was trained on digits at 8x8 px but the student trains on digits at "
-                                             r"16x16 px"):
-        Trainer(config(teacher=str(teacher_dir), image_size=16), tmp_path / "s16", torch.device("cpu"),
-                load_dataset("digits", image_size=16), progress=False)
+    with pytest.raises(
+        BlockswapError,
+        match=r"was trained on digits at 8x8 px but the student trains on digits at "
+        r"16x16 px",
+    ):
+        Trainer(
+            config(teacher=str(teacher_dir), image_size=16),
+            tmp_path / "s16",
+            torch.device("cpu"),
+            load_dataset("digits", image_size=16),
+            progress=False,
+        )
 
 
 def attention_distances(student, teacher, images) -> list[float]:
@@ -169,7 +177,10 @@ def test_reduced_student_distils_from_a_wider_deeper_teacher(tmp_path, digits):
     assert teacher.spec.arch.depth == 6 and student.spec.arch.depth == 3
     # Attention transfer acted at every stage: each of the student's three attention maps is far
     # closer to the deeper teacher's than those of the same student trained without it.
-    distilled, undistilled = attention_distances(student, teacher, images), attention_distances(control, teacher, images)
+    distilled, undistilled = (
+        attention_distances(student, teacher, images),
+        attention_distances(control, teacher, images),
+    )
     assert len(distilled) == 3
     assert all(d < 0.5 * u for d, u in zip(distilled, undistilled)), (distilled, undistilled)
     assert metrics["test_error"] < CHANCE / 2 and alone["test_error"] < CHANCE / 2
@@ -211,9 +222,29 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, digits):
 
 
 def train_cmd(out, epochs=8):
-    return [sys.executable, "-m", "blockswap.cli", "train", "--arch", "wrn-10-2", "--dataset", "digits",
-            "--image-size", str(SIZE), "--epochs", str(epochs), "--batch-size", "32", "--seed", "3",
-            "--device", "cpu", "--quiet", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "blockswap.cli",
+        "train",
+        "--arch",
+        "wrn-10-2",
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(SIZE),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "32",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.mark.slow
@@ -286,25 +317,64 @@ def test_hyperparameters_from_a_config_file_and_flags(tmp_path, capsys):
     from blockswap.cli.training import train_config
 
     (tmp_path / "h.yaml").write_text("epochs: 7\nlr: 0.05\n")
-    args = make_parser().parse_args(["train", "--arch", "wrn-10-2", "--dataset", "digits", "--out", "o",
-                                     "--config", str(tmp_path / "h.yaml"), "--lr", "0.2"])
+    args = make_parser().parse_args(
+        [
+            "train",
+            "--arch",
+            "wrn-10-2",
+            "--dataset",
+            "digits",
+            "--out",
+            "o",
+            "--config",
+            str(tmp_path / "h.yaml"),
+            "--lr",
+            "0.2",
+        ]
+    )
     cfg = train_config(args)
     assert (cfg.epochs, cfg.lr, cfg.weight_decay) == (7, 0.2, 5e-4)
-    args = make_parser().parse_args(["train", "--arch", "resnet-18", "--dataset", "imagenet", "--out", "o",
-                                     "--protocol", "imagenet"])
+    args = make_parser().parse_args(
+        ["train", "--arch", "resnet-18", "--dataset", "imagenet", "--out", "o", "--protocol", "imagenet"]
+    )
     cfg = train_config(args)
     assert (cfg.epochs, cfg.batch_size, cfg.schedule, cfg.weight_decay) == (100, 256, "step", 1e-4)
-    assert (cfg.milestones, cfg.gamma, cfg.protocol, cfg.cutout, cfg.drop_last) == ([30, 60, 90], 0.1, "imagenet", False, False)
+    assert (cfg.milestones, cfg.gamma, cfg.protocol, cfg.cutout, cfg.drop_last) == (
+        [30, 60, 90],
+        0.1,
+        "imagenet",
+        False,
+        False,
+    )
     assert cfg.beta is None and default_beta(cfg.protocol, 224) == 750.0  # the paper's ImageNet beta at 224 px
     (tmp_path / "i.yaml").write_text("protocol: imagenet\ncutout: true\n")  # the file may pick the preset
-    args = make_parser().parse_args(["train", "--arch", "resnet-18", "--dataset", "imagenet", "--out", "o",
-                                     "--config", str(tmp_path / "i.yaml"), "--milestones", "2,4", "--gamma", "0.5",
-                                     "--drop-last", "--teacher", "torchvision:resnet34"])
+    args = make_parser().parse_args(
+        [
+            "train",
+            "--arch",
+            "resnet-18",
+            "--dataset",
+            "imagenet",
+            "--out",
+            "o",
+            "--config",
+            str(tmp_path / "i.yaml"),
+            "--milestones",
+            "2,4",
+            "--gamma",
+            "0.5",
+            "--drop-last",
+            "--teacher",
+            "torchvision:resnet34",
+        ]
+    )
     cfg = train_config(args)
     assert (cfg.epochs, cfg.milestones, cfg.gamma, cfg.cutout, cfg.drop_last) == (100, [2, 4], 0.5, True, True)
     assert cfg.teacher == "torchvision:resnet34"  # a spec, not resolved as a path
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
-    code = main(["train", "--arch", "wrn-10-2", "--dataset", "digits", "--out", "o", "--config", str(tmp_path / "bad.yaml")])
+    code = main(
+        ["train", "--arch", "wrn-10-2", "--dataset", "digits", "--out", "o", "--config", str(tmp_path / "bad.yaml")]
+    )
     assert code == 2 and "unknown keys epochz" in capsys.readouterr().err
 
 
@@ -339,8 +409,14 @@ def test_step_schedule_multiplies_by_gamma_at_the_milestones(tmp_path, digits):
 
 @pytest.mark.parametrize("drop_last,batches", [(False, [32, 32, 32, 4]), (True, [32, 32, 32])])
 def test_images_seen_per_epoch_include_the_last_partial_batch(tmp_path, digits, drop_last, batches):
-    trainer = Trainer(config(arch="wrn-10-1", epochs=2, drop_last=drop_last), tmp_path, torch.device("cpu"),
-                      subset(digits, 100), progress=False, log=lambda *_: None)
+    trainer = Trainer(
+        config(arch="wrn-10-1", epochs=2, drop_last=drop_last),
+        tmp_path,
+        torch.device("cpu"),
+        subset(digits, 100),
+        progress=False,
+        log=lambda *_: None,
+    )
     seen = []  # training minibatch sizes entering the network (evaluation passes are in eval mode)
     trainer.model.stem.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])) if m.training else None)
     trainer.run()
@@ -400,12 +476,17 @@ def test_pretrained_torchvision_teacher(tmp_path):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     spec = f"torchvision:resnet18:{weights}"
     g = torch.Generator().manual_seed(0)
-    images = ImageTensors(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
-                          torch.randint(0, 1000, (8,), generator=g))
+    images = ImageTensors(
+        torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 1000, (8,), generator=g)
+    )
     digits32 = load_dataset("digits", image_size=32)
-    imagenet_like = dataclasses.replace(digits32, name="imagenet", num_classes=1000, train=images, test=images, val=None)
+    imagenet_like = dataclasses.replace(
+        digits32, name="imagenet", num_classes=1000, train=images, test=images, val=None
+    )
     cfg = TrainConfig(arch="resnet-18", dataset="imagenet", protocol="imagenet", epochs=1, batch_size=8, teacher=spec)
-    metrics = Trainer(cfg, tmp_path / "s", torch.device("cpu"), imagenet_like, progress=False, log=lambda *_: None).run()
+    metrics = Trainer(
+        cfg, tmp_path / "s", torch.device("cpu"), imagenet_like, progress=False, log=lambda *_: None
+    ).run()
     assert metrics["teacher"] == spec and metrics["teacher_source"]["kind"] == "pretrained"
     assert metrics["teacher_source"]["weights_file"] == str(weights.resolve())
     assert metrics["beta"] == pytest.approx(750 * (32 / 224) ** 2)

@@ -41,8 +41,18 @@ def test_lint_is_clean():
         # 2 budgets x 2 shards; 2 seeds x (2 BlockSwap + 1 reduced + 2 Moonshine) + 48 random, each
         # distilled once (from the first teacher); the random students' candidates scored again
         # under 5 seeds per budget; one pick job per budget. The paper configs: tests/test_paper_configs.py.
-        ("config/config.yaml", {"train_teacher": 2, "score": 4, "select": 2, "train_student": 58, "proxies": 2,
-                                "proxies_reseeded": 10, "pick_random": 2}),
+        (
+            "config/config.yaml",
+            {
+                "train_teacher": 2,
+                "score": 4,
+                "select": 2,
+                "train_student": 58,
+                "proxies": 2,
+                "proxies_reseeded": 10,
+                "pick_random": 2,
+            },
+        ),
     ],
 )
 def test_dry_runs_list_every_job(tmp_path, configfile, expected):
@@ -70,8 +80,10 @@ def test_tiny_run_produces_every_output(tiny_run):
     students = pd.read_csv(results / "tables" / "students.csv")
     assert set(students["method"]) == {"teacher", "blockswap", "moonshine", "reduced", "random"}
     assert students["test_error"].between(0, 100).all() and students["test_error_top5"].between(0, 100).all()
-    assert (students.groupby("network")["seed"].apply(sorted) == pd.Series([[0, 1]] * students["network"].nunique(),
-            index=sorted(students["network"].unique()))).all()
+    assert (
+        students.groupby("network")["seed"].apply(sorted)
+        == pd.Series([[0, 1]] * students["network"].nunique(), index=sorted(students["network"].unique()))
+    ).all()
     for budget in (30000, 45000):
         rows = students[(students["method"] == "blockswap") & (students["budget"] == budget)]
         assert len(rows) == 2 and rows["fisher"].notna().all()
@@ -80,8 +92,23 @@ def test_tiny_run_produces_every_output(tiny_run):
         assert rows["genotype"].iloc[0] == " ".join(student["genotype"])
     for row in students.drop_duplicates("network").itertuples():
         cost = subprocess.run(
-            [str(BIN / "blockswap"), "cost", "--arch", row.arch, "--genotype", row.genotype, "--dataset", "digits",
-             "--image-size", "8"], env=ENV, capture_output=True, text=True, check=True)
+            [
+                str(BIN / "blockswap"),
+                "cost",
+                "--arch",
+                row.arch,
+                "--genotype",
+                row.genotype,
+                "--dataset",
+                "digits",
+                "--image-size",
+                "8",
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert json.loads(cost.stdout)["params"] == row.params
     table2 = pd.read_csv(results / "tables" / "table2.csv")
     assert set(table2["method"]) == {"teacher", "blockswap", "moonshine", "reduced"} and (table2["n"] == 2).all()
@@ -94,8 +121,15 @@ def test_tiny_run_produces_every_output(tiny_run):
     stability = pd.read_csv(results / "tables" / "stability.csv")
     assert set(stability["budget"]) == {30000, 45000} and (stability["seeds"] == 2).all()
     assert set(pd.read_csv(results / "tables" / "proxy_costs.csv")["proxy"]) >= {"fisher"}
-    for name in ("pareto", "search_30000", "search_45000", "random_students", "fisher_vs_error", "forest",
-                 "proxy_scatter"):
+    for name in (
+        "pareto",
+        "search_30000",
+        "search_45000",
+        "random_students",
+        "fisher_vs_error",
+        "forest",
+        "proxy_scatter",
+    ):
         for suffix in (".png", ".pdf"):
             assert (results / "figures" / f"{name}{suffix}").stat().st_size > 1000
     resolved = yaml.safe_load((results / "config.yaml").read_text())
@@ -159,8 +193,9 @@ def test_tables_and_figures_regenerate_without_retraining(tiny_run):
 
 
 def test_single_target(tmp_path):
-    proc = snakemake("--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path),
-                     "--configfile", TINY)
+    proc = snakemake(
+        "--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path), "--configfile", TINY
+    )
     assert proc.returncode == 0, proc.stderr
     made = sorted(p.name for p in (tmp_path / "results" / "tiny" / "costs").iterdir())
     assert made == ["teacher.json", "teacher.json.provenance.json"]  # the file and its sealed provenance

@@ -13,8 +13,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Union
 
 import pandas as pd
 import yaml
@@ -37,10 +37,10 @@ NUMERIC = ("int", "number", "error")  # kinds pandas must read as numbers
 MAX_INT = 2**53
 
 # A column's kind, by name: a dict, or a function returning None for a column nobody checks.
-Kinds = Union[Mapping[str, str], Callable[[str], Optional[str]]]
+Kinds = Mapping[str, str] | Callable[[str], str | None]
 
 
-def _kind_of(kinds: Kinds, column: str) -> Optional[str]:
+def _kind_of(kinds: Kinds, column: str) -> str | None:
     return kinds(column) if callable(kinds) else kinds.get(column)
 
 
@@ -111,7 +111,7 @@ def _jsonable(value) -> bool:
     return True
 
 
-def read_text(path, what: str) -> tuple[str, Optional[dict]]:
+def read_text(path, what: str) -> tuple[str, dict | None]:
     """The text of an input file, checked against its seal, and its sidecar record."""
     data, record = read_verified(path, what)
     try:
@@ -170,7 +170,12 @@ def parse_csv(text: str, source, kinds: Kinds, required: Iterable[str] = (), fir
     frame = pd.read_csv(io.StringIO(text))
     for column in frame.columns:
         kind = _kind_of(kinds, column)
-        if kind is not None and kind.rstrip("?") in NUMERIC and len(frame) and not pd.api.types.is_numeric_dtype(frame[column]):
+        if (
+            kind is not None
+            and kind.rstrip("?") in NUMERIC
+            and len(frame)
+            and not pd.api.types.is_numeric_dtype(frame[column])
+        ):
             # Python reads a few spellings of numbers ("1_000", " 12") that pandas leaves as text.
             raise BlockswapError(f"{source}: column {column} does not read as numbers")
     return frame
@@ -188,22 +193,26 @@ def _check_rows(reader, header: list[str], source, kinds: Kinds, required: Itera
     for row in reader:
         line = first_line + reader.line_num - 1
         if len(row) != len(header):
-            raise BlockswapError(f"{source} line {line} has {len(row)} fields where the header has {len(header)} "
-                                 "(cut short, or edited?)")
+            raise BlockswapError(
+                f"{source} line {line} has {len(row)} fields where the header has {len(header)} (cut short, or edited?)"
+            )
         for i, column, kind in checked:
             try:
                 check_value(row[i], kind, from_text=True)
             except (ValueError, TypeError, json.JSONDecodeError):
-                raise BlockswapError(f"{source} line {line}: {column} is {row[i][:60]!r}, expected "
-                                     f"{EXPECTED[kind.rstrip('?')]}") from None
+                raise BlockswapError(
+                    f"{source} line {line}: {column} is {row[i][:60]!r}, expected {EXPECTED[kind.rstrip('?')]}"
+                ) from None
 
 
-def read_csv_table(path, what: str, kinds: Kinds, required: Iterable[str] = ()) -> tuple[pd.DataFrame, Optional[dict]]:
+def read_csv_table(path, what: str, kinds: Kinds, required: Iterable[str] = ()) -> tuple[pd.DataFrame, dict | None]:
     """A CSV result file, checked (seal, whole lines, columns, cells): the table and its sidecar
     record (None where it has none)."""
     text, record = read_text(path, what)
     if text and not text.endswith("\n"):
         # Every CSV this package writes ends with a newline: a file without one was cut short.
-        raise BlockswapError(f"{what} {path} ends in the middle of a line: it was cut short (a full disk, an "
-                             "interrupted copy?); rerun the step that wrote it")
+        raise BlockswapError(
+            f"{what} {path} ends in the middle of a line: it was cut short (a full disk, an "
+            "interrupted copy?); rerun the step that wrote it"
+        )
     return parse_csv(text, Path(path), kinds, required), record

@@ -12,8 +12,9 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Optional, Sequence
+from typing import IO
 
 from .errors import BlockswapError
 
@@ -21,14 +22,14 @@ LOCK_DIR_ENV = "BLOCKSWAP_GPU_LOCK_DIR"
 POLL_SECONDS = 0.5
 WAIT_SECONDS = 3600  # a job waits at most this long for a free device
 
-_held: Optional[IO] = None  # the claimed slot's lock file, kept open for the process's lifetime
+_held: IO | None = None  # the claimed slot's lock file, kept open for the process's lifetime
 
 
 def default_lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"blockswap-gpu-locks-{os.getuid()}")
 
 
-def try_claim(device_ids: Sequence[str], lock_dir: Path) -> Optional[tuple[str, IO]]:
+def try_claim(device_ids: Sequence[str], lock_dir: Path) -> tuple[str, IO] | None:
     """Claim the first free device without waiting; None when all are taken."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     for device in device_ids:
@@ -46,7 +47,7 @@ def try_claim(device_ids: Sequence[str], lock_dir: Path) -> Optional[tuple[str, 
     return None
 
 
-def claim(device_ids: Sequence[str], lock_dir: Optional[Path] = None, wait_seconds: float = WAIT_SECONDS) -> str:
+def claim(device_ids: Sequence[str], lock_dir: Path | None = None, wait_seconds: float = WAIT_SECONDS) -> str:
     """Claim a free device id for the rest of this process (waiting for one if need be)."""
     global _held
     if _held is not None:

@@ -14,9 +14,9 @@ import platform
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import torch
 
@@ -53,7 +53,7 @@ def code_version() -> str:
     return f"{__version__}+{commit.stdout.strip()}"
 
 
-def device_name(device: Optional[Union[str, torch.device]] = None) -> str:
+def device_name(device: str | torch.device | None = None) -> str:
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -69,7 +69,7 @@ def _stamp() -> dict:
     }
 
 
-def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float] = None, config=None) -> dict:
+def provenance(seed: int | None = None, device=None, seconds: float | None = None, config=None) -> dict:
     record = {
         **_stamp(),
         "python": platform.python_version(),
@@ -85,7 +85,7 @@ def provenance(seed: Optional[int] = None, device=None, seconds: Optional[float]
     return record
 
 
-def make_parent(path: Union[str, Path]) -> None:
+def make_parent(path: str | Path) -> None:
     """Create the folder `path` goes in, with its parents. A file where one of them should be is
     "Not a directory" naming `path` (mkdir would say "File exists" of the file in the way)."""
     path = Path(path)
@@ -100,7 +100,7 @@ def make_parent(path: Union[str, Path]) -> None:
 SEALED_NAME_EXTRA = len(PROVENANCE_SUFFIX) + len("..12345678.tmp")
 
 
-def check_result_name(path: Union[str, Path]) -> None:
+def check_result_name(path: str | Path) -> None:
     """Fail now, before the work, if the file system cannot hold `path` as a sealed result (its
     sidecar and their temporary files have longer names than it). For a step that keeps partial
     work (scoring): a name found too long at the end would leave that work behind for nothing."""
@@ -112,8 +112,10 @@ def check_result_name(path: Union[str, Path]) -> None:
         limit = None
     size = len(os.fsencode(path.name))
     if limit is not None and size + SEALED_NAME_EXTRA > limit:
-        raise BlockswapError(f"{path}: the name is too long ({size} bytes) to be written with its "
-                             f"{PROVENANCE_SUFFIX} here (at most {limit - SEALED_NAME_EXTRA} bytes)")
+        raise BlockswapError(
+            f"{path}: the name is too long ({size} bytes) to be written with its "
+            f"{PROVENANCE_SUFFIX} here (at most {limit - SEALED_NAME_EXTRA} bytes)"
+        )
 
 
 def json_digest(value, tail: str = "") -> str:
@@ -122,7 +124,7 @@ def json_digest(value, tail: str = "") -> str:
     return hashlib.sha256((json.dumps(value, sort_keys=True, default=str) + tail).encode()).hexdigest()
 
 
-def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """The one way files are written: `write(tmp)` fills a temporary file in the same folder, which
     is then renamed over `path`, so readers never see half a file and a kill leaves the old one.
 
@@ -156,12 +158,12 @@ def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
         raise
 
 
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> None:
     """Text written atomically (not sealed: for files that are not results, and for sidecars)."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_json(path: Union[str, Path], record) -> None:
+def write_json(path: str | Path, record) -> None:
     """A result record as indented JSON, written atomically and sealed; the sidecar repeats the
     record's own provenance so that a changed file can be traced to the command that wrote it."""
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
@@ -169,13 +171,13 @@ def write_json(path: Union[str, Path], record) -> None:
     seal(path, {"provenance": stamp} if stamp else None)
 
 
-def write_result_text(path: Union[str, Path], text: str, record: Optional[dict] = None) -> None:
+def write_result_text(path: str | Path, text: str, record: dict | None = None) -> None:
     """A result file (CSV, table) written atomically and sealed, `record` (its provenance) in its sidecar."""
     atomic_write_text(path, text)
     seal(path, record)
 
 
-def write_results(texts: dict, record: Optional[dict] = None) -> None:
+def write_results(texts: dict, record: dict | None = None) -> None:
     """Result files of one command (path -> text: a table as CSV, Markdown and LaTeX), written and
     sealed: all of them or, when one cannot be written, none (those already written are removed)."""
     written = []
@@ -188,7 +190,7 @@ def write_results(texts: dict, record: Optional[dict] = None) -> None:
         raise
 
 
-def seal_all(paths, record: Optional[dict] = None) -> None:
+def seal_all(paths, record: dict | None = None) -> None:
     """Seal files one command wrote together (a figure's PNG and PDF): all of them or, when one
     cannot be sealed, none, and the files are removed."""
     try:
@@ -209,13 +211,13 @@ def remove_results(paths) -> None:
                 pass
 
 
-def provenance_path(out: Union[str, Path]) -> Path:
+def provenance_path(out: str | Path) -> Path:
     """The sidecar that carries the provenance of `out`."""
     out = Path(out)
     return out.with_name(out.name + PROVENANCE_SUFFIX)
 
 
-def file_digest(path: Union[str, Path]) -> str:
+def file_digest(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
@@ -228,7 +230,7 @@ def input_digests(paths) -> dict[str, str]:
     return {str(p): file_digest(p) for p in paths}
 
 
-def seal(path: Union[str, Path], record: Optional[dict] = None) -> None:
+def seal(path: str | Path, record: dict | None = None) -> None:
     """Record the sha256 of `path` as it is now in its sidecar, beside `record` (the provenance of a
     file that cannot carry its own; by default, what wrote it and when). Called right after `path`
     is written: a kill between the two leaves a mismatch, which readers report, never a silent one.
@@ -243,7 +245,7 @@ def seal(path: Union[str, Path], record: Optional[dict] = None) -> None:
         raise
 
 
-def read_sidecar(path: Union[str, Path]) -> Optional[dict]:
+def read_sidecar(path: str | Path) -> dict | None:
     """The sidecar record of `path`; None if it has none (a file made outside this package)."""
     sidecar = provenance_path(path)
     try:
@@ -251,15 +253,18 @@ def read_sidecar(path: Union[str, Path]) -> Optional[dict]:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise BlockswapError(f"{sidecar} is damaged ({str(err).splitlines()[0]}); delete it and {path}, and rerun "
-                             "the step that wrote them") from None
+        raise BlockswapError(
+            f"{sidecar} is damaged ({str(err).splitlines()[0]}); delete it and {path}, and rerun "
+            "the step that wrote them"
+        ) from None
     if not isinstance(record, dict):
-        raise BlockswapError(f"{sidecar} is damaged (not a JSON object); delete it and {path}, and rerun the step "
-                             "that wrote them")
+        raise BlockswapError(
+            f"{sidecar} is damaged (not a JSON object); delete it and {path}, and rerun the step that wrote them"
+        )
     return record
 
 
-def verify(path: Union[str, Path], data: Optional[bytes] = None) -> Optional[dict]:
+def verify(path: str | Path, data: bytes | None = None) -> dict | None:
     """Check `path` (whose bytes are `data`, if already read) against the sha256 its sidecar recorded
     when it was written; return the sidecar record. A file without a sidecar (made by hand or by
     another tool) or with one written before files were sealed is taken as it is."""
@@ -273,12 +278,14 @@ def verify(path: Union[str, Path], data: Optional[bytes] = None) -> Optional[dic
         command = stamp.get("command") if isinstance(stamp, dict) else None
         # One line whatever the recorded command holds.
         rerun = f"rerun `{' '.join(str(command).split())}`" if command else "rerun the step that wrote it"
-        raise BlockswapError(f"{path} changed after it was written: {rerun} or delete it (to keep a deliberate edit, "
-                             f"`blockswap reseal {path}`)")
+        raise BlockswapError(
+            f"{path} changed after it was written: {rerun} or delete it (to keep a deliberate edit, "
+            f"`blockswap reseal {path}`)"
+        )
     return record
 
 
-def read_verified(path: Union[str, Path], what: str) -> tuple[bytes, Optional[dict]]:
+def read_verified(path: str | Path, what: str) -> tuple[bytes, dict | None]:
     """The bytes of an input file, after checking it exists and matches its seal, and its sidecar
     record (None where it has none)."""
     path = Path(path)
@@ -289,7 +296,7 @@ def read_verified(path: Union[str, Path], what: str) -> tuple[bytes, Optional[di
     return data, verify(path, data)
 
 
-def reseal(path: Union[str, Path]) -> Optional[dict]:
+def reseal(path: str | Path) -> dict | None:
     """Accept a deliberate edit of `path`: record its present sha256, marked `edited_by_hand` with
     the time (the digest it was written with is kept as `sha256_as_written`). Returns the new
     sidecar record, or None if the file is unchanged."""
@@ -304,7 +311,8 @@ def reseal(path: Union[str, Path]) -> Optional[dict]:
         return None
     if SEAL_KEY in record:
         record.setdefault("sha256_as_written", record[SEAL_KEY])
-    record.update({"edited_by_hand": True, "edited": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   SEAL_KEY: digest})
+    record.update(
+        {"edited_by_hand": True, "edited": datetime.now(timezone.utc).isoformat(timespec="seconds"), SEAL_KEY: digest}
+    )
     atomic_write_text(provenance_path(path), json.dumps(record, indent=2) + "\n")
     return record

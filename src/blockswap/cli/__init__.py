@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import BlockswapError
 from . import deploy, detection, networks, results, search, training, workflow
@@ -69,7 +69,7 @@ def os_error_message(err: OSError) -> str:
     return f"{os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path}: {reason}"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         COMMANDS[args.command][1](args)

@@ -7,7 +7,6 @@ are one argument group with one help text each; a command picks the ones it uses
 from __future__ import annotations
 
 import argparse
-from typing import Optional
 
 from ..data.datasets import DATASETS, dataset_info
 from ..errors import BlockswapError
@@ -27,10 +26,10 @@ def add_data_options(
     parser: argparse.ArgumentParser,
     *,
     required: bool = False,
-    default: Optional[str] = None,
-    default_from: Optional[str] = None,
+    default: str | None = None,
+    default_from: str | None = None,
     download: bool = False,
-    data_dir_default: Optional[str] = "data",
+    data_dir_default: str | None = "data",
 ) -> argparse._ArgumentGroup:
     """Add the data group to `parser`: --dataset, --data-dir and --image-size, and --download when
     the command may fetch files. `default` is the dataset used when --dataset is not given;
@@ -40,16 +39,28 @@ def add_data_options(
     group = parser.add_argument_group("data", "which dataset, where its files are, and the image size")
     where = "; ".join(f"{d.name}: {d.where}" for d in DATASETS.values())
     fallback = f" (default: {default_from or default})" if (default_from or default) else ""
-    group.add_argument("--dataset", type=dataset_name, choices=list(DATASETS), required=required, default=default,
-                       help=f"the dataset: its image size and number of classes, and where its files are "
-                       f"(DATA is --data-dir; {where}){fallback}")
-    group.add_argument("--data-dir", default=data_dir_default, metavar="DATA",
-                       help="folder holding the dataset files (default: data)")
+    group.add_argument(
+        "--dataset",
+        type=dataset_name,
+        choices=list(DATASETS),
+        required=required,
+        default=default,
+        help=f"the dataset: its image size and number of classes, and where its files are "
+        f"(DATA is --data-dir; {where}){fallback}",
+    )
+    group.add_argument(
+        "--data-dir", default=data_dir_default, metavar="DATA", help="folder holding the dataset files (default: data)"
+    )
     sizes = f" (default: {default_from + ' or ' if default_from else ''}the dataset's own)"
-    group.add_argument("--image-size", type=int, metavar="PIXELS",
-                       help=f"side of the square input images; {FIXED_SIZE} are stored at 32 px and take no other "
-                       f"size, the others are resized{sizes}")
+    group.add_argument(
+        "--image-size",
+        type=int,
+        metavar="PIXELS",
+        help=f"side of the square input images; {FIXED_SIZE} are stored at 32 px and take no other "
+        f"size, the others are resized{sizes}",
+    )
     if download:
-        group.add_argument("--download", action="store_true",
-                           help="download missing dataset files when the network allows")
+        group.add_argument(
+            "--download", action="store_true", help="download missing dataset files when the network allows"
+        )
     return group

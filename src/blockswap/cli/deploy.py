@@ -25,8 +25,10 @@ def _csv_items(text: str, what: str) -> list:
         try:
             items.append(int(part))
         except ValueError:
-            raise BlockswapError(f"--{what} takes whole numbers separated by commas"
-                                 f"{' (or all)' if what == 'threads' else ''}, got {text!r}") from None
+            raise BlockswapError(
+                f"--{what} takes whole numbers separated by commas"
+                f"{' (or all)' if what == 'threads' else ''}, got {text!r}"
+            ) from None
     return items
 
 
@@ -53,20 +55,36 @@ def cmd_latency(args) -> None:
         if missing:
             raise BlockswapError(f"{out} has no setting {missing[0]}; rebuild it with --force")
         if table.record.get("clock", "wall") != args.clock:
-            raise BlockswapError(f"{out} was timed on the {table.record.get('clock', 'wall')} clock, not {args.clock}; "
-                                 "rebuild it with --force")
-        print(f"reusing {out}: measured on this machine ({table.record['fingerprint']['cpu']}), "
-              f"{len(table.record['settings'])} settings")
+            raise BlockswapError(
+                f"{out} was timed on the {table.record.get('clock', 'wall')} clock, not {args.clock}; "
+                "rebuild it with --force"
+            )
+        print(
+            f"reusing {out}: measured on this machine ({table.record['fingerprint']['cpu']}), "
+            f"{len(table.record['settings'])} settings"
+        )
         return
     start = time.perf_counter()
-    record = build_latency_table(arch, args.candidates, input_size, classes, settings, args.warmup, args.runs,
-                                 args.seed, _progress(args.quiet), args.clock)
+    record = build_latency_table(
+        arch,
+        args.candidates,
+        input_size,
+        classes,
+        settings,
+        args.warmup,
+        args.runs,
+        args.seed,
+        _progress(args.quiet),
+        args.clock,
+    )
     record["dataset"] = args.dataset
     record["provenance"] = provenance(seed=args.seed, seconds=time.perf_counter() - start)
     write_json(out, record)
-    print(f"latency table of {arch.name} ({len(record['shapes'])} block shapes x {args.candidates} types, "
-          f"{len(settings)} settings: {', '.join(s.key for s in settings)}) built in {record['build_seconds']:.1f} s "
-          f"-> {out}")
+    print(
+        f"latency table of {arch.name} ({len(record['shapes'])} block shapes x {args.candidates} types, "
+        f"{len(settings)} settings: {', '.join(s.key for s in settings)}) built in {record['build_seconds']:.1f} s "
+        f"-> {out}"
+    )
 
 
 def add_latency(sub) -> None:
@@ -88,8 +106,13 @@ def add_latency(sub) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (at least 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls, the median kept (at least 50)")
     p.add_argument("--seed", type=seed_argument, default=0, help="seeds inputs and weights (0 to 2^32-1)")
-    p.add_argument("--clock", choices=["wall", "thread"], default="wall", help="wall time (default), or the "
-                   "calling thread's CPU time: one-thread CPU settings only, steady on a shared machine")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="wall time (default), or the "
+        "calling thread's CPU time: one-thread CPU settings only, steady on a shared machine",
+    )
     p.add_argument("--force", action="store_true", help="measure again even if --out exists")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--out", required=True, help="output JSON (sealed, with provenance and the machine fingerprint)")
@@ -102,8 +125,12 @@ def cmd_latency_check(args) -> None:
     table = LatencyTable.load(args.table)
     start = time.perf_counter()
     frame, summary = check_table(table, args.setting, args.samples, args.seed, args.warmup, args.runs)
-    meta = {"table": str(args.table), "arch": table.record["arch"], "summary": summary,
-            "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start)}
+    meta = {
+        "table": str(args.table),
+        "arch": table.record["arch"],
+        "summary": summary,
+        "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start),
+    }
     write_result_text(args.out, frame.to_csv(index=False), meta)
     print(json.dumps({"arch": table.record["arch"], **summary}))
 
@@ -132,24 +159,38 @@ def cmd_measure(args) -> None:
 
     setting = Setting.parse(args.setting)
     model, record = load_model(args.run)
-    seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs,
-                            clock=args.clock)
-    result = {"run": str(args.run), "arch": record["arch"], "genotype": record["genotype"],
-              "setting": setting.key, "clock": args.clock, "latency_ms": round(seconds * 1e3, 6), "warmup": args.warmup,
-              "runs": args.runs, "fingerprint": machine_fingerprint(setting.device == "cuda")}
+    seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs, clock=args.clock)
+    result = {
+        "run": str(args.run),
+        "arch": record["arch"],
+        "genotype": record["genotype"],
+        "setting": setting.key,
+        "clock": args.clock,
+        "latency_ms": round(seconds * 1e3, 6),
+        "warmup": args.warmup,
+        "runs": args.runs,
+        "fingerprint": machine_fingerprint(setting.device == "cuda"),
+    }
     if args.out:
         write_json(args.out, {**result, "provenance": provenance(device=setting.device)})
     print(json.dumps({k: result[k] for k in ("arch", "setting", "latency_ms")}))
 
 
 def add_measure(sub) -> None:
-    p = sub.add_parser("measure", help="measured latency of a trained network on this machine",
-                       description="Time a trained network end to end (eval mode, inference mode, warm-ups "
-                       "then the median of timed runs) on this machine.")
+    p = sub.add_parser(
+        "measure",
+        help="measured latency of a trained network on this machine",
+        description="Time a trained network end to end (eval mode, inference mode, warm-ups "
+        "then the median of timed runs) on this machine.",
+    )
     p.add_argument("run", help="a training folder or model.pt")
     p.add_argument("--setting", default="cpu/t1/b1", help="cpu/tT/bB or cuda/bB (default cpu/t1/b1)")
-    p.add_argument("--clock", choices=["wall", "thread"], default="wall", help="wall time, or the thread's CPU "
-                   "time (cpu/t1 settings)")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="wall time, or the thread's CPU time (cpu/t1 settings)",
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (at least 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls, the median kept (at least 50)")
     p.add_argument("--out", help="also write the result, with provenance and fingerprint, to this JSON file")
@@ -158,17 +199,21 @@ def add_measure(sub) -> None:
 def cmd_export(args) -> None:
     from ..deploy.export import export_run
 
-    result = export_run(args.run, args.format, args.out, args.setting, args.warmup, args.runs,
-                        measure=not args.no_latency)
+    result = export_run(
+        args.run, args.format, args.out, args.setting, args.warmup, args.runs, measure=not args.no_latency
+    )
     shown = {k: result[k] for k in ("format", "max_abs_difference", "latency_ms", "pytorch_latency_ms") if k in result}
     print(json.dumps({"out": str(args.out), **shown}))
 
 
 def add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a deployable student (ONNX or TorchScript)",
-                       description="Write a trained network for deployment: eval mode, logits only (no stage "
-                       "outputs or Fisher probes); its outputs are checked against PyTorch's on a batch and both "
-                       "latencies are measured.")
+    p = sub.add_parser(
+        "export",
+        help="write a deployable student (ONNX or TorchScript)",
+        description="Write a trained network for deployment: eval mode, logits only (no stage "
+        "outputs or Fisher probes); its outputs are checked against PyTorch's on a batch and both "
+        "latencies are measured.",
+    )
     p.add_argument("run", help="a training folder or model.pt")
     p.add_argument("--format", choices=["onnx", "torchscript"], required=True, help="what to write")
     p.add_argument("--out", required=True, help="output file (.onnx or .pt); a .provenance.json goes beside it")
@@ -187,8 +232,10 @@ def cmd_latency_ranks(args) -> None:
         raise BlockswapError(f"--out must name a .csv file (the Markdown table goes beside it), got {args.out}")
     frame = latency_ranks(read_students(args.inputs))
     out = Path(args.out)
-    write_results({out: frame.to_csv(index=False), out.with_suffix(".md"): latency_ranks_markdown(frame)},
-                  {"inputs": [str(i) for i in args.inputs], "provenance": provenance()})
+    write_results(
+        {out: frame.to_csv(index=False), out.with_suffix(".md"): latency_ranks_markdown(frame)},
+        {"inputs": [str(i) for i in args.inputs], "provenance": provenance()},
+    )
     print(latency_ranks_markdown(frame), end="")
 
 

@@ -55,8 +55,12 @@ def add(sub):
     _common(p)
     p.add_argument("--arch", default="resnet-34")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="released")
-    p.add_argument("--budget", type=_positive, default=None,
-                   help="backbone params at the band's centre (default: those of --reference)")
+    p.add_argument(
+        "--budget",
+        type=_positive,
+        default=None,
+        help="backbone params at the band's centre (default: those of --reference)",
+    )
     p.add_argument("--reference", default="G(N)", help="single-blocktype backbone setting the default budget")
     p.add_argument("--samples", type=_positive, default=1000)
     p.add_argument("--tolerance", type=_fraction, default=0.025)
@@ -119,19 +123,44 @@ def run(args):
 
         Genotype.from_spec(args.reference, depth)
         data = CocoDetection(args.data_dir, "train", train=True, limit=args.limit)
-        record = search_backbone(data, Path(args.out), Path(args.candidates_out), args.arch, args.candidates,
-                                 args.budget, args.reference, args.samples, args.tolerance, args.batch_size,
-                                 args.seed, args.min_size, args.max_size, _device(args.device))
-        print(f"best of {args.samples}: candidate {record['candidate']} (fisher {record['fisher']:.6g}, "
-              f"{record['cost']['backbone_params']} backbone params) -> {args.out}")
+        record = search_backbone(
+            data,
+            Path(args.out),
+            Path(args.candidates_out),
+            args.arch,
+            args.candidates,
+            args.budget,
+            args.reference,
+            args.samples,
+            args.tolerance,
+            args.batch_size,
+            args.seed,
+            args.min_size,
+            args.max_size,
+            _device(args.device),
+        )
+        print(
+            f"best of {args.samples}: candidate {record['candidate']} (fisher {record['fisher']:.6g}, "
+            f"{record['cost']['backbone_params']} backbone params) -> {args.out}"
+        )
         return
     from ..detection.train import DetectionTrainConfig, train_detector_parallel
 
     genotype = str(Genotype.from_spec(args.genotype, depth))  # every block named: a file is read once, here
-    config = DetectionTrainConfig(arch=args.arch, genotype=genotype, data_dir=args.data_dir, epochs=args.epochs,
-                                  batch_size=args.batch_size, lr=args.lr, milestones=args.milestones,
-                                  warmup_iters=args.warmup_iters, min_size=args.min_size, max_size=args.max_size,
-                                  limit=args.limit, seed=args.seed)
+    config = DetectionTrainConfig(
+        arch=args.arch,
+        genotype=genotype,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        milestones=args.milestones,
+        warmup_iters=args.warmup_iters,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        limit=args.limit,
+        seed=args.seed,
+    )
     from ..detection.model import backbone_spec
 
     backbone_spec(config.arch, config.genotype)  # a genotype that does not fit is one line, now
@@ -157,8 +186,18 @@ def _evaluate(args):
     metrics = evaluate_detector(model.to(device), data, device, log=print)
     stamp = provenance(seed=config.seed, device=device, seconds=time.perf_counter() - start)
     stamp["inputs"] = input_digests([args.model])
-    write_json(args.out, {"arch": config.arch, "genotype": config.genotype.split(), "cost": saved["cost"],
-                          "epochs": config.epochs, **metrics, "tags": tags, "provenance": stamp})
+    write_json(
+        args.out,
+        {
+            "arch": config.arch,
+            "genotype": config.genotype.split(),
+            "cost": saved["cost"],
+            "epochs": config.epochs,
+            **metrics,
+            "tags": tags,
+            "provenance": stamp,
+        },
+    )
     print(f"box AP {metrics['bbox']['AP']:.1f}, mask AP {metrics['segm']['AP']:.1f} -> {args.out}")
 
 
@@ -172,8 +211,14 @@ def _table(args):
     table, shown = table4(args.inputs)
     stamp = provenance()
     stamp["inputs"] = input_digests(args.inputs)
-    write_results({out: table.to_csv(index=False), out.with_suffix(".md"): markdown(shown),
-                   out.with_suffix(".tex"): latex(shown)}, {"provenance": stamp})
+    write_results(
+        {
+            out: table.to_csv(index=False),
+            out.with_suffix(".md"): markdown(shown),
+            out.with_suffix(".tex"): latex(shown),
+        },
+        {"provenance": stamp},
+    )
     print(f"wrote {out} and its .md and .tex")
 
 

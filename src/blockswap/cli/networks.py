@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
 
 from ..data.datasets import dataset_info, load_dataset
 from ..networks.blocks import CANDIDATE_SETS, FAMILIES, parse_block
@@ -33,7 +32,7 @@ def cmd_blocks(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
 
 
-def input_size_for(dataset: str, image_size: Optional[int], data_dir="data") -> tuple[tuple[int, int], int]:
+def input_size_for(dataset: str, image_size: int | None, data_dir="data") -> tuple[tuple[int, int], int]:
     return dataset_info(dataset).network_input(image_size, data_dir)  # a folder's classes: its class folders
 
 

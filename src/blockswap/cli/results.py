@@ -174,21 +174,42 @@ def cmd_report(args) -> None:
 
 
 def add_report(sub) -> None:
-    p = sub.add_parser("report", help="assemble a table from result files", description="Assemble a table: "
-                       "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
-                       "CSVs), correlation (students CSVs and --proxies), stability (--proxies, several scorings per budget), "
-                       "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule).")
+    p = sub.add_parser(
+        "report",
+        help="assemble a table from result files",
+        description="Assemble a table: "
+        "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
+        "CSVs), correlation (students CSVs and --proxies), stability (--proxies, several scorings per budget), "
+        "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule).",
+    )
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
     p.add_argument("inputs", nargs="+", help="input files")
-    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH", help="correlation: proxy scores per budget; stability: "
-                   "the scores of one budget under each scoring seed (repeat)")
+    p.add_argument(
+        "--proxies",
+        action="append",
+        metavar="BUDGET=PATH",
+        help="correlation: proxy scores per budget; stability: "
+        "the scores of one budget under each scoring seed (repeat)",
+    )
     p.add_argument("--note", action="append", help="table2/table3/samples: a note row (e.g. from the plan)")
-    p.add_argument("--latency", action="append", metavar="PATH", help="students: measured latency files "
-                   "('blockswap measure --out') filling the latency_ms column")
-    p.add_argument("--data", metavar="PATH", help="students: the data summary ('blockswap data --out'), whose "
-                   "training split gives the images_per_s column")
-    p.add_argument("--rule", action="append", metavar="RULE=PATTERN", help="timings: a rule's benchmark pattern "
-                   "(Snakemake's {wildcard} syntax); its files are counted under RULE (repeat; first match wins)")
+    p.add_argument(
+        "--latency",
+        action="append",
+        metavar="PATH",
+        help="students: measured latency files ('blockswap measure --out') filling the latency_ms column",
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="students: the data summary ('blockswap data --out'), whose training split gives the images_per_s column",
+    )
+    p.add_argument(
+        "--rule",
+        action="append",
+        metavar="RULE=PATTERN",
+        help="timings: a rule's benchmark pattern "
+        "(Snakemake's {wildcard} syntax); its files are counted under RULE (repeat; first match wins)",
+    )
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
@@ -220,8 +241,12 @@ def figure_fisher_vs_error(args, figures) -> None:
     # The rho and tau shown are the correlation table's (the correlation rule's), not recomputed.
     if not args.correlation:
         raise BlockswapError("figure fisher_vs_error needs --correlation (blockswap report correlation --csv)")
-    figures.fisher_vs_error(read_correlation(args.correlation), read_students(args.inputs),
-                            parse_pairs(args.proxies, "--proxies"), Path(args.out))
+    figures.fisher_vs_error(
+        read_correlation(args.correlation),
+        read_students(args.inputs),
+        parse_pairs(args.proxies, "--proxies"),
+        Path(args.out),
+    )
 
 
 def figure_learning_curves(args, figures) -> None:
@@ -240,8 +265,12 @@ def figure_forest(args, figures) -> None:
 def figure_proxy_scatter(args, figures) -> None:
     if not args.correlation:
         raise BlockswapError("figure proxy_scatter needs --correlation (blockswap report correlation --csv)")
-    figures.proxy_scatter(read_correlation(args.correlation), read_students(args.inputs),
-                          parse_pairs(args.proxies, "--proxies"), Path(args.out))
+    figures.proxy_scatter(
+        read_correlation(args.correlation),
+        read_students(args.inputs),
+        parse_pairs(args.proxies, "--proxies"),
+        Path(args.out),
+    )
 
 
 # Figure kind -> drawer (args, the figures module, imported lazily: matplotlib is slow to load).
@@ -271,15 +300,20 @@ def cmd_figure(args) -> None:
 
 
 def add_figure(sub) -> None:
-    p = sub.add_parser("figure", help="draw one of the paper's figures", description="Draw a figure (PNG and PDF): "
-                       "pareto / random_students from students CSVs, search from score CSVs, forest from a "
-                       "correlation CSV, fisher_vs_error and proxy_scatter from students CSVs with --correlation and "
-                       "--proxies, learning_curves from history.csv files (each with its metrics.json beside it).")
+    p = sub.add_parser(
+        "figure",
+        help="draw one of the paper's figures",
+        description="Draw a figure (PNG and PDF): "
+        "pareto / random_students from students CSVs, search from score CSVs, forest from a "
+        "correlation CSV, fisher_vs_error and proxy_scatter from students CSVs with --correlation and "
+        "--proxies, learning_curves from history.csv files (each with its metrics.json beside it).",
+    )
     p.add_argument("kind", choices=list(FIGURE_BUILDERS), help="which figure")
     p.add_argument("inputs", nargs="+", help="students CSVs (search: score CSVs; learning_curves: history.csv files)")
     p.add_argument("--student", help="search: the selection JSON of the budget")
-    p.add_argument("--proxies", action="append", metavar="BUDGET=PATH",
-                   help="fisher_vs_error, proxy_scatter: proxy scores")
+    p.add_argument(
+        "--proxies", action="append", metavar="BUDGET=PATH", help="fisher_vs_error, proxy_scatter: proxy scores"
+    )
     p.add_argument("--correlation", help="fisher_vs_error, proxy_scatter: the correlation table")
     p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 

@@ -64,8 +64,10 @@ def cmd_sample(args) -> None:
         "provenance": provenance(seed=args.seed, seconds=time.perf_counter() - start),
     }
     write_result_text(args.out, frame.to_csv(index=False), meta)
-    print(f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
-          f"{args.budget_kind}{describe_limits(limits)} -> {args.out}")
+    print(
+        f"sampled {len(frame)} candidates of {arch.name} within +-{args.tolerance:.1%} of {args.budget:g} "
+        f"{args.budget_kind}{describe_limits(limits)} -> {args.out}"
+    )
 
 
 def with_latency_table(table: CostTable, path: str, setting: str, input_size, classes: int) -> CostTable:
@@ -91,12 +93,19 @@ def add_sample(sub) -> None:
     p.add_argument("--samples", type=int, default=1000, help="distinct candidates to keep (default 1000)")
     p.add_argument("--seed", type=seed_argument, default=0, help="random seed (0 to 2^32-1)")
     add_data_options(p, default="cifar10")
-    p.add_argument("--limit", action="append", metavar="KIND=VALUE",
-                   help="also keep KIND at most VALUE (params, macs, latency in microseconds); repeatable")
-    p.add_argument("--latency-table", help="latency table measured on this machine ('blockswap latency'): needed "
-                   "for latency budgets and limits")
-    p.add_argument("--latency-setting", default="cpu/t1/b1", help="which setting of the latency table (default "
-                   "cpu/t1/b1)")
+    p.add_argument(
+        "--limit",
+        action="append",
+        metavar="KIND=VALUE",
+        help="also keep KIND at most VALUE (params, macs, latency in microseconds); repeatable",
+    )
+    p.add_argument(
+        "--latency-table",
+        help="latency table measured on this machine ('blockswap latency'): needed for latency budgets and limits",
+    )
+    p.add_argument(
+        "--latency-setting", default="cpu/t1/b1", help="which setting of the latency table (default cpu/t1/b1)"
+    )
     p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops (latency_us)")
 
 
@@ -108,8 +117,10 @@ def cmd_score(args) -> None:
         candidates = candidates.sort_values("candidate").head(args.limit)
     arch = args.arch or (read_sidecar(args.candidates_csv) or {}).get("arch")
     if arch is None:
-        raise BlockswapError(f"no --arch given and {provenance_path(Path(args.candidates_csv))} does not say which "
-                             "architecture was sampled")
+        raise BlockswapError(
+            f"no --arch given and {provenance_path(Path(args.candidates_csv))} does not say which "
+            "architecture was sampled"
+        )
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
     settings = ScoringSettings(
@@ -140,8 +151,12 @@ def add_score(sub) -> None:
     p.add_argument("--arch", help="architecture (default: read from the candidates' provenance)")
     p.add_argument("--shard", default="0/1", help="i/n: score the i-th of n parts (0-based; default 0/1)")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (paper: 128)")
-    p.add_argument("--seed", type=seed_argument, default=0,
-                   help="seeds the minibatch and every candidate's initialisation (0 to 2^32-1)")
+    p.add_argument(
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="seeds the minibatch and every candidate's initialisation (0 to 2^32-1)",
+    )
     measured = [name for name, proxy in PROXIES.items() if not proxy.cost_column]
     lower = [name for name, proxy in PROXIES.items() if not proxy.higher_is_better]
     signs = f"lower = better for {', '.join(lower)}, higher for the rest" if lower else "higher = better for all"
@@ -153,11 +168,19 @@ def add_score(sub) -> None:
         "<proxy>@<k> per proxy and k, and seconds_<proxy> per proxy pass",
     )
     p.add_argument("--minibatches", default="1", help="comma-separated k: proxies after k minibatches (e.g. 1,10,100)")
-    p.add_argument("--minibatch", choices=MINIBATCH_MODES, default="shared",
-                   help="shared: one seeded minibatch for all (default); per-candidate: the released code's way")
+    p.add_argument(
+        "--minibatch",
+        choices=MINIBATCH_MODES,
+        default="shared",
+        help="shared: one seeded minibatch for all (default); per-candidate: the released code's way",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--tf32", action="store_true", help="GPU: TF32 convolutions (faster on Ampere+, but Fisher moved by "
-                   "up to 5.6%% from float32 on an H100; default: float32)")
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="GPU: TF32 convolutions (faster on Ampere+, but Fisher moved by "
+        "up to 5.6%% from float32 on an H100; default: float32)",
+    )
     p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")
@@ -165,8 +188,9 @@ def add_score(sub) -> None:
 
 def cmd_pick(args) -> None:
     if len(args.candidate) != len(args.out):
-        raise BlockswapError(f"pick needs one --out per --candidate, got {len(args.candidate)} candidates and "
-                             f"{len(args.out)} outputs")
+        raise BlockswapError(
+            f"pick needs one --out per --candidate, got {len(args.candidate)} candidates and {len(args.out)} outputs"
+        )
     candidates = load_candidates(args.candidates_csv)
     records = []
     for index in args.candidate:
@@ -174,9 +198,17 @@ def cmd_pick(args) -> None:
         if rows.empty:
             raise BlockswapError(f"{args.candidates_csv} has no candidate {index} (0 to {len(candidates) - 1})")
         row = rows.iloc[0]
-        records.append({"genotype": row["genotype"].split(), "candidate": int(row["candidate"]),
-                        "params": int(row["params"]), "macs": int(row["macs"]), "ops": int(row["ops"]),
-                        "source": str(args.candidates_csv), "provenance": provenance()})
+        records.append(
+            {
+                "genotype": row["genotype"].split(),
+                "candidate": int(row["candidate"]),
+                "params": int(row["params"]),
+                "macs": int(row["macs"]),
+                "ops": int(row["ops"]),
+                "source": str(args.candidates_csv),
+                "provenance": provenance(),
+            }
+        )
     # Every candidate is checked before any file is written: all outputs or none.
     for record, out in zip(records, args.out):
         write_json(out, record)
@@ -184,9 +216,12 @@ def cmd_pick(args) -> None:
 
 
 def add_pick(sub) -> None:
-    p = sub.add_parser("pick", help="write sampled candidates as genotype files",
-                       description="Write candidate i of a candidates CSV as a genotype JSON file (several: "
-                       "--candidate and --out take one value each per candidate, in the same order).")
+    p = sub.add_parser(
+        "pick",
+        help="write sampled candidates as genotype files",
+        description="Write candidate i of a candidates CSV as a genotype JSON file (several: "
+        "--candidate and --out take one value each per candidate, in the same order).",
+    )
     p.add_argument("candidates_csv", help="output of 'blockswap sample'")
     p.add_argument("--candidate", type=int, nargs="+", required=True, help="candidate index(es)")
     p.add_argument("--out", nargs="+", required=True, help="output JSON genotype file(s), one per candidate")
@@ -196,8 +231,10 @@ def cmd_select(args) -> None:
     best = select_best([Path(p) for p in args.scores], Path(args.candidates), args.first, args.proxy)
     record = {**best, "provenance": provenance()}
     write_json(args.out, record)
-    print(f"selected candidate {best['candidate']} of {best['candidates']} ({args.proxy} {best['score']:.6g}, "
-          f"{best['params']} params) -> {args.out}")
+    print(
+        f"selected candidate {best['candidate']} of {best['candidates']} ({args.proxy} {best['score']:.6g}, "
+        f"{best['params']} params) -> {args.out}"
+    )
 
 
 def add_select(sub) -> None:
@@ -208,11 +245,19 @@ def add_select(sub) -> None:
         "sampled), write the winning genotype.",
     )
     p.add_argument("scores", nargs="+", help="scores CSV files (all shards)")
-    p.add_argument("--candidates", required=True, help="the candidates CSV the shards were scored from "
-                   "('blockswap sample --out'): every one must be scored exactly once")
+    p.add_argument(
+        "--candidates",
+        required=True,
+        help="the candidates CSV the shards were scored from "
+        "('blockswap sample --out'): every one must be scored exactly once",
+    )
     p.add_argument("--first", type=int, help="only the first N candidates compete (samples ablation: best of N)")
-    p.add_argument("--proxy", default="fisher", help="the proxy that ranks the candidates, at initialisation "
-                   "(default fisher, the paper's; any name of the proxy registry the shards were scored with)")
+    p.add_argument(
+        "--proxy",
+        default="fisher",
+        help="the proxy that ranks the candidates, at initialisation "
+        "(default fisher, the paper's; any name of the proxy registry the shards were scored with)",
+    )
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap cost/train' can read)")
 
 
@@ -227,27 +272,50 @@ def cmd_search(args) -> None:
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
-    scoring = ScoringSettings(arch=arch.name, dataset=data.name, num_classes=data.num_classes,
-                              image_size=data.image_size, batch_size=args.batch_size, seed=args.score_seed,
-                              proxies=[args.proxy], tf32=args.tf32)
+    scoring = ScoringSettings(
+        arch=arch.name,
+        dataset=data.name,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        batch_size=args.batch_size,
+        seed=args.score_seed,
+        proxies=[args.proxy],
+        tf32=args.tf32,
+    )
     scorer = Scorer(scoring, data, device)
     # The proxy registry (through the Scorer) says the sign under which the proxy ranks networks.
     proxy = next(p for p in scorer.proxies if p.name == args.proxy)
     column = "fisher" if proxy.name == "fisher" else f"{proxy.name}@1"
-    settings = SearchSettings(method=args.method, budget=args.budget, samples=args.samples, seed=args.seed,
-                              budget_kind=args.budget_kind, tolerance=args.tolerance, population=args.population,
-                              tournament=args.tournament, proxy=proxy.name, higher_is_better=proxy.higher_is_better)
+    settings = SearchSettings(
+        method=args.method,
+        budget=args.budget,
+        samples=args.samples,
+        seed=args.seed,
+        budget_kind=args.budget_kind,
+        tolerance=args.tolerance,
+        population=args.population,
+        tournament=args.tournament,
+        proxy=proxy.name,
+        higher_is_better=proxy.higher_is_better,
+    )
 
     def evaluate(key, choice) -> dict:
         record = scorer.score(key, table.genotype(choice))
         return {"fitness": float(record[column]), "fisher": float(record["fisher"]), "seconds": record["seconds"]}
 
-    extra = {"arch": arch.name, "candidates": args.candidates, "dataset": data.name, "input_size": list(input_size),
-             "scoring": asdict(scoring)}
+    extra = {
+        "arch": arch.name,
+        "candidates": args.candidates,
+        "dataset": data.name,
+        "input_size": list(input_size),
+        "scoring": asdict(scoring),
+    }
     history = search_to_file(table, settings, evaluate, Path(args.out), extra, device)
     best = history["fitness"].max() if proxy.higher_is_better else history["fitness"].min()
-    print(f"{args.method} search: {len(history)} evaluations of {arch.name} within +-{args.tolerance:.1%} of "
-          f"{args.budget:g} {args.budget_kind}, best {proxy.name} {best:.6g} -> {args.out}")
+    print(
+        f"{args.method} search: {len(history)} evaluations of {arch.name} within +-{args.tolerance:.1%} of "
+        f"{args.budget:g} {args.budget_kind}, best {proxy.name} {best:.6g} -> {args.out}"
+    )
 
 
 def add_search(sub) -> None:
@@ -270,14 +338,26 @@ def add_search(sub) -> None:
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative band (default 0.025)")
     p.add_argument("--candidates", choices=sorted(CANDIDATE_SETS), default="paper", help="block types to draw from")
     p.add_argument("--samples", type=int, default=1000, help="proxy evaluations (default 1000)")
-    p.add_argument("--population", type=int, default=DEFAULT_POPULATION,
-                   help=f"evolution: population P (default {DEFAULT_POPULATION}; at most a third of the evaluations)")
-    p.add_argument("--tournament", type=int, default=DEFAULT_TOURNAMENT,
-                   help=f"evolution: tournament size S (default {DEFAULT_TOURNAMENT}; scaled with P)")
+    p.add_argument(
+        "--population",
+        type=int,
+        default=DEFAULT_POPULATION,
+        help=f"evolution: population P (default {DEFAULT_POPULATION}; at most a third of the evaluations)",
+    )
+    p.add_argument(
+        "--tournament",
+        type=int,
+        default=DEFAULT_TOURNAMENT,
+        help=f"evolution: tournament size S (default {DEFAULT_TOURNAMENT}; scaled with P)",
+    )
     p.add_argument("--proxy", default="fisher", help="fitness: a proxy of the registry (default fisher)")
     p.add_argument("--seed", type=seed_argument, default=0, help="search seed: proposals and tournaments")
-    p.add_argument("--score-seed", type=seed_argument, default=0,
-                   help="seeds the proxy's minibatch and initialisations (search.seed), the same for every search")
+    p.add_argument(
+        "--score-seed",
+        type=seed_argument,
+        default=0,
+        help="seeds the proxy's minibatch and initialisations (search.seed), the same for every search",
+    )
     add_data_options(p, required=True, download=True)
     p.add_argument("--batch-size", type=int, default=128, help="proxy minibatch size (paper: 128)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -290,14 +370,19 @@ def cmd_best(args) -> None:
 
     best = history_winner(Path(args.history), args.first)
     write_json(args.out, {**best, "provenance": provenance()})
-    print(f"selected evaluation {best['candidate']} of {best['candidates']} ({best['proxy']} {best['fitness']:.6g}, "
-          f"{best['params']} params) -> {args.out}")
+    print(
+        f"selected evaluation {best['candidate']} of {best['candidates']} ({best['proxy']} {best['fitness']:.6g}, "
+        f"{best['params']} params) -> {args.out}"
+    )
 
 
 def add_best(sub) -> None:
-    p = sub.add_parser("best", help="the fittest network of a search history",
-                       description="Write the fittest evaluation of a 'blockswap search' history (of its first N "
-                       "only, with --first) as a genotype file, like 'blockswap select'.")
+    p = sub.add_parser(
+        "best",
+        help="the fittest network of a search history",
+        description="Write the fittest evaluation of a 'blockswap search' history (of its first N "
+        "only, with --first) as a genotype file, like 'blockswap select'.",
+    )
     p.add_argument("history", help="output of 'blockswap search'")
     p.add_argument("--first", type=int, help="only the first N evaluations compete (best of N)")
     p.add_argument("--out", required=True, help="output JSON (a genotype file 'blockswap train' can read)")

@@ -38,8 +38,25 @@ from .data_options import add_data_options
 # TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the
 # --config file, which overrides the --protocol preset.
 TRAIN_FLAGS = (
-    "epochs", "batch_size", "drop_last", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma", "cutout",
-    "seed", "beta", "kd_alpha", "kd_temperature", "prune", "prune_params", "val_size", "image_size", "data_dir",
+    "epochs",
+    "batch_size",
+    "drop_last",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "milestones",
+    "gamma",
+    "cutout",
+    "seed",
+    "beta",
+    "kd_alpha",
+    "kd_temperature",
+    "prune",
+    "prune_params",
+    "val_size",
+    "image_size",
+    "data_dir",
 )
 
 
@@ -48,7 +65,9 @@ def milestones(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole epochs separated by commas, e.g. 60,120,160, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected whole epochs separated by commas, e.g. 60,120,160, got {text!r}"
+        ) from None
 
 
 def train_config(args) -> TrainConfig:
@@ -60,7 +79,9 @@ def train_config(args) -> TrainConfig:
             raise BlockswapError(f"{path}: expected a mapping of hyperparameters")
         unknown = sorted(set(loaded) - CONFIG_FIELDS)
         if unknown:
-            raise BlockswapError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(CONFIG_FIELDS))}")
+            raise BlockswapError(
+                f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(CONFIG_FIELDS))}"
+            )
     protocol = args.protocol or loaded.get("protocol", "cifar")
     if protocol not in PROTOCOLS:
         raise BlockswapError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -120,8 +141,14 @@ def cmd_train(args) -> None:
     elif args.nproc > 1:
         train_parallel(config, Path(args.out), args.nproc, args.device, progress=not args.quiet, tags=tags)
     else:
-        trainer = Trainer(config, Path(args.out), resolve_device(args.device), progress=not args.quiet,
-                          log=lambda line: print(line, flush=True), tags=tags)
+        trainer = Trainer(
+            config,
+            Path(args.out),
+            resolve_device(args.device),
+            progress=not args.quiet,
+            log=lambda line: print(line, flush=True),
+            tags=tags,
+        )
         trainer.run()
 
 
@@ -136,42 +163,76 @@ def add_train(sub) -> None:
     p.add_argument("--genotype", help="genotype file, name list, or one block name (default: all S)")
     add_data_options(p, required=True, data_dir_default=None)
     p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, history.csv")
-    p.add_argument("--teacher", help="trained teacher (folder or model.pt), or torchvision:NAME[:weights.pth] "
-                   "(e.g. torchvision:resnet34, pretrained): distil with attention transfer")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
-                   help="hyperparameter preset: cifar (the paper's CIFAR-10 protocol, default) or imagenet")
+    p.add_argument(
+        "--teacher",
+        help="trained teacher (folder or model.pt), or torchvision:NAME[:weights.pth] "
+        "(e.g. torchvision:resnet34, pretrained): distil with attention transfer",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        help="hyperparameter preset: cifar (the paper's CIFAR-10 protocol, default) or imagenet",
+    )
     p.add_argument("--config", help="YAML file of hyperparameters (TrainConfig fields); flags override it")
     p.add_argument("--epochs", type=int, help="epochs (paper: 200)")
     p.add_argument("--batch-size", type=int, help="global minibatch size, shared by all processes (paper: 128)")
-    p.add_argument("--drop-last", action="store_true", default=None,
-                   help="drop each epoch's last, partial batch (the paper's code keeps it)")
+    p.add_argument(
+        "--drop-last",
+        action="store_true",
+        default=None,
+        help="drop each epoch's last, partial batch (the paper's code keeps it)",
+    )
     p.add_argument("--lr", type=float, help="initial learning rate (paper: 0.1)")
     p.add_argument("--momentum", type=float, help="SGD momentum (paper: 0.9)")
     p.add_argument("--weight-decay", type=float, help="weight decay (paper: 5e-4)")
     p.add_argument("--schedule", choices=SCHEDULES, help="cosine (per epoch, to 0) or step (x gamma at milestones)")
-    p.add_argument("--milestones", type=milestones,
-                   help="step schedule: epochs at which lr is multiplied by gamma (default 60,120,160; ImageNet 30,60,90)")
+    p.add_argument(
+        "--milestones",
+        type=milestones,
+        help="step schedule: epochs at which lr is multiplied by gamma (default 60,120,160; ImageNet 30,60,90)",
+    )
     p.add_argument("--gamma", type=float, help="step schedule: decay factor (default 0.2; ImageNet 0.1)")
-    p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
-                   help="Cutout after normalisation (default on; the ImageNet preset turns it off)")
+    p.add_argument(
+        "--cutout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Cutout after normalisation (default on; the ImageNet preset turns it off)",
+    )
     p.add_argument("--seed", type=seed_argument, help="seeds initialisation, data order and augmentation (0 to 2^32-1)")
-    p.add_argument("--beta", type=float, help="attention-transfer weight per point (default: the paper's, 1000 at "
-                   "32 px or 750 at 224 px for ImageNet, times (image size / that size)^2)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        help="attention-transfer weight per point (default: the paper's, 1000 at "
+        "32 px or 750 at 224 px for ImageNet, times (image size / that size)^2)",
+    )
     p.add_argument("--kd-alpha", type=float, help="Hinton KD weight, 0 = off (the paper uses none)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature")
-    p.add_argument("--prune", choices=sorted(PRUNERS), help="prune at initialisation (snip: SNIP connection "
-                   "saliency on one minibatch, global top-k; masks fixed through training)")
+    p.add_argument(
+        "--prune",
+        choices=sorted(PRUNERS),
+        help="prune at initialisation (snip: SNIP connection "
+        "saliency on one minibatch, global top-k; masks fixed through training)",
+    )
     p.add_argument("--prune-params", type=int, help="with --prune: parameters left (BN and biases included)")
     p.add_argument("--val-size", type=int, help="training images held out for validation")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (one GPU each on "
-                   "CUDA, gloo on the CPU); the result does not depend on it. Under torchrun, leave it out")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (one GPU each on "
+        "CUDA, gloo on the CPU); the result does not depend on it. Under torchrun, leave it out",
+    )
     p.add_argument("--bf16", action="store_true", help="fast mode: bf16 autocast (CUDA)")
     p.add_argument("--channels-last", action="store_true", help="fast mode: NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="fast mode: torch.compile")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
-    p.add_argument("--tag", action="append", metavar="KEY=VALUE",
-                   help="label stored in metrics.json (e.g. method=blockswap); does not affect training")
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="label stored in metrics.json (e.g. method=blockswap); does not affect training",
+    )
 
 
 def cmd_evaluate(args) -> None:
@@ -184,15 +245,23 @@ def cmd_evaluate(args) -> None:
     image_size = args.image_size or (record["input_size"][0] if dataset in ("digits", "folder") else None)
     data = load_dataset(dataset, args.data_dir, image_size, 0)
     if data.num_classes != record["num_classes"]:
-        raise BlockswapError(f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}")
+        raise BlockswapError(
+            f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}"
+        )
     model.to(device)
     result = evaluate(model, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
     if result["non_finite"]:
         # argmax of nan logits picks class 0: the error would look like a poorly trained network's.
-        raise BlockswapError(f"{args.model} gives non-finite outputs for {result['non_finite']} test images, so it "
-                             "has no meaningful test error; its weights diverged or are damaged: train it again")
-    summary = {"model": str(args.model), "dataset": dataset, "test_error": result["top1_error"],
-               "test_error_top5": result["top5_error"]}
+        raise BlockswapError(
+            f"{args.model} gives non-finite outputs for {result['non_finite']} test images, so it "
+            "has no meaningful test error; its weights diverged or are damaged: train it again"
+        )
+    summary = {
+        "model": str(args.model),
+        "dataset": dataset,
+        "test_error": result["top1_error"],
+        "test_error_top5": result["top5_error"],
+    }
     if args.out:
         write_json(args.out, {**summary, "provenance": provenance(device=device)})
     print(json.dumps(summary))

@@ -18,8 +18,10 @@ def cmd_plan(args) -> None:
     plans = plan_networks(config, GENOTYPE_DIR, f"results/{config['run']}")
     rows = plan_cost(config, plans)
     epochs = {method: training_epochs(config, method) for method in ("teacher", "blockswap", "random")}
-    print(f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, epochs per run: "
-          f"teacher {epochs['teacher']}, students {epochs['blockswap']}, random students {epochs['random']}")
+    print(
+        f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, epochs per run: "
+        f"teacher {epochs['teacher']}, students {epochs['blockswap']}, random students {epochs['random']}"
+    )
     print_stages(rows)
     known = [r.gpu_hours for r in rows if r.gpu_hours is not None]
     total_runs = sum(r.runs for r in rows if r.epochs)
@@ -28,8 +30,10 @@ def cmd_plan(args) -> None:
     print(f"{'total':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     source = timing["measured"] or "no measurement covers this architecture family yet"
-    print(f"runs: training runs (the total counts no scoring); GPU-hours: estimates from seconds per image "
-          f"measured by bench/gpu.sh ({source}), scaled by pixel count")
+    print(
+        f"runs: training runs (the total counts no scoring); GPU-hours: estimates from seconds per image "
+        f"measured by bench/gpu.sh ({source}), scaled by pixel count"
+    )
     for note in plan_notes(config):
         print(f"note: {note}")
 
@@ -50,13 +54,19 @@ def plan_detection(config) -> None:
 
     d = config["detection"]
     rows = detection_plan(config)
-    print(f"run {config['run']}: coco, Mask R-CNN over {d['arch']} backbones ({d['reference']} and BlockSwap), "
-          f"{d['epochs']} epochs per training run on {d['gpus']} GPUs")
+    print(
+        f"run {config['run']}: coco, Mask R-CNN over {d['arch']} backbones ({d['reference']} and BlockSwap), "
+        f"{d['epochs']} epochs per training run on {d['gpus']} GPUs"
+    )
     print_stages(rows)
-    print(f"{'total':<26}{sum(r.runs for r in rows):>8}{sum(r.epochs for r in rows):>10}"
-          f"{sum(r.gpu_hours for r in rows):>12.2f}")
-    print("GPU-hours: A100-hours, scaled from a published ResNet-50 Mask R-CNN timing "
-          "(not measured here; docs/detection.md)")
+    print(
+        f"{'total':<26}{sum(r.runs for r in rows):>8}{sum(r.epochs for r in rows):>10}"
+        f"{sum(r.gpu_hours for r in rows):>12.2f}"
+    )
+    print(
+        "GPU-hours: A100-hours, scaled from a published ResNet-50 Mask R-CNN timing "
+        "(not measured here; docs/detection.md)"
+    )
 
 
 def add_plan(sub) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -72,7 +71,7 @@ def missing(name: str, where: Path, url: str, download: bool, reason: str = "") 
     return BlockswapError(f"{name} not found: expected {where}; download {url} and {verb} {where.parent}{tried}")
 
 
-def fetch(url: str, root: Path, md5: str, extract: bool) -> Optional[str]:
+def fetch(url: str, root: Path, md5: str, extract: bool) -> str | None:
     """Download (and extract) with torchvision's helper; returns an error string when offline."""
     from torchvision.datasets.utils import download_and_extract_archive, download_url
 

@@ -4,8 +4,8 @@ with black padding, horizontal flip, Cutout after normalisation. Sizes scale wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ class Augmentation:
     flip: bool = True
 
     @classmethod
-    def paper(cls, image_size: int, cutout: bool = True) -> "Augmentation":
+    def paper(cls, image_size: int, cutout: bool = True) -> Augmentation:
         scale = image_size / PAPER_IMAGE_SIZE
         return cls(round(PAPER_CROP_PADDING * scale), round(PAPER_CUTOUT * scale) if cutout else 0)
 
@@ -52,7 +52,7 @@ class Augmentation:
         self,
         x: torch.Tensor,
         generator: torch.Generator,
-        normalise: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        normalise: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         n, _, h, w = x.shape
         dev = x.device

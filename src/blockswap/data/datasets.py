@@ -7,9 +7,9 @@ ImageNet is an ImageFolder read by workers. On-disk formats are in archives.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -37,8 +37,19 @@ from .splits import (
 
 # Moved to splits.py, augmentation.py and loader.py; importable from here too for older callers.
 __all__ = [
-    "DATASETS", "Augmentation", "Dataset", "DatasetInfo", "ImageTensors", "TensorBatches", "check_image_size",
-    "dataset_info", "epoch_batches", "evaluation_batches", "load_dataset", "part_of", "training_batches",
+    "DATASETS",
+    "Augmentation",
+    "Dataset",
+    "DatasetInfo",
+    "ImageTensors",
+    "TensorBatches",
+    "check_image_size",
+    "dataset_info",
+    "epoch_batches",
+    "evaluation_batches",
+    "load_dataset",
+    "part_of",
+    "training_batches",
 ]
 
 # Normalisation constants, each with its source.
@@ -70,39 +81,44 @@ class DatasetInfo:
     """What is known about a dataset without reading it (enough for costing)."""
 
     name: str
-    known_classes: Optional[int]  # None: read from the files (a folder dataset's class folders); see `classes`
+    known_classes: int | None  # None: read from the files (a folder dataset's class folders); see `classes`
     image_size: int  # the side used when no image size is given
     load: Callable[..., Dataset]
     where: str  # where the files must be, for the missing-data message
     resizable: bool = True  # False: stored at one size, which is the only one it can give
 
-    def size_for(self, image_size: Optional[int], what: str = "--image-size") -> int:
+    def size_for(self, image_size: int | None, what: str = "--image-size") -> int:
         """The side this dataset's images will have for a requested `image_size` (None: its own);
         one error where it cannot honour the request instead of silently using another size."""
         if image_size is None:
             return self.image_size
         check_image_size(image_size, what)
         if not self.resizable and image_size != self.image_size:
-            raise BlockswapError(f"{self.name} images are {self.image_size}x{self.image_size} and are not resized: "
-                                 f"{what} {image_size} cannot be used with it (leave it out)")
+            raise BlockswapError(
+                f"{self.name} images are {self.image_size}x{self.image_size} and are not resized: "
+                f"{what} {image_size} cannot be used with it (leave it out)"
+            )
         return image_size
 
     @property
     def num_classes(self) -> int:
         """The number of classes, for datasets that fix it; one error for those whose files decide it."""
         if self.known_classes is None:
-            raise BlockswapError(f"dataset {self.name!r} takes its classes from the class folders under its data "
-                                 "folder, which this step is not given")
+            raise BlockswapError(
+                f"dataset {self.name!r} takes its classes from the class folders under its data "
+                "folder, which this step is not given"
+            )
         return self.known_classes
 
-    def network_input(self, image_size: Optional[int] = None,
-                      data_dir: Union[str, Path] = "data") -> tuple[tuple[int, int], int]:
+    def network_input(
+        self, image_size: int | None = None, data_dir: str | Path = "data"
+    ) -> tuple[tuple[int, int], int]:
         """Input size and class count of a network built for this dataset. Costing reads no image,
         so any size is allowed here; loading is where `size_for` refuses one a dataset cannot give."""
         size = self.image_size if image_size is None else check_image_size(image_size, "--image-size")
         return (size, size), self.classes(data_dir)
 
-    def classes(self, data_dir: Union[str, Path] = "data") -> int:
+    def classes(self, data_dir: str | Path = "data") -> int:
         """The number of classes; a folder dataset's is its number of class folders (no image is read)."""
         return self.known_classes if self.known_classes is not None else len(class_names(Path(data_dir)))
 
@@ -208,8 +224,9 @@ def load_imagenet(data_dir="data", image_size=None, val_size=0, download=False) 
             ]
         ),
     )
-    return Dataset("imagenet", len(train.classes), size, IMAGENET_MEAN, IMAGENET_STD, train, test, None,
-                   {"path": str(root)})
+    return Dataset(
+        "imagenet", len(train.classes), size, IMAGENET_MEAN, IMAGENET_STD, train, test, None, {"path": str(root)}
+    )
 
 
 # --- the user's own images (folder.py) ---------------------------------------------------------
@@ -223,14 +240,31 @@ DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
         DatasetInfo("digits", 10, DIGITS_DEFAULT_SIZE, load_digits, "bundled with scikit-learn"),
-        DatasetInfo("cifar10", 10, 32, _make_cifar_loader("cifar10", 10, CIFAR10_MEAN, CIFAR10_STD),
-                    "DATA/cifar-10-batches-py", resizable=False),
-        DatasetInfo("cifar100", 100, 32, _make_cifar_loader("cifar100", 100, CIFAR100_MEAN, CIFAR100_STD),
-                    "DATA/cifar-100-python", resizable=False),
+        DatasetInfo(
+            "cifar10",
+            10,
+            32,
+            _make_cifar_loader("cifar10", 10, CIFAR10_MEAN, CIFAR10_STD),
+            "DATA/cifar-10-batches-py",
+            resizable=False,
+        ),
+        DatasetInfo(
+            "cifar100",
+            100,
+            32,
+            _make_cifar_loader("cifar100", 100, CIFAR100_MEAN, CIFAR100_STD),
+            "DATA/cifar-100-python",
+            resizable=False,
+        ),
         DatasetInfo("svhn", 10, 32, load_svhn, "DATA/svhn/{train,test}_32x32.mat", resizable=False),
         DatasetInfo("imagenet", 1000, IMAGENET_SIZE, load_imagenet, "DATA/imagenet/{train,val}/<class>/"),
-        DatasetInfo("folder", None, FOLDER_DEFAULT_SIZE, _load_folder,
-                    "DATA/<class>/<images> or DATA/{train,test}/<class>/<images>"),
+        DatasetInfo(
+            "folder",
+            None,
+            FOLDER_DEFAULT_SIZE,
+            _load_folder,
+            "DATA/<class>/<images> or DATA/{train,test}/<class>/<images>",
+        ),
     ]
 }
 
@@ -242,9 +276,7 @@ def dataset_info(name: str) -> DatasetInfo:
         raise BlockswapError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}") from None
 
 
-def load_dataset(
-    name: str, data_dir: Union[str, Path] = "data", image_size=None, val_size=0, download=False
-) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path = "data", image_size=None, val_size=0, download=False) -> Dataset:
     """Load a dataset by name. Missing files are one clear error saying where they belong."""
     info = dataset_info(name)
     if image_size is not None:

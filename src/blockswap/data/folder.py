@@ -15,7 +15,6 @@ per-channel mean and standard deviation of the remaining training images.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -48,8 +47,10 @@ def _split_trees(root: Path) -> bool:
     present = [(root / name).is_dir() for name in ("train", "test")]
     if any(present) and not all(present):
         have, lack = ("train", "test") if present[0] else ("test", "train")
-        raise BlockswapError(f"folder dataset {root} has {have}/ but no {lack}/: give both, "
-                             "or only class folders (a test split is then held out)")
+        raise BlockswapError(
+            f"folder dataset {root} has {have}/ but no {lack}/: give both, "
+            "or only class folders (a test split is then held out)"
+        )
     return all(present)
 
 
@@ -59,11 +60,15 @@ def class_names(root: Path) -> list[str]:
 
 
 def image_files(class_dir: Path) -> list[Path]:
-    files = sorted(p for p in class_dir.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in class_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
-        raise BlockswapError(f"class {class_dir.name!r} has no images: {class_dir} holds no "
-                             f"{', '.join(IMAGE_SUFFIXES)} files")
+        raise BlockswapError(
+            f"class {class_dir.name!r} has no images: {class_dir} holds no {', '.join(IMAGE_SUFFIXES)} files"
+        )
     return files
 
 
@@ -82,16 +87,18 @@ def read_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(square, dtype=np.uint8)
 
 
-def read_tree(folder: Path, size: int, classes: Optional[list[str]] = None) -> tuple[list[str], ImageTensors]:
+def read_tree(folder: Path, size: int, classes: list[str] | None = None) -> tuple[list[str], ImageTensors]:
     """Every image under `folder`/<class>/, labelled by its class's index among `classes` (default:
     the tree's own class folders, sorted)."""
     dirs = class_folders(folder)
     names = [d.name for d in dirs]
     if classes is not None and names != classes:
         extra, absent = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
-        raise BlockswapError(f"{folder} must have the same class folders as the training tree"
-                             + (f"; not in training: {', '.join(extra)}" if extra else "")
-                             + (f"; missing: {', '.join(absent)}" if absent else ""))
+        raise BlockswapError(
+            f"{folder} must have the same class folders as the training tree"
+            + (f"; not in training: {', '.join(extra)}" if extra else "")
+            + (f"; missing: {', '.join(absent)}" if absent else "")
+        )
     files = [(label, path) for label, d in enumerate(dirs) for path in image_files(d)]
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for i, (_, path) in enumerate(files):

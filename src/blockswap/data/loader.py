@@ -9,7 +9,7 @@ batch is drawn whole and each rank keeps its `part_of` it.
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Iterator, Optional, Union
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -39,8 +39,8 @@ class TensorBatches:
         mean,
         std,
         batch_size: int,
-        device: Union[str, torch.device] = "cpu",
-        augmentation: Optional[Augmentation] = None,
+        device: str | torch.device = "cpu",
+        augmentation: Augmentation | None = None,
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
@@ -104,7 +104,7 @@ class ShardedBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
         for i in range(len(self)):
-            batch = order[i * self.batch_size:(i + 1) * self.batch_size]
+            batch = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield batch[part_of(len(batch), *self.shard)]
 
 
@@ -121,8 +121,17 @@ class FolderBatches:
     batch from a generator seeded by the epoch so that every rank cuts the same holes as one
     process would."""
 
-    def __init__(self, data: Dataset, batch_size: int, seed: int, device, cutout: int, workers: int,
-                 drop_last: bool, shard: tuple[int, int]):
+    def __init__(
+        self,
+        data: Dataset,
+        batch_size: int,
+        seed: int,
+        device,
+        cutout: int,
+        workers: int,
+        drop_last: bool,
+        shard: tuple[int, int],
+    ):
         self.sampler = ShardedBatchSampler(len(data.train), batch_size, seed, drop_last, shard)
         self.loader = torch.utils.data.DataLoader(
             data.train,
@@ -168,8 +177,18 @@ def epoch_batches(
     drop_last = drop_last and len(data.train) >= batch_size
     augmentation = Augmentation.paper(data.image_size, cutout)
     if isinstance(data.train, ImageTensors):
-        return TensorBatches(data.train, data.mean, data.std, batch_size, device, augmentation, shuffle=True,
-                             seed=seed, drop_last=drop_last, shard=shard)
+        return TensorBatches(
+            data.train,
+            data.mean,
+            data.std,
+            batch_size,
+            device,
+            augmentation,
+            shuffle=True,
+            seed=seed,
+            drop_last=drop_last,
+            shard=shard,
+        )
     return FolderBatches(data, batch_size, seed, device, augmentation.cutout, workers, drop_last, shard)
 
 

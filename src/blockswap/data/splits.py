@@ -6,7 +6,6 @@ Shared by the built-in loaders (datasets.py) and the user's image trees (folder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ class Dataset:
     std: tuple[float, ...]
     train: object
     test: object
-    val: Optional[object] = None
+    val: object | None = None
     source: dict = field(default_factory=dict)
 
     @property

@@ -63,8 +63,16 @@ def to_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        )
     return buffer.getvalue()
 
 
@@ -121,8 +129,9 @@ def export_model(net: Network, fmt: str, input_size, seed: int = 0) -> tuple[byt
     return data, difference
 
 
-def export_latency(data: bytes, fmt: str, input_size, setting: Setting, warmup: int = MIN_WARMUP,
-                   runs: int = MIN_RUNS) -> float:
+def export_latency(
+    data: bytes, fmt: str, input_size, setting: Setting, warmup: int = MIN_WARMUP, runs: int = MIN_RUNS
+) -> float:
     """Median seconds of one call of the export on the CPU, timed as `measure_model` times PyTorch."""
     check_protocol(warmup, runs)
     if setting.device != "cpu":
@@ -137,8 +146,15 @@ def export_latency(data: bytes, fmt: str, input_size, setting: Setting, warmup: 
         return median_seconds(lambda: loaded(x), torch.device("cpu"), warmup, runs)
 
 
-def export_run(run: str | Path, fmt: str, out: str | Path, setting: str | None = "cpu/t1/b1",
-               warmup: int = MIN_WARMUP, runs: int = MIN_RUNS, measure: bool = True) -> dict:
+def export_run(
+    run: str | Path,
+    fmt: str,
+    out: str | Path,
+    setting: str | None = "cpu/t1/b1",
+    warmup: int = MIN_WARMUP,
+    runs: int = MIN_RUNS,
+    measure: bool = True,
+) -> dict:
     """Export a trained network (a training folder or model.pt) to `out`, sealed, its check and (with
     `measure`) its latency beside PyTorch's recorded in the sidecar; returns that record."""
     from ..training.checkpoint import load_model
@@ -147,10 +163,18 @@ def export_run(run: str | Path, fmt: str, out: str | Path, setting: str | None =
     net, record = load_model(run)
     size = tuple(record["input_size"])
     data, difference = export_model(net, fmt, size)
-    result = {"format": fmt, "run": str(run), "arch": record["arch"], "genotype": record["genotype"],
-              "input_size": list(size), "num_classes": record["num_classes"], "inputs": "images (N, 3, H, W), "
-              "normalised as in training", "outputs": "logits (N, classes)", "max_abs_difference": difference,
-              "check_batch": CHECK_BATCH}
+    result = {
+        "format": fmt,
+        "run": str(run),
+        "arch": record["arch"],
+        "genotype": record["genotype"],
+        "input_size": list(size),
+        "num_classes": record["num_classes"],
+        "inputs": "images (N, 3, H, W), normalised as in training",
+        "outputs": "logits (N, classes)",
+        "max_abs_difference": difference,
+        "check_batch": CHECK_BATCH,
+    }
     if measure:
         parsed = Setting.parse(setting)
         result["setting"] = parsed.key

@@ -75,10 +75,18 @@ def _seeded(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def build_latency_table(arch: str | Architecture, candidates: str, input_size: tuple[int, int],
-                        num_classes: int, settings: Sequence[Setting], warmup: int = MIN_WARMUP,
-                        runs: int = MIN_RUNS, seed: int = 0,
-                        progress: Callable[[str], None] | None = None, clock: str = "wall") -> dict:
+def build_latency_table(
+    arch: str | Architecture,
+    candidates: str,
+    input_size: tuple[int, int],
+    num_classes: int,
+    settings: Sequence[Setting],
+    warmup: int = MIN_WARMUP,
+    runs: int = MIN_RUNS,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    clock: str = "wall",
+) -> dict:
     """Time the stem, the head and every candidate type at every distinct block shape of `arch`
     under each setting; return the table as a record (seconds), fingerprint included."""
     check_protocol(warmup, runs)
@@ -99,15 +107,20 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
     for setting in settings:
         b = setting.batch
         stem[setting.key] = timing.time_module(stem_module, (b, *stem_shape), setting, warmup, runs, seed, clock)
-        head[setting.key] = timing.time_module(head_module, (b, arch.features, *last), setting, warmup, runs, seed, clock)
+        head[setting.key] = timing.time_module(
+            head_module, (b, arch.features, *last), setting, warmup, runs, seed, clock
+        )
         for i, (shape, valid) in enumerate(zip(shapes, fits)):
             for block_type in valid:
                 block = _seeded(Block(block_type, shape.cin, shape.cout, shape.stride), seed)
                 times[i][block_type.name][setting.key] = timing.time_module(
-                    block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock)
+                    block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock
+                )
             if progress:
-                progress(f"{setting.key}: shape {i + 1}/{len(shapes)} ({shape.cin}->{shape.cout}, stride "
-                         f"{shape.stride}, {shape.h}x{shape.w}): {len(valid)} types")
+                progress(
+                    f"{setting.key}: shape {i + 1}/{len(shapes)} ({shape.cin}->{shape.cout}, stride "
+                    f"{shape.stride}, {shape.h}x{shape.w}): {len(valid)} types"
+                )
     return {
         "format": LATENCY_FORMAT,
         "arch": arch.name,
@@ -123,16 +136,28 @@ def build_latency_table(arch: str | Architecture, candidates: str, input_size: t
         "fingerprint": machine_fingerprint(cuda=any(s.device == "cuda" for s in settings)),
         "stem": stem,
         "head": head,
-        "shapes": [{"cin": s.cin, "cout": s.cout, "stride": s.stride, "h": s.h, "w": s.w, "times": t}
-                   for s, t in zip(shapes, times)],
+        "shapes": [
+            {"cin": s.cin, "cout": s.cout, "stride": s.stride, "h": s.h, "w": s.w, "times": t}
+            for s, t in zip(shapes, times)
+        ],
         "positions": [shapes.index(p) for p in positions],
         "build_seconds": round(time.perf_counter() - start, 3),
         "load_average": load_average(),  # other work on the machine while it was measured
     }
 
 
-TABLE_KEYS = ("arch", "candidates", "input_size", "num_classes", "settings", "fingerprint", "stem", "head", "shapes",
-              "positions")
+TABLE_KEYS = (
+    "arch",
+    "candidates",
+    "input_size",
+    "num_classes",
+    "settings",
+    "fingerprint",
+    "stem",
+    "head",
+    "shapes",
+    "positions",
+)
 
 
 def _seconds(value) -> bool:
@@ -157,8 +182,11 @@ def table_problem(record: dict) -> str | None:
     if arch is None:
         return "arch is not an architecture"
     size = record["input_size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                               and 1 <= v <= 1024 for v in size)):
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in size)
+    ):
         return "input_size is not two sizes in pixels"
     classes = record["num_classes"]
     if not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1):
@@ -177,8 +205,11 @@ def table_problem(record: dict) -> str | None:
         for name, times in shape["times"].items():
             if not (isinstance(times, dict) and all(_seconds(times.get(k)) for k in settings)):
                 return f"{str(name)[:40]} lacks a positive time for every setting"
-    if not (isinstance(positions, list) and len(positions) == arch.depth
-            and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(shapes) for i in positions)):
+    if not (
+        isinstance(positions, list)
+        and len(positions) == arch.depth
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(shapes) for i in positions)
+    ):
         return f"positions is not one shape index per block of {arch.name}"
     return None
 
@@ -200,15 +231,18 @@ class LatencyTable:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BlockswapError(f"{path} is not a latency table ({str(err).splitlines()[0]})") from None
         if not isinstance(record, dict) or record.get("format") != LATENCY_FORMAT:
-            raise BlockswapError(f"{path} is not a latency table (format {LATENCY_FORMAT}); make one with "
-                                 "`blockswap latency ARCH --out FILE`")
+            raise BlockswapError(
+                f"{path} is not a latency table (format {LATENCY_FORMAT}); make one with "
+                "`blockswap latency ARCH --out FILE`"
+            )
         missing = [key for key in TABLE_KEYS if key not in record]
         if missing:
             raise BlockswapError(f"{path} is a damaged latency table: it lacks {', '.join(missing)}")
         problem = table_problem(record)
         if problem:
-            raise BlockswapError(f"{path} is a damaged latency table ({problem}); rebuild it with `blockswap latency "
-                                 "... --force`")
+            raise BlockswapError(
+                f"{path} is a damaged latency table ({problem}); rebuild it with `blockswap latency ... --force`"
+            )
         table = cls(record, str(path))
         if check_machine:
             table.check_machine()
@@ -218,18 +252,22 @@ class LatencyTable:
         cuda = any(k.startswith("cuda") for k in self.record["settings"])
         why = fingerprint_mismatch(self.record["fingerprint"], machine_fingerprint(cuda))
         if why:
-            raise BlockswapError(f"{self.source} was measured on another machine ({why}) and is only reused where it "
-                                 f"was measured; rebuild it here: {self.rebuild_command()}")
+            raise BlockswapError(
+                f"{self.source} was measured on another machine ({why}) and is only reused where it "
+                f"was measured; rebuild it here: {self.rebuild_command()}"
+            )
 
     def rebuild_command(self) -> str:
         r = self.record
         threads = sorted({k.split("/")[1][1:] for k in r["settings"] if k.startswith("cpu")}) or ["1"]
         batches = sorted({int(k.rsplit("/b", 1)[1]) for k in r["settings"]})
         device = "auto" if any(k.startswith("cuda") for k in r["settings"]) else "cpu"
-        return (f"blockswap latency {r['arch']} --candidates {r['candidates']} --image-size {r['input_size'][0]} "
-                f"--classes {r['num_classes']} --threads {','.join(threads)} --batches "
-                f"{','.join(map(str, batches))} --device {device} --clock {r.get('clock', 'wall')} --out {self.source} "
-                "--force")
+        return (
+            f"blockswap latency {r['arch']} --candidates {r['candidates']} --image-size {r['input_size'][0]} "
+            f"--classes {r['num_classes']} --threads {','.join(threads)} --batches "
+            f"{','.join(map(str, batches))} --device {device} --clock {r.get('clock', 'wall')} --out {self.source} "
+            "--force"
+        )
 
     @property
     def arch(self) -> Architecture:
@@ -245,15 +283,19 @@ class LatencyTable:
         """A table costs one architecture at one input size and class count: refuse another."""
         r = self.record
         if (parse_arch(arch).name, list(input_size), num_classes) != (r["arch"], r["input_size"], r["num_classes"]):
-            raise BlockswapError(f"{self.source} times {r['arch']} at {r['input_size'][0]} px with {r['num_classes']} "
-                                 f"classes, not {parse_arch(arch).name} at {input_size[0]} px with {num_classes}")
+            raise BlockswapError(
+                f"{self.source} times {r['arch']} at {r['input_size'][0]} px with {r['num_classes']} "
+                f"classes, not {parse_arch(arch).name} at {input_size[0]} px with {num_classes}"
+            )
 
     def block_seconds(self, slot: int, block_type: str | BlockType, key: str) -> float:
         name = str(block_type)
         times = self.record["shapes"][self.record["positions"][slot]]["times"]
         if name not in times:
-            raise BlockswapError(f"{self.source} has no time for {name} at block {slot} (it times the "
-                                 f"{self.record['candidates']} types that fit there)")
+            raise BlockswapError(
+                f"{self.source} has no time for {name} at block {slot} (it times the "
+                f"{self.record['candidates']} types that fit there)"
+            )
         return float(times[name][key])
 
     def fixed_seconds(self, key: str) -> float:
@@ -263,13 +305,16 @@ class LatencyTable:
         """Predicted seconds of a whole network: stem + head + each block's entry."""
         key = self.check_setting(key)
         if len(genotype) != len(self.record["positions"]):
-            raise BlockswapError(f"genotype has {len(genotype)} blocks, {self.record['arch']} has "
-                                 f"{len(self.record['positions'])}")
+            raise BlockswapError(
+                f"genotype has {len(genotype)} blocks, {self.record['arch']} has {len(self.record['positions'])}"
+            )
         return self.fixed_seconds(key) + sum(self.block_seconds(i, t, key) for i, t in enumerate(genotype))
 
     def slot_microseconds(self, types: Sequence[Sequence[BlockType]], key: str) -> tuple[list[np.ndarray], int]:
         """Whole microseconds of each listed type at each slot (a sampler column) and of stem + head."""
         key = self.check_setting(key)
-        columns = [np.array([round(self.block_seconds(i, t, key) * US) for t in slot], dtype=np.int64)
-                   for i, slot in enumerate(types)]
+        columns = [
+            np.array([round(self.block_seconds(i, t, key) * US) for t in slot], dtype=np.int64)
+            for i, slot in enumerate(types)
+        ]
         return columns, round(self.fixed_seconds(key) * US)

@@ -36,8 +36,15 @@ def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int
 CHECK_COLUMNS = ["candidate", "genotype", "params", "macs", "predicted_ms", "measured_ms", "error_pct"]
 
 
-def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warmup: int = MIN_WARMUP,
-                runs: int = MIN_RUNS, progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+def check_table(
+    table: LatencyTable,
+    key: str,
+    samples: int,
+    seed: int = 0,
+    warmup: int = MIN_WARMUP,
+    runs: int = MIN_RUNS,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """Predicted (sum of parts) against measured end-to-end latency of `samples` random students of
     the table's space, and how well the table and the cheap counts rank them: mean absolute
     percentage error, share within +-10 %, Kendall tau of predicted, params and MACs vs measured."""
@@ -57,14 +64,22 @@ def check_table(table: LatencyTable, key: str, samples: int, seed: int = 0, warm
         model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
         measured = measure_model(model, size, setting, warmup, runs, seed, clock=r.get("clock", "wall"))
         predicted = table.predict(genotype, key)
-        rows.append([index, str(genotype), cost.params, cost.macs, predicted * 1e3, measured * 1e3,
-                     100 * (predicted - measured) / measured])
+        rows.append(
+            [
+                index,
+                str(genotype),
+                cost.params,
+                cost.macs,
+                predicted * 1e3,
+                measured * 1e3,
+                100 * (predicted - measured) / measured,
+            ]
+        )
         if progress:
             progress(index + 1)
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     summary = check_summary(frame)
-    summary.update(setting=key, clock=r.get("clock", "wall"), samples=samples, seed=seed,
-                   load_average=load_average())
+    summary.update(setting=key, clock=r.get("clock", "wall"), samples=samples, seed=seed, load_average=load_average())
     return frame, summary
 
 
@@ -96,12 +111,18 @@ def calibration(frame: pd.DataFrame) -> dict:
     ratio = frame["measured_ms"] / frame["predicted_ms"]
     fit, held = frame.iloc[0::2], frame.iloc[1::2]
     if len(held) < 2:
-        return {"median_ratio": _defined(float(ratio.median())), "calibrated_mape_pct": None,
-                "calibrated_within_10pct": None}
+        return {
+            "median_ratio": _defined(float(ratio.median())),
+            "calibrated_mape_pct": None,
+            "calibrated_within_10pct": None,
+        }
     factor = float((fit["measured_ms"] / fit["predicted_ms"]).median())
     error = (100 * (held["predicted_ms"] * factor - held["measured_ms"]) / held["measured_ms"]).abs()
-    return {"median_ratio": _defined(float(ratio.median())), "calibrated_mape_pct": _defined(float(error.mean()), 3),
-            "calibrated_within_10pct": _defined(float((error <= 10).mean()))}
+    return {
+        "median_ratio": _defined(float(ratio.median())),
+        "calibrated_mape_pct": _defined(float(error.mean()), 3),
+        "calibrated_within_10pct": _defined(float((error <= 10).mean())),
+    }
 
 
 def check_summary(frame: pd.DataFrame) -> dict:
@@ -116,8 +137,10 @@ def check_summary(frame: pd.DataFrame) -> dict:
         tau = tau_with_interval(frame[column], frame["measured_ms"])
         summary[f"kendall_{name}"] = tau["tau"]
         summary[f"kendall_{name}_interval"] = [tau["low"], tau["high"]]
-    summary["measured_ms_range"] = [round(float(frame["measured_ms"].min()), 4),
-                                    round(float(frame["measured_ms"].max()), 4)]
+    summary["measured_ms_range"] = [
+        round(float(frame["measured_ms"].min()), 4),
+        round(float(frame["measured_ms"].max()), 4),
+    ]
     return summary
 
 
@@ -133,12 +156,17 @@ def latency_ranks(students: pd.DataFrame) -> pd.DataFrame:
     from ..results.report import LATENCY_COLUMN
 
     if LATENCY_COLUMN not in students.columns or students[LATENCY_COLUMN].isna().all():
-        raise BlockswapError("the students table has no measured latency (latency_ms is empty): "
-                             "set latency.enabled and rerun, or pass 'blockswap measure' files to 'report students'")
+        raise BlockswapError(
+            "the students table has no measured latency (latency_ms is empty): "
+            "set latency.enabled and rerun, or pass 'blockswap measure' files to 'report students'"
+        )
     measured = students.dropna(subset=[LATENCY_COLUMN])
     networks = measured.groupby(["arch", "genotype"], sort=True).agg(
-        params=("params", "first"), macs=("macs", "first"), test_error=("test_error", "mean"),
-        latency=(LATENCY_COLUMN, "mean"))
+        params=("params", "first"),
+        macs=("macs", "first"),
+        test_error=("test_error", "mean"),
+        latency=(LATENCY_COLUMN, "mean"),
+    )
     rows = []
     for measure in ("params", "macs", "test_error"):
         tau = tau_with_interval(networks[measure], networks["latency"])
@@ -154,6 +182,8 @@ def latency_ranks_markdown(frame: pd.DataFrame) -> str:
     for row in frame.itertuples(index=False):
         lines.append(f"| {row.measure} | {show(row.kendall_tau)} | [{show(row.low)}, {show(row.high)}] | {row.n} |")
     lines.append("")
-    lines.append("n counts distinct trained networks (seeds of one network averaged). A tau near 1 means the "
-                 "count orders networks as their measured latency does; the interval is a 95 % bootstrap over networks.")
+    lines.append(
+        "n counts distinct trained networks (seeds of one network averaged). A tau near 1 means the "
+        "count orders networks as their measured latency does; the interval is a 95 % bootstrap over networks."
+    )
     return "\n".join(lines) + "\n"

@@ -37,7 +37,6 @@ US = 1e6  # microseconds per second: latency budgets and sampler columns are who
 CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
-
 # --- settings and the machine -------------------------------------------------------------------
 
 
@@ -73,8 +72,10 @@ class Setting:
                 return cls("cpu", threads, _positive(parts[2][1:]))
         except ValueError:
             pass
-        raise BlockswapError(f"unknown latency setting {text!r}; allowed: cpu/tT/bB (T threads or 'all', batch B, "
-                             "e.g. cpu/t1/b1) or cuda/bB")
+        raise BlockswapError(
+            f"unknown latency setting {text!r}; allowed: cpu/tT/bB (T threads or 'all', batch B, "
+            "e.g. cpu/t1/b1) or cuda/bB"
+        )
 
 
 def _positive(text: str) -> int:
@@ -133,8 +134,11 @@ def machine_fingerprint(cuda: bool = False) -> dict:
     }
     if cuda:
         available = torch.cuda.is_available()
-        record.update(gpu=torch.cuda.get_device_name() if available else None, cuda=torch.version.cuda,
-                      cudnn=torch.backends.cudnn.version() if available else None)
+        record.update(
+            gpu=torch.cuda.get_device_name() if available else None,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version() if available else None,
+        )
     return record
 
 
@@ -168,8 +172,9 @@ def cpu_threads(count: int):
 # --- timing --------------------------------------------------------------------------------------
 
 
-def median_seconds(call: Callable[[], object], device: torch.device, warmup: int, runs: int,
-                   clock: str = "wall") -> float:
+def median_seconds(
+    call: Callable[[], object], device: torch.device, warmup: int, runs: int, clock: str = "wall"
+) -> float:
     """Median time of `call()` on `clock` over `runs` calls after `warmup` untimed ones, each timed
     call synchronised on CUDA (a kernel launch returns before the kernel ends)."""
     cuda = device.type == "cuda"
@@ -192,8 +197,10 @@ def check_clock(clock: str, settings: Iterable[Setting]) -> None:
     if clock not in CLOCKS:
         raise BlockswapError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if clock == "thread" and any(s.device != "cpu" or s.threads != 1 for s in settings):
-        raise BlockswapError("the thread clock times one CPU thread: every setting must be cpu/t1/bB "
-                             "(use --threads 1 and --device cpu, or the wall clock)")
+        raise BlockswapError(
+            "the thread clock times one CPU thread: every setting must be cpu/t1/bB "
+            "(use --threads 1 and --device cpu, or the wall clock)"
+        )
 
 
 def check_protocol(warmup: int, runs: int) -> None:
@@ -203,8 +210,15 @@ def check_protocol(warmup: int, runs: int) -> None:
         raise BlockswapError(f"latency timed runs must be at least {MIN_RUNS} (the median of them is kept), got {runs}")
 
 
-def time_module(module: nn.Module, shape: tuple[int, ...], setting: Setting, warmup: int, runs: int,
-                seed: int = 0, clock: str = "wall") -> float:
+def time_module(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    setting: Setting,
+    warmup: int,
+    runs: int,
+    seed: int = 0,
+    clock: str = "wall",
+) -> float:
     """Median seconds of one forward pass of `module` (eval mode, inference mode) on a seeded input."""
     device = torch.device(setting.device)
     module = module.to(device).eval()
@@ -213,8 +227,16 @@ def time_module(module: nn.Module, shape: tuple[int, ...], setting: Setting, war
         return median_seconds(lambda: module(x), device, warmup, runs, clock)
 
 
-def measure_model(model: nn.Module, input_size: Sequence[int], setting: Setting, warmup: int = MIN_WARMUP,
-                  runs: int = MIN_RUNS, seed: int = 0, in_channels: int = 3, clock: str = "wall") -> float:
+def measure_model(
+    model: nn.Module,
+    input_size: Sequence[int],
+    setting: Setting,
+    warmup: int = MIN_WARMUP,
+    runs: int = MIN_RUNS,
+    seed: int = 0,
+    in_channels: int = 3,
+    clock: str = "wall",
+) -> float:
     """Measured seconds of one forward pass of a whole network, timed as the table's parts are."""
     check_protocol(warmup, runs)
     check_clock(clock, [setting])

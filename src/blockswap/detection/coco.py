@@ -41,9 +41,11 @@ def split_paths(data_dir, split: str) -> tuple[Path, Path]:
 
 def missing_message(data_dir, split: str) -> str:
     images, annotations = split_paths(data_dir, split)
-    return (f"COCO {split}{YEAR} is not in {coco_root(data_dir)}: put the images in {images}/ and "
-            f"{annotations.name} in {annotations.parent}/ (train2017.zip, val2017.zip and "
-            f"annotations_trainval2017.zip from https://cocodataset.org/#download; this machine does not download them)")
+    return (
+        f"COCO {split}{YEAR} is not in {coco_root(data_dir)}: put the images in {images}/ and "
+        f"{annotations.name} in {annotations.parent}/ (train2017.zip, val2017.zip and "
+        f"annotations_trainval2017.zip from https://cocodataset.org/#download; this machine does not download them)"
+    )
 
 
 def load_coco_api(path: Path):

@@ -62,8 +62,12 @@ def to_results(image_id: int, output: dict) -> list[dict]:
         binary = (masks[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
     for i, (box, score, label) in enumerate(zip(boxes, scores, labels)):
         x1, y1, x2, y2 = box
-        result = {"image_id": int(image_id), "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                  "score": float(score)}
+        result = {
+            "image_id": int(image_id),
+            "category_id": int(label),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": float(score),
+        }
         if binary is not None:
             rle = mask_util.encode(np.asfortranarray(binary[i]))
             rle["counts"] = rle["counts"].decode("ascii")
@@ -73,8 +77,9 @@ def to_results(image_id: int, output: dict) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate_detector(model, data: CocoDetection, device: torch.device, batch_size: int = 1,
-                      log=lambda line: None) -> dict:
+def evaluate_detector(
+    model, data: CocoDetection, device: torch.device, batch_size: int = 1, log=lambda line: None
+) -> dict:
     """Box and mask metrics of `model` on every image of `data` (torchvision's test-time settings)."""
     model.eval()
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)

@@ -87,8 +87,14 @@ def backbone_spec(arch: str, genotype: GenotypeLike) -> NetworkSpec:
     return NetworkSpec.create(check_arch(arch), genotype, num_classes=1)
 
 
-def build_detector(arch: str, genotype: GenotypeLike, seed: int, min_size: int = 800, max_size: int = 1333,
-                   num_classes: int = COCO_CLASSES) -> MaskRCNN:
+def build_detector(
+    arch: str,
+    genotype: GenotypeLike,
+    seed: int,
+    min_size: int = 800,
+    max_size: int = 1333,
+    num_classes: int = COCO_CLASSES,
+) -> MaskRCNN:
     """Mask R-CNN over `arch` with `genotype`, every weight drawn from `seed` alone: the backbone
     by this package's initialisation (docs/paper.md s.3), the FPN and the heads by torchvision's own
     initialisers under a generator-seeded global state."""
@@ -97,8 +103,9 @@ def build_detector(arch: str, genotype: GenotypeLike, seed: int, min_size: int =
     network = build_model(check_arch(arch), genotype, num_classes=1, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MaskRCNN(BackboneFPN(ResNetBackbone(network)), num_classes=num_classes, min_size=min_size,
-                         max_size=max_size)
+        model = MaskRCNN(
+            BackboneFPN(ResNetBackbone(network)), num_classes=num_classes, min_size=min_size, max_size=max_size
+        )
     initialise(model.backbone.body, torch.Generator().manual_seed(seed))
     return model
 
@@ -137,8 +144,11 @@ def _macs(module: nn.Module, *inputs) -> tuple:
         elif isinstance(m, nn.Linear):
             total += m.in_features * m.out_features * out.numel() // m.out_features
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             out = module(*inputs)
@@ -159,8 +169,9 @@ class DetectorCost:
         return dict(self.__dict__)
 
 
-def detector_cost(model: MaskRCNN, arch: str, genotype: GenotypeLike, input_size: tuple[int, int] | None = None
-                  ) -> DetectorCost:
+def detector_cost(
+    model: MaskRCNN, arch: str, genotype: GenotypeLike, input_size: tuple[int, int] | None = None
+) -> DetectorCost:
     """Backbone and whole-detector params and MACs for one image of `input_size` (default: a
     square of the detector's min_size side). The detector's MACs count the
     backbone, FPN and RPN head on the image and the box and mask heads on torchvision's test-time
@@ -176,11 +187,15 @@ def detector_cost(model: MaskRCNN, arch: str, genotype: GenotypeLike, input_size
         head_macs, _ = _macs(model.rpn.head, list(features.values()))
         heads = model.roi_heads
         pooled = heads.box_roi_pool.output_size[0]
-        box, _ = _macs(nn.Sequential(heads.box_head, heads.box_predictor),
-                       torch.zeros(TEST_PROPOSALS, FPN_CHANNELS, pooled, pooled, device=device))
+        box, _ = _macs(
+            nn.Sequential(heads.box_head, heads.box_predictor),
+            torch.zeros(TEST_PROPOSALS, FPN_CHANNELS, pooled, pooled, device=device),
+        )
         masked = heads.mask_roi_pool.output_size[0]
-        mask, _ = _macs(nn.Sequential(heads.mask_head, heads.mask_predictor),
-                        torch.zeros(TEST_DETECTIONS, FPN_CHANNELS, masked, masked, device=device))
+        mask, _ = _macs(
+            nn.Sequential(heads.mask_head, heads.mask_predictor),
+            torch.zeros(TEST_DETECTIONS, FPN_CHANNELS, masked, masked, device=device),
+        )
     finally:
         model.train(was_training)
     total_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -53,9 +53,23 @@ def default_budget(arch: str, reference: str) -> int:
     return backbone_cost(arch, reference, (224, 224))["params"]
 
 
-def search_backbone(data: CocoDetection, out: Path, candidates_out: Path, arch: str, candidates: str,
-                    budget: int | None, reference: str, samples: int, tolerance: float, batch_size: int,
-                    seed: int, min_size: int, max_size: int, device: torch.device, log=print) -> dict:
+def search_backbone(
+    data: CocoDetection,
+    out: Path,
+    candidates_out: Path,
+    arch: str,
+    candidates: str,
+    budget: int | None,
+    reference: str,
+    samples: int,
+    tolerance: float,
+    batch_size: int,
+    seed: int,
+    min_size: int,
+    max_size: int,
+    device: torch.device,
+    log=print,
+) -> dict:
     start = time.perf_counter()
     budget = budget or default_budget(arch, reference)
     table = backbone_cost_table(arch, candidate_set(candidates), (min_size, min_size))

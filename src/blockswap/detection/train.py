@@ -60,8 +60,10 @@ class DetectionTrainConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), f"lr must be positive, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight decay must be at least 0, got {self.weight_decay}"),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight decay must be at least 0, got {self.weight_decay}",
+            ),
             (all(isinstance(m, int) and m >= 1 for m in self.milestones), "milestones must be epochs from 1"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.warmup_iters >= 0, f"warm-up iterations must be at least 0, got {self.warmup_iters}"),
@@ -102,8 +104,9 @@ def _finished(out: Path, config: DetectionTrainConfig) -> bool:
     return True
 
 
-def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device,
-                   world: distributed.World | None = None, log=print) -> None:
+def train_detector(
+    config: DetectionTrainConfig, out: Path, device: torch.device, world: distributed.World | None = None, log=print
+) -> None:
     out = Path(out)
     if _finished(out, config):
         log(f"{out / MODEL} is already trained; nothing to do")
@@ -115,8 +118,7 @@ def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device
     model = build_detector(config.arch, config.genotype, config.seed, config.min_size, config.max_size).to(device)
     cost = detector_cost(model, config.arch, config.genotype)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.base_lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(params, lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay)
     start_epoch, history = 0, []
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file():
@@ -143,7 +145,7 @@ def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device
         totals: dict = {}
         torch.manual_seed(derive_seed(config.seed, epoch, 1))
         for step in range(steps):
-            chunk = order[step * config.batch_size:(step + 1) * config.batch_size][rank::size][:per_rank]
+            chunk = order[step * config.batch_size : (step + 1) * config.batch_size][rank::size][:per_rank]
             images, targets = [], []
             for i in chunk:
                 image, target = data[int(i)]
@@ -156,30 +158,64 @@ def train_detector(config: DetectionTrainConfig, out: Path, device: torch.device
             losses = net(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise BlockswapError(f"the loss is {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
-                                     "lower the learning rate")
+                raise BlockswapError(
+                    f"the loss is {float(loss)} at epoch {epoch + 1}, step {step + 1}; lower the learning rate"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach())
-        history.append({"epoch": epoch + 1, "lr": config.lr_at(epoch, steps - 1, steps),
-                        **{k: v / steps for k, v in totals.items()}})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "lr": config.lr_at(epoch, steps - 1, steps),
+                **{k: v / steps for k, v in totals.items()},
+            }
+        )
         if rank == 0:
-            atomic_save({"format": FORMAT, "config": asdict(config), "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history}, checkpoint)
-        log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items()
-                                                               if k.startswith("loss")))
+            atomic_save(
+                {
+                    "format": FORMAT,
+                    "config": asdict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                },
+                checkpoint,
+            )
+        log(
+            f"epoch {epoch + 1}/{config.epochs}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k.startswith("loss"))
+        )
         if world is not None:
             distributed.barrier()
     if rank == 0:
-        stamp = provenance(seed=config.seed, device=device, seconds=time.perf_counter() - started,
-                           config=asdict(config))
-        atomic_save({"format": FORMAT, "config": asdict(config), "model": model.state_dict(), "cost": cost.as_dict(),
-                     "history": history}, out / MODEL)
+        stamp = provenance(
+            seed=config.seed, device=device, seconds=time.perf_counter() - started, config=asdict(config)
+        )
+        atomic_save(
+            {
+                "format": FORMAT,
+                "config": asdict(config),
+                "model": model.state_dict(),
+                "cost": cost.as_dict(),
+                "history": history,
+            },
+            out / MODEL,
+        )
         seal(out / MODEL, {"provenance": stamp})
-        write_json(out / "train.json", {"arch": config.arch, "genotype": config.genotype.split(),
-                                        "cost": cost.as_dict(), "history": history, "provenance": stamp})
+        write_json(
+            out / "train.json",
+            {
+                "arch": config.arch,
+                "genotype": config.genotype.split(),
+                "cost": cost.as_dict(),
+                "history": history,
+                "provenance": stamp,
+            },
+        )
         checkpoint.unlink(missing_ok=True)
 
 

@@ -18,8 +18,8 @@ Released-code names (`Conv`, `DConvA4`, `DConvG8`, `DConv`, `ConvB2`, `A4B2`, `G
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -78,7 +78,7 @@ class BlockType:
     expansion: int = 1  # t: MBConv's expansion ratio
 
     @property
-    def spec(self) -> "Family":
+    def spec(self) -> Family:
         return FAMILIES[self.family]
 
     @property
@@ -86,7 +86,7 @@ class BlockType:
         return self.spec.notation(self)
 
     @property
-    def released_name(self) -> Optional[str]:
+    def released_name(self) -> str | None:
         return self.spec.released(self)
 
     def __str__(self) -> str:
@@ -97,7 +97,7 @@ class BlockType:
         """A file-name-safe form of the name: G(N/4) -> gn4, BG(2,M/8) -> bg2-m8, S -> s."""
         return re.sub(r"[()/]", "", self.name).replace(",", "-").lower()
 
-    def layout(self, cin: int, cout: int, stride: int) -> "BlockLayout":
+    def layout(self, cin: int, cout: int, stride: int) -> BlockLayout:
         """The block's layer specs at the given widths; raises `InvalidAtWidth` if impossible."""
         family = self.spec
         widths = [(cin, cout, stride)] + [(cout, cout, 1)] * (family.units - 1)
@@ -106,7 +106,7 @@ class BlockType:
         shortcut = Conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
         return BlockLayout(preacts, units, shortcut)
 
-    def problem_at(self, cin: int, cout: int, stride: int = 1) -> Optional[str]:
+    def problem_at(self, cin: int, cout: int, stride: int = 1) -> str | None:
         """Why this type cannot be built at these widths, or None when it can."""
         try:
             self.layout(cin, cout, stride)
@@ -121,7 +121,7 @@ class BlockLayout:
 
     preacts: tuple[PreActivation, ...]
     units: tuple[tuple[LayerSpec, ...], ...]
-    shortcut: Optional[Conv]
+    shortcut: Conv | None
 
     def cost(self, h: int, w: int) -> tuple[Cost, int, int]:
         total = Cost()
@@ -213,7 +213,7 @@ class Family:
     units: int  # 2 = basic wrapper, 1 = bottleneck wrapper
     unit: Callable[[BlockType, int, int, int], list[LayerSpec]]
     notation: Callable[[BlockType], str]
-    released: Callable[[BlockType], Optional[str]]
+    released: Callable[[BlockType], str | None]
     description: str
 
 
@@ -347,9 +347,7 @@ def candidate_set(name: str) -> tuple[BlockType, ...]:
     try:
         return CANDIDATE_SETS[name]
     except KeyError:
-        raise BlockswapError(
-            f"unknown candidate set {name!r}; allowed: {', '.join(CANDIDATE_SETS)}"
-        ) from None
+        raise BlockswapError(f"unknown candidate set {name!r}; allowed: {', '.join(CANDIDATE_SETS)}") from None
 
 
 def valid_types(types: tuple[BlockType, ...], cin: int, cout: int, stride: int = 1) -> list[BlockType]:

@@ -7,8 +7,6 @@ other. Conventions: docs/paper.md s.5 and `layers.py`.
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import nn
 
@@ -72,7 +70,7 @@ def count_built(model: nn.Module, input_size: tuple[int, int], in_channels: int 
     return total
 
 
-def count(model_or_spec: Union[nn.Module, NetworkSpec], input_size: tuple[int, int] = (32, 32)) -> Cost:
+def count(model_or_spec: nn.Module | NetworkSpec, input_size: tuple[int, int] = (32, 32)) -> Cost:
     """Params, MACs and paper ops at `input_size` (H, W): computed for a `NetworkSpec`, measured
     for a built `nn.Module`. Both give identical numbers for the same network."""
     if isinstance(model_or_spec, NetworkSpec):

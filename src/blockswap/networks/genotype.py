@@ -14,9 +14,9 @@ import ast
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
 
 import yaml
 
@@ -36,20 +36,20 @@ class Genotype:
     # --- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def of(cls, names: Iterable[Union[str, BlockType]]) -> "Genotype":
+    def of(cls, names: Iterable[str | BlockType]) -> Genotype:
         return cls(tuple(parse_block(n) for n in names))
 
     @classmethod
-    def parse(cls, text: str) -> "Genotype":
+    def parse(cls, text: str) -> Genotype:
         """A whitespace-separated list of block names (paper notation or released aliases)."""
         return cls.of(text.split())
 
     @classmethod
-    def uniform(cls, block: Union[str, BlockType], length: int) -> "Genotype":
+    def uniform(cls, block: str | BlockType, length: int) -> Genotype:
         return cls((parse_block(block),) * length)
 
     @classmethod
-    def from_data(cls, data, source: str = "genotype") -> "Genotype":
+    def from_data(cls, data, source: str = "genotype") -> Genotype:
         if isinstance(data, dict):
             if "genotype" not in data:
                 raise BlockswapError(f"{source}: a mapping needs a 'genotype' key with a list of block names")
@@ -61,7 +61,7 @@ class Genotype:
         return cls.of(data)
 
     @classmethod
-    def from_csv(cls, text: str, source: str = "genotype CSV") -> "Genotype":
+    def from_csv(cls, text: str, source: str = "genotype CSV") -> Genotype:
         try:
             rows = list(csv.DictReader(io.StringIO(text)))
         except csv.Error as err:  # a NUL byte, a stray carriage return
@@ -75,7 +75,7 @@ class Genotype:
         return cls.from_data(names, source)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Genotype":
+    def load(cls, path: str | Path) -> Genotype:
         """Read a genotype file: .json, .yaml/.yml, or the released .csv format."""
         text, _ = read_text(path, "genotype file")  # a searched or picked genotype is checked against its seal
         path = Path(path)
@@ -89,7 +89,7 @@ class Genotype:
         return cls.from_data(data, str(path))
 
     @classmethod
-    def from_spec(cls, spec: str, length: int) -> "Genotype":
+    def from_spec(cls, spec: str, length: int) -> Genotype:
         """CLI form: a file path, a list of names, or one name meaning `length` blocks of it."""
         if Path(spec).suffix.lower() in {".json", ".yaml", ".yml", ".csv"}:
             return cls.load(spec)

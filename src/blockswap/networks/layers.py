@@ -12,8 +12,8 @@ units (`Relu`) cost nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Union
 
 from torch import nn
 
@@ -26,7 +26,7 @@ class Cost:
     macs: int = 0
     ops: int = 0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(self.params + other.params, self.macs + other.macs, self.ops + other.ops)
 
     def as_dict(self) -> dict:
@@ -170,7 +170,7 @@ class Classifier:
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(self.features, self.classes))
 
 
-LayerSpec = Union[Conv, Norm, Relu, PreActivation, MaxPool, Classifier]
+LayerSpec = Conv | Norm | Relu | PreActivation | MaxPool | Classifier
 
 
 def sequence_cost(layers: Iterable[LayerSpec], h: int, w: int) -> tuple[Cost, int, int]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -57,7 +58,9 @@ class Architecture:
     @property
     def stage_ends(self) -> tuple[int, ...]:
         """Index of each stage's last block: its output is an attention-transfer point."""
-        return tuple(i for i, s in enumerate(self.slots) if i + 1 == len(self.slots) or self.slots[i + 1].stage != s.stage)
+        return tuple(
+            i for i, s in enumerate(self.slots) if i + 1 == len(self.slots) or self.slots[i + 1].stage != s.stage
+        )
 
     def feature_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
         """Spatial size entering each block, then the size leaving the last one. Every block type
@@ -71,8 +74,9 @@ class Architecture:
     def fixed_cost(self, input_size: tuple[int, int], num_classes: int) -> Cost:
         """Cost of what every genotype of this skeleton shares: the stem, and the head with the classifier."""
         stem, _, _ = sequence_cost(self.stem, *input_size)
-        head, _, _ = sequence_cost(self.head + (Classifier(self.features, num_classes),),
-                                   *self.feature_sizes(input_size)[-1])
+        head, _, _ = sequence_cost(
+            self.head + (Classifier(self.features, num_classes),), *self.feature_sizes(input_size)[-1]
+        )
         return stem + head
 
 
@@ -128,7 +132,7 @@ ARCHITECTURES: list[tuple[re.Pattern, Callable[[re.Match], Architecture], str]] 
 ]
 
 
-def parse_arch(name: Union[str, Architecture]) -> Architecture:
+def parse_arch(name: str | Architecture) -> Architecture:
     if isinstance(name, Architecture):
         return name
     for pattern, build, _ in ARCHITECTURES:
@@ -142,7 +146,7 @@ def parse_arch(name: Union[str, Architecture]) -> Architecture:
     raise BlockswapError(f"unknown architecture {name!r}; allowed: {allowed}")
 
 
-GenotypeLike = Union[None, str, Genotype, Sequence[Union[str, BlockType]]]
+GenotypeLike = str | Genotype | Sequence[str | BlockType] | None
 
 
 def as_genotype(genotype: GenotypeLike, length: int) -> Genotype:
@@ -177,7 +181,7 @@ class NetworkSpec:
                 raise BlockswapError(f"block {i} of {self.arch.name} cannot be {problem}")
 
     @classmethod
-    def create(cls, arch, genotype: GenotypeLike = None, num_classes: int = 10) -> "NetworkSpec":
+    def create(cls, arch, genotype: GenotypeLike = None, num_classes: int = 10) -> NetworkSpec:
         arch = parse_arch(arch)
         return cls(arch, as_genotype(genotype, arch.depth), num_classes)
 
@@ -200,14 +204,12 @@ class Intermediates(NamedTuple):
 
 
 class Network(nn.Module):
-    def __init__(self, spec: NetworkSpec, generator: Optional[torch.Generator] = None):
+    def __init__(self, spec: NetworkSpec, generator: torch.Generator | None = None):
         super().__init__()
         self.spec = spec
         arch = spec.arch
         self.stem = build_sequence(arch.stem)
-        self.blocks = nn.ModuleList(
-            Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)
-        )
+        self.blocks = nn.ModuleList(Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots))
         self.head = build_sequence(arch.head)
         self.classifier = Classifier(arch.features, spec.num_classes).build()
         self.stage_ends = frozenset(arch.stage_ends)
@@ -228,7 +230,7 @@ class Network(nn.Module):
 
 
 @torch.no_grad()
-def initialise(model: nn.Module, generator: Optional[torch.Generator] = None) -> None:
+def initialise(model: nn.Module, generator: torch.Generator | None = None) -> None:
     """docs/paper.md s.3: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 bias 0, linear bias 0.
 
     Linear weights keep PyTorch's default law U(-1/sqrt(in), 1/sqrt(in)), drawn from `generator`
@@ -248,10 +250,10 @@ def initialise(model: nn.Module, generator: Optional[torch.Generator] = None) ->
 
 
 def build_model(
-    arch: Union[str, Architecture],
+    arch: str | Architecture,
     genotype: GenotypeLike = None,
     num_classes: int = 10,
-    seed: Optional[int] = None,
+    seed: int | None = None,
 ) -> Network:
     """Build `arch` with one block type per block (None: all S, the teacher; one name: all of it).
 

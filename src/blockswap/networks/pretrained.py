@@ -15,9 +15,9 @@ it and where to get it. Attention transfer uses the four section outputs (layer1
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -56,10 +56,22 @@ RESNET_SECTIONS = ("layer1", "layer2", "layer3", "layer4")
 ARCHS: dict[str, TorchvisionArch] = {
     a.builder: a
     for a in [
-        TorchvisionArch("resnet18", "resnet-18", "ResNet18_Weights.IMAGENET1K_V1",
-                        "https://download.pytorch.org/models/resnet18-f37072fd.pth", RESNET_SECTIONS, "fc"),
-        TorchvisionArch("resnet34", "resnet-34", "ResNet34_Weights.IMAGENET1K_V1",
-                        "https://download.pytorch.org/models/resnet34-b627a593.pth", RESNET_SECTIONS, "fc"),
+        TorchvisionArch(
+            "resnet18",
+            "resnet-18",
+            "ResNet18_Weights.IMAGENET1K_V1",
+            "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+            RESNET_SECTIONS,
+            "fc",
+        ),
+        TorchvisionArch(
+            "resnet34",
+            "resnet-34",
+            "ResNet34_Weights.IMAGENET1K_V1",
+            "https://download.pytorch.org/models/resnet34-b627a593.pth",
+            RESNET_SECTIONS,
+            "fc",
+        ),
     ]
 }
 
@@ -70,12 +82,12 @@ def is_pretrained_spec(spec) -> bool:
     return isinstance(spec, str) and spec.startswith(SPEC_PREFIX)
 
 
-def parse_spec(spec: str) -> tuple[TorchvisionArch, Optional[Path]]:
+def parse_spec(spec: str) -> tuple[TorchvisionArch, Path | None]:
     """The architecture and the explicit weights file (None: the torch hub cache) of a spec."""
     if not is_pretrained_spec(spec):
         raise BlockswapError(f"{spec!r} is not a pretrained teacher; write {SPEC_FORMS}")
     # Split at the first ':' after the name only: the path may itself contain ':'.
-    name, sep, path = spec[len(SPEC_PREFIX):].partition(":")
+    name, sep, path = spec[len(SPEC_PREFIX) :].partition(":")
     if name not in ARCHS:
         raise BlockswapError(
             f"unknown torchvision teacher {name!r} in {spec!r}; supported: {', '.join(ARCHS)} ({SPEC_FORMS})"
@@ -99,7 +111,8 @@ def weights_path(spec: str) -> Path:
         return where.resolve()
     problem = "is a folder, not a file" if where.exists() else "does not exist"
     elsewhere = (
-        f"or put {arch.file_name} at {cache} and write torchvision:{arch.builder}" if path is not None
+        f"or put {arch.file_name} at {cache} and write torchvision:{arch.builder}"
+        if path is not None
         else f"or write torchvision:{arch.builder}:/path/to/{arch.file_name}"
     )
     raise BlockswapError(
@@ -155,8 +168,9 @@ def _check_state_dict(state: dict, expected: dict, path: Path, arch: Torchvision
 class TorchvisionTeacher(nn.Module):
     """A frozen torchvision network with our models' `forward_intermediates` interface."""
 
-    def __init__(self, net: nn.Module, arch: TorchvisionArch, spec: str, weights_file: Path,
-                 input_size: tuple[int, int]):
+    def __init__(
+        self, net: nn.Module, arch: TorchvisionArch, spec: str, weights_file: Path, input_size: tuple[int, int]
+    ):
         super().__init__()
         self.net = net
         self.arch = arch
@@ -167,7 +181,7 @@ class TorchvisionTeacher(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "TorchvisionTeacher":
+    def train(self, mode: bool = True) -> TorchvisionTeacher:
         # A teacher is frozen in eval mode (docs/paper.md s.4): a train-mode pass would switch BN to
         # batch statistics and overwrite the pretrained running statistics.
         return super().train(False)

@@ -4,9 +4,9 @@ number checks JSON Schema cannot make), keyed by a hash, and handed resolved to 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 

@@ -18,8 +18,8 @@ scipy.stats on every resample shape).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -89,13 +89,15 @@ class Measure:
     higher_is_better: bool
 
 
-def correlate(frame: pd.DataFrame, measures: list[Measure], budget, rng: np.random.Generator,
-              resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict]:
+def correlate(
+    frame: pd.DataFrame, measures: list[Measure], budget, rng: np.random.Generator, resamples: int = BOOTSTRAP_RESAMPLES
+) -> list[dict]:
     """Rows of the correlation table for one group of networks: `frame` has a `test_error` column
     and one column per measure (params and macs among them: the partial correlations need them)."""
     n = len(frame)
     error = frame["test_error"].to_numpy(float)
     index = rng.integers(0, n, (resamples, n)) if n >= 3 else np.zeros((0, n), dtype=int)
+
     # The point estimate is the statistic on the networks as they are, the interval its bootstrap.
     def both(fn: Callable, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         point = fn(x[None], y[None])[0] if n >= 3 else float("nan")
@@ -107,17 +109,27 @@ def correlate(frame: pd.DataFrame, measures: list[Measure], budget, rng: np.rand
     cost_tau = {}  # (column, control) -> tau of the measure with a control
     for m in measures:
         for control in ("params", "macs"):
-            cost_tau[m.column, control] = both(kendall_tau_b, frame[m.column].to_numpy(float),
-                                               frame[control].to_numpy(float))
+            cost_tau[m.column, control] = both(
+                kendall_tau_b, frame[m.column].to_numpy(float), frame[control].to_numpy(float)
+            )
     rows = []
     for m in measures:
         x = frame[m.column].to_numpy(float)
         sign = -1.0 if m.higher_is_better else 1.0
         rho, rho_boot = both(spearman_rho, x, error)
         tau, tau_boot = tau_error[m.column]
-        row = {"budget": budget, "proxy": m.proxy, "minibatches": m.k, "n": n,
-               "spearman": rho, "spearman_low": interval(rho_boot)[0], "spearman_high": interval(rho_boot)[1],
-               "kendall": tau, "kendall_low": interval(tau_boot)[0], "kendall_high": interval(tau_boot)[1]}
+        row = {
+            "budget": budget,
+            "proxy": m.proxy,
+            "minibatches": m.k,
+            "n": n,
+            "spearman": rho,
+            "spearman_low": interval(rho_boot)[0],
+            "spearman_high": interval(rho_boot)[1],
+            "kendall": tau,
+            "kendall_low": interval(tau_boot)[0],
+            "kendall_high": interval(tau_boot)[1],
+        }
         quality_boot = sign * tau_boot
         low, high = interval(quality_boot)
         row.update({"quality": sign * tau, "quality_low": low, "quality_high": high})
@@ -127,8 +139,9 @@ def correlate(frame: pd.DataFrame, measures: list[Measure], budget, rng: np.rand
             point = partial_tau(np.array(tau), np.array(t_xz), np.array(t_zy)) if m.proxy != control else np.nan
             boot = partial_tau(tau_boot, t_xz_boot, t_zy_boot) if m.proxy != control else np.empty(0)
             low, high = interval(boot)
-            row.update({f"partial_{control}": float(point), f"partial_{control}_low": low,
-                        f"partial_{control}_high": high})
+            row.update(
+                {f"partial_{control}": float(point), f"partial_{control}_low": low, f"partial_{control}_high": high}
+            )
         rows.append(row)
     # Whether each proxy's quality interval lies wholly above the params control's (a conservative
     # test: non-overlapping intervals), and the paired bootstrap interval of the difference.
@@ -156,16 +169,24 @@ def stability(scorings: list[pd.DataFrame], measures: list[Measure], budget) -> 
         best = [int(np.argmax(v if m.higher_is_better else -v)) for v in values]
         same = [best[i] == best[j] for i, j in pairs]
         finite = taus[np.isfinite(taus)]
-        rows.append({"budget": budget, "proxy": m.proxy, "minibatches": m.k, "candidates": len(values[0]),
-                     "seeds": len(values), "pairs": len(pairs),
-                     "tau_mean": float(finite.mean()) if finite.size else float("nan"),
-                     "tau_min": float(finite.min()) if finite.size else float("nan"),
-                     "tau_max": float(finite.max()) if finite.size else float("nan"),
-                     "top1_same": float(np.mean(same)) if same else float("nan")})
+        rows.append(
+            {
+                "budget": budget,
+                "proxy": m.proxy,
+                "minibatches": m.k,
+                "candidates": len(values[0]),
+                "seeds": len(values),
+                "pairs": len(pairs),
+                "tau_mean": float(finite.mean()) if finite.size else float("nan"),
+                "tau_min": float(finite.min()) if finite.size else float("nan"),
+                "tau_max": float(finite.max()) if finite.size else float("nan"),
+                "top1_same": float(np.mean(same)) if same else float("nan"),
+            }
+        )
     return rows
 
 
-def ranked(table: pd.DataFrame, budget=POOLED, k: int = 1, exclude: Optional[set] = None) -> list[str]:
+def ranked(table: pd.DataFrame, budget=POOLED, k: int = 1, exclude: set | None = None) -> list[str]:
     """Proxies at k minibatches ordered by their quality in `budget`'s rows, best first."""
     rows = table[(table["budget"].astype(str) == str(budget)) & (table["minibatches"] == k)]
     rows = rows[~rows["proxy"].isin(exclude or set())].sort_values("quality", ascending=False, na_position="last")

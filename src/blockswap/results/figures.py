@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -30,8 +30,12 @@ def save(fig, out: Path) -> None:
     try:
         fig.tight_layout()
         for path in (out.with_suffix(".png"), out.with_suffix(".pdf")):
-            atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI,
-                                                       metadata={"Creator": f"blockswap {code_version()}"}))
+            atomic_write(
+                path,
+                lambda tmp, fmt=path.suffix[1:]: fig.savefig(
+                    tmp, format=fmt, dpi=DPI, metadata={"Creator": f"blockswap {code_version()}"}
+                ),
+            )
             written.append(path)
     except BaseException:
         remove_results(written)  # both files or neither
@@ -44,14 +48,24 @@ def pareto(students: pd.DataFrame, out: Path) -> None:
     """Figure 3: test error against parameters, one series per method, mean +- std over seeds
     (random ablation students are left to Figure 2)."""
     students = students[students["method"] != "random"]
-    summary = (students.groupby(["method", "network"], as_index=False)
-               .agg(params=("params", "first"), error=("test_error", "mean"),
-                    std=("test_error", lambda e: e.std(ddof=ERROR_STD_DDOF))))
+    summary = students.groupby(["method", "network"], as_index=False).agg(
+        params=("params", "first"),
+        error=("test_error", "mean"),
+        std=("test_error", lambda e: e.std(ddof=ERROR_STD_DDOF)),
+    )
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     for (method, group), colour in zip(summary.groupby("method"), sns.color_palette()):
         group = group.sort_values("params")
-        ax.errorbar(group["params"] / 1e3, group["error"], yerr=group["std"].fillna(0), fmt="o", color=colour,
-                    label=method, capsize=2, linestyle="-" if method == "blockswap" else "none")
+        ax.errorbar(
+            group["params"] / 1e3,
+            group["error"],
+            yerr=group["std"].fillna(0),
+            fmt="o",
+            color=colour,
+            label=method,
+            capsize=2,
+            linestyle="-" if method == "blockswap" else "none",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("parameters (K)")
     ax.set_ylabel("test error (%)")
@@ -83,10 +97,14 @@ def random_students(students: pd.DataFrame, out: Path) -> None:
     if random.empty:
         raise BlockswapError("the students table has no random students (set ablation.random_students)")
     budgets = sorted(random["budget"].dropna().unique())
-    fig, axes = plt.subplots(1, len(budgets), figsize=(FIGURE_SIZE[0] * len(budgets) / 1.5, FIGURE_SIZE[1]),
-                             squeeze=False)
-    moonshine = students[students["method"] == "moonshine"].groupby("network").agg(
-        params=("params", "first"), error=("test_error", "mean"))
+    fig, axes = plt.subplots(
+        1, len(budgets), figsize=(FIGURE_SIZE[0] * len(budgets) / 1.5, FIGURE_SIZE[1]), squeeze=False
+    )
+    moonshine = (
+        students[students["method"] == "moonshine"]
+        .groupby("network")
+        .agg(params=("params", "first"), error=("test_error", "mean"))
+    )
     for ax, budget in zip(axes[0], budgets):
         errors = random[random["budget"] == budget].groupby("candidate")["test_error"].mean()
         if errors.nunique() > 1:
@@ -107,8 +125,9 @@ def random_students(students: pd.DataFrame, out: Path) -> None:
 
 def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies: dict, out: Path) -> None:
     """Fisher potential at initialisation against final error of the random students, rho/tau shown."""
-    fig, axes = plt.subplots(1, max(1, len(proxies)), figsize=(FIGURE_SIZE[0] * max(1, len(proxies)) / 1.5,
-                                                                FIGURE_SIZE[1]), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(proxies)), figsize=(FIGURE_SIZE[0] * max(1, len(proxies)) / 1.5, FIGURE_SIZE[1]), squeeze=False
+    )
     random = students[students["method"] == "random"]
     missing = [c for c in ("spearman", "kendall") if c not in correlations]
     if missing:
@@ -120,11 +139,16 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
         sns.scatterplot(x=joined["fisher"], y=joined["test_error"], ax=ax)
         # The statistics are the table's, never recomputed here: figure and table cannot disagree.
         # Budgets are compared as text: a table with a pooled row reads its budget column as text.
-        row = correlations[(correlations["budget"].astype(str) == str(int(budget)))
-                           & (correlations["proxy"] == "fisher") & (correlations["minibatches"] == 1)]
+        row = correlations[
+            (correlations["budget"].astype(str) == str(int(budget)))
+            & (correlations["proxy"] == "fisher")
+            & (correlations["minibatches"] == 1)
+        ]
         if row.empty:
-            raise BlockswapError(f"the correlation table has no Fisher row (k = 1) for budget {budget}: it was "
-                                 "built from other proxies files than the figure's")
+            raise BlockswapError(
+                f"the correlation table has no Fisher row (k = 1) for budget {budget}: it was "
+                "built from other proxies files than the figure's"
+            )
         ax.set_title(f"{int(budget) / 1e3:g}K: rho {row['spearman'].iloc[0]:.2f}, tau {row['kendall'].iloc[0]:.2f}")
         ax.set_xlabel("Fisher potential at initialisation")
         ax.set_ylabel("test error (%)")
@@ -138,13 +162,15 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
     """The proxy shoot-out: each proxy's quality (sign-corrected Kendall tau with error) and its 95 %
     bootstrap interval, one panel per budget (pooled last), the params control's interval shaded."""
     budgets = list(dict.fromkeys(correlations["budget"].astype(str)))
-    labelled = correlations.assign(label=[p if k <= 1 else f"{p}@{k}"
-                                          for p, k in zip(correlations["proxy"], correlations["minibatches"])])
+    labelled = correlations.assign(
+        label=[p if k <= 1 else f"{p}@{k}" for p, k in zip(correlations["proxy"], correlations["minibatches"])]
+    )
     # One order for every panel: by pooled (or the only budget's) quality, best at the top.
     reference = labelled[labelled["budget"].astype(str) == budgets[-1]].sort_values("quality", na_position="first")
     order = list(reference["label"])
-    fig, axes = plt.subplots(1, len(budgets), figsize=(3.2 * len(budgets), 0.28 * len(order) + 1.4), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(budgets), figsize=(3.2 * len(budgets), 0.28 * len(order) + 1.4), sharey=True, squeeze=False
+    )
     for ax, budget in zip(axes[0], budgets):
         rows = labelled[labelled["budget"].astype(str) == budget].set_index("label").reindex(order)
         control = rows["proxy"].isin(CONTROL_PROXIES).to_numpy()
@@ -152,18 +178,32 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
         high = (rows["quality_high"] - rows["quality"]).clip(lower=0).fillna(0).to_numpy()
         quality, y = rows["quality"].to_numpy(), np.arange(len(order))
         for group, colour in ((~control, "C0"), (control, "grey")):  # proxies, then the controls in grey
-            ax.errorbar(quality[group], y[group], xerr=[low[group], high[group]], fmt="o", color=colour,
-                        markersize=3.5, capsize=2)
+            ax.errorbar(
+                quality[group],
+                y[group],
+                xerr=[low[group], high[group]],
+                fmt="o",
+                color=colour,
+                markersize=3.5,
+                capsize=2,
+            )
         if "params" in rows.index and pd.notna(rows.loc["params", "quality_low"]):
-            ax.axvspan(rows.loc["params", "quality_low"], rows.loc["params", "quality_high"], color="orange",
-                       alpha=0.15, label="params interval")
+            ax.axvspan(
+                rows.loc["params", "quality_low"],
+                rows.loc["params", "quality_high"],
+                color="orange",
+                alpha=0.15,
+                label="params interval",
+            )
         ax.axvline(0, color="black", linewidth=0.6)
         n = rows["n"].dropna()
         title = "pooled" if budget == "pooled" else f"{int(budget) / 1e3:g}K"
         ax.set_title(f"{title} (n = {int(n.iloc[0]) if len(n) else 0})")
         ax.set_xlim(-1, 1)
-    fig.supxlabel("quality: Kendall tau between the proxy's predicted order and accuracy (95 % bootstrap interval)",
-                  fontsize="small")
+    fig.supxlabel(
+        "quality: Kendall tau between the proxy's predicted order and accuracy (95 % bootstrap interval)",
+        fontsize="small",
+    )
     axes[0][0].set_yticks(range(len(order)), order)
     axes[0][-1].legend(fontsize="small", loc="lower right")
     save(fig, out)
@@ -194,10 +234,16 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
             # it ranks last in the statistics but has no place on an axis.
             shown = joined[joined[column] > FLOOR]
             ax.scatter(shown[column], shown["test_error"], s=12)
-            row = correlations[(correlations["budget"].astype(str) == budget) & (correlations["proxy"] == name)
-                               & (correlations["minibatches"] == 1)].iloc[0]
-            ax.set_title(f"{int(budget) / 1e3:g}K, n = {int(row['n'])}: quality {row['quality']:+.2f} "
-                         f"[{row['quality_low']:+.2f}, {row['quality_high']:+.2f}]", fontsize="small")
+            row = correlations[
+                (correlations["budget"].astype(str) == budget)
+                & (correlations["proxy"] == name)
+                & (correlations["minibatches"] == 1)
+            ].iloc[0]
+            ax.set_title(
+                f"{int(budget) / 1e3:g}K, n = {int(row['n'])}: quality {row['quality']:+.2f} "
+                f"[{row['quality_low']:+.2f}, {row['quality_high']:+.2f}]",
+                fontsize="small",
+            )
             ax.set_xlabel(name)
             ax.set_ylabel("test error (%)")
     save(fig, out)
@@ -212,8 +258,9 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
 
     found = read_histories(histories)
     budgets = sorted({b for b, _ in found["curves"]})
-    fig, axes = plt.subplots(1, len(budgets), figsize=(FIGURE_SIZE[0] * max(1, len(budgets)) * 0.7, FIGURE_SIZE[1]),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(budgets), figsize=(FIGURE_SIZE[0] * max(1, len(budgets)) * 0.7, FIGURE_SIZE[1]), squeeze=False
+    )
     for ax, budget in zip(axes[0], budgets):
         for method, colour in zip(COMPARED_METHODS, sns.color_palette()):
             seeds = found["curves"].get((budget, method))
@@ -237,17 +284,26 @@ def pareto_latency(students: pd.DataFrame, out: Path) -> None:
     method, mean over seeds: which networks are small is not always which are fast."""
     column = "latency_ms"
     if column not in students or students[column].isna().all():
-        raise BlockswapError("the students table has no measured latencies (latency_ms): build it with "
-                             "`blockswap report students ... --latency FILES` (workflow: latency.enabled)")
+        raise BlockswapError(
+            "the students table has no measured latencies (latency_ms): build it with "
+            "`blockswap report students ... --latency FILES` (workflow: latency.enabled)"
+        )
     students = students[(students["method"] != "random") & students[column].notna()]
-    summary = (students.groupby(["method", "network"], as_index=False)
-               .agg(params=("params", "first"), latency=(column, "mean"), error=("test_error", "mean")))
+    summary = students.groupby(["method", "network"], as_index=False).agg(
+        params=("params", "first"), latency=(column, "mean"), error=("test_error", "mean")
+    )
     fig, axes = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 2, FIGURE_SIZE[1]), sharey=True)
     for (method, group), colour in zip(summary.groupby("method"), sns.color_palette()):
         for ax, x, scale in ((axes[0], "params", 1e3), (axes[1], "latency", 1)):
             group = group.sort_values(x)
-            ax.plot(group[x] / scale, group["error"], "o", color=colour, label=method,
-                    linestyle="-" if method == "blockswap" else "none")
+            ax.plot(
+                group[x] / scale,
+                group["error"],
+                "o",
+                color=colour,
+                label=method,
+                linestyle="-" if method == "blockswap" else "none",
+            )
     axes[0].set_xscale("log")
     axes[0].set_xlabel("parameters (K)")
     axes[1].set_xlabel("measured latency (ms)")
@@ -258,8 +314,14 @@ def pareto_latency(students: pd.DataFrame, out: Path) -> None:
 
 # --- learning curves of every trained network ---------------------------------------------------
 
-HISTORY_KINDS = {"epoch": "int", "train_loss": "number", "train_error": "error", "val_error": "error?",
-                 "lr": "number?", "seconds": "number?"}
+HISTORY_KINDS = {
+    "epoch": "int",
+    "train_loss": "number",
+    "train_error": "error",
+    "val_error": "error?",
+    "lr": "number?",
+    "seconds": "number?",
+}
 # Panels of the learning-curves figure: history column -> axis label; val_error only where a
 # network held out a validation split.
 CURVES = {"train_loss": "training loss", "train_error": "training error (%)", "val_error": "validation error (%)"}
@@ -277,8 +339,14 @@ def read_learning_curves(histories: Sequence[Path]) -> pd.DataFrame:
         tags = metrics.get("tags") if isinstance(metrics.get("tags"), dict) else {}
         method = tags.get("method", "teacher" if metrics.get("teacher") is None else "student")
         network = tags.get("network", path.parent.parent.name)
-        frames.append(frame.assign(method=method, network=network, seed=require(metrics, path.parent / "metrics.json",
-                                                                                "seed", "int"), run=str(path)))
+        frames.append(
+            frame.assign(
+                method=method,
+                network=network,
+                seed=require(metrics, path.parent / "metrics.json", "seed", "int"),
+                run=str(path),
+            )
+        )
     if not frames:
         raise BlockswapError("learning curves need at least one history.csv")
     return pd.concat(frames, ignore_index=True)
@@ -291,8 +359,9 @@ def learning_curves(histories: Sequence[Path], out: Path) -> None:
     curves = read_learning_curves(histories)
     columns = [c for c in CURVES if c in curves and curves[c].notna().any()]
     methods = sorted(curves["method"].unique(), key=lambda m: (TABLE2_ORDER.get(m, len(TABLE2_ORDER)), m))
-    fig, axes = plt.subplots(len(methods), len(columns), figsize=(3.4 * len(columns), 2.4 * len(methods) + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(methods), len(columns), figsize=(3.4 * len(columns), 2.4 * len(methods) + 0.4), squeeze=False
+    )
     for i, method in enumerate(methods):
         rows = curves[curves["method"] == method]
         networks = list(dict.fromkeys(rows["network"]))
@@ -308,6 +377,13 @@ def learning_curves(histories: Sequence[Path], out: Path) -> None:
         if len(networks) <= LEGEND_MAX:
             axes[i][-1].legend(fontsize="x-small")
         else:
-            axes[i][-1].text(0.98, 0.95, f"{len(networks)} networks", transform=axes[i][-1].transAxes,
-                             ha="right", va="top", fontsize="small")
+            axes[i][-1].text(
+                0.98,
+                0.95,
+                f"{len(networks)} networks",
+                transform=axes[i][-1].transAxes,
+                ha="right",
+                va="top",
+                fontsize="small",
+            )
     save(fig, out)

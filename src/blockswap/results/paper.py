@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 # Table 2 (CIFAR-10): (method, arch, genotype or None, P (K), Ops (M), error mean %, error std %).
 # `genotype` None means all S; BlockSwap and SNIP rows match by parameter count (the BlockSwap
 # genotypes are the released ones in config/genotypes/; SNIP prunes the teacher to the same sizes).
@@ -92,7 +90,7 @@ SAMPLES = {10: 4.85, 100: 4.54, 1000: 4.21}
 SAMPLES_SINGLE_BLOCKTYPE = 4.45
 
 
-def samples_match(n: int, dataset: str, budget: Optional[int]) -> Optional[float]:
+def samples_match(n: int, dataset: str, budget: int | None) -> float | None:
     if dataset != "cifar10" or budget != SAMPLES_BUDGET:
         return None
     return SAMPLES.get(n)
@@ -104,18 +102,18 @@ TABLE1_BUDGETS = (200_000, 400_000, 800_000)
 TABLE1_MINIBATCHES = (1, 10, 100)
 TABLE1 = {
     # proxy -> budget -> rho after (1, 10, 100) minibatches
-    "accuracy": {200_000: (-0.004, -0.022, -0.495), 400_000: (-0.068, -0.282, -0.386),
-                 800_000: (0.042, -0.211, -0.257)},
-    "l2_norm": {200_000: (-0.083, -0.185, -0.289), 400_000: (0.093, -0.213, -0.251),
-                800_000: (0.368, 0.226, 0.140)},
-    "grad_norm": {200_000: (-0.541, -0.490, 0.326), 400_000: (-0.612, -0.444, 0.402),
-                  800_000: (-0.608, 0.340, 0.558)},
-    "fisher": {200_000: (-0.602, -0.621, -0.439), 400_000: (-0.685, -0.667, -0.508),
-               800_000: (-0.635, -0.638, -0.277)},
+    "accuracy": {
+        200_000: (-0.004, -0.022, -0.495),
+        400_000: (-0.068, -0.282, -0.386),
+        800_000: (0.042, -0.211, -0.257),
+    },
+    "l2_norm": {200_000: (-0.083, -0.185, -0.289), 400_000: (0.093, -0.213, -0.251), 800_000: (0.368, 0.226, 0.140)},
+    "grad_norm": {200_000: (-0.541, -0.490, 0.326), 400_000: (-0.612, -0.444, 0.402), 800_000: (-0.608, 0.340, 0.558)},
+    "fisher": {200_000: (-0.602, -0.621, -0.439), 400_000: (-0.685, -0.667, -0.508), 800_000: (-0.635, -0.638, -0.277)},
 }
 
 
-def table1_match(proxy: str, budget, k: int, dataset: str) -> Optional[float]:
+def table1_match(proxy: str, budget, k: int, dataset: str) -> float | None:
     """The paper's Spearman rho for one of our Table 1 cells (CIFAR-10 at its budgets), or None."""
     if dataset != "cifar10" or proxy not in TABLE1 or k not in TABLE1_MINIBATCHES:
         return None

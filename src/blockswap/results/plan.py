@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -26,11 +25,11 @@ class NetworkPlan:
     method: str
     arch: str
     genotype: str  # what `blockswap --genotype` takes: a block name, or a genotype file
-    budget: Optional[int] = None
+    budget: int | None = None
     searched: bool = False  # genotype file produced by the search stage (a DAG input)
     seeds: tuple[int, ...] = ()  # teacher seeds this network is trained (distilled) from
-    prune_params: Optional[int] = None  # SNIP: parameters left after pruning at initialisation
-    first: Optional[int] = None  # samples ablation: the Fisher-best of the first N candidates
+    prune_params: int | None = None  # SNIP: parameters left after pruning at initialisation
+    first: int | None = None  # samples ablation: the Fisher-best of the first N candidates
 
 
 # Methods of the student plan, in the order of Table 2 (after the teacher).
@@ -61,8 +60,9 @@ def released_for_budget(config: dict, genotype_dir: Path, budget: int) -> Path:
     size, classes = input_size(config)
     kind, tolerance = config["search"]["budget_kind"], config["search"]["tolerance"]
     if kind == "latency":
-        raise BlockswapError("search.use_released_genotypes: released genotypes are chosen by params or macs, not "
-                             "by a latency budget")
+        raise BlockswapError(
+            "search.use_released_genotypes: released genotypes are chosen by params or macs, not by a latency budget"
+        )
     best = None
     for path in released_genotypes(genotype_dir, arch).values():
         cost = getattr(NetworkSpec.create(arch, str(path), classes).cost(size), kind)
@@ -73,15 +73,17 @@ def released_for_budget(config: dict, genotype_dir: Path, budget: int) -> Path:
     return best[1]
 
 
-def closest_single_blocktype(config: dict, budget: int) -> tuple[Optional[str], str]:
+def closest_single_blocktype(config: dict, budget: int) -> tuple[str | None, str]:
     """Moonshine `auto`: the candidate type that, used for every block, costs closest to `budget`,
     if that cost lies strictly inside the search tolerance; else (None, a note saying so)."""
     arch = parse_arch(config["teacher"]["arch"])
     size, classes = input_size(config)
     kind, tolerance = config["search"]["budget_kind"], config["search"]["tolerance"]
     if kind == "latency":
-        return None, (f"no single-blocktype {arch.name} is chosen for the latency budget {budget} (latencies are "
-                      "measured when the workflow runs); list baselines.moonshine to train some")
+        return None, (
+            f"no single-blocktype {arch.name} is chosen for the latency budget {budget} (latencies are "
+            "measured when the workflow runs); list baselines.moonshine to train some"
+        )
     best = None
     for block in candidate_set(config["search"]["candidates"]):
         if any(block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots):
@@ -92,8 +94,10 @@ def closest_single_blocktype(config: dict, budget: int) -> tuple[Optional[str], 
     _, name, cost = best
     if abs(cost - budget) < tolerance * budget:
         return name, ""
-    return None, (f"no single-blocktype {arch.name} lies within +-{tolerance:.1%} of {budget} {kind} "
-                  f"(closest: all-{name} at {cost} {kind})")
+    return None, (
+        f"no single-blocktype {arch.name} lies within +-{tolerance:.1%} of {budget} {kind} "
+        f"(closest: all-{name} at {cost} {kind})"
+    )
 
 
 def ablation_budgets(config: dict) -> list[int]:
@@ -108,7 +112,7 @@ def ablation_seeds(config: dict) -> tuple[int, ...]:
     return tuple(config["ablation"]["seeds"] or config["seeds"][:1])
 
 
-def samples_budget(config: dict) -> Optional[int]:
+def samples_budget(config: dict) -> int | None:
     """The search budget of the samples ablation, or None when it is off."""
     if not config["ablation"]["samples"]:
         return None
@@ -157,10 +161,15 @@ def check_moonshine(config: dict) -> None:
             raise BlockswapError(f"baselines.moonshine: {err}") from None
         problems = [p for p in (block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots) if p]
         if problems:
-            fits = [t.name for t in candidate_set(config["search"]["candidates"])
-                    if not any(t.problem_at(s.cin, s.cout, s.stride) for s in arch.slots)]
-            raise BlockswapError(f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
-                                 f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}")
+            fits = [
+                t.name
+                for t in candidate_set(config["search"]["candidates"])
+                if not any(t.problem_at(s.cin, s.cout, s.stride) for s in arch.slots)
+            ]
+            raise BlockswapError(
+                f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
+                f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}"
+            )
 
 
 def check_budgets(config: dict) -> None:
@@ -185,8 +194,14 @@ def check_budgets(config: dict) -> None:
             raise BlockswapError(f"{key}: {err}") from None
     for budget in comparison_budgets(config):  # every evaluation of a search is a distinct network
         try:
-            check_budget(table, budget, search["budget_kind"], search["tolerance"], comparison_samples(config),
-                         "comparison.samples (or search.samples)")
+            check_budget(
+                table,
+                budget,
+                search["budget_kind"],
+                search["tolerance"],
+                comparison_samples(config),
+                "comparison.samples (or search.samples)",
+            )
         except BlockswapError as err:
             raise BlockswapError(f"comparison.budgets: {err}") from None
 
@@ -219,8 +234,10 @@ def check_search_method(config: dict) -> None:
     search, comparison = config["search"], config.get("comparison") or {}
     population, tournament = search.get("population", 64), search.get("tournament", 10)
     if tournament > population:
-        raise BlockswapError(f"search.tournament: {tournament} is larger than search.population ({population}); "
-                             f"allowed: 1 to {population}")
+        raise BlockswapError(
+            f"search.tournament: {tournament} is larger than search.population ({population}); "
+            f"allowed: 1 to {population}"
+        )
     scaled_sizes(search["samples"], population, tournament)
     try:
         ScoringSettings(arch="-", dataset="-", num_classes=1, image_size=1, proxies=[search.get("proxy", "fisher")])
@@ -232,13 +249,16 @@ def check_search_method(config: dict) -> None:
             raise BlockswapError("comparison.trained and comparison.bestof need comparison.seeds")
         return
     if trained > len(seeds):
-        raise BlockswapError(f"comparison.trained: {trained} is more than the {len(seeds)} comparison.seeds; "
-                             f"allowed: 0 to {len(seeds)}")
+        raise BlockswapError(
+            f"comparison.trained: {trained} is more than the {len(seeds)} comparison.seeds; allowed: 0 to {len(seeds)}"
+        )
     samples = comparison_samples(config)
     too_many = [n for n in comparison.get("bestof") or [] if n > samples]
     if too_many:
-        raise BlockswapError(f"comparison.bestof: {too_many} exceed the {samples} evaluations of a search "
-                             "(comparison.samples, or search.samples)")
+        raise BlockswapError(
+            f"comparison.bestof: {too_many} exceed the {samples} evaluations of a search "
+            "(comparison.samples, or search.samples)"
+        )
     if comparison.get("bestof") and not trained:
         raise BlockswapError("comparison.bestof trains networks: it needs comparison.trained of at least 1")
     if not comparison_budgets(config):
@@ -253,15 +273,21 @@ def check_plan(config: dict) -> None:
     seeds = set(config["seeds"])
     extra = sorted(set(ablation_seeds(config)) - seeds)
     if extra:
-        raise BlockswapError(f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)")
+        raise BlockswapError(
+            f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)"
+        )
     if ablation["random_students"] > search["samples"]:
-        raise BlockswapError(f"ablation.random_students: {ablation['random_students']} is more than search.samples "
-                             f"({search['samples']}); random students are the first sampled candidates; "
-                             f"allowed: 0 to {search['samples']}")
+        raise BlockswapError(
+            f"ablation.random_students: {ablation['random_students']} is more than search.samples "
+            f"({search['samples']}); random students are the first sampled candidates; "
+            f"allowed: 0 to {search['samples']}"
+        )
     stability = ablation.get("stability_candidates")
     if stability is not None and stability > search["samples"]:
-        raise BlockswapError(f"ablation.stability_candidates: {stability} is more than search.samples "
-                             f"({search['samples']}); allowed: 2 to {search['samples']}")
+        raise BlockswapError(
+            f"ablation.stability_candidates: {stability} is more than search.samples "
+            f"({search['samples']}); allowed: 2 to {search['samples']}"
+        )
     too_many = [n for n in ablation["samples"] if n > search["samples"]]
     if too_many:
         raise BlockswapError(f"ablation.samples: {too_many} exceed search.samples ({search['samples']})")
@@ -289,15 +315,22 @@ def check_latency(config: dict) -> None:
         if latency["device"] == "cpu":
             raise BlockswapError(f"latency.setting: {latency['setting']} is a CUDA setting but latency.device is cpu")
     elif text[1][1:] not in [str(t) for t in latency["threads"]]:
-        raise BlockswapError(f"latency.setting: {latency['setting']} uses {text[1][1:]} threads, which latency.threads "
-                             f"{latency['threads']} does not measure")
-    if latency.get("clock") == "thread" and (latency["device"] != "cpu" or latency["threads"] != [1]
-                                             or setting.threads != 1):
-        raise BlockswapError("latency.clock: the thread clock times one CPU thread; it needs latency.device cpu, "
-                             "latency.threads [1] and a cpu/t1 setting")
+        raise BlockswapError(
+            f"latency.setting: {latency['setting']} uses {text[1][1:]} threads, which latency.threads "
+            f"{latency['threads']} does not measure"
+        )
+    if latency.get("clock") == "thread" and (
+        latency["device"] != "cpu" or latency["threads"] != [1] or setting.threads != 1
+    ):
+        raise BlockswapError(
+            "latency.clock: the thread clock times one CPU thread; it needs latency.device cpu, "
+            "latency.threads [1] and a cpu/t1 setting"
+        )
     if setting.batch not in latency["batches"]:
-        raise BlockswapError(f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
-                             f"{latency['batches']} does not measure")
+        raise BlockswapError(
+            f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
+            f"{latency['batches']} does not measure"
+        )
 
 
 def plan_notes(config: dict) -> list[str]:
@@ -342,27 +375,62 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
             plans.append(NetworkPlan(f"snip-{budget}", "snip", teacher, "S", budget, seeds=seeds, prune_params=keep))
     best_budget = samples_budget(config)
     for n in config["ablation"]["samples"]:
-        plans.append(NetworkPlan(f"bestof-{n}", "bestof", teacher, f"{results}/search/{best_budget}/bestof-{n}.json",
-                                 best_budget, True, ablation_seeds(config), first=n))
+        plans.append(
+            NetworkPlan(
+                f"bestof-{n}",
+                "bestof",
+                teacher,
+                f"{results}/search/{best_budget}/bestof-{n}.json",
+                best_budget,
+                True,
+                ablation_seeds(config),
+                first=n,
+            )
+        )
     for budget in ablation_budgets(config):
         for i in range(config["ablation"]["random_students"]):
-            plans.append(NetworkPlan(f"random-{budget}-{i}", "random", teacher,
-                                     f"{results}/ablation/{budget}/random-{i}.json", budget, True,
-                                     ablation_seeds(config)))
+            plans.append(
+                NetworkPlan(
+                    f"random-{budget}-{i}",
+                    "random",
+                    teacher,
+                    f"{results}/ablation/{budget}/random-{i}.json",
+                    budget,
+                    True,
+                    ablation_seeds(config),
+                )
+            )
     for budget in comparison_budgets(config):
         for seed in comparison_trained_seeds(config):
             for method, folder in (("randomsearch", "random"), ("evolution", "evolution")):
-                plans.append(NetworkPlan(f"{method}-{budget}-s{seed}", method, teacher,
-                                         f"{results}/compare/{budget}/{folder}/seed-{seed}/student.json", budget, True,
-                                         ablation_seeds(config)))
+                plans.append(
+                    NetworkPlan(
+                        f"{method}-{budget}-s{seed}",
+                        method,
+                        teacher,
+                        f"{results}/compare/{budget}/{folder}/seed-{seed}/student.json",
+                        budget,
+                        True,
+                        ablation_seeds(config),
+                    )
+                )
             for n in config["comparison"].get("bestof", []):
-                plans.append(NetworkPlan(f"bestofn-{budget}-{n}-s{seed}", "bestofn", teacher,
-                                         f"{results}/compare/{budget}/random/seed-{seed}/bestof-{n}.json", budget,
-                                         True, ablation_seeds(config), first=n))
+                plans.append(
+                    NetworkPlan(
+                        f"bestofn-{budget}-{n}-s{seed}",
+                        "bestofn",
+                        teacher,
+                        f"{results}/compare/{budget}/random/seed-{seed}/bestof-{n}.json",
+                        budget,
+                        True,
+                        ablation_seeds(config),
+                        first=n,
+                    )
+                )
     return {p.name: p for p in plans}
 
 
-def teacher_spec(config: dict) -> Optional[str]:
+def teacher_spec(config: dict) -> str | None:
     """What students get as `--teacher` when the teacher is pretrained (the paper's ImageNet teacher):
     `torchvision:<name>:<weights file>`, the file resolved now so that it is a declared input of the
     DAG and a missing file stops the run before any job; None when teachers are trained."""
@@ -374,9 +442,12 @@ def teacher_spec(config: dict) -> Optional[str]:
     by_arch = {a.arch: a.builder for a in ARCHS.values()}
     arch = parse_arch(teacher["arch"]).name
     if arch not in by_arch:
-        raise BlockswapError(f"teacher.pretrained: torchvision has no pretrained {arch} here; "
-                             f"allowed teacher.arch: {', '.join(by_arch)}")
+        raise BlockswapError(
+            f"teacher.pretrained: torchvision has no pretrained {arch} here; allowed teacher.arch: {', '.join(by_arch)}"
+        )
     if config["dataset"] != "imagenet":
-        raise BlockswapError(f"teacher.pretrained: torchvision's weights are ImageNet's; dataset is {config['dataset']}")
+        raise BlockswapError(
+            f"teacher.pretrained: torchvision's weights are ImageNet's; dataset is {config['dataset']}"
+        )
     spec = f"torchvision:{by_arch[arch]}" + (f":{teacher['weights']}" if teacher["weights"] else "")
     return f"torchvision:{by_arch[arch]}:{weights_path(spec)}"

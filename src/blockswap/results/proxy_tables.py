@@ -3,8 +3,8 @@ stability under other scoring seeds, and what each proxy costs to compute."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Union
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,7 @@ def higher_is_better(proxy: str) -> bool:
     return PROXIES[proxy].higher_is_better
 
 
-def correlation_table(students: pd.DataFrame, proxy_files: dict,
-                      resamples: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
+def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
     """Per budget and pooled over budgets, per proxy: Spearman rho and Kendall tau of proxy vs final
     test error (mean over seeds) of the random students, the sign-corrected `quality`, partial tau
     given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
@@ -56,8 +55,10 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict,
         joined = proxies.set_index("candidate").join(errors, how="inner").reset_index()
         ours = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(proxies)]
         if measures is not None and [m.column for m in ours] != [m.column for m in measures]:
-            raise BlockswapError(f"{path} measured other proxies than the other budgets' files: every budget "
-                                 "must be scored with the same --proxies and --minibatches")
+            raise BlockswapError(
+                f"{path} measured other proxies than the other budgets' files: every budget "
+                "must be scored with the same --proxies and --minibatches"
+            )
         measures = ours
         rows += correlate(joined, measures, int(budget), rng, resamples)
         joined_all.append(joined)
@@ -67,8 +68,11 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict,
 
     table = pd.DataFrame(rows)
     if not table.empty:
-        table.insert(4, "paper_spearman", [table1_match(p, b, k, dataset) for p, b, k in
-                                           zip(table["proxy"], table["budget"], table["minibatches"])])
+        table.insert(
+            4,
+            "paper_spearman",
+            [table1_match(p, b, k, dataset) for p, b, k in zip(table["proxy"], table["budget"], table["minibatches"])],
+        )
     return table
 
 
@@ -81,8 +85,9 @@ def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, pat
         raise BlockswapError(f"the students table has no random students of budget {budget}, whose proxies are {path}")
     if students["candidate"].isna().any():
         network = students.loc[students["candidate"].isna(), "network"].iloc[0]
-        raise BlockswapError(f"random student {network} of budget {budget} has no candidate index in the students "
-                             "table")
+        raise BlockswapError(
+            f"random student {network} of budget {budget} has no candidate index in the students table"
+        )
     students = students.assign(candidate=students["candidate"].astype(int))
     twice = sorted(set(proxies.loc[proxies["candidate"].duplicated(), "candidate"]))
     if twice:
@@ -90,13 +95,17 @@ def _random_errors(random: pd.DataFrame, budget: int, proxies: pd.DataFrame, pat
     listed = proxies.set_index("candidate")
     absent = sorted(set(students["candidate"]) - set(listed.index))
     if absent:
-        raise BlockswapError(f"{path} has no proxies of candidate {absent[0]}, a random student of budget {budget}: "
-                             "it was measured on other candidates")
+        raise BlockswapError(
+            f"{path} has no proxies of candidate {absent[0]}, a random student of budget {budget}: "
+            "it was measured on other candidates"
+        )
     if "genotype" in listed:
         other = students[students["genotype"].to_numpy() != listed.loc[students["candidate"], "genotype"].to_numpy()]
         if len(other):
-            raise BlockswapError(f"{path}: candidate {other['candidate'].iloc[0]} is not the network random student "
-                                 f"{other['network'].iloc[0]} trained: they come from different samples")
+            raise BlockswapError(
+                f"{path}: candidate {other['candidate'].iloc[0]} is not the network random student "
+                f"{other['network'].iloc[0]} trained: they come from different samples"
+            )
     return students.groupby("candidate")["test_error"].mean()
 
 
@@ -114,21 +123,30 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
     order = {b: i for i, b in enumerate(dict.fromkeys(table["budget"].astype(str)))}
     table = table.assign(_b=table["budget"].astype(str).map(order))
     table = table.sort_values(["_b", "quality"], ascending=[True, False], kind="stable", na_position="last")
-    return pd.DataFrame({
-        "budget": table["budget"],
-        "proxy": table["proxy"],
-        "k": table["minibatches"],
-        "n": table["n"],
-        "quality (tau)": [_with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])],
-        "above params": table["above_params"].map({True: "yes", False: "no"}),
-        "partial tau given params": [_with_interval(*v) for v in zip(
-            table["partial_params"], table["partial_params_low"], table["partial_params_high"])],
-        "partial tau given MACs": [_with_interval(*v) for v in zip(
-            table["partial_macs"], table["partial_macs_low"], table["partial_macs_high"])],
-        "spearman vs error": [_with_interval(*v) for v in zip(
-            table["spearman"], table["spearman_low"], table["spearman_high"])],
-        "paper spearman": table["paper_spearman"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "budget": table["budget"],
+            "proxy": table["proxy"],
+            "k": table["minibatches"],
+            "n": table["n"],
+            "quality (tau)": [
+                _with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])
+            ],
+            "above params": table["above_params"].map({True: "yes", False: "no"}),
+            "partial tau given params": [
+                _with_interval(*v)
+                for v in zip(table["partial_params"], table["partial_params_low"], table["partial_params_high"])
+            ],
+            "partial tau given MACs": [
+                _with_interval(*v)
+                for v in zip(table["partial_macs"], table["partial_macs_low"], table["partial_macs_high"])
+            ],
+            "spearman vs error": [
+                _with_interval(*v) for v in zip(table["spearman"], table["spearman_low"], table["spearman_high"])
+            ],
+            "paper spearman": table["paper_spearman"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
+        }
+    ).reset_index(drop=True)
 
 
 def stability_table(scorings: dict) -> pd.DataFrame:
@@ -145,8 +163,10 @@ def stability_table(scorings: dict) -> pd.DataFrame:
         candidates = sorted(frames[0]["candidate"])
         for path, frame in zip(paths, frames):
             if sorted(frame["candidate"]) != candidates:
-                raise BlockswapError(f"{path} scored other candidates than {paths[0]}: the scorings of one budget "
-                                     "must cover the same candidates")
+                raise BlockswapError(
+                    f"{path} scored other candidates than {paths[0]}: the scorings of one budget "
+                    "must cover the same candidates"
+                )
             if list(frame.columns) != list(frames[0].columns):
                 raise BlockswapError(f"{path} has other columns than {paths[0]}: score them with the same --proxies")
         measures = [Measure(p, k, c, higher_is_better(p)) for p, k, c in proxy_columns(frames[0]) if k > 0]
@@ -154,7 +174,7 @@ def stability_table(scorings: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+def proxy_costs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
     accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
     every file given."""
@@ -165,12 +185,20 @@ def proxy_costs(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
     rows = []
     for column in (c for c in frame.columns if c.startswith(TIMING_PREFIX)):
         values = frame[column].to_numpy(float)
-        rows.append({"proxy": column.removeprefix(TIMING_PREFIX), "n": len(values),
-                     "median s": float(np.median(values)), "mean s": float(values.mean()),
-                     "max s": float(values.max())})
+        rows.append(
+            {
+                "proxy": column.removeprefix(TIMING_PREFIX),
+                "n": len(values),
+                "median s": float(np.median(values)),
+                "mean s": float(values.mean()),
+                "max s": float(values.max()),
+            }
+        )
     if not rows:
-        raise BlockswapError(f"{paths[0]} records no seconds per proxy (seconds_<proxy> columns): score it again "
-                             "with this version of blockswap")
+        raise BlockswapError(
+            f"{paths[0]} records no seconds per proxy (seconds_<proxy> columns): score it again "
+            "with this version of blockswap"
+        )
     return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
 
 
@@ -181,7 +209,8 @@ CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quali
 
 def _correlation_kind(column: str):
     return {"budget": "text", "proxy": "text", "minibatches": "int", "n": "int", "above_params": "text"}.get(
-        column, "number?")
+        column, "number?"
+    )
 
 
 def read_correlation(path) -> pd.DataFrame:

@@ -6,8 +6,8 @@ search's in search_tables."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Union
 
 import pandas as pd
 
@@ -19,7 +19,7 @@ COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "
 COST_KEYS = {"arch": "text", "genotype": "names", "params": "int", "macs": "int", "ops": "int"}
 
 
-def cost_table(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+def cost_table(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per `blockswap cost --out` file, in the paper's units (K params, M ops)."""
     rows = []
     for path in paths:
@@ -53,23 +53,57 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 STUDENT_COLUMNS = [
-    "method", "network", "arch", "genotype", "budget", "seed", "params", "macs", "ops",
-    "test_error", "test_error_top5", "fisher", "candidate", "dataset",
+    "method",
+    "network",
+    "arch",
+    "genotype",
+    "budget",
+    "seed",
+    "params",
+    "macs",
+    "ops",
+    "test_error",
+    "test_error_top5",
+    "fisher",
+    "candidate",
+    "dataset",
 ]
 # The kind of each column of a students table (checks.EXPECTED); "?": may be empty.
 STUDENT_KINDS = {
-    "method": "text", "network": "text", "arch": "text", "genotype": "text", "budget": "int?", "seed": "int",
-    "params": "int", "macs": "int", "ops": "int", "test_error": "error", "test_error_top5": "error",
-    "fisher": "number?", "candidate": "int?", "dataset": "text", "latency_ms": "number?",
-    "train_seconds": "number?", "images_per_s": "number?",
+    "method": "text",
+    "network": "text",
+    "arch": "text",
+    "genotype": "text",
+    "budget": "int?",
+    "seed": "int",
+    "params": "int",
+    "macs": "int",
+    "ops": "int",
+    "test_error": "error",
+    "test_error_top5": "error",
+    "fisher": "number?",
+    "candidate": "int?",
+    "dataset": "text",
+    "latency_ms": "number?",
+    "train_seconds": "number?",
+    "images_per_s": "number?",
 }
 # Measured latency of each network on the evaluating machine (`blockswap measure --out`), a column
 # after STUDENT_COLUMNS: empty where none was measured, absent from tables written before it existed.
 LATENCY_COLUMN = "latency_ms"
 LATENCY_KEYS = {"run": "text", "setting": "text", "latency_ms": "number"}
 # What a training run's metrics.json must hold for its row, and as what.
-METRICS_KEYS = {"arch": "text", "genotype": "names", "seed": "int", "params": "int", "macs": "int", "ops": "int",
-                "test_error": "error", "test_error_top5": "error", "dataset": "text"}
+METRICS_KEYS = {
+    "arch": "text",
+    "genotype": "names",
+    "seed": "int",
+    "params": "int",
+    "macs": "int",
+    "ops": "int",
+    "test_error": "error",
+    "test_error_top5": "error",
+    "dataset": "text",
+}
 # What each network's training cost, after the latency column (absent from older tables): the
 # seconds its epochs took (training and validation passes, summed over resumptions; not loading or
 # the final test) and the training images it went through per second. Empty for a network that
@@ -98,8 +132,10 @@ def measured_latencies(paths: Iterable[str | Path]) -> dict[Path, float]:
         run = Path(values["run"])
         found[(run if run.is_dir() else run.parent).resolve()] = values["latency_ms"]
     if len(settings) > 1:
-        raise BlockswapError(f"latency files measured under different settings ({', '.join(sorted(settings))}): "
-                             "one table compares one setting")
+        raise BlockswapError(
+            f"latency files measured under different settings ({', '.join(sorted(settings))}): "
+            "one table compares one setting"
+        )
     return found
 
 
@@ -137,8 +173,9 @@ def training_time(m: dict, path, data: tuple[str, dict] | None) -> dict:
     return {"train_seconds": seconds, "images_per_s": round(images * epochs / seconds, 1)}
 
 
-def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Path] = (),
-                   data: str | Path | None = None) -> pd.DataFrame:
+def students_table(
+    paths: Iterable[str | Path], latency: Iterable[str | Path] = (), data: str | Path | None = None
+) -> pd.DataFrame:
     """One row per trained network (`metrics.json` of `blockswap train`), teachers included; each
     file's values are checked, so a damaged one stops the table instead of becoming a NaN row.
     `latency` files (`blockswap measure --out`) fill the latency_ms column of the runs they measured;
@@ -158,24 +195,26 @@ def students_table(paths: Iterable[Union[str, Path]], latency: Iterable[str | Pa
             raise BlockswapError(f"{path}: tags is not a mapping")
         # A searched or picked student carries its candidate index and Fisher value in its own
         # tags (copied from its genotype file when it was trained): no file outside the inputs is read.
-        rows.append({
-            **values,
-            "method": tags.get("method", "teacher" if m.get("teacher") is None else "student"),
-            "network": tags.get("network", Path(path).parent.parent.name),
-            "genotype": " ".join(values["genotype"]),
-            "budget": _tag(tags, path, "budget"),
-            "fisher": _tag(tags, path, "fisher"),
-            "candidate": _tag(tags, path, "candidate"),
-            LATENCY_COLUMN: latencies.get(Path(path).parent.resolve()),
-            **training_time(m, path, splits),
-        })
+        rows.append(
+            {
+                **values,
+                "method": tags.get("method", "teacher" if m.get("teacher") is None else "student"),
+                "network": tags.get("network", Path(path).parent.parent.name),
+                "genotype": " ".join(values["genotype"]),
+                "budget": _tag(tags, path, "budget"),
+                "fisher": _tag(tags, path, "fisher"),
+                "candidate": _tag(tags, path, "candidate"),
+                LATENCY_COLUMN: latencies.get(Path(path).parent.resolve()),
+                **training_time(m, path, splits),
+            }
+        )
     frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN, *TIME_COLUMNS])
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
 
 
-def read_students(paths: Iterable[Union[str, Path]]) -> pd.DataFrame:
+def read_students(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Students tables (`blockswap report students`), checked (seal, whole lines, every column and
     cell), as one table."""
     frames = [read_csv_table(path, "students table", STUDENT_KINDS, STUDENT_COLUMNS)[0] for path in paths]
@@ -190,13 +229,24 @@ def depth_width(arch: str) -> str:
 # Spread of test error over seeds: the population std (ddof 0), in Table 2 and in its figure.
 ERROR_STD_DDOF = 0
 
-TABLE2_ORDER = {"teacher": 0, "reduced": 1, "moonshine": 2, "quoted": 3, "snip": 4, "blockswap": 5, "bestof": 6,
-                "random": 7}
+TABLE2_ORDER = {
+    "teacher": 0,
+    "reduced": 1,
+    "moonshine": 2,
+    "quoted": 3,
+    "snip": 4,
+    "blockswap": 5,
+    "bestof": 6,
+    "random": 7,
+}
 
 
 def error_summary(errors: pd.Series) -> dict:
-    return {"error mean": round(errors.mean(), 2), "error std": round(errors.std(ddof=ERROR_STD_DDOF), 2),
-            "n": len(errors)}
+    return {
+        "error mean": round(errors.mean(), 2),
+        "error std": round(errors.std(ddof=ERROR_STD_DDOF), 2),
+        "n": len(errors),
+    }
 
 
 def _ordered(rows: list, size_column: str) -> pd.DataFrame:
@@ -206,7 +256,11 @@ def _ordered(rows: list, size_column: str) -> pd.DataFrame:
     frame["_order"] = frame["method"].map(TABLE2_ORDER)
     if "n" in frame:
         frame["n"] = frame["n"].astype("Int64")  # quoted rows have none
-    return frame.sort_values(["_order", size_column], ascending=[True, False]).drop(columns="_order").reset_index(drop=True)
+    return (
+        frame.sort_values(["_order", size_column], ascending=[True, False])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def note_rows(notes: Iterable[str]) -> list[dict]:
@@ -238,13 +292,27 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
         match = table2_match(first["method"], first["arch"], first["genotype"], first["params"] / 1e3)
         if match is not None and first["dataset"] == "cifar10":
             p_params, p_ops, err, std = match
-            row.update({"paper P (K)": p_params, "paper Ops (M)": p_ops,
-                        "paper error": f"{err:.2f}" + ("" if std is None else f" +- {std:.2f}")})
+            row.update(
+                {
+                    "paper P (K)": p_params,
+                    "paper Ops (M)": p_ops,
+                    "paper error": f"{err:.2f}" + ("" if std is None else f" +- {std:.2f}"),
+                }
+            )
         rows.append(row)
     if not students.empty and (students["dataset"] == "cifar10").all():
         for name, dw, p_params, p_ops, err, std, source in TABLE2_QUOTED:
-            rows.append({"D-W": dw, "method": "quoted", "network": name, "paper P (K)": p_params,
-                         "paper Ops (M)": p_ops, "paper error": f"{err:.2f} +- {std:.2f}", "note": source})
+            rows.append(
+                {
+                    "D-W": dw,
+                    "method": "quoted",
+                    "network": name,
+                    "paper P (K)": p_params,
+                    "paper Ops (M)": p_ops,
+                    "paper error": f"{err:.2f} +- {std:.2f}",
+                    "note": source,
+                }
+            )
     frame = _ordered(rows, "P (K)")
     return pd.concat([frame, pd.DataFrame(note_rows(notes))], ignore_index=True) if notes else frame
 
@@ -290,8 +358,15 @@ def samples_table(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataF
     for network, group in best.groupby("network", sort=False):
         first = group.iloc[0]
         n = int(network.rsplit("-", 1)[1])
-        row = {"samples": n, "network": network, "genotype": first["genotype"], "candidate": first["candidate"],
-               "fisher": first["fisher"], "params": first["params"], **error_summary(group["test_error"])}
+        row = {
+            "samples": n,
+            "network": network,
+            "genotype": first["genotype"],
+            "candidate": first["candidate"],
+            "fisher": first["fisher"],
+            "params": first["params"],
+            **error_summary(group["test_error"]),
+        }
         paper = samples_match(n, first["dataset"], budget)
         if paper is not None:
             row["paper error"] = paper
@@ -302,9 +377,14 @@ def samples_table(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataF
         distance = (moonshine["params"] - budget).abs()
         nearest = moonshine.loc[distance == distance.min(), "network"].iloc[0]
         group = moonshine[moonshine["network"] == nearest]
-        row = {"samples": pd.NA, "network": nearest, "genotype": group["genotype"].iloc[0],
-               "params": group["params"].iloc[0], **error_summary(group["test_error"]),
-               "note": f"single-blocktype network closest to the {budget} budget"}
+        row = {
+            "samples": pd.NA,
+            "network": nearest,
+            "genotype": group["genotype"].iloc[0],
+            "params": group["params"].iloc[0],
+            **error_summary(group["test_error"]),
+            "note": f"single-blocktype network closest to the {budget} budget",
+        }
         if samples_match(1000, group["dataset"].iloc[0], budget) is not None:
             row["paper error"] = SAMPLES_SINGLE_BLOCKTYPE
         frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
@@ -316,8 +396,11 @@ def table2_display(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean +- std in one column, genotypes left to the CSV."""
     shown = frame.drop(columns=["genotype"], errors="ignore").copy()
     if "error mean" in shown:
-        shown.insert(shown.columns.get_loc("error mean"), "error (%)",
-                     ["" if pd.isna(m) else f"{m:.2f} +- {s:.2f}" for m, s in zip(frame["error mean"], frame["error std"])])
+        shown.insert(
+            shown.columns.get_loc("error mean"),
+            "error (%)",
+            ["" if pd.isna(m) else f"{m:.2f} +- {s:.2f}" for m, s in zip(frame["error mean"], frame["error std"])],
+        )
         shown = shown.drop(columns=["error mean", "error std"])
     return shown
 
@@ -328,8 +411,12 @@ def latex(table: pd.DataFrame) -> str:
             return ""
         return str(value).replace("_", r"\_").replace("%", r"\%").replace("+-", r"$\pm$")
 
-    lines = [r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
-             " & ".join(escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{" + "l" * len(table.columns) + "}",
+        r"\toprule",
+        " & ".join(escape(c) for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -358,7 +445,7 @@ def _ap_value(record: dict, iou: str, name: str, path) -> float:
     return float(value)
 
 
-def table4(paths: Iterable[Union[str, Path]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table4(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 4 from `blockswap detection evaluate` metrics (tagged method=moonshine|blockswap): every
     number of ours (box and mask APs, params, MACs) for the CSV, and for display our box APs with
     the paper's beside them."""
@@ -372,14 +459,22 @@ def table4(paths: Iterable[Union[str, Path]]) -> tuple[pd.DataFrame, pd.DataFram
         if method not in TABLE4_METHODS:
             raise BlockswapError(f"detection metrics {path} are not tagged method={' or method='.join(TABLE4_METHODS)}")
         cost = record.get("cost")
-        if not isinstance(cost, dict) or not all(isinstance(cost.get(k), int) for k in
-                                                  ("backbone_params", "backbone_macs", "total_params", "total_macs")):
+        if not isinstance(cost, dict) or not all(
+            isinstance(cost.get(k), int) for k in ("backbone_params", "backbone_macs", "total_params", "total_macs")
+        ):
             raise BlockswapError(f"detection metrics {path} lack the detector's costs")
         genotype = record.get("genotype")
-        row = {"method": method, "network": TABLE4[method][0], "arch": record.get("arch"),
-               "genotype": " ".join(genotype) if isinstance(genotype, list) else None,
-               "backbone params": cost["backbone_params"], "backbone MACs": cost["backbone_macs"],
-               "params": cost["total_params"], "MACs": cost["total_macs"], "epochs": record.get("epochs")}
+        row = {
+            "method": method,
+            "network": TABLE4[method][0],
+            "arch": record.get("arch"),
+            "genotype": " ".join(genotype) if isinstance(genotype, list) else None,
+            "backbone params": cost["backbone_params"],
+            "backbone MACs": cost["backbone_macs"],
+            "params": cost["total_params"],
+            "MACs": cost["total_macs"],
+            "epochs": record.get("epochs"),
+        }
         for iou, prefix in zip(IOU_TYPES, ("box", "mask")):
             for name in AP_NAMES:
                 row[f"{prefix} {name}"] = _ap_value(record, iou, name, path)
@@ -388,12 +483,15 @@ def table4(paths: Iterable[Union[str, Path]]) -> tuple[pd.DataFrame, pd.DataFram
         rows.append(row)
     table = pd.DataFrame(rows)
     if table["method"].duplicated().any():
-        raise BlockswapError("Table 4 has one row per backbone; two metrics files are tagged "
-                             + ", ".join(table.loc[table["method"].duplicated(), "method"]))
+        raise BlockswapError(
+            "Table 4 has one row per backbone; two metrics files are tagged "
+            + ", ".join(table.loc[table["method"].duplicated(), "method"])
+        )
     table = table.sort_values("method", key=lambda m: m.map(TABLE4_METHODS.index), kind="stable")
     table = table.reset_index(drop=True)
-    shown = pd.DataFrame({"network": table["network"],
-                          "backbone params (M)": (table["backbone params"] / 1e6).map("{:.2f}".format)})
+    shown = pd.DataFrame(
+        {"network": table["network"], "backbone params (M)": (table["backbone params"] / 1e6).map("{:.2f}".format)}
+    )
     for name in AP_NAMES:
         shown[name] = table[f"box {name}"].map(lambda v: "" if math.isnan(v) else f"{v:.1f}")
         shown[f"paper {name}"] = table[f"paper {name}"].map("{:.1f}".format)

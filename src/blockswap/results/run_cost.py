@@ -4,7 +4,6 @@ training rates (`blockswap plan`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from .plan import (
     NetworkPlan,
@@ -28,8 +27,12 @@ TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 7
 _WRN_TEACHER, _WRN_STUDENTS = 1 / 5167, (1 / 3298 + 1 / 2968 + 1 / 4375) / 3
 _RESNET = 1 / 2874
 EPOCH_TIMINGS = {
-    "wrn": {"side": 32, "teacher": _WRN_TEACHER, "student": _WRN_STUDENTS + _WRN_TEACHER / 3,
-            "measured": "H100, 2026-11-26"},
+    "wrn": {
+        "side": 32,
+        "teacher": _WRN_TEACHER,
+        "student": _WRN_STUDENTS + _WRN_TEACHER / 3,
+        "measured": "H100, 2026-11-26",
+    },
     "resnet": {"side": 224, "teacher": _RESNET, "student": _RESNET * 4 / 3, "measured": "H100, 2026-11-26"},
 }
 # Seconds per Fisher-scored candidate at the reference side (WRN-40-2 at 404.2K, batch 128: 1000
@@ -42,13 +45,22 @@ class StageCost:
     stage: str
     runs: int
     epochs: int
-    gpu_hours: Optional[float]
+    gpu_hours: float | None
 
 
 # Stage of the plan each method's training runs belong to (the workflow's stage targets).
-STAGE_OF = {"teacher": "teacher", "blockswap": "students", "reduced": "baselines", "moonshine": "baselines",
-            "snip": "baselines", "random": "ablation", "bestof": "ablation",
-            "randomsearch": "comparison", "evolution": "comparison", "bestofn": "comparison"}
+STAGE_OF = {
+    "teacher": "teacher",
+    "blockswap": "students",
+    "reduced": "baselines",
+    "moonshine": "baselines",
+    "snip": "baselines",
+    "random": "ablation",
+    "bestof": "ablation",
+    "randomsearch": "comparison",
+    "evolution": "comparison",
+    "bestofn": "comparison",
+}
 
 
 def family(arch: str) -> str:
@@ -88,8 +100,11 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     scored = len(scored_budgets(config)) * config["search"]["samples"]
     if config["search"].get("method") == "evolution" and not config["search"]["use_released_genotypes"]:
         scored += len(config["search"]["budgets"]) * config["search"]["samples"]  # one evolution per budget
-    scored += 2 * len(comparison_budgets(config)) * len(config["comparison"]["seeds"]) * comparison_samples(config) \
-        if comparison_budgets(config) else 0  # a random and an evolution history per budget and search seed
+    scored += (
+        2 * len(comparison_budgets(config)) * len(config["comparison"]["seeds"]) * comparison_samples(config)
+        if comparison_budgets(config)
+        else 0
+    )  # a random and an evolution history per budget and search seed
     per_candidate = SCORE_SECONDS[family(config["teacher"]["arch"])]
     hours = 0.0 if not scored else None if per_candidate is None else scored * per_candidate * pixels / 3600
     rows.append(StageCost("search (Fisher scoring)", scored, 0, hours))

@@ -43,18 +43,30 @@ def read_histories(paths) -> dict:
         frame, record = read_history(path)
         search = record["search"]
         budget, method, seed = int(search["budget"]), search["method"], int(search["seed"])
-        setup = (search["proxy"], search["higher_is_better"], search["samples"], search["budget_kind"],
-                 search["tolerance"], json.dumps(record.get("scoring"), sort_keys=True), record.get("arch"))
+        setup = (
+            search["proxy"],
+            search["higher_is_better"],
+            search["samples"],
+            search["budget_kind"],
+            search["tolerance"],
+            json.dumps(record.get("scoring"), sort_keys=True),
+            record.get("arch"),
+        )
         first = setups.setdefault(budget, (setup, path))
         if first[0] != setup:
-            raise BlockswapError(f"{path} and {first[1]} searched budget {budget} with other settings (proxy, "
-                                 "evaluations, band or scoring): their curves do not compare")
+            raise BlockswapError(
+                f"{path} and {first[1]} searched budget {budget} with other settings (proxy, "
+                "evaluations, band or scoring): their curves do not compare"
+            )
         seeds = curves.setdefault((budget, method), {})
         if seed in seeds:
             raise BlockswapError(f"two histories of the {method} search of budget {budget} with seed {seed}")
         seeds[seed] = best_so_far(frame["fitness"], search["higher_is_better"])
-    return {"curves": curves, "proxy": {b: s[0][0] for b, s in setups.items()},
-            "higher_is_better": {b: s[0][1] for b, s in setups.items()}}
+    return {
+        "curves": curves,
+        "proxy": {b: s[0][0] for b, s in setups.items()},
+        "higher_is_better": {b: s[0][1] for b, s in setups.items()},
+    }
 
 
 def search_curves(paths) -> pd.DataFrame:
@@ -82,14 +94,21 @@ def search_curves(paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-
 def _error_rows(students: pd.DataFrame, keys: list[str]) -> list[dict]:
     rows = []
     for key, group in students.groupby(keys, sort=True):
         mean, low, high, n = mean_interval(group["test_error"])
-        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "error mean": round(mean, 2),
-                     "error low": round(low, 2), "error high": round(high, 2), "n": n,
-                     "search seeds": group["network"].nunique(), "proxy of winner (mean)": group["fisher"].mean()})
+        rows.append(
+            {
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                "error mean": round(mean, 2),
+                "error low": round(low, 2),
+                "error high": round(high, 2),
+                "n": n,
+                "search seeds": group["network"].nunique(),
+                "proxy of winner (mean)": group["fisher"].mean(),
+            }
+        )
     return rows
 
 

@@ -30,7 +30,7 @@ def pattern_regex(pattern: str) -> re.Pattern:
     """A compiled regex matching the paths a Snakemake file pattern stands for."""
     parts, end = [], 0
     for match in WILDCARD.finditer(pattern):
-        parts.append(re.escape(pattern[end:match.start()]))
+        parts.append(re.escape(pattern[end : match.start()]))
         parts.append(f"(?:{match.group('constraint') or '.+'})")
         end = match.end()
     parts.append(re.escape(pattern[end:]))
@@ -57,8 +57,9 @@ def benchmark_seconds(path) -> float:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise BlockswapError(f"benchmark file {path} is not a TSV table ({str(err).splitlines()[0]})") from None
     if SECONDS_COLUMN not in frame or frame.empty:
-        raise BlockswapError(f"benchmark file {path} has no rows of seconds (column {SECONDS_COLUMN!r}); delete it "
-                             "or rerun its job")
+        raise BlockswapError(
+            f"benchmark file {path} has no rows of seconds (column {SECONDS_COLUMN!r}); delete it or rerun its job"
+        )
     seconds = pd.to_numeric(frame[SECONDS_COLUMN], errors="coerce")
     if seconds.isna().any() or (seconds < 0).any():
         raise BlockswapError(f"benchmark file {path}: column {SECONDS_COLUMN!r} holds something other than seconds")
@@ -96,6 +97,12 @@ def timings_display(table: pd.DataFrame) -> pd.DataFrame:
     """The table with a total row, for Markdown."""
     if table.empty:
         return table
-    total = {"rule": "total", "jobs": int(table["jobs"].sum()), "total s": round(table["total s"].sum(), 2),
-             "share %": 100.0 if table["total s"].sum() > 0 else 0.0, "max s": table["max s"].max(), "mean s": None}
+    total = {
+        "rule": "total",
+        "jobs": int(table["jobs"].sum()),
+        "total s": round(table["total s"].sum(), 2),
+        "share %": 100.0 if table["total s"].sum() > 0 else 0.0,
+        "max s": table["max s"].max(),
+        "mean s": None,
+    }
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)

@@ -59,20 +59,32 @@ DEFAULT_PROXY = "fisher"
 INITIAL_SHARE = 3
 EVOLUTION_STREAM = 13  # stream label of the per-step generators: derive_seed(seed, EVOLUTION_STREAM, t)
 PARTIAL_SUFFIX = ".partial"
-HISTORY_COLUMNS = ["evaluation", "genotype", "params", "macs", "ops", "parent", "slot", "fitness", "fisher",
-                   "seconds"]
-HISTORY_KINDS = {"evaluation": "int", "genotype": "text", "params": "int", "macs": "int", "ops": "int",
-                 "parent": "int?", "slot": "int?", "fitness": "number", "fisher": "number", "seconds": "number"}
+HISTORY_COLUMNS = ["evaluation", "genotype", "params", "macs", "ops", "parent", "slot", "fitness", "fisher", "seconds"]
+HISTORY_KINDS = {
+    "evaluation": "int",
+    "genotype": "text",
+    "params": "int",
+    "macs": "int",
+    "ops": "int",
+    "parent": "int?",
+    "slot": "int?",
+    "fitness": "number",
+    "fisher": "number",
+    "seconds": "number",
+}
 
 
-def scaled_sizes(samples: int, population: int = DEFAULT_POPULATION,
-                 tournament: int = DEFAULT_TOURNAMENT) -> tuple[int, int]:
+def scaled_sizes(
+    samples: int, population: int = DEFAULT_POPULATION, tournament: int = DEFAULT_TOURNAMENT
+) -> tuple[int, int]:
     """Population P and tournament S used for `samples` evaluations: P is the configured one, but
     at most a third of the evaluations (at least 2), so evolution has steps left to take; S keeps
     its configured share of P (10 of 64), at least 2 and at most P."""
     if population < 2 or tournament < 1:
-        raise BlockswapError(f"evolution needs a population of at least 2 and a tournament of at least 1, got "
-                             f"{population} and {tournament}")
+        raise BlockswapError(
+            f"evolution needs a population of at least 2 and a tournament of at least 1, got "
+            f"{population} and {tournament}"
+        )
     if tournament > population:
         raise BlockswapError(f"the tournament ({tournament}) cannot be larger than the population ({population})")
     p = min(population, max(2, samples // INITIAL_SHARE))
@@ -138,15 +150,17 @@ class Proposer:
 
     def __init__(self, table: CostTable, settings: SearchSettings):
         self.table, self.settings = table, settings
-        check_budget(table, settings.budget, settings.budget_kind, settings.tolerance, settings.samples,
-                     "samples (evaluations)")
+        check_budget(
+            table, settings.budget, settings.budget_kind, settings.tolerance, settings.samples, "samples (evaluations)"
+        )
         self.low = settings.budget * (1 - settings.tolerance)
         self.high = settings.budget * (1 + settings.tolerance)
         self.column = table.column(settings.budget_kind)
         self.population, self.tournament = settings.sizes()
         first = settings.samples if settings.method == "random" else min(self.population, settings.samples)
-        frame = sample_candidates(table, settings.budget, first, settings.seed, settings.budget_kind,
-                                  settings.tolerance)
+        frame = sample_candidates(
+            table, settings.budget, first, settings.seed, settings.budget_kind, settings.tolerance
+        )
         self.initial = [choice_of(table, Genotype.parse(g)) for g in frame["genotype"]]
 
     def cost(self, choice: np.ndarray) -> np.ndarray:
@@ -179,7 +193,10 @@ class Proposer:
         rng = np.random.default_rng(derive_seed(self.settings.seed, EVOLUTION_STREAM, step))
         members = [step - p + int(i) for i in rng.choice(p, size=s, replace=False)]
         sign = 1.0 if self.settings.higher_is_better else -1.0
-        rank = lambda i: (-sign * fitness[i], i)
+
+        def rank(i):
+            return (-sign * fitness[i], i)
+
         rest = [i for i in range(step - p, step) if i not in members]
         for parent in sorted(members, key=rank) + sorted(rest, key=rank):
             options = self.mutants(choices[parent], seen)
@@ -191,14 +208,20 @@ class Proposer:
         raise BlockswapError(
             f"evolution stopped at evaluation {step}: no member of the population of {p} has a single-block mutant "
             f"inside +-{self.settings.tolerance:.1%} of {self.settings.budget:g} {self.settings.budget_kind} that was "
-            "not evaluated yet; the band is too narrow for evolution: widen the tolerance or ask for fewer evaluations")
+            "not evaluated yet; the band is too narrow for evolution: widen the tolerance or ask for fewer evaluations"
+        )
 
 
 Evaluate = Callable[[int, np.ndarray], dict]  # (genotype key, choice) -> {"fitness", "fisher", "seconds"}
 
 
-def run_search(table: CostTable, settings: SearchSettings, evaluate: Evaluate, done: pd.DataFrame | None = None,
-               record: Callable[[dict], None] | None = None) -> pd.DataFrame:
+def run_search(
+    table: CostTable,
+    settings: SearchSettings,
+    evaluate: Evaluate,
+    done: pd.DataFrame | None = None,
+    record: Callable[[dict], None] | None = None,
+) -> pd.DataFrame:
     """The history of a search: `done` (rows of an interrupted run) is replayed, every row checked
     against what this search proposes at its step, and the search goes on from there; each new
     row is passed to `record` (e.g. appended to a checkpoint) as soon as it is measured."""
@@ -212,18 +235,31 @@ def run_search(table: CostTable, settings: SearchSettings, evaluate: Evaluate, d
             row = {c: done.iloc[step][c] for c in HISTORY_COLUMNS}
             parent = None if pd.isna(row["parent"]) else int(row["parent"])
             if row["genotype"] != genotype or parent != proposal.parent or int(row["evaluation"]) != step:
-                raise BlockswapError(f"evaluation {step} of the interrupted search is not what this search proposes "
-                                     f"there ({row['genotype']} instead of {genotype}): it belongs to another search")
+                raise BlockswapError(
+                    f"evaluation {step} of the interrupted search is not what this search proposes "
+                    f"there ({row['genotype']} instead of {genotype}): it belongs to another search"
+                )
         else:
             if not proposer.in_band(proposal.choice):  # cannot happen; a guard against a broken proposer
                 raise BlockswapError(f"evaluation {step} ({genotype}) lies outside the budget band")
             params, macs, ops = (int(v) for v in proposer.cost(proposal.choice))
             measured = evaluate(genotype_key(table, proposal.choice), proposal.choice)
-            row = {"evaluation": step, "genotype": genotype, "params": params, "macs": macs, "ops": ops,
-                   "parent": proposal.parent, "slot": proposal.slot, "fitness": measured["fitness"],
-                   "fisher": measured["fisher"], "seconds": measured["seconds"]}
+            row = {
+                "evaluation": step,
+                "genotype": genotype,
+                "params": params,
+                "macs": macs,
+                "ops": ops,
+                "parent": proposal.parent,
+                "slot": proposal.slot,
+                "fitness": measured["fitness"],
+                "fisher": measured["fisher"],
+                "seconds": measured["seconds"],
+            }
             if not math.isfinite(row["fitness"]):
-                raise BlockswapError(f"the proxy {settings.proxy} of {genotype} is {row['fitness']}, not a finite number")
+                raise BlockswapError(
+                    f"the proxy {settings.proxy} of {genotype} is {row['fitness']}, not a finite number"
+                )
             if record is not None:
                 record(row)
         rows.append(row)
@@ -261,7 +297,7 @@ def read_checkpoint(fh, partial: Path, preamble: bytes) -> pd.DataFrame:
     if len(complete) < len(data):
         fh.truncate(len(complete))
     try:
-        text = complete[complete.index(b"\n") + 1:].decode("utf-8")
+        text = complete[complete.index(b"\n") + 1 :].decode("utf-8")
         return parse_csv(text, partial, HISTORY_KINDS, HISTORY_COLUMNS, first_line=2)
     except UnicodeDecodeError:
         raise BlockswapError(f"{partial} is damaged (not text); {_afresh(partial)}") from None
@@ -269,8 +305,9 @@ def read_checkpoint(fh, partial: Path, preamble: bytes) -> pd.DataFrame:
         raise BlockswapError(f"{err}; {_afresh(partial)}") from None
 
 
-def search_to_file(table: CostTable, settings: SearchSettings, evaluate: Evaluate, out: Path,
-                   extra: dict | None = None, device=None) -> pd.DataFrame:
+def search_to_file(
+    table: CostTable, settings: SearchSettings, evaluate: Evaluate, out: Path, extra: dict | None = None, device=None
+) -> pd.DataFrame:
     """Run (or resume) a search into `out` (sealed CSV, its record in the sidecar). Every evaluation
     is appended to `out.partial` as soon as it is measured (under a lock: one process per search),
     and `out` appears only when the search is complete."""

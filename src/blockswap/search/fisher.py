@@ -14,8 +14,8 @@ weight gradient is ever computed, and the backward pass stops at the first block
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,9 @@ def fisher_potential(model: Network, images: torch.Tensor, labels: torch.Tensor)
 # pass that computes the Fisher potential and, beside it, Table 1's accuracy, l2 norm and grad norm.
 
 
-def measure_one_pass(model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence, keep_graph: bool = False):
+def measure_one_pass(
+    model: Network, images: torch.Tensor, labels: torch.Tensor, proxies: Sequence, keep_graph: bool = False
+):
     """All `proxies` on one minibatch; returns (values, fisher per block, loss for a training step)."""
     out = model.forward_intermediates(images)
     loss = F.cross_entropy(out.logits, labels)
@@ -82,8 +84,8 @@ def measure_along_training(
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     proxies: Sequence,
     minibatches: Sequence[int],
-    at_point: Optional[Callable[[int, Network, torch.Tensor, torch.Tensor], None]] = None,
-    timings: Optional[dict] = None,
+    at_point: Callable[[int, Network, torch.Tensor, torch.Tensor], None] | None = None,
+    timings: dict | None = None,
 ) -> dict[int, tuple[dict, list[float]]]:
     """Proxies after k minibatches for each k: measured on minibatch k after SGD on 1..k-1.
 
@@ -124,7 +126,6 @@ def measure_along_training(
             loss.backward()
             optimiser.step()
     return results
-
 
 
 def synchronise(device: torch.device) -> None:

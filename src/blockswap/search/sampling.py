@@ -41,7 +41,7 @@ class CostTable:
     fixed: np.ndarray  # (3,)
 
     @classmethod
-    def build(cls, arch: Architecture, candidates, input_size, num_classes: int) -> "CostTable":
+    def build(cls, arch: Architecture, candidates, input_size, num_classes: int) -> CostTable:
         sizes = arch.feature_sizes(input_size)
         types, costs = [], []
         for i, (slot, (h, w)) in enumerate(zip(arch.slots, sizes)):
@@ -58,8 +58,10 @@ class CostTable:
         if kind not in BUDGET_KINDS:
             raise BlockswapError(f"budget kind must be one of {', '.join(BUDGET_KINDS)}, got {kind!r}")
         if COST_INDEX[kind] >= len(self.fixed):
-            raise BlockswapError(f"{kind} budgets need a measured latency table (blockswap latency "
-                                 f"{self.arch.name} --out FILE, then --latency-table FILE)")
+            raise BlockswapError(
+                f"{kind} budgets need a measured latency table (blockswap latency "
+                f"{self.arch.name} --out FILE, then --latency-table FILE)"
+            )
         return COST_INDEX[kind]
 
     @property
@@ -123,8 +125,9 @@ LIMB_BITS = 32  # counts are held as base-2^32 digits in uint64, so sums of a sl
 MAX_DENSE_COSTS = 1 << 22
 
 
-def count_in_band(table: CostTable, budget: float, budget_kind: str = "params",
-                  tolerance: float = DEFAULT_TOLERANCE) -> int:
+def count_in_band(
+    table: CostTable, budget: float, budget_kind: str = "params", tolerance: float = DEFAULT_TOLERANCE
+) -> int:
     """The exact number of distinct genotypes whose cost lies strictly within +-tolerance of `budget`,
     i.e. how many candidates `sample_candidates` can find at most.
 
@@ -264,12 +267,15 @@ def check_limits(table: CostTable, limits: dict | None) -> None:
             raise BlockswapError(f"limit {kind} must be a positive finite number, got {value!r}")
         cheapest, _ = table.achievable(kind)
         if value < cheapest:
-            raise BlockswapError(f"limit {kind} <= {value:g} is below the cheapest {table.arch.name} of these "
-                                 f"candidates ({cheapest} {kind})")
+            raise BlockswapError(
+                f"limit {kind} <= {value:g} is below the cheapest {table.arch.name} of these "
+                f"candidates ({cheapest} {kind})"
+            )
 
 
-def within_budget(table: CostTable, totals: np.ndarray, budget: float, budget_kind: str, tolerance: float,
-                  limits: dict | None = None) -> np.ndarray:
+def within_budget(
+    table: CostTable, totals: np.ndarray, budget: float, budget_kind: str, tolerance: float, limits: dict | None = None
+) -> np.ndarray:
     """Which rows of `totals` (`CostTable.totals`) lie strictly inside the budget's band and at or
     under every limit: the one acceptance test of a candidate, for sampling and for any search."""
     column = table.column(budget_kind)

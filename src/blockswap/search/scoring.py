@@ -12,11 +12,11 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,8 +44,16 @@ from .sampling import CANDIDATE_COLUMNS, read_candidates
 MINIBATCH_MODES = ("shared", "per-candidate")
 PARTIAL_SUFFIX = ".partial"
 # Kind of each column of a candidates or scores file (checks.EXPECTED says what each kind is).
-SCORE_KINDS = {"candidate": "int", "genotype": "text", "params": "int", "macs": "int", "ops": "int",
-               "fisher": "number", "fisher_blocks": "numbers", "seconds": "number"}
+SCORE_KINDS = {
+    "candidate": "int",
+    "genotype": "text",
+    "params": "int",
+    "macs": "int",
+    "ops": "int",
+    "fisher": "number",
+    "fisher_blocks": "numbers",
+    "seconds": "number",
+}
 SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candidate reads
 # `seconds_<proxy>`: one proxy's seconds per candidate (summed over its points k). Not
 # `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
@@ -58,13 +66,13 @@ def proxy_column(proxy: str, k: int) -> str:
     return f"{proxy}{PROXY_SEPARATOR}{k}"
 
 
-def parse_proxy_column(column: str) -> Optional[tuple[str, int]]:
+def parse_proxy_column(column: str) -> tuple[str, int] | None:
     """(proxy, k) of a `<proxy>@<k>` column; None for any other column."""
     proxy, sep, k = column.rpartition(PROXY_SEPARATOR)
     return (proxy, int(k)) if sep and proxy and k.isdigit() else None
 
 
-def score_kind(column: str) -> Optional[str]:
+def score_kind(column: str) -> str | None:
     """A scores-file column's kind: the fixed columns, every `<proxy>@<k>` and every
     `seconds_<proxy>` a finite number."""
     if column.startswith(TIMING_PREFIX):
@@ -127,8 +135,12 @@ class ScoringSettings:
     def extra_columns(self) -> list[tuple[str, int, str]]:
         """(proxy, k, column) of every measurement beyond the Fisher potential at k = 1 (which is
         the `fisher` and `fisher_blocks` columns): `<proxy>@<k>`."""
-        return [(p, k, proxy_column(p, k)) for k in self.minibatches for p in self.proxies
-                if (p, k) != ("fisher", 1) and not PROXIES[p].cost_column]
+        return [
+            (p, k, proxy_column(p, k))
+            for k in self.minibatches
+            for p in self.proxies
+            if (p, k) != ("fisher", 1) and not PROXIES[p].cost_column
+        ]
 
     def columns(self) -> list[str]:
         """The score columns. A cost-column control (params, macs) adds none: the candidates'
@@ -169,14 +181,17 @@ class Scorer:
         seed = derive_seed(self.settings.seed, candidate, 1)
         return map(self.formatted, training_batches(self.data, self.settings.batch_size, seed, self.device))
 
-    def score(self, candidate: int, genotype: Genotype, costs: Optional[dict] = None) -> dict:
+    def score(self, candidate: int, genotype: Genotype, costs: dict | None = None) -> dict:
         """One candidate's row: its scores, then seconds per proxy pass and in all. `costs` (its
         params / macs / ops) is what the cost-column controls read."""
         start = time.perf_counter()
-        model = build_model(self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate))
+        model = build_model(
+            self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate)
+        )
         model.to(self.device, memory_format=self.memory_format)
-        results, seconds = measure_candidate(model, self.batches(candidate), self.proxies, self.points,
-                                             self.settings.seed, candidate, costs)
+        results, seconds = measure_candidate(
+            model, self.batches(candidate), self.proxies, self.points, self.settings.seed, candidate, costs
+        )
         values, blocks = results[1]
         record = {"fisher": values["fisher"], "fisher_blocks": json.dumps(blocks)}
         for proxy, k, column in self.settings.extra_columns():
@@ -199,7 +214,7 @@ def score_candidates(
     data: Dataset,
     out: Path,
     shard: tuple[int, int] = (0, 1),
-    device: Optional[torch.device] = None,
+    device: torch.device | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Score this shard's candidates into `out` (CSV) and `out.provenance.json`.
@@ -227,8 +242,14 @@ def score_candidates(
             scorer = Scorer(settings, data, device)
             if os.fstat(fh.fileno()).st_size == 0:
                 fh.write(_preamble(fingerprint, header))
-            bar = tqdm(todo.itertuples(index=False), total=len(rows), initial=len(done), disable=not progress,
-                       desc=f"scoring shard {shard[0]}/{shard[1]}", unit="cand")
+            bar = tqdm(
+                todo.itertuples(index=False),
+                total=len(rows),
+                initial=len(done),
+                disable=not progress,
+                desc=f"scoring shard {shard[0]}/{shard[1]}",
+                unit="cand",
+            )
             for row in bar:
                 record = {c: getattr(row, c) for c in CANDIDATE_COLUMNS}
                 costs = {c: int(getattr(row, c)) for c in ("params", "macs", "ops")}
@@ -239,8 +260,9 @@ def score_candidates(
         # Read back through the same checks, so a resumed shard gives the file an uninterrupted one does.
         scored = _read_partial(fh, partial, fingerprint, header, rows).sort_values("candidate").reset_index(drop=True)
         if len(scored) != len(rows):
-            raise BlockswapError(f"{partial} holds {len(scored)} of the shard's {len(rows)} candidates after scoring; "
-                                 f"{_afresh(partial)}")
+            raise BlockswapError(
+                f"{partial} holds {len(scored)} of the shard's {len(rows)} candidates after scoring; {_afresh(partial)}"
+            )
         record = {
             "shard": list(shard),
             "candidates_total": int(len(candidates)),
@@ -266,8 +288,9 @@ def _locked(partial: Path, out: Path):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
-            raise BlockswapError(f"another process is scoring into {out} ({partial} is locked); wait for it to "
-                                 "finish or stop it") from None
+            raise BlockswapError(
+                f"another process is scoring into {out} ({partial} is locked); wait for it to finish or stop it"
+            ) from None
         # The lock holder may have finished and removed the file between our open and our lock:
         # lock the file that is at the path now.
         try:
@@ -330,8 +353,10 @@ def _read_partial(fh, partial: Path, fingerprint: str, header: list[str], rows: 
     for column in CANDIDATE_COLUMNS[1:]:
         differ = done[done[column].to_numpy() != expected.loc[done["candidate"], column].to_numpy()]
         if len(differ):
-            raise BlockswapError(f"{partial}: candidate {differ['candidate'].iloc[0]} has another {column} than this "
-                                 f"shard's; {_afresh(partial)}")
+            raise BlockswapError(
+                f"{partial}: candidate {differ['candidate'].iloc[0]} has another {column} than this "
+                f"shard's; {_afresh(partial)}"
+            )
     distinct = done.drop_duplicates([c for c in header if not is_timing(c)])
     twice = sorted(set(distinct.loc[distinct["candidate"].duplicated(), "candidate"]))
     if twice:
@@ -339,15 +364,16 @@ def _read_partial(fh, partial: Path, fingerprint: str, header: list[str], rows: 
     return distinct.reset_index(drop=True)
 
 
-def read_scores(path, required: Sequence[str] = SELECT_COLUMNS) -> tuple[pd.DataFrame, Optional[dict]]:
+def read_scores(path, required: Sequence[str] = SELECT_COLUMNS) -> tuple[pd.DataFrame, dict | None]:
     """A scores file (`blockswap score --out`: a shard, or the ablation's proxies), checked: seal,
     whole lines, the `required` columns, every cell's kind, and as many rows as were scored into
     it. Returns the table and its sidecar record (None where it has none)."""
     frame, record = read_csv_table(path, "scores file", score_kind, required)
     written = (record or {}).get("candidates_in_shard")
     if written is not None and len(frame) != written:
-        raise BlockswapError(f"{path} has {len(frame)} rows but {written} candidates were scored into it; rerun the "
-                             "step that wrote it")
+        raise BlockswapError(
+            f"{path} has {len(frame)} rows but {written} candidates were scored into it; rerun the step that wrote it"
+        )
     return frame, record
 
 
@@ -372,8 +398,9 @@ def selection_column(proxy: str) -> str:
     return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)
 
 
-def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optional[int] = None,
-                proxy: str = "fisher") -> dict:
+def select_best(
+    score_files: Sequence[Path], candidates_file: Path, first: int | None = None, proxy: str = "fisher"
+) -> dict:
     """Merge shards, check that they score every candidate of `candidates_file` exactly once, each
     as listed there and all with the same settings, and return the best one by `proxy` (the
     paper's: highest Fisher potential), of the first `first` candidates only for the samples
@@ -388,35 +415,45 @@ def select_best(score_files: Sequence[Path], candidates_file: Path, first: Optio
         frame, record = read_scores(path, list(dict.fromkeys(SELECT_COLUMNS + [by])))
         sampled = (record or {}).get("candidates_total")
         if sampled is not None and sampled != total:
-            raise BlockswapError(f"{path} scores a list of {sampled} candidates but {candidates_file} has {total}: "
-                                 "they come from different samples")
+            raise BlockswapError(
+                f"{path} scores a list of {sampled} candidates but {candidates_file} has {total}: "
+                "they come from different samples"
+            )
         if record and "settings" in record:
             settings.setdefault(json.dumps(record["settings"], sort_keys=True), path)
         frames.append(frame.assign(_source=str(path)))
     if len(settings) > 1:
         first_two = list(settings.values())[:2]
-        raise BlockswapError(f"{first_two[0]} and {first_two[1]} were scored with different settings: their Fisher "
-                             "potentials do not compare")
+        raise BlockswapError(
+            f"{first_two[0]} and {first_two[1]} were scored with different settings: their Fisher "
+            "potentials do not compare"
+        )
     merged = pd.concat(frames, ignore_index=True)
     duplicated = sorted(set(merged.loc[merged["candidate"].duplicated(), "candidate"]))
     if duplicated:
         raise BlockswapError(f"candidates scored twice across the shards: {duplicated[:10]}")
     unknown = merged[~merged["candidate"].isin(candidates.index)]
     if len(unknown):
-        raise BlockswapError(f"{unknown['_source'].iloc[0]} scores candidate {unknown['candidate'].iloc[0]}, which "
-                             f"{candidates_file} does not list: they come from different samples")
+        raise BlockswapError(
+            f"{unknown['_source'].iloc[0]} scores candidate {unknown['candidate'].iloc[0]}, which "
+            f"{candidates_file} does not list: they come from different samples"
+        )
     missing = sorted(set(candidates.index) - set(merged["candidate"]))
     if missing:
-        raise BlockswapError(f"{len(missing)} of {total} candidates have no score (first: {missing[:10]}); a shard is "
-                             "missing or incomplete")
+        raise BlockswapError(
+            f"{len(missing)} of {total} candidates have no score (first: {missing[:10]}); a shard is "
+            "missing or incomplete"
+        )
     for column in CANDIDATE_COLUMNS[1:]:
         listed = candidates.loc[merged["candidate"], column].to_numpy()
         differ = merged[merged[column].to_numpy() != listed]
         if len(differ):
             row = differ.iloc[0]
-            raise BlockswapError(f"{row['_source']}: candidate {row['candidate']} has {column} {row[column]!r} but "
-                                 f"{candidates_file} lists {candidates.loc[row['candidate'], column]!r}: the scores "
-                                 "and the candidates come from different samples")
+            raise BlockswapError(
+                f"{row['_source']}: candidate {row['candidate']} has {column} {row[column]!r} but "
+                f"{candidates_file} lists {candidates.loc[row['candidate'], column]!r}: the scores "
+                "and the candidates come from different samples"
+            )
     if first is not None:
         if not 1 <= first <= total:
             raise BlockswapError(f"--first must be between 1 and the {total} scored candidates, got {first}")

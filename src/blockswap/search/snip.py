@@ -105,7 +105,7 @@ def snip_masks(
     masks, start = {}, 0
     for n in names:
         w = params[n]
-        masks[n] = kept[start:start + w.numel()].view_as(w).to(w.dtype)
+        masks[n] = kept[start : start + w.numel()].view_as(w).to(w.dtype)
         start += w.numel()
     return masks
 

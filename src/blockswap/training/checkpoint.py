@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 
@@ -27,11 +26,11 @@ MODEL_FILE = "model.pt"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def atomic_save(obj, path: Union[str, Path]) -> None:
+def atomic_save(obj, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def safe_load(path: Union[str, Path], expected_format: str) -> dict:
+def safe_load(path: str | Path, expected_format: str) -> dict:
     """Load a file written by this package; anything else is a clear `BlockswapError`."""
     path = Path(path)
     if not path.is_file():
@@ -54,7 +53,7 @@ def safe_load(path: Union[str, Path], expected_format: str) -> dict:
     return data
 
 
-def model_record(model: Network, input_size, dataset: str, masks: Optional[dict] = None) -> dict:
+def model_record(model: Network, input_size, dataset: str, masks: dict | None = None) -> dict:
     """Everything needed to rebuild the model; `masks` (parameter name -> 0/1 tensor) are a pruned
     network's, kept so that whoever loads it knows which weights are pruned."""
     spec = model.spec
@@ -70,22 +69,26 @@ def model_record(model: Network, input_size, dataset: str, masks: Optional[dict]
     }
 
 
-def save_model(model: Network, path: Union[str, Path], input_size, dataset: str, masks: Optional[dict] = None) -> None:
+def save_model(model: Network, path: str | Path, input_size, dataset: str, masks: dict | None = None) -> None:
     atomic_save(model_record(model, input_size, dataset, masks), path)
     seal(path)
 
 
-def load_model(path: Union[str, Path]) -> tuple[Network, dict]:
+def load_model(path: str | Path) -> tuple[Network, dict]:
     """Rebuild a model from a model file (or a training folder holding `model.pt`)."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     record = safe_load(path, MODEL_FORMAT)
     size = record.get("input_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool)
-                                                              and s >= 1 for s in size)):
-        raise BlockswapError(f"{path} holds a malformed model record (input_size {str(size)[:40]}, expected two "
-                             "positive whole numbers)")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
+        raise BlockswapError(
+            f"{path} holds a malformed model record (input_size {str(size)[:40]}, expected two positive whole numbers)"
+        )
     try:
         model = build_model(record["arch"], record["genotype"], record["num_classes"])
         model.load_state_dict(record["state_dict"])

@@ -1,13 +1,12 @@
 """A training run's settings: `TrainConfig` (validated on creation, fingerprinted for resume), the
 protocol presets of the paper (CIFAR and ImageNet) and the learning-rate schedules."""
 
-
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Optional
 
 import torch
 
@@ -22,18 +21,18 @@ from .distillation import PAPER_BETA
 PRUNERS: dict[str, Callable[..., dict]] = {"snip": snip.snip_masks}
 
 
-def cosine_lr(config: "TrainConfig", epoch: int) -> float:
+def cosine_lr(config: TrainConfig, epoch: int) -> float:
     """The paper's: annealed per epoch from lr to 0 over the run (closed form)."""
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
 
 
-def step_lr(config: "TrainConfig", epoch: int) -> float:
+def step_lr(config: TrainConfig, epoch: int) -> float:
     """lr times gamma for every milestone reached (epochs counted from 0, as MultiStepLR does)."""
     return config.lr * config.gamma ** sum(m <= epoch for m in config.milestones)
 
 
 # Learning rate of each epoch (0-based) per schedule; a function of the epoch, so nothing to resume.
-SCHEDULES: dict[str, Callable[["TrainConfig", int], float]] = {"cosine": cosine_lr, "step": step_lr}
+SCHEDULES: dict[str, Callable[[TrainConfig, int], float]] = {"cosine": cosine_lr, "step": step_lr}
 
 
 def is_whole(x) -> bool:
@@ -57,9 +56,9 @@ FLOAT32_MAX = torch.finfo(torch.float32).max
 class TrainConfig:
     arch: str
     dataset: str
-    genotype: Optional[list] = None  # paper names, one per block; None = all S
+    genotype: list | None = None  # paper names, one per block; None = all S
     data_dir: str = "data"
-    image_size: Optional[int] = None
+    image_size: int | None = None
     val_size: int = 0  # training images held out for validation (CIFAR/SVHN); digits has its own
     protocol: str = "cifar"  # whose paper values an automatic beta scales (PAPER_BETA)
     epochs: int = 200
@@ -74,12 +73,12 @@ class TrainConfig:
     gamma: float = 0.2
     cutout: bool = True
     seed: int = 0
-    teacher: Optional[str] = None  # trained-run folder / model.pt, or torchvision:NAME[:weights]: distil with AT
-    beta: Optional[float] = None  # AT weight per point; None = the protocol's paper value scaled to the image size
+    teacher: str | None = None  # trained-run folder / model.pt, or torchvision:NAME[:weights]: distil with AT
+    beta: float | None = None  # AT weight per point; None = the protocol's paper value scaled to the image size
     kd_alpha: float = 0.0  # Hinton KD weight (0 = off, as in the paper)
     kd_temperature: float = 4.0
-    prune: Optional[str] = None  # "snip": prune connections at initialisation, masks fixed through training
-    prune_params: Optional[int] = None  # parameters left after pruning (BN and biases included)
+    prune: str | None = None  # "snip": prune connections at initialisation, masks fixed through training
+    prune_params: int | None = None  # parameters left after pruning (BN and biases included)
     bf16: bool = False  # fast mode (CUDA): bf16 autocast
     channels_last: bool = False  # fast mode: NHWC layout
     compile: bool = False  # fast mode: torch.compile
@@ -96,8 +95,10 @@ class TrainConfig:
             # The optimiser applies lr and weight decay in float32: beyond its range torch fails
             # mid-step with an overflow error.
             if abs(value) > FLOAT32_MAX:
-                raise BlockswapError(f"{name.replace('_', ' ')} must be within float32's range "
-                                     f"(at most {FLOAT32_MAX:.4g}), got {value!r}")
+                raise BlockswapError(
+                    f"{name.replace('_', ' ')} must be within float32's range "
+                    f"(at most {FLOAT32_MAX:.4g}), got {value!r}"
+                )
         for name in WHOLE_FIELDS:
             if not is_whole(getattr(self, name)):
                 raise BlockswapError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
@@ -123,14 +124,22 @@ class TrainConfig:
             (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
             (0 <= self.kd_alpha <= 1, f"kd alpha must be between 0 and 1, got {self.kd_alpha}"),
             (self.kd_temperature > 0, f"kd temperature must be positive, got {self.kd_temperature}"),
-            (self.prune is None or self.prune in PRUNERS,
-             f"prune must be one of {', '.join(PRUNERS)}, got {self.prune!r}"),
-            ((self.prune is None) == (self.prune_params is None),
-             "--prune and --prune-params go together: name the method and the parameters to keep"),
-            (is_whole(self.seed) and 0 <= self.seed <= MAX_SEED,
-             f"seed must be a whole number from 0 to {MAX_SEED} (2^32-1), got {self.seed!r}"),
-            (self.prune_params is None or (is_whole(self.prune_params) and self.prune_params >= 1),
-             f"prune params must be a positive whole number, got {self.prune_params!r}"),
+            (
+                self.prune is None or self.prune in PRUNERS,
+                f"prune must be one of {', '.join(PRUNERS)}, got {self.prune!r}",
+            ),
+            (
+                (self.prune is None) == (self.prune_params is None),
+                "--prune and --prune-params go together: name the method and the parameters to keep",
+            ),
+            (
+                is_whole(self.seed) and 0 <= self.seed <= MAX_SEED,
+                f"seed must be a whole number from 0 to {MAX_SEED} (2^32-1), got {self.seed!r}",
+            ),
+            (
+                self.prune_params is None or (is_whole(self.prune_params) and self.prune_params >= 1),
+                f"prune params must be a positive whole number, got {self.prune_params!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -149,8 +158,16 @@ class TrainConfig:
 # (750 at 224 px, PAPER_BETA).
 PROTOCOLS = {
     "cifar": dict(protocol="cifar"),
-    "imagenet": dict(protocol="imagenet", epochs=100, batch_size=256, weight_decay=1e-4, schedule="step",
-                     milestones=[30, 60, 90], gamma=0.1, cutout=False),
+    "imagenet": dict(
+        protocol="imagenet",
+        epochs=100,
+        batch_size=256,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=[30, 60, 90],
+        gamma=0.1,
+        cutout=False,
+    ),
 }
 assert set(PROTOCOLS) == set(PAPER_BETA), "every protocol needs its paper beta"
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}

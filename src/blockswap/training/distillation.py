@@ -14,7 +14,7 @@ cross-entropy (WRN-16-1 BG(2,4): 43.6 % error, against 12.2 % with the scaled 62
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,9 @@ def distillation_loss(
     if kd_alpha > 0:
         t = kd_temperature
         kd = F.kl_div(
-            F.log_softmax(logits.float() / t, dim=1), F.softmax(teacher_logits.float() / t, dim=1), reduction="batchmean"
+            F.log_softmax(logits.float() / t, dim=1),
+            F.softmax(teacher_logits.float() / t, dim=1),
+            reduction="batchmean",
         )
         loss = (1 - kd_alpha) * loss + kd_alpha * t * t * kd
     if beta:

@@ -22,10 +22,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -59,7 +59,7 @@ class World:
 SINGLE = World()
 
 
-def world_from_env(env: Optional[dict] = None) -> Optional[World]:
+def world_from_env(env: dict | None = None) -> World | None:
     """The World torchrun describes in the environment, or None outside torchrun."""
     env = os.environ if env is None else env
     if "WORLD_SIZE" not in env:
@@ -104,8 +104,9 @@ def rank_device(kind: str, world: World) -> torch.device:
 
 
 def init_process_group(world: World, kind: str, init_method: str = "env://") -> None:
-    dist.init_process_group(BACKENDS[kind], init_method=init_method, rank=world.rank, world_size=world.size,
-                            timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group(
+        BACKENDS[kind], init_method=init_method, rank=world.rank, world_size=world.size, timeout=COLLECTIVE_TIMEOUT
+    )
 
 
 def destroy_process_group() -> None:
@@ -168,8 +169,14 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     (running statistics, no communication)."""
 
     def __init__(self, bn: nn.BatchNorm2d, group):
-        super().__init__(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                         device=bn.weight.device if bn.affine else None)
+        super().__init__(
+            bn.num_features,
+            bn.eps,
+            bn.momentum,
+            bn.affine,
+            bn.track_running_stats,
+            device=bn.weight.device if bn.affine else None,
+        )
         # The very parameter and buffer objects of `bn`: an optimiser built on the model before the
         # conversion keeps updating them.
         if bn.affine:
@@ -266,8 +273,12 @@ def spawn(nproc: int, kind: str, target: Callable, *args) -> None:
     # reported below, as one line.
     spawn_log.setLevel(logging.ERROR)
     try:
-        mp.spawn(_rank_main, args=(nproc, kind, str(Path(folder) / "store"), threads, errors, target, args),
-                 nprocs=nproc, join=True)
+        mp.spawn(
+            _rank_main,
+            args=(nproc, kind, str(Path(folder) / "store"), threads, errors, target, args),
+            nprocs=nproc,
+            join=True,
+        )
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
         if not errors.empty():
             raise BlockswapError(errors.get()) from None

@@ -1,12 +1,10 @@
 """The files of a training run (checkpoint, model, metrics, history) and when a run counts as
 finished: a damaged or non-finite file is an error naming it, never taken for a finished run."""
 
-
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -75,11 +73,13 @@ def check_finished_model(out: Path) -> None:
     # A run that diverged before training checked for it was recorded as finished with nan weights.
     bad = non_finite_tensors(record["state_dict"])
     if bad:
-        raise BlockswapError(f"the finished run in {out} is damaged: {path} holds non-finite weights "
-                             f"({', '.join(bad[:3])}), so it diverged; {advice}, with a lower learning rate")
+        raise BlockswapError(
+            f"the finished run in {out} is damaged: {path} holds non-finite weights "
+            f"({', '.join(bad[:3])}), so it diverged; {advice}, with a lower learning rate"
+        )
 
 
-def finished_run(config: TrainConfig, out: Path) -> Optional[dict]:
+def finished_run(config: TrainConfig, out: Path) -> dict | None:
     """The metrics of a finished run of `config` in `out`; None if there is none; an error if `out`
     holds a finished run of another configuration, or a damaged one (its metrics.json or model.pt
     unreadable: one line saying which file and what to delete, never a run taken for finished)."""

@@ -1,10 +1,9 @@
 """Loading the frozen teacher a student is distilled from: a run of this package (its model.pt)
 or a torchvision pretrained network (`torchvision:NAME[:WEIGHTS]`)."""
 
-
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -46,16 +45,22 @@ def trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
     # size, so nothing else would notice). model.pt records both (checkpoint.model_record).
     dataset, size = record.get("dataset"), record.get("input_size")
     if not isinstance(dataset, str) or not isinstance(size, list):
-        raise BlockswapError(f"teacher {spec} does not record the dataset it was trained on; "
-                             "use a model.pt written by blockswap train")
+        raise BlockswapError(
+            f"teacher {spec} does not record the dataset it was trained on; use a model.pt written by blockswap train"
+        )
     if dataset != data.name or size != list(data.input_size):
         raise BlockswapError(
             f"teacher {spec} was trained on {dataset} at {'x'.join(map(str, size))} px but the student trains on "
             f"{data.name} at {'x'.join(map(str, data.input_size))} px; distil from a teacher trained on the "
             "student's dataset and image size"
         )
-    return teacher, {"kind": "trained", "path": spec, "arch": record["arch"], "genotype": record["genotype"],
-                     "dataset": record["dataset"]}
+    return teacher, {
+        "kind": "trained",
+        "path": spec,
+        "arch": record["arch"],
+        "genotype": record["genotype"],
+        "dataset": record["dataset"],
+    }
 
 
 # Kinds of teacher, tried in order: (claims the spec?, load it -> (module, record for metrics.json)).

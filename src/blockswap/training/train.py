@@ -18,7 +18,6 @@ data-parallel training over several processes (`distributed.py`), which trains t
 as one process.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +26,6 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import torch
@@ -80,14 +78,22 @@ def evaluate(model, batches, device, bf16: bool = False) -> dict:
         k = min(5, logits.shape[1])
         best = logits.topk(k, dim=1).indices
         # The three counts leave the device together: one host sync per batch.
-        counts = torch.stack([(best[:, 0] == labels).sum(), (best == labels[:, None]).any(dim=1).sum(),
-                              (~torch.isfinite(logits)).any(dim=1).sum()]).tolist()
+        counts = torch.stack(
+            [
+                (best[:, 0] == labels).sum(),
+                (best == labels[:, None]).any(dim=1).sum(),
+                (~torch.isfinite(logits)).any(dim=1).sum(),
+            ]
+        ).tolist()
         top1, top5, non_finite = top1 + counts[0], top5 + counts[1], non_finite + counts[2]
         total += len(labels)
     if total == 0:
         raise BlockswapError("the evaluation split is empty")
-    return {"top1_error": 100.0 * (1 - top1 / total), "top5_error": 100.0 * (1 - top5 / total),
-            "non_finite": non_finite}
+    return {
+        "top1_error": 100.0 * (1 - top1 / total),
+        "top5_error": 100.0 * (1 - top5 / total),
+        "non_finite": non_finite,
+    }
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -108,8 +114,17 @@ class WithIntermediates(nn.Module):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, out: Path, device: torch.device, data: Optional[Dataset] = None,
-                 progress: bool = True, log=print, tags: Optional[dict] = None, world: World = SINGLE):
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: Path,
+        device: torch.device,
+        data: Dataset | None = None,
+        progress: bool = True,
+        log=print,
+        tags: dict | None = None,
+        world: World = SINGLE,
+    ):
         self.config, self.out, self.device, self.world = config, Path(out), device, world
         self.progress = progress and world.is_main
         self.log = log if world.is_main else (lambda *_: None)
@@ -124,8 +139,9 @@ class Trainer:
         self.params_dense = sum(p.numel() for p in self.model.parameters())
         self.teacher, self.teacher_record = self._load_teacher() if config.teacher else (None, None)
         self.masks = self._prune() if config.prune else None
-        self.optimiser = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+        self.optimiser = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
         step = WithIntermediates(self.model)
         if world.size > 1:
             step = distributed.data_parallel(step, device)
@@ -139,8 +155,10 @@ class Trainer:
         # every loss nan from the first step; say so here rather than blame the student's lr.
         bad = non_finite_tensors(teacher.state_dict())
         if bad:
-            raise BlockswapError(f"teacher {spec} has non-finite weights ({', '.join(bad[:3])}); it diverged: "
-                                 "train it again with a lower learning rate")
+            raise BlockswapError(
+                f"teacher {spec} has non-finite weights ({', '.join(bad[:3])}); it diverged: "
+                "train it again with a lower learning rate"
+            )
         teacher.to(self.device, memory_format=self.memory_format).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -154,11 +172,18 @@ class Trainer:
             raise BlockswapError(
                 f"--prune-params {config.prune_params} exceeds the {self.params_dense} parameters of the network"
             )
-        batches = epoch_batches(self.data, config.batch_size, derive_seed(config.seed, 0, PRUNE_STREAM), self.device,
-                                config.cutout, drop_last=True)
+        batches = epoch_batches(
+            self.data,
+            config.batch_size,
+            derive_seed(config.seed, 0, PRUNE_STREAM),
+            self.device,
+            config.cutout,
+            drop_last=True,
+        )
         images, labels = next(iter(batches))
-        masks = PRUNERS[config.prune](self.model, images.contiguous(memory_format=self.memory_format), labels,
-                                      config.prune_params)
+        masks = PRUNERS[config.prune](
+            self.model, images.contiguous(memory_format=self.memory_format), labels, config.prune_params
+        )
         masks = distributed.broadcast_tensors({k: v.to(self.device).contiguous() for k, v in masks.items()})
         snip.apply_masks(self.model, masks)
         return masks
@@ -210,7 +235,7 @@ class Trainer:
         self.log(f"resuming {self.out} after epoch {epoch}")
         return epoch, history, elapsed
 
-    def finished(self) -> Optional[dict]:
+    def finished(self) -> dict | None:
         return finished_run(self.config, self.out)
 
     # --- loop -----------------------------------------------------------------------------------
@@ -225,21 +250,43 @@ class Trainer:
         if first:
             check_compatible(out.stages, target.stages)
             if target.logits.shape[1] != out.logits.shape[1]:
-                raise BlockswapError(f"teacher {config.teacher} predicts {target.logits.shape[1]} classes but the "
-                                     f"student {out.logits.shape[1]}")
-        loss = distillation_loss(out.logits, labels, out.stages, target.logits, target.stages, self.beta,
-                                 config.kd_alpha, config.kd_temperature)
+                raise BlockswapError(
+                    f"teacher {config.teacher} predicts {target.logits.shape[1]} classes but the "
+                    f"student {out.logits.shape[1]}"
+                )
+        loss = distillation_loss(
+            out.logits,
+            labels,
+            out.stages,
+            target.logits,
+            target.stages,
+            self.beta,
+            config.kd_alpha,
+            config.kd_temperature,
+        )
         return out.logits, loss
 
     def train_epoch(self, epoch: int) -> dict:
         config, world = self.config, self.world
         self.step_model.train()
-        batches = epoch_batches(self.data, config.batch_size, derive_seed(config.seed, epoch), self.device,
-                                config.cutout, drop_last=config.drop_last, shard=world.shard)
+        batches = epoch_batches(
+            self.data,
+            config.batch_size,
+            derive_seed(config.seed, epoch),
+            self.device,
+            config.cutout,
+            drop_last=config.drop_last,
+            shard=world.shard,
+        )
         n_train = len(self.data.train)
         loss_sum = wrong = seen = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False,
-                   total=len(batches))
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not self.progress,
+            leave=False,
+            total=len(batches),
+        )
         for step, (images, labels) in enumerate(bar):
             images = images.contiguous(memory_format=self.memory_format)
             n = len(labels)
@@ -284,7 +331,7 @@ class Trainer:
             f"learning rate (--lr) and train into another --out folder or delete this one; nothing was marked finished"
         )
 
-    def run(self) -> Optional[dict]:
+    def run(self) -> dict | None:
         """Train (or resume) to the end and return the metrics (on rank 0; None on other ranks)."""
         done = self.finished()
         if done is not None:
@@ -300,8 +347,12 @@ class Trainer:
                 group["lr"] = lr
             row = {"epoch": epoch + 1, **self.train_epoch(epoch), "lr": lr}
             if self.data.val is not None and self.world.is_main:
-                val = evaluate(self.model, evaluation_batches(self.data, "val", EVAL_BATCH_SIZE, self.device),
-                               self.device, self.config.bf16)
+                val = evaluate(
+                    self.model,
+                    evaluation_batches(self.data, "val", EVAL_BATCH_SIZE, self.device),
+                    self.device,
+                    self.config.bf16,
+                )
                 row["val_error"] = val["top1_error"]
             row["seconds"] = time.perf_counter() - start
             elapsed += row["seconds"]
@@ -309,15 +360,21 @@ class Trainer:
             if self.world.is_main:
                 atomic_save(self._checkpoint(epoch + 1, history, elapsed), self.out / CHECKPOINT_FILE)
             val_text = f" val err {row['val_error']:.2f}%" if "val_error" in row else ""
-            self.log(f"epoch {epoch + 1}/{self.config.epochs}: loss {row['train_loss']:.4f} "
-                     f"train err {row['train_error']:.2f}%{val_text} lr {lr:.4g} ({row['seconds']:.1f}s)")
+            self.log(
+                f"epoch {epoch + 1}/{self.config.epochs}: loss {row['train_loss']:.4f} "
+                f"train err {row['train_error']:.2f}%{val_text} lr {lr:.4g} ({row['seconds']:.1f}s)"
+            )
         metrics = self._finish(history, elapsed) if self.world.is_main else None
         distributed.barrier()  # the other ranks return once the results are written
         return metrics
 
     def _finish(self, history: list, elapsed: float) -> dict:
-        test = evaluate(self.model, evaluation_batches(self.data, "test", EVAL_BATCH_SIZE, self.device),
-                        self.device, self.config.bf16)
+        test = evaluate(
+            self.model,
+            evaluation_batches(self.data, "test", EVAL_BATCH_SIZE, self.device),
+            self.device,
+            self.config.bf16,
+        )
         if test["non_finite"]:
             # Finite but huge weights (one giant step) can still overflow: a network answering inf
             # or nan would be recorded with chance-level error as if it had trained.
@@ -365,15 +422,30 @@ class Trainer:
 # --- several processes --------------------------------------------------------------------------
 
 
-def train_rank(world: World, device: torch.device, config: TrainConfig, out: Path, data: Optional[Dataset],
-                progress: bool, tags: Optional[dict]) -> None:
+def train_rank(
+    world: World,
+    device: torch.device,
+    config: TrainConfig,
+    out: Path,
+    data: Dataset | None,
+    progress: bool,
+    tags: dict | None,
+) -> None:
     """One rank of a data-parallel run (a spawned process, or one launched by torchrun)."""
-    Trainer(config, out, device, data, progress=progress, log=lambda line: print(line, flush=True), tags=tags,
-            world=world).run()
+    Trainer(
+        config, out, device, data, progress=progress, log=lambda line: print(line, flush=True), tags=tags, world=world
+    ).run()
 
 
-def train_parallel(config: TrainConfig, out: Path, nproc: int, device: str = "auto", data: Optional[Dataset] = None,
-                   progress: bool = True, tags: Optional[dict] = None) -> dict:
+def train_parallel(
+    config: TrainConfig,
+    out: Path,
+    nproc: int,
+    device: str = "auto",
+    data: Dataset | None = None,
+    progress: bool = True,
+    tags: dict | None = None,
+) -> dict:
     """Train on `nproc` local processes (one GPU each on CUDA, gloo on the CPU) and return rank 0's
     metrics. The result equals a one-process run of the same config, to float rounding."""
     kind = distributed.device_type(device)
@@ -386,4 +458,3 @@ def train_parallel(config: TrainConfig, out: Path, nproc: int, device: str = "au
     else:
         print(f"{out} is already trained (test error {done['test_error']:.2f}%); nothing to do", flush=True)
     return done
-

@@ -85,8 +85,9 @@ def measure_candidate(
             measured[k][proxy.name] = stored_value(proxy, value, candidate, k)
 
     timings: dict[int, float] = {}
-    results = measure_along_training(model, batches, shared, points, at_point=at_point if own else None,
-                                     timings=timings)
+    results = measure_along_training(
+        model, batches, shared, points, at_point=at_point if own else None, timings=timings
+    )
     seconds["fisher"] = sum(timings.values())
     for k, (values, _) in results.items():
         values.update(measured.get(k, {}))

@@ -102,8 +102,10 @@ def stored_value(proxy: Proxy, value: float, candidate: int, k: int) -> float:
     if value == -math.inf:
         return FLOOR
     if not math.isfinite(value):
-        raise BlockswapError(f"proxy {proxy.name} is {value} for candidate {candidate} at k = {k}; a scores file "
-                             "holds finite numbers only")
+        raise BlockswapError(
+            f"proxy {proxy.name} is {value} for candidate {candidate} at k = {k}; a scores file "
+            "holds finite numbers only"
+        )
     return value
 
 

@@ -73,9 +73,13 @@ def zen(m: Measurement) -> float:
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     eps = torch.randn(shape, generator=generator, dtype=torch.float64)
     place = {"device": m.images.device, "dtype": m.images.dtype}
-    layout = torch.channels_last if m.images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    layout = (
+        torch.channels_last if m.images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    )
     f = model.forward_intermediates(x.to(**place).contiguous(memory_format=layout)).stages[-1]
-    f_mixed = model.forward_intermediates((x + ZEN_MIXUP_GAMMA * eps).to(**place).contiguous(memory_format=layout)).stages[-1]
+    f_mixed = model.forward_intermediates(
+        (x + ZEN_MIXUP_GAMMA * eps).to(**place).contiguous(memory_format=layout)
+    ).stages[-1]
     delta = float((f - f_mixed).abs().flatten(1).sum(1).mean())
     bn = sum(0.5 * math.log(float(b.running_var.mean())) for b in model.modules() if isinstance(b, nn.BatchNorm2d))
     return (math.log(delta) if delta > 0 else -math.inf) + bn
@@ -84,12 +88,32 @@ def zen(m: Measurement) -> float:
 ENTRIES = {
     p.name: p
     for p in [
-        Proxy("synflow", True, "log10 of sum over conv/linear weights of |theta * dR/dtheta|, R = sum of the output "
-              "of the |theta| network without BN on an all-ones input", "Tanaka et al., SynFlow (NeurIPS 2020); "
-              "Abdelfattah et al. (ICLR 2021) as a NAS proxy", labels=False, data="ones", batchnorm="bypassed",
-              dtype="float64", cost="forward+backward", kind="data-free", compute=synflow),
-        Proxy("zen", True, "log mean_n ||f(x) - f(x + 0.01 eps)||_1 + sum_BN log sqrt(mean running_var), Gaussian "
-              "weights and inputs", "Lin et al., Zen-NAS (ICCV 2021)", labels=False, data="gaussian",
-              batchnorm="train", dtype="scoring", cost="forward", kind="data-free", compute=zen),
+        Proxy(
+            "synflow",
+            True,
+            "log10 of sum over conv/linear weights of |theta * dR/dtheta|, R = sum of the output "
+            "of the |theta| network without BN on an all-ones input",
+            "Tanaka et al., SynFlow (NeurIPS 2020); Abdelfattah et al. (ICLR 2021) as a NAS proxy",
+            labels=False,
+            data="ones",
+            batchnorm="bypassed",
+            dtype="float64",
+            cost="forward+backward",
+            kind="data-free",
+            compute=synflow,
+        ),
+        Proxy(
+            "zen",
+            True,
+            "log mean_n ||f(x) - f(x + 0.01 eps)||_1 + sum_BN log sqrt(mean running_var), Gaussian weights and inputs",
+            "Lin et al., Zen-NAS (ICCV 2021)",
+            labels=False,
+            data="gaussian",
+            batchnorm="train",
+            dtype="scoring",
+            cost="forward",
+            kind="data-free",
+            compute=zen,
+        ),
     ]
 }

@@ -39,8 +39,11 @@ def _entry(name, definition, weight_grads=False, cost="forward+backward"):
     )
 
 
-FISHER = _entry("fisher", "Fisher potential: sum over blocks and channels of 1/(2N) sum_n (sum_hw a*dL/da)^2 at "
-                "each block's residual-branch output (the paper's choice)")
+FISHER = _entry(
+    "fisher",
+    "Fisher potential: sum over blocks and channels of 1/(2N) sum_n (sum_hw a*dL/da)^2 at "
+    "each block's residual-branch output (the paper's choice)",
+)
 ENTRIES = {
     p.name: p
     for p in [
