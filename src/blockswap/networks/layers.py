@@ -75,14 +75,18 @@ class Conv:
         )
 
 
-@dataclass(frozen=True)
-class Norm:
-    """BatchNorm2d: weight and bias are trainable (running statistics are not parameters)."""
-
-    channels: int
+class SameSize:
+    """A layer that keeps the spatial size (BN, ReLU, BN-ReLU)."""
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         return h, w
+
+
+@dataclass(frozen=True)
+class Norm(SameSize):
+    """BatchNorm2d: weight and bias are trainable (running statistics are not parameters)."""
+
+    channels: int
 
     def cost(self, h: int, w: int) -> Cost:
         return Cost(params=2 * self.channels)
@@ -92,11 +96,8 @@ class Norm:
 
 
 @dataclass(frozen=True)
-class Relu:
+class Relu(SameSize):
     """A ReLU inside a cheap unit; the paper's ops convention does not count it."""
-
-    def output_size(self, h: int, w: int) -> tuple[int, int]:
-        return h, w
 
     def cost(self, h: int, w: int) -> Cost:
         return Cost()
@@ -111,13 +112,10 @@ class PreActivationModule(nn.Sequential):
 
 
 @dataclass(frozen=True)
-class PreActivation:
+class PreActivation(SameSize):
     """Block-level BN-ReLU: 2C parameters and one paper op per element entering the ReLU."""
 
     channels: int
-
-    def output_size(self, h: int, w: int) -> tuple[int, int]:
-        return h, w
 
     def cost(self, h: int, w: int) -> Cost:
         return Cost(params=2 * self.channels, ops=self.channels * h * w)

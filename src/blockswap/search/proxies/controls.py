@@ -17,6 +17,24 @@ def _cost(column: str):
     return compute
 
 
+def _cost_control(column: str, what: str) -> Proxy:
+    """Table 1's control that reads a cost column of the candidates file: no network, no data."""
+    return Proxy(
+        column,
+        True,
+        f"{what} (the candidates file's {column} column)",
+        "Table 1's control",
+        labels=False,
+        data="none",
+        batchnorm="none",
+        dtype="-",
+        cost="free",
+        kind="control",
+        compute=_cost(column),
+        cost_column=column,
+    )
+
+
 def random_score(m: Measurement) -> float:
     """Uniform on [0, 1) from derive_seed(scoring seed, candidate, stream("random")): repeatable,
     the same in every shard, the same at every k, and independent of the network."""
@@ -26,34 +44,8 @@ def random_score(m: Measurement) -> float:
 ENTRIES = {
     p.name: p
     for p in [
-        Proxy(
-            "params",
-            True,
-            "trainable parameters (the candidates file's params column)",
-            "Table 1's control",
-            labels=False,
-            data="none",
-            batchnorm="none",
-            dtype="-",
-            cost="free",
-            kind="control",
-            compute=_cost("params"),
-            cost_column="params",
-        ),
-        Proxy(
-            "macs",
-            True,
-            "multiply-accumulates (the candidates file's macs column)",
-            "Table 1's control",
-            labels=False,
-            data="none",
-            batchnorm="none",
-            dtype="-",
-            cost="free",
-            kind="control",
-            compute=_cost("macs"),
-            cost_column="macs",
-        ),
+        _cost_control("params", "trainable parameters"),
+        _cost_control("macs", "multiply-accumulates"),
         Proxy(
             "random",
             True,
