@@ -55,6 +55,7 @@ if workflow.is_main_process and not workflow.remote_exec:
     for note in NOTES:
         print(f"blockswap: note: {note}", file=sys.stderr)
 
+NOTE_ARGS = " ".join(f"--note {shlex.quote(n)}" for n in NOTES)  # the notes, as table options
 LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
@@ -163,16 +164,31 @@ def teacher_weights():
 
 
 TEACHER_METRICS = expand(f"{RESULTS}/teachers/seed-{{seed}}/metrics.json", seed=SEEDS)
-# Every score shard of one budget (the budget wildcard is left for the rule to fill).
-SCORE_SHARDS = expand(
-    f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
-    shard=range(config["search"]["shards"]),
-)
+SHARDS = range(config["search"]["shards"])  # the score shards of every scored budget
+
+
+def score_shards(budget="{budget}"):
+    """Every score shard of one budget; by default the budget wildcard is left for the rule to fill."""
+    return [f"{RESULTS}/search/{budget}/scores/shard-{i}.csv" for i in SHARDS]
+
+
+SCORE_SHARDS = score_shards()
+
+
+def proxies_args(labelled_files):
+    """The `--proxies LABEL=FILE` options of the report and figure commands, from (label, file) pairs."""
+    return " ".join(f"--proxies {label}={path}" for label, path in labelled_files)
+
+
 PROXY_FILES = {b: f"{RESULTS}/ablation/{b}/proxies.csv" for b in ABLATED}
-PROXY_ARGS = " ".join(f"--proxies {b}={path}" for b, path in PROXY_FILES.items())
+PROXY_ARGS = proxies_args(PROXY_FILES.items())
 # Rank stability: the same candidates scored again under each of these scoring seeds.
 STABILITY_SEEDS = [config["search"]["seed"] + i for i in range(1, config["ablation"]["stability_seeds"] + 1)]
-STABILITY_FILES = [f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv" for b in ABLATED for s in STABILITY_SEEDS]
+STABILITY_SCORINGS = [(b, f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv") for b in ABLATED for s in STABILITY_SEEDS]
+STABILITY_FILES = [path for _, path in STABILITY_SCORINGS]
+STABILITY_ARGS = proxies_args(STABILITY_SCORINGS)  # each scoring labelled with its budget
+# The candidates of each budget that the random-student ablation trains (their indices in candidates.csv).
+RANDOM_PICKS = range(config["ablation"]["random_students"])
 SHOOTOUT_PROXIES = ",".join(config["ablation"]["proxies"])  # the --proxies of every ablation scoring
 
 
@@ -198,6 +214,16 @@ def paper_figures():
     return figures
 
 
+# history.csv of every network of the students table trained here (a pretrained teacher has none).
+TRAINING_HISTORIES = [
+    *([] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)),
+    *(str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)),
+]
+# The method and network of each curve: the metrics.json its training wrote beside it.
+TRAINING_METRICS = [str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES]
+TIMINGS = f"{RESULTS}/tables/timings.csv"  # rules/report.smk: where the run's time went
+
+
 def get_final_output():
     """Everything `all` makes. Per-network results are listed as well as the tables built from them:
     Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
@@ -217,11 +243,21 @@ def get_final_output():
     ]
 
 
+def search_outputs():
+    """What the `search` target makes: the selected student of every budget."""
+    return [f"{RESULTS}/search/{b}/student.json" for b in BUDGETS]
+
+
+def ablation_outputs():
+    """What the `ablation` target makes: the random and best-of-N students, and the proxy scores."""
+    return [*student_metrics(["random", "bestof"]), *PROXY_FILES.values()]
+
+
 def search_results():
     """Candidates, score shards, selections and picked random students: listed so that a deleted
     one is rebuilt (and what depends on it rerun), as a deleted student is."""
     files = [f"{RESULTS}/search/{b}/candidates.csv" for b in SAMPLED]
-    files += [f"{RESULTS}/search/{b}/scores/shard-{i}.csv" for b in SCORED for i in range(config["search"]["shards"])]
+    files += [path for b in SCORED for path in score_shards(b)]
     files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
     files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
     return files + list(PROXY_FILES.values()) + STABILITY_FILES
