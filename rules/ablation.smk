@@ -42,7 +42,7 @@ rule proxies:
         search=config["search"],
         limit=config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,
-        minibatches=",".join(str(k) for k in config["ablation"]["minibatches"]),
+        minibatches=comma_list(config["ablation"]["minibatches"]),
     shell:
         "blockswap score {input.candidates} {params.data} --limit {params.limit} "
         "--proxies {params.proxies} --minibatches {params.minibatches} "

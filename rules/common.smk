@@ -79,9 +79,18 @@ wildcard_constraints:
     index="[0-9]+",
 
 
+def optional_arg(flag, value):
+    """The option for a key whose null means "leave the command's default": nothing then."""
+    return "" if value is None else f"{flag} {value}"
+
+
+def comma_list(values):
+    """A list key as the comma-separated value the CLI takes."""
+    return ",".join(str(v) for v in values)
+
+
 def image_size_arg():
-    size = config["image_size"]
-    return "" if size is None else f"--image-size {size}"
+    return optional_arg("--image-size", config["image_size"])
 
 
 def data_args(download=False):
@@ -102,7 +111,7 @@ def training_args(network=None):
     if t["schedule"] is not None:
         args += f" --schedule {t['schedule']}"
     if t["milestones"] is not None:
-        args += " --milestones " + ",".join(str(m) for m in t["milestones"])
+        args += f" --milestones {comma_list(t['milestones'])}"
     if t["gamma"] is not None:
         args += f" --gamma {t['gamma']}"
     args += " --channels-last" if t["channels_last"] else ""
@@ -383,7 +392,7 @@ def detection_training_args():
     d = config["detection"]
     args = (
         f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
-        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
+        f"--milestones {comma_list(d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
         f"--nproc {d['gpus']}"
     )
     args += f" --lr {d['lr']}" if d["lr"] is not None else ""
