@@ -56,6 +56,7 @@ if workflow.is_main_process and not workflow.remote_exec:
         print(f"blockswap: note: {note}", file=sys.stderr)
 
 NOTE_ARGS = " ".join(f"--note {shlex.quote(n)}" for n in NOTES)  # the notes, as table options
+CONFIG_TEXT = yaml.safe_dump(config, sort_keys=False)  # results/<run>/config.yaml: defaults applied
 LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
@@ -231,6 +232,14 @@ TRAINING_HISTORIES = [
 # The method and network of each curve: the metrics.json its training wrote beside it.
 TRAINING_METRICS = [str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES]
 TIMINGS = f"{RESULTS}/tables/timings.csv"  # rules/report.smk: where the run's time went
+
+
+def benchmark_rule_args():
+    """Each rule's benchmark pattern, so that the timings table counts every file under the rule that
+    wrote it. Called from a params function: by then every rule is known."""
+    return " ".join(
+        f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
+    )
 
 
 def get_final_output():

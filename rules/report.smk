@@ -12,7 +12,7 @@ rule resolved_config:
     conda:
         "../environment.yml"
     params:
-        text=yaml.safe_dump(config, sort_keys=False),
+        text=CONFIG_TEXT,
     shell:
         "printf '%s' {params.text:q} > {output} 2> {log}"
 
@@ -266,10 +266,7 @@ rule timings:
         "../environment.yml"
     params:
         folder=BENCHMARKS,
-        # Each rule's benchmark pattern: every file is counted under the rule that wrote it.
-        rules=lambda wc: " ".join(
-            f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
-        ),
+        rules=lambda wc: benchmark_rule_args(),
     shell:
         # The folder is made first: a run whose every result predates the directives has none yet.
         "mkdir -p {params.folder:q} && blockswap report timings {params.folder:q} {params.rules} "
