@@ -60,7 +60,7 @@ rule teacher:
 
 rule search:
     input:
-        expand(f"{RESULTS}/search/{{budget}}/student.json", budget=BUDGETS),
+        search_outputs(),
 
 
 rule students:
@@ -75,8 +75,7 @@ rule baselines:
 
 rule ablation:
     input:
-        student_metrics(["random", "bestof"]),
-        list(PROXY_FILES.values()),
+        ablation_outputs(),
 
 
 rule tables:

@@ -8,7 +8,7 @@ rule pick_random:
     input:
         rules.sample.output[0],
     output:
-        [f"{RESULTS}/ablation/{{budget}}/random-{i}.json" for i in range(config["ablation"]["random_students"])],
+        [f"{RESULTS}/ablation/{{budget}}/random-{i}.json" for i in RANDOM_PICKS],
     log:
         f"{LOGS}/ablation/{{budget}}/pick.log",
     benchmark:
@@ -16,7 +16,7 @@ rule pick_random:
     conda:
         "../environment.yml"
     params:
-        indices=" ".join(str(i) for i in range(config["ablation"]["random_students"])),
+        indices=" ".join(str(i) for i in RANDOM_PICKS),
     shell:
         "blockswap pick {input} --candidate {params.indices} --out {output} > {log} 2>&1"
 
@@ -42,7 +42,7 @@ rule proxies:
         search=config["search"],
         limit=config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,
-        minibatches=",".join(str(k) for k in config["ablation"]["minibatches"]),
+        minibatches=comma_list(config["ablation"]["minibatches"]),
     shell:
         "blockswap score {input.candidates} {params.data} --limit {params.limit} "
         "--proxies {params.proxies} --minibatches {params.minibatches} "

@@ -57,6 +57,8 @@ if workflow.is_main_process and not workflow.remote_exec:
     for note in NOTES:
         print(f"blockswap: note: {note}", file=sys.stderr)
 
+NOTE_ARGS = " ".join(f"--note {shlex.quote(n)}" for n in NOTES)  # the notes, as table options
+CONFIG_TEXT = yaml.safe_dump(config, sort_keys=False)  # results/<run>/config.yaml: defaults applied
 LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
@@ -80,9 +82,18 @@ wildcard_constraints:
     index="[0-9]+",
 
 
+def optional_arg(flag, value):
+    """The option for a key whose null means "leave the command's default": nothing then."""
+    return "" if value is None else f"{flag} {value}"
+
+
+def comma_list(values):
+    """A list key as the comma-separated value the CLI takes."""
+    return ",".join(str(v) for v in values)
+
+
 def image_size_arg():
-    size = config["image_size"]
-    return "" if size is None else f"--image-size {size}"
+    return optional_arg("--image-size", config["image_size"])
 
 
 def data_args(download=False):
@@ -103,7 +114,7 @@ def training_args(network=None):
     if t["schedule"] is not None:
         args += f" --schedule {t['schedule']}"
     if t["milestones"] is not None:
-        args += " --milestones " + ",".join(str(m) for m in t["milestones"])
+        args += f" --milestones {comma_list(t['milestones'])}"
     if t["gamma"] is not None:
         args += f" --gamma {t['gamma']}"
     args += " --channels-last" if t["channels_last"] else ""
@@ -165,16 +176,31 @@ def teacher_weights():
 
 
 TEACHER_METRICS = expand(f"{RESULTS}/teachers/seed-{{seed}}/metrics.json", seed=SEEDS)
-# Every score shard of one budget (the budget wildcard is left for the rule to fill).
-SCORE_SHARDS = expand(
-    f"{RESULTS}/search/{{{{budget}}}}/scores/shard-{{shard}}.csv",
-    shard=range(config["search"]["shards"]),
-)
+SHARDS = range(config["search"]["shards"])  # the score shards of every scored budget
+
+
+def score_shards(budget="{budget}"):
+    """Every score shard of one budget; by default the budget wildcard is left for the rule to fill."""
+    return [f"{RESULTS}/search/{budget}/scores/shard-{i}.csv" for i in SHARDS]
+
+
+SCORE_SHARDS = score_shards()
+
+
+def proxies_args(labelled_files):
+    """The `--proxies LABEL=FILE` options of the report and figure commands, from (label, file) pairs."""
+    return " ".join(f"--proxies {label}={path}" for label, path in labelled_files)
+
+
 PROXY_FILES = {b: f"{RESULTS}/ablation/{b}/proxies.csv" for b in ABLATED}
-PROXY_ARGS = " ".join(f"--proxies {b}={path}" for b, path in PROXY_FILES.items())
+PROXY_ARGS = proxies_args(PROXY_FILES.items())
 # Rank stability: the same candidates scored again under each of these scoring seeds.
 STABILITY_SEEDS = [config["search"]["seed"] + i for i in range(1, config["ablation"]["stability_seeds"] + 1)]
-STABILITY_FILES = [f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv" for b in ABLATED for s in STABILITY_SEEDS]
+STABILITY_SCORINGS = [(b, f"{RESULTS}/ablation/{b}/stability/seed-{s}.csv") for b in ABLATED for s in STABILITY_SEEDS]
+STABILITY_FILES = [path for _, path in STABILITY_SCORINGS]
+STABILITY_ARGS = proxies_args(STABILITY_SCORINGS)  # each scoring labelled with its budget
+# The candidates of each budget that the random-student ablation trains (their indices in candidates.csv).
+RANDOM_PICKS = range(config["ablation"]["random_students"])
 SHOOTOUT_PROXIES = ",".join(config["ablation"]["proxies"])  # the --proxies of every ablation scoring
 
 
@@ -200,6 +226,24 @@ def paper_figures():
     return figures
 
 
+# history.csv of every network of the students table trained here (a pretrained teacher has none).
+TRAINING_HISTORIES = [
+    *([] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)),
+    *(str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)),
+]
+# The method and network of each curve: the metrics.json its training wrote beside it.
+TRAINING_METRICS = [str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES]
+TIMINGS = f"{RESULTS}/tables/timings.csv"  # rules/report.smk: where the run's time went
+
+
+def benchmark_rule_args():
+    """Each rule's benchmark pattern, so that the timings table counts every file under the rule that
+    wrote it. Called from a params function: by then every rule is known."""
+    return " ".join(
+        f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
+    )
+
+
 def get_final_output():
     """Everything `all` makes. Per-network results are listed as well as the tables built from them:
     Snakemake (>= 7.7) does not remake a deleted intermediate file whose consumers are up to date,
@@ -219,11 +263,21 @@ def get_final_output():
     ]
 
 
+def search_outputs():
+    """What the `search` target makes: the selected student of every budget."""
+    return [f"{RESULTS}/search/{b}/student.json" for b in BUDGETS]
+
+
+def ablation_outputs():
+    """What the `ablation` target makes: the random and best-of-N students, and the proxy scores."""
+    return [*student_metrics(["random", "bestof"]), *PROXY_FILES.values()]
+
+
 def search_results():
     """Candidates, score shards, selections and picked random students: listed so that a deleted
     one is rebuilt (and what depends on it rerun), as a deleted student is."""
     files = [f"{RESULTS}/search/{b}/candidates.csv" for b in SAMPLED]
-    files += [f"{RESULTS}/search/{b}/scores/shard-{i}.csv" for b in SCORED for i in range(config["search"]["shards"])]
+    files += [path for b in SCORED for path in score_shards(b)]
     files += [f"{RESULTS}/search/{b}/student.json" for b in SEARCHED]
     files += [PLANS[n].genotype for n in STUDENTS if PLANS[n].method in ("bestof", "random")]
     return files + list(PROXY_FILES.values()) + STABILITY_FILES
@@ -349,7 +403,7 @@ def detection_training_args():
     d = config["detection"]
     args = (
         f"--arch {d['arch']} --epochs {d['epochs']} --batch-size {d['batch_size']} --seed {d['seed']} "
-        f"--milestones {','.join(str(m) for m in d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
+        f"--milestones {comma_list(d['milestones']) or ','} --warmup-iters {d['warmup_iters']} "
         f"--nproc {d['gpus']}"
     )
     args += f" --lr {d['lr']}" if d["lr"] is not None else ""

@@ -20,10 +20,8 @@ rule detection_search:
     params:
         data=detection_args(),
         d=config["detection"],
-        budget=lambda wc: "" if config["detection"]["budget"] is None else f"--budget {config['detection']['budget']}",
-        limit=lambda wc: (
-            "" if config["detection"]["train_limit"] is None else f"--limit {config['detection']['train_limit']}"
-        ),
+        budget=optional_arg("--budget", config["detection"]["budget"]),
+        limit=optional_arg("--limit", config["detection"]["train_limit"]),
     shell:
         "blockswap detection search {params.data} --arch {params.d[arch]} --reference {params.d[reference]:q} "
         "{params.budget} --candidates {params.d[candidates]} --samples {params.d[samples]} "
@@ -77,7 +75,7 @@ rule detection_evaluate:
         mem_mb=16000,
     params:
         data_dir=config["data_dir"],
-        limit="" if config["detection"]["val_limit"] is None else f"--limit {config['detection']['val_limit']}",
+        limit=optional_arg("--limit", config["detection"]["val_limit"]),
         method=lambda wc: DETECTION_ROWS[wc.backbone],
     shell:
         "blockswap detection evaluate --data-dir {params.data_dir:q} --model {input} {params.limit} "

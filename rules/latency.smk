@@ -22,8 +22,8 @@ rule latency_table:
         data_dir=config["data_dir"],
         image_size=image_size_arg(),
         device=LATENCY["device"],
-        threads=",".join(str(t) for t in LATENCY["threads"]),
-        batches=",".join(str(b) for b in LATENCY["batches"]),
+        threads=comma_list(LATENCY["threads"]),
+        batches=comma_list(LATENCY["batches"]),
         seed=LATENCY["seed"],
         measure=latency_measure_args(),
     shell:

@@ -12,7 +12,7 @@ rule resolved_config:
     conda:
         "../environment.yml"
     params:
-        text=yaml.safe_dump(config, sort_keys=False),
+        text=CONFIG_TEXT,
     shell:
         "printf '%s' {params.text:q} > {output} 2> {log}"
 
@@ -55,7 +55,7 @@ rule paper_table:
     conda:
         "../environment.yml"
     params:
-        notes=" ".join(f"--note {shlex.quote(n)}" for n in NOTES),
+        notes=NOTE_ARGS,
     shell:
         "blockswap report {wildcards.table} {input} {params.notes} "
         "--csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
@@ -158,7 +158,7 @@ rule stability_table:
     conda:
         "../environment.yml"
     params:
-        scorings=lambda wc, input: " ".join(f"--proxies {Path(p).parent.parent.name}={p}" for p in input),
+        scorings=STABILITY_ARGS,
     shell:
         "blockswap report stability {input} {params.scorings} --csv {output.csv} --md {output.md} > {log} 2>&1"
 
@@ -220,20 +220,12 @@ rule figure_proxy_scatter:
         "--out {output.png} > {log} 2>&1"
 
 
-# history.csv of every network of the students table trained here (a pretrained teacher has none).
-TRAINING_HISTORIES = [
-    *([] if PRETRAINED else expand(f"{RESULTS}/teachers/seed-{{seed}}/history.csv", seed=SEEDS)),
-    *(str(Path(p).with_name("history.csv")) for p in student_metrics(STUDENT_METHODS)),
-]
-
-
 # Loss and error of every trained network by epoch, one row of panels per method.
 # snakemake --cores 1 results/default/figures/learning_curves.png
 rule figure_learning_curves:
     input:
         histories=TRAINING_HISTORIES,
-        # The method and network of each curve: the metrics.json its training wrote beside it.
-        metrics=[str(Path(p).with_name("metrics.json")) for p in TRAINING_HISTORIES],
+        metrics=TRAINING_METRICS,
     output:
         png=report(
             f"{RESULTS}/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"
@@ -257,7 +249,7 @@ rule figure_learning_curves:
 # the directive existed would be trained again). The inputs are instead every other file `all`
 # makes, so this table is built after every job it times and again whenever one of them is remade;
 # the benchmark files are read from the folder as found, and a job without one is not counted.
-TIMINGS = f"{RESULTS}/tables/timings.csv"
+# TIMINGS (the csv) is named in common.smk, which leaves it out of the inputs.
 
 
 # snakemake --cores 1 results/default/tables/timings.md
@@ -274,10 +266,7 @@ rule timings:
         "../environment.yml"
     params:
         folder=BENCHMARKS,
-        # Each rule's benchmark pattern: every file is counted under the rule that wrote it.
-        rules=lambda wc: " ".join(
-            f"--rule {r.name}={shlex.quote(str(r.benchmark))}" for r in workflow.rules if r.benchmark is not None
-        ),
+        rules=lambda wc: benchmark_rule_args(),
     shell:
         # The folder is made first: a run whose every result predates the directives has none yet.
         "mkdir -p {params.folder:q} && blockswap report timings {params.folder:q} {params.rules} "
