@@ -26,7 +26,8 @@ from blockswap.data.datasets import load_dataset
 from blockswap.provenance import provenance
 from blockswap.search.proxies import PROXIES
 from blockswap.search.sampling import CostTable, sample_candidates
-from blockswap.search.scoring import TIMING_PREFIX, ScoringSettings, score_candidates
+from blockswap.search.score_files import TIMING_PREFIX
+from blockswap.search.scoring import ScoringSettings, score_candidates
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ from blockswap.search.proxies import (
 from blockswap.search.proxies.activation import RELU_CALLS, relu_kernel
 from blockswap.search.proxies.base import stored_value
 from blockswap.search.sampling import CostTable, sample_candidates
+from blockswap.search.score_files import is_timing
 from blockswap.search.scoring import (
     ScoringSettings,
-    is_timing,
     read_scores,
     score_candidates,
 )

@@ -213,7 +213,7 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
     """Score against trained error of the random students for the `best` proxies (pooled quality at
     k = 1, controls excluded), one row per proxy, one column per budget."""
     from ..search.proxies.base import FLOOR
-    from ..search.scoring import selection_column
+    from ..search.score_files import selection_column
     from .correlation import POOLED, ranked
 
     budgets = sorted(proxies, key=int)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..checks import read_csv_table
 from ..errors import BlockswapError
-from ..search.scoring import parse_proxy_column
+from ..search.score_files import parse_proxy_column
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -178,7 +178,8 @@ def proxy_costs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
     accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
     every file given."""
-    from ..search.scoring import TIMING_PREFIX, read_scores
+    from ..search.score_files import TIMING_PREFIX
+    from ..search.scoring import read_scores
 
     frames = [read_scores(path, ["candidate"])[0] for path in paths]
     frame = pd.concat(frames, ignore_index=True)

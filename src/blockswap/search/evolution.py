@@ -50,6 +50,7 @@ from ..provenance import (
 )
 from ..seeds import derive_seed
 from .sampling import BUDGET_KINDS, CostTable, check_budget, sample_candidates
+from .score_files import PARTIAL_SUFFIX, locked_partial, partial_preamble
 
 SEARCH_METHODS = ("random", "evolution")
 DEFAULT_POPULATION = 64  # Real et al. (2019) use populations of this order and tournaments of ~10
@@ -58,7 +59,6 @@ DEFAULT_PROXY = "fisher"
 # At most this share of the evaluations goes to evolution's random initial population.
 INITIAL_SHARE = 3
 EVOLUTION_STREAM = 13  # stream label of the per-step generators: derive_seed(seed, EVOLUTION_STREAM, t)
-PARTIAL_SUFFIX = ".partial"
 HISTORY_COLUMNS = ["evaluation", "genotype", "params", "macs", "ops", "parent", "slot", "fitness", "fisher", "seconds"]
 HISTORY_KINDS = {
     "evaluation": "int",
@@ -311,11 +311,6 @@ def search_to_file(
     """Run (or resume) a search into `out` (sealed CSV, its record in the sidecar). Every evaluation
     is appended to `out.partial` as soon as it is measured (under a lock: one process per search),
     and `out` appears only when the search is complete."""
-    from .scoring import (  # the score shards' lock and checkpoint header
-        _locked,
-        _preamble,
-    )
-
     out = Path(out)
     if out.is_dir():
         raise BlockswapError(f"{out} is a folder, not a file the history can be written to")
@@ -323,9 +318,9 @@ def search_to_file(
     extra = extra or {}
     key = fingerprint(settings, extra)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    preamble = _preamble(key, HISTORY_COLUMNS)
+    preamble = partial_preamble(key, HISTORY_COLUMNS)
     start = time.perf_counter()
-    with _locked(partial, out) as fh:
+    with locked_partial(partial, out) as fh:
         done = read_checkpoint(fh, partial, preamble)
         resumed = len(done)
 

@@ -8,12 +8,10 @@ released code's behaviour (a fresh random minibatch per candidate), still seeded
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -33,56 +31,25 @@ from ..provenance import (
     check_result_name,
     input_digests,
     json_digest,
-    make_parent,
     provenance,
     write_result_text,
 )
 from ..seeds import derive_seed
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
+from .score_files import (
+    PARTIAL_SUFFIX,
+    SELECT_COLUMNS,
+    TIMING_PREFIX,
+    is_timing,
+    locked_partial,
+    partial_preamble,
+    proxy_column,
+    score_kind,
+    selection_column,
+)
 
 MINIBATCH_MODES = ("shared", "per-candidate")
-PARTIAL_SUFFIX = ".partial"
-# Kind of each column of a candidates or scores file (checks.EXPECTED says what each kind is).
-SCORE_KINDS = {
-    "candidate": "int",
-    "genotype": "text",
-    "params": "int",
-    "macs": "int",
-    "ops": "int",
-    "fisher": "number",
-    "fisher_blocks": "numbers",
-    "seconds": "number",
-}
-SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candidate reads
-# `seconds_<proxy>`: one proxy's seconds per candidate (summed over its points k). Not
-# `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
-TIMING_PREFIX = "seconds_"
-PROXY_SEPARATOR = "@"  # a proxy measured after k minibatches is the scores column `<proxy>@<k>`
-
-
-def proxy_column(proxy: str, k: int) -> str:
-    """The scores-file column of `proxy` measured after `k` minibatches."""
-    return f"{proxy}{PROXY_SEPARATOR}{k}"
-
-
-def parse_proxy_column(column: str) -> tuple[str, int] | None:
-    """(proxy, k) of a `<proxy>@<k>` column; None for any other column."""
-    proxy, sep, k = column.rpartition(PROXY_SEPARATOR)
-    return (proxy, int(k)) if sep and proxy and k.isdigit() else None
-
-
-def score_kind(column: str) -> str | None:
-    """A scores-file column's kind: the fixed columns, every `<proxy>@<k>` and every
-    `seconds_<proxy>` a finite number."""
-    if column.startswith(TIMING_PREFIX):
-        return "number"
-    return SCORE_KINDS.get(column, "number" if parse_proxy_column(column) else None)
-
-
-def is_timing(column: str) -> bool:
-    """A column that holds a time: it differs between runs that give the same scores."""
-    return column == "seconds" or column.startswith(TIMING_PREFIX)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -235,13 +202,13 @@ def score_candidates(
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
     header = CANDIDATE_COLUMNS + settings.columns() + settings.timing_columns() + ["seconds"]
     start = time.perf_counter()
-    with _locked(partial, out) as fh:
+    with locked_partial(partial, out) as fh:
         done = _read_partial(fh, partial, fingerprint, header, rows)
         todo = rows[~rows["candidate"].isin(done["candidate"])]
         if len(todo):
             scorer = Scorer(settings, data, device)
             if os.fstat(fh.fileno()).st_size == 0:
-                fh.write(_preamble(fingerprint, header))
+                fh.write(partial_preamble(fingerprint, header))
             bar = tqdm(
                 todo.itertuples(index=False),
                 total=len(rows),
@@ -276,43 +243,6 @@ def score_candidates(
     return scored
 
 
-@contextmanager
-def _locked(partial: Path, out: Path):
-    """`partial`, opened for reading and appending under an exclusive lock (flock: the kernel
-    releases it when the process ends, however it ends). An empty partial file is removed on the
-    way out, so a run that scored nothing leaves nothing behind."""
-    make_parent(partial)
-    while True:
-        fh = open(partial, "a+b")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise BlockswapError(
-                f"another process is scoring into {out} ({partial} is locked); wait for it to finish or stop it"
-            ) from None
-        # The lock holder may have finished and removed the file between our open and our lock:
-        # lock the file that is at the path now.
-        try:
-            current = os.stat(partial).st_ino == os.fstat(fh.fileno()).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        fh.close()
-    try:
-        yield fh
-    finally:
-        if partial.exists() and os.fstat(fh.fileno()).st_size == 0:
-            partial.unlink()
-        fh.close()
-
-
-def _preamble(fingerprint: str, header: list[str]) -> bytes:
-    """A partial file's first two lines: the fingerprint of what it scores, and the CSV header."""
-    return f"# {fingerprint}\n{','.join(header)}\n".encode()
-
-
 def _afresh(partial: Path) -> str:
     return f"delete it to score this shard afresh: rm {partial}"
 
@@ -328,7 +258,7 @@ def _read_partial(fh, partial: Path, fingerprint: str, header: list[str], rows: 
     fh.seek(0)
     data = fh.read()
     complete = data[: data.rfind(b"\n") + 1]  # whole lines; a line without its newline was cut short
-    preamble = _preamble(fingerprint, header)
+    preamble = partial_preamble(fingerprint, header)
     if not complete.startswith(preamble):
         if preamble.startswith(complete):  # killed before the first row was written: nothing to resume
             fh.truncate(0)
@@ -387,15 +317,6 @@ def load_candidates(path) -> pd.DataFrame:
 # --- select -------------------------------------------------------------------------------------
 
 TOP_ROWS = 10  # rows of the rank table kept in the selection's provenance
-
-
-def selection_column(proxy: str) -> str:
-    """The scores-file column a proxy selects by: its value at initialisation (k = 1)."""
-    from .proxies import PROXIES
-
-    if proxy not in PROXIES:
-        raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
-    return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)
 
 
 def select_best(
