@@ -4,7 +4,7 @@ import re
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 README = ROOT / "config" / "README.md"
 SCHEMA = ROOT / "config" / "schema.yaml"
