@@ -36,7 +36,8 @@ from blockswap.deploy.latency import LatencyTable, build_latency_table
 from blockswap.deploy.latency_check import check_table
 from blockswap.deploy.timing import Setting, settings_from
 from blockswap.provenance import read_sidecar, write_json, write_result_text
-from blockswap.results.report import students_table, table2
+from blockswap.results.report import table2
+from blockswap.results.students import students_table
 from blockswap.search.sampling import (
     CostTable,
     parse_limits,

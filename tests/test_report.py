@@ -352,7 +352,7 @@ def test_learning_curves_without_validation_and_a_damaged_history(tmp_path, caps
 def test_students_table_carries_training_seconds_and_images_per_second(tmp_path, capsys):
     from blockswap.cli import main
     from blockswap.provenance import write_json
-    from blockswap.results.report import read_students, students_table
+    from blockswap.results.students import read_students, students_table
 
     summary = tmp_path / "summary.json"
     write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "val": 300, "test": 300}})

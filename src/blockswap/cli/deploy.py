@@ -226,7 +226,7 @@ def add_export(sub) -> None:
 def cmd_latency_ranks(args) -> None:
     from ..deploy.latency_check import latency_ranks, latency_ranks_markdown
     from ..provenance import write_results
-    from ..results.report import read_students
+    from ..results.students import read_students
 
     if not str(args.out).endswith(".csv"):
         raise BlockswapError(f"--out must name a .csv file (the Markdown table goes beside it), got {args.out}")

@@ -15,18 +15,8 @@ from ..results.proxy_tables import (
     read_correlation,
     stability_table,
 )
-from ..results.report import (
-    cost_table,
-    latex,
-    markdown,
-    read_students,
-    samples_table,
-    significant,
-    students_table,
-    table2,
-    table2_display,
-    table3,
-)
+from ..results.report import cost_table, latex, markdown, samples_table, significant, table2, table2_display, table3
+from ..results.students import read_students, students_table
 
 
 def report_costs(args):

@@ -153,7 +153,7 @@ def latency_ranks(students: pd.DataFrame) -> pd.DataFrame:
     """Kendall tau of params, MACs and trained test error against measured latency among the
     trained networks of a run (`tables/students.csv` with its latency_ms column). A network trained
     under several seeds is one network: its latencies are averaged, so n counts distinct networks."""
-    from ..results.report import LATENCY_COLUMN
+    from ..results.students import LATENCY_COLUMN
 
     if LATENCY_COLUMN not in students.columns or students[LATENCY_COLUMN].isna().all():
         raise BlockswapError(
