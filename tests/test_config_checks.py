@@ -15,7 +15,8 @@ from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
 from blockswap.results.config_file import load_schema
-from blockswap.results.plan import budget_keys, check_plan, plan_networks
+from blockswap.results.plan import budget_keys, plan_networks
+from blockswap.results.plan_checks import check_plan
 from blockswap.seeds import MAX_SEED, derive_seed
 
 BIN = Path(sys.executable).parent

@@ -488,7 +488,7 @@ def latency_root():
     ],
 )
 def test_latency_settings_are_checked_before_any_job(changes, message):
-    from blockswap.results.plan import check_plan
+    from blockswap.results.plan_checks import check_plan
 
     with pytest.raises(BlockswapError, match=message):
         check_plan(config_with(**changes))
@@ -496,7 +496,8 @@ def test_latency_settings_are_checked_before_any_job(changes, message):
 
 def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_path):
     from blockswap.results.config_file import load_config
-    from blockswap.results.plan import check_plan, plan_notes
+    from blockswap.results.plan import plan_notes
+    from blockswap.results.plan_checks import check_plan
 
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now

@@ -25,14 +25,10 @@ from ..training.distributed import (
     rank_device,
     world_from_env,
 )
+from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
+from ..training.parallel import train_parallel, train_rank
 from ..training.teachers import is_pretrained_teacher
-from ..training.train import (
-    EVAL_BATCH_SIZE,
-    Trainer,
-    evaluate,
-    train_parallel,
-    train_rank,
-)
+from ..training.train import Trainer
 from .data_options import add_data_options
 
 # TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the

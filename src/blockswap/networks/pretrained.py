@@ -290,7 +290,7 @@ def pretrained_metrics(spec: str, data, device) -> dict:
     like a training run's metrics.json so that tables read it beside trained networks."""
     # Imported here: train.py imports this module to load pretrained teachers.
     from ..data.loader import evaluation_batches
-    from ..training.train import EVAL_BATCH_SIZE, evaluate
+    from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
 
     device = torch.device(device)
     teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size).to(device)

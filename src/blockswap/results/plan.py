@@ -15,8 +15,6 @@ from ..data.datasets import dataset_info
 from ..errors import BlockswapError
 from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import NetworkSpec, parse_arch
-from ..search.sampling import CostTable, check_budget
-from .config_file import check_numbers
 
 
 @dataclass(frozen=True)
@@ -147,65 +145,6 @@ def scored_budgets(config: dict) -> list[int]:
     return list(dict.fromkeys(budgets))
 
 
-def check_moonshine(config: dict) -> None:
-    """A listed Moonshine block type must be buildable at every block of the teacher (grouped convs
-    need group counts dividing the widths); `auto` only ever picks ones that are."""
-    names = config["baselines"]["moonshine"]
-    if names == "auto":
-        return
-    arch = parse_arch(config["teacher"]["arch"])
-    for name in names:
-        try:
-            block = parse_block(name)
-        except BlockswapError as err:
-            raise BlockswapError(f"baselines.moonshine: {err}") from None
-        problems = [p for p in (block.problem_at(s.cin, s.cout, s.stride) for s in arch.slots) if p]
-        if problems:
-            fits = [
-                t.name
-                for t in candidate_set(config["search"]["candidates"])
-                if not any(t.problem_at(s.cin, s.cout, s.stride) for s in arch.slots)
-            ]
-            raise BlockswapError(
-                f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
-                f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}"
-            )
-
-
-def check_budgets(config: dict) -> None:
-    """Every sampled budget must hold at least search.samples distinct networks (counted exactly),
-    or its sampling job would fail after the jobs before it had run."""
-    keys = budget_keys(config)
-    if not keys and not comparison_budgets(config):
-        return
-    if config["search"]["budget_kind"] == "latency":
-        return  # latency budgets are checked against the measured table when candidates are sampled
-    search = config["search"]
-    size, classes = input_size(config)
-    arch = parse_arch(config["teacher"]["arch"])
-    try:
-        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes)
-    except BlockswapError as err:
-        raise BlockswapError(f"search.candidates: {err}") from None
-    for budget, key in keys.items():
-        try:
-            check_budget(table, budget, search["budget_kind"], search["tolerance"], search["samples"], "search.samples")
-        except BlockswapError as err:
-            raise BlockswapError(f"{key}: {err}") from None
-    for budget in comparison_budgets(config):  # every evaluation of a search is a distinct network
-        try:
-            check_budget(
-                table,
-                budget,
-                search["budget_kind"],
-                search["tolerance"],
-                comparison_samples(config),
-                "comparison.samples (or search.samples)",
-            )
-        except BlockswapError as err:
-            raise BlockswapError(f"comparison.budgets: {err}") from None
-
-
 def comparison_budgets(config: dict) -> list[int]:
     """Budgets of the guided-search comparison; none when it is off (no search seeds)."""
     comparison = config.get("comparison") or {}
@@ -224,115 +163,6 @@ def comparison_trained_seeds(config: dict) -> list[int]:
     return list(comparison.get("seeds") or [])[: comparison.get("trained", 0)]
 
 
-def check_search_method(config: dict) -> None:
-    """Guided-search settings the schema cannot check: the tournament against the population, the
-    proxy against the registry (through ScoringSettings, which parses it), and the comparison's
-    counts against its seeds, evaluations and budgets."""
-    from ..search.evolution import scaled_sizes
-    from ..search.scoring import ScoringSettings
-
-    search, comparison = config["search"], config.get("comparison") or {}
-    population, tournament = search.get("population", 64), search.get("tournament", 10)
-    if tournament > population:
-        raise BlockswapError(
-            f"search.tournament: {tournament} is larger than search.population ({population}); "
-            f"allowed: 1 to {population}"
-        )
-    scaled_sizes(search["samples"], population, tournament)
-    try:
-        ScoringSettings(arch="-", dataset="-", num_classes=1, image_size=1, proxies=[search.get("proxy", "fisher")])
-    except BlockswapError as err:
-        raise BlockswapError(f"search.proxy: {err}") from None
-    seeds, trained = comparison.get("seeds") or [], comparison.get("trained", 0)
-    if not seeds:
-        if trained or comparison.get("bestof"):
-            raise BlockswapError("comparison.trained and comparison.bestof need comparison.seeds")
-        return
-    if trained > len(seeds):
-        raise BlockswapError(
-            f"comparison.trained: {trained} is more than the {len(seeds)} comparison.seeds; allowed: 0 to {len(seeds)}"
-        )
-    samples = comparison_samples(config)
-    too_many = [n for n in comparison.get("bestof") or [] if n > samples]
-    if too_many:
-        raise BlockswapError(
-            f"comparison.bestof: {too_many} exceed the {samples} evaluations of a search "
-            "(comparison.samples, or search.samples)"
-        )
-    if comparison.get("bestof") and not trained:
-        raise BlockswapError("comparison.bestof trains networks: it needs comparison.trained of at least 1")
-    if not comparison_budgets(config):
-        raise BlockswapError("comparison.seeds needs at least one budget (comparison.budgets or search.budgets)")
-
-
-def check_plan(config: dict) -> None:
-    """Mistakes that schema validation cannot see, reported before any job runs."""
-    check_numbers(config)
-    check_search_method(config)
-    search, ablation = config["search"], config["ablation"]
-    seeds = set(config["seeds"])
-    extra = sorted(set(ablation_seeds(config)) - seeds)
-    if extra:
-        raise BlockswapError(
-            f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)"
-        )
-    if ablation["random_students"] > search["samples"]:
-        raise BlockswapError(
-            f"ablation.random_students: {ablation['random_students']} is more than search.samples "
-            f"({search['samples']}); random students are the first sampled candidates; "
-            f"allowed: 0 to {search['samples']}"
-        )
-    stability = ablation.get("stability_candidates")
-    if stability is not None and stability > search["samples"]:
-        raise BlockswapError(
-            f"ablation.stability_candidates: {stability} is more than search.samples "
-            f"({search['samples']}); allowed: 2 to {search['samples']}"
-        )
-    too_many = [n for n in ablation["samples"] if n > search["samples"]]
-    if too_many:
-        raise BlockswapError(f"ablation.samples: {too_many} exceed search.samples ({search['samples']})")
-    budget = ablation["samples_budget"]
-    if ablation["samples"] and budget is not None and budget not in search["budgets"]:
-        raise BlockswapError(f"ablation.samples_budget: {budget} is not one of search.budgets {search['budgets']}")
-    if ablation["samples"] and not search["budgets"]:
-        raise BlockswapError("ablation.samples needs at least one search budget")
-    check_moonshine(config)
-    check_budgets(config)
-    check_latency(config)
-
-
-def check_latency(config: dict) -> None:
-    """The latency setting that budgets, limits and the students' column use must be one the table
-    measures (latency.threads x latency.batches, on the device asked for)."""
-    from ..deploy.timing import Setting
-
-    latency = config.get("latency")
-    if latency is None:
-        return
-    setting = Setting.parse(latency["setting"])
-    text = latency["setting"].split("/")
-    if setting.device == "cuda":
-        if latency["device"] == "cpu":
-            raise BlockswapError(f"latency.setting: {latency['setting']} is a CUDA setting but latency.device is cpu")
-    elif text[1][1:] not in [str(t) for t in latency["threads"]]:
-        raise BlockswapError(
-            f"latency.setting: {latency['setting']} uses {text[1][1:]} threads, which latency.threads "
-            f"{latency['threads']} does not measure"
-        )
-    if latency.get("clock") == "thread" and (
-        latency["device"] != "cpu" or latency["threads"] != [1] or setting.threads != 1
-    ):
-        raise BlockswapError(
-            "latency.clock: the thread clock times one CPU thread; it needs latency.device cpu, "
-            "latency.threads [1] and a cpu/t1 setting"
-        )
-    if setting.batch not in latency["batches"]:
-        raise BlockswapError(
-            f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
-            f"{latency['batches']} does not measure"
-        )
-
-
 def plan_notes(config: dict) -> list[str]:
     """What the plan could not do as asked (e.g. no single-blocktype network near a budget)."""
     if config["baselines"]["moonshine"] != "auto":
@@ -342,6 +172,8 @@ def plan_notes(config: dict) -> list[str]:
 
 def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, NetworkPlan]:
     """Every student (and the teacher) of the run, keyed by name."""
+    from .plan_checks import check_plan  # the checks read this module's budget helpers
+
     check_plan(config)
     teacher = config["teacher"]["arch"]
     seeds = tuple(config["seeds"])

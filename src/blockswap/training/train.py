@@ -20,8 +20,6 @@ as one process.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
 from dataclasses import asdict
@@ -52,6 +50,7 @@ from .checkpoint import (
 from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
 from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
+from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
 from .runs import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -61,56 +60,8 @@ from .runs import (
 )
 from .teachers import TEACHER_SOURCES
 
-EVAL_BATCH_SIZE = 512  # evaluation only: larger batches, same numbers
 # derive_seed(seed, 0, PRUNE_STREAM) seeds the SNIP minibatch: three parts, so it is no epoch's seed.
 PRUNE_STREAM = 1
-
-
-@torch.no_grad()
-def evaluate(model, batches, device, bf16: bool = False) -> dict:
-    """Top-1 and top-5 error (%) over `batches`, BN in eval mode, and how many examples got
-    non-finite logits (a diverged network's, counted as wrong by argmax)."""
-    model.eval()
-    top1 = top5 = total = non_finite = 0
-    for images, labels in batches:
-        with autocast(device, bf16):
-            logits = model(images)
-        k = min(5, logits.shape[1])
-        best = logits.topk(k, dim=1).indices
-        # The three counts leave the device together: one host sync per batch.
-        counts = torch.stack(
-            [
-                (best[:, 0] == labels).sum(),
-                (best == labels[:, None]).any(dim=1).sum(),
-                (~torch.isfinite(logits)).any(dim=1).sum(),
-            ]
-        ).tolist()
-        top1, top5, non_finite = top1 + counts[0], top5 + counts[1], non_finite + counts[2]
-        total += len(labels)
-    if total == 0:
-        raise BlockswapError("the evaluation split is empty")
-    return {
-        "top1_error": 100.0 * (1 - top1 / total),
-        "top5_error": 100.0 * (1 - top5 / total),
-        "non_finite": non_finite,
-    }
-
-
-def autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-class WithIntermediates(nn.Module):
-    """`forward` returns the network's logits, stage outputs and probes: DistributedDataParallel
-    synchronises gradients only of passes through its own forward, and distillation needs the
-    stage outputs."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor):
-        return self.net.forward_intermediates(x)
 
 
 class Trainer:
@@ -417,44 +368,3 @@ class Trainer:
         (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)
         self.log(f"finished: test error {test['top1_error']:.2f}% (top-5 {test['top5_error']:.2f}%) -> {self.out}")
         return metrics
-
-
-# --- several processes --------------------------------------------------------------------------
-
-
-def train_rank(
-    world: World,
-    device: torch.device,
-    config: TrainConfig,
-    out: Path,
-    data: Dataset | None,
-    progress: bool,
-    tags: dict | None,
-) -> None:
-    """One rank of a data-parallel run (a spawned process, or one launched by torchrun)."""
-    Trainer(
-        config, out, device, data, progress=progress, log=lambda line: print(line, flush=True), tags=tags, world=world
-    ).run()
-
-
-def train_parallel(
-    config: TrainConfig,
-    out: Path,
-    nproc: int,
-    device: str = "auto",
-    data: Dataset | None = None,
-    progress: bool = True,
-    tags: dict | None = None,
-) -> dict:
-    """Train on `nproc` local processes (one GPU each on CUDA, gloo on the CPU) and return rank 0's
-    metrics. The result equals a one-process run of the same config, to float rounding."""
-    kind = distributed.device_type(device)
-    done = finished_run(config, Path(out))
-    if done is None:
-        # Loaded once here, so a missing dataset is one error before any process starts.
-        data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.val_size)
-        distributed.spawn(nproc, kind, train_rank, config, Path(out), data, progress, tags)
-        done = json.loads((Path(out) / METRICS_FILE).read_text())
-    else:
-        print(f"{out} is already trained (test error {done['test_error']:.2f}%); nothing to do", flush=True)
-    return done
