@@ -15,8 +15,11 @@
 #   compare/<budget>/<method>/seed-<s>/  history.csv of a random or evolution search, student.json
 #                                  its winner, bestof-<n>.json (random) the best of its first n
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
-#                                  correlation (csv/md)
-#   figures/                       pareto, search_<budget>, random_students, fisher_vs_error (png/pdf)
+#                                  correlation, stability, proxy_costs, timings, latency_ranks,
+#                                  search_curves, search_winners, bestof_seeds (csv/md)
+#   figures/                       pareto, search_<budget>, random_students, fisher_vs_error, forest,
+#                                  proxy_scatter, learning_curves, pareto_latency (png/pdf)
+# benchmarks/<run>/                Snakemake's benchmark file of every job (read by tables/timings)
 #   latency/                       table.json (per-block latency, this machine), check.csv (its error),
 #                                  networks/<network>/seed-<s>.json (measured, latency.enabled)
 #   detection/                     dataset coco (Table 4): search/{candidates.csv,student.json},
