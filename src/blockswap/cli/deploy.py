@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..data.datasets import dataset_info
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
 from .data_options import add_data_options
-from .networks import input_size_for
 
 
 def _csv_items(text: str, what: str) -> list:
@@ -44,7 +44,7 @@ def cmd_latency(args) -> None:
     arch = parse_arch(args.arch)
     if args.classes is not None and args.classes < 1:
         raise BlockswapError(f"--classes must be at least 1, got {args.classes}")
-    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
+    input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     classes = args.classes or classes
     settings = settings_from(args.device, _csv_items(args.threads, "threads"), _csv_items(args.batches, "batches"))
     out = Path(args.out)

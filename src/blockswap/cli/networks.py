@@ -32,13 +32,9 @@ def cmd_blocks(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
 
 
-def input_size_for(dataset: str, image_size: int | None, data_dir="data") -> tuple[tuple[int, int], int]:
-    return dataset_info(dataset).network_input(image_size, data_dir)  # a folder's classes: its class folders
-
-
 def cmd_cost(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
+    input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     genotype = Genotype.from_spec(args.genotype, arch.depth) if args.genotype else None
     spec = NetworkSpec.create(arch, genotype, classes)
     result = {"arch": arch.name, "genotype": spec.genotype.names, **spec.cost(input_size).as_dict()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..data.datasets import load_dataset
+from ..data.datasets import dataset_info, load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS, candidate_set
@@ -37,12 +37,11 @@ from ..search.scoring import (
 )
 from ..seeds import seed_argument
 from .data_options import add_data_options
-from .networks import input_size_for
 
 
 def cmd_sample(args) -> None:
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
+    input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     limits = parse_limits(args.limit)
@@ -268,7 +267,7 @@ def cmd_search(args) -> None:
     from ..search.scoring import Scorer
 
     arch = parse_arch(args.arch)
-    input_size, classes = input_size_for(args.dataset, args.image_size, args.data_dir)
+    input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
