@@ -19,6 +19,7 @@ from ..seeds import seed_argument
 from ..training.checkpoint import load_model
 from ..training.config import CONFIG_FIELDS, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig
 from ..training.distributed import (
+    SINGLE,
     destroy_process_group,
     device_type,
     init_process_group,
@@ -26,6 +27,7 @@ from ..training.distributed import (
     world_from_env,
 )
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
+from ..training.lockstep import train_together
 from ..training.parallel import train_parallel, train_rank
 from ..training.teachers import is_pretrained_teacher
 from ..training.train import Trainer
@@ -66,7 +68,9 @@ def milestones(text: str) -> list[int]:
         ) from None
 
 
-def train_config(args) -> TrainConfig:
+def train_config(args, genotype: str | None = None) -> TrainConfig:
+    """The run's configuration from --protocol, --config and the flags; `genotype` (one of several
+    students' --genotype) replaces args.genotype."""
     loaded = {}
     if args.config:
         path = Path(args.config)
@@ -91,7 +95,7 @@ def train_config(args) -> TrainConfig:
     if args.teacher:
         # A torchvision spec is a name, not a path; a trained run is recorded by its absolute path.
         values["teacher"] = args.teacher if is_pretrained_teacher(args.teacher) else str(Path(args.teacher).resolve())
-    spec = args.genotype or values.get("genotype")
+    spec = genotype or values.get("genotype")
     if spec is not None:
         arch = parse_arch(values["arch"])
         genotype = Genotype.from_data(spec) if isinstance(spec, list) else Genotype.from_spec(spec, arch.depth)
@@ -111,19 +115,49 @@ def search_tags(path: Path) -> dict:
     return {key: str(record[key]) for key in ("candidate", "fisher") if isinstance(record, dict) and key in record}
 
 
-def cmd_train(args) -> None:
-    config = train_config(args)
+def parse_tags(items, name: str) -> dict:
     tags = {}
-    for item in args.tag or []:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise BlockswapError(f"--tag needs KEY=VALUE, got {item!r}")
+            raise BlockswapError(f"{name} needs KEY=VALUE, got {item!r}")
         tags[key] = value
-    if args.genotype and Path(args.genotype).is_file():
-        tags.setdefault("genotype_file", args.genotype)
-        tags.update(search_tags(Path(args.genotype)))
+    return tags
+
+
+def student_tags(args, count: int) -> list[dict]:
+    """Every student's labels: --tag for all of them, --each-tag KEY=V1,V2,... one value each."""
+    common = parse_tags(args.tag, "--tag")
+    tags = [dict(common) for _ in range(count)]
+    for key, values in parse_tags(args.each_tag, "--each-tag").items():
+        parts = values.split(",")
+        if len(parts) != count:
+            raise BlockswapError(f"--each-tag {key} has {len(parts)} values for {count} students (one per --out)")
+        for record, value in zip(tags, parts):
+            record[key] = value
+    for record, genotype in zip(tags, student_genotypes(args, count)):
+        if genotype and Path(genotype).is_file():
+            record.setdefault("genotype_file", genotype)
+            record.update(search_tags(Path(genotype)))
+    return tags
+
+
+def student_genotypes(args, count: int) -> list[str | None]:
+    """One genotype per --out: as many --genotype values as --out folders, or one (or none) for all."""
+    genotypes = args.genotype or [None]
+    if len(genotypes) not in (1, count):
+        raise BlockswapError(f"{len(genotypes)} --genotype values for {count} --out folders; give one each, or one")
+    return genotypes * count if len(genotypes) == 1 else genotypes
+
+
+def cmd_train(args) -> None:
     if args.nproc < 1:
         raise BlockswapError(f"--nproc must be at least 1, got {args.nproc}")
+    if len(args.out) > 1:
+        train_lockstep(args)
+        return
+    config = train_config(args, student_genotypes(args, 1)[0])
+    tags = student_tags(args, 1)[0]
     world = world_from_env()
     if world is not None and world.size > 1:  # one rank of a torchrun launch
         if args.nproc not in (1, world.size):
@@ -131,21 +165,48 @@ def cmd_train(args) -> None:
         kind = device_type(args.device)
         init_process_group(world, kind)
         try:
-            train_rank(world, rank_device(kind, world), config, Path(args.out), None, not args.quiet, tags)
+            train_rank(world, rank_device(kind, world), config, Path(args.out[0]), None, not args.quiet, tags)
         finally:
             destroy_process_group()
     elif args.nproc > 1:
-        train_parallel(config, Path(args.out), args.nproc, args.device, progress=not args.quiet, tags=tags)
+        train_parallel(config, Path(args.out[0]), args.nproc, args.device, progress=not args.quiet, tags=tags)
     else:
         trainer = Trainer(
             config,
-            Path(args.out),
+            Path(args.out[0]),
             resolve_device(args.device),
             progress=not args.quiet,
             log=lambda line: print(line, flush=True),
             tags=tags,
         )
         trainer.run()
+
+
+def train_lockstep(args) -> None:
+    """Several students (one --out each) in one process, on the same minibatches, the teacher's
+    outputs computed once per step (training/lockstep.py)."""
+    if args.nproc != 1 or (world_from_env() or SINGLE).size > 1:
+        raise BlockswapError("several --out folders train in lockstep in one process; leave out --nproc and torchrun")
+    configs = [train_config(args, genotype) for genotype in student_genotypes(args, len(args.out))]
+    tags = student_tags(args, len(args.out))
+    device = resolve_device(args.device)
+    lead = configs[0]
+    data = load_dataset(lead.dataset, lead.data_dir, lead.image_size, lead.val_size)
+    trainers, teacher = [], None
+    for config, out, labels in zip(configs, args.out, tags):
+        trainer = Trainer(
+            config,
+            Path(out),
+            device,
+            data,
+            progress=False,
+            log=lambda line: print(line, flush=True),
+            tags=labels,
+            teacher=teacher,
+        )
+        teacher = teacher or ((trainer.teacher, trainer.teacher_record) if trainer.teacher is not None else None)
+        trainers.append(trainer)
+    train_together(trainers)
 
 
 def add_train(sub) -> None:
@@ -156,9 +217,21 @@ def add_train(sub) -> None:
         "(docs/paper.md s.4). Rerunning resumes; a finished run is not retrained.",
     )
     p.add_argument("--arch", required=True, help="wrn-D-K, resnet-18 or resnet-34")
-    p.add_argument("--genotype", help="genotype file, name list, or one block name (default: all S)")
+    p.add_argument(
+        "--genotype",
+        nargs="+",
+        help="genotype file, name list, or one block name (default: all S); with several --out folders, one "
+        "per folder (or one for all)",
+    )
     add_data_options(p, required=True, data_dir_default=None)
-    p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, history.csv")
+    p.add_argument(
+        "--out",
+        required=True,
+        nargs="+",
+        help="output folder: model.pt, metrics.json, history.csv. Several folders train several students "
+        "in lockstep: one process, the same minibatches, the teacher's outputs computed once per step; each "
+        "has its own seed-derived weights, optimiser, checkpoint and results, and resumes on its own",
+    )
     p.add_argument(
         "--teacher",
         help="trained teacher (folder or model.pt), or torchvision:NAME[:weights.pth] "
@@ -228,6 +301,12 @@ def add_train(sub) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="label stored in metrics.json (e.g. method=blockswap); does not affect training",
+    )
+    p.add_argument(
+        "--each-tag",
+        action="append",
+        metavar="KEY=V1,V2,...",
+        help="with several --out folders: a label with one value per folder, in their order",
     )
 
 

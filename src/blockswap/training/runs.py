@@ -30,6 +30,27 @@ def non_finite_tensors(tensors: dict) -> list[str]:
     return [name for name, ok in zip(names, finite) if not ok]
 
 
+# The convergence check looks at the last fifth of the epochs: with a schedule annealed to 0, a
+# network whose validation error still moves there had not finished learning.
+CONVERGENCE_FRACTION = 0.2
+
+
+def convergence(history: list[dict]) -> dict:
+    """The last epoch's mean training loss, and how far the validation error moved over the last
+    CONVERGENCE_FRACTION of the epochs (last minus first of that window's ends, in points; None
+    without a validation split or with a single epoch)."""
+    window = max(1, round(CONVERGENCE_FRACTION * len(history)))
+    val = [row.get("val_error") for row in history]
+    change = None
+    if len(history) > window and val[-1] is not None and val[-1 - window] is not None:
+        change = val[-1] - val[-1 - window]
+    return {
+        "final_train_loss": history[-1]["train_loss"] if history else None,
+        "val_error_change": change,
+        "convergence_window": window,
+    }
+
+
 def read_metrics(path: Path, out: Path) -> dict:
     """A finished run's metrics.json, checked for what `finished_run` and the reports rely on."""
 

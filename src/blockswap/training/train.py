@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
@@ -51,10 +50,12 @@ from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
 from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
 from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
+from .lockstep import train_together
 from .runs import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    convergence,
     finished_run,
     non_finite_tensors,
 )
@@ -75,7 +76,10 @@ class Trainer:
         log=print,
         tags: dict | None = None,
         world: World = SINGLE,
+        teacher: tuple[nn.Module, dict] | None = None,
     ):
+        """`teacher`: the frozen teacher and its record, already loaded (students of one lockstep job
+        share it); by default the config's teacher is loaded here."""
         self.config, self.out, self.device, self.world = config, Path(out), device, world
         self.progress = progress and world.is_main
         self.log = log if world.is_main else (lambda *_: None)
@@ -88,7 +92,9 @@ class Trainer:
         self.model = build_model(config.arch, config.genotype, self.data.num_classes, seed=config.seed)
         self.model.to(device, memory_format=self.memory_format)
         self.params_dense = sum(p.numel() for p in self.model.parameters())
-        self.teacher, self.teacher_record = self._load_teacher() if config.teacher else (None, None)
+        if teacher is not None and not config.teacher:
+            raise BlockswapError(f"{out}: a teacher was given to a run whose configuration names none")
+        self.teacher, self.teacher_record = (teacher or self._load_teacher()) if config.teacher else (None, None)
         self.masks = self._prune() if config.prune else None
         self.optimiser = torch.optim.SGD(
             self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -97,6 +103,8 @@ class Trainer:
         if world.size > 1:
             step = distributed.data_parallel(step, device)
         self.step_model = torch.compile(step) if config.compile else step
+        self.metrics: dict | None = None  # set when the run is finished
+        self.lockstep = 1  # students trained together with this one (train_together sets it)
 
     def _load_teacher(self) -> tuple[nn.Module, dict]:
         spec = self.config.teacher
@@ -189,15 +197,32 @@ class Trainer:
     def finished(self) -> dict | None:
         return finished_run(self.config, self.out)
 
-    # --- loop -----------------------------------------------------------------------------------
+    # --- loop: one epoch as start_epoch, train_step per minibatch, end_epoch (train_together) ----
 
-    def _loss(self, images: torch.Tensor, labels: torch.Tensor, first: bool):
+    def begin(self) -> int | None:
+        """The epoch to start from (after resuming a checkpoint), or None when the run is finished."""
+        done = self.finished()
+        if done is not None:
+            self.log(f"{self.out} is already trained (test error {done['test_error']:.2f}%); nothing to do")
+            self.metrics = done
+            return None
+        # No folder made here: the first checkpoint makes it (atomic_save), so a run that stops in
+        # its first epoch (a divergence, an error) leaves nothing behind.
+        self.start, self.history, self.elapsed = self._resume()
+        return self.start
+
+    def start_epoch(self, epoch: int) -> None:
+        lr = SCHEDULES[self.config.schedule](self.config, epoch)
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+        self.step_model.train()
+        self._epoch = {"lr": lr, "loss_sum": 0.0, "wrong": 0.0, "seen": 0, "seconds": 0.0}
+
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor, target, first: bool):
         config = self.config
         out = self.step_model(images)
-        if self.teacher is None:
+        if target is None:
             return out.logits, F.cross_entropy(out.logits, labels)
-        with torch.no_grad():
-            target = self.teacher.forward_intermediates(images)
         if first:
             check_compatible(out.stages, target.stages)
             if target.logits.shape[1] != out.logits.shape[1]:
@@ -217,107 +242,90 @@ class Trainer:
         )
         return out.logits, loss
 
-    def train_epoch(self, epoch: int) -> dict:
-        config, world = self.config, self.world
-        self.step_model.train()
-        batches = epoch_batches(
-            self.data,
-            config.batch_size,
-            derive_seed(config.seed, epoch),
-            self.device,
-            config.cutout,
-            drop_last=config.drop_last,
-            shard=world.shard,
-        )
-        n_train = len(self.data.train)
-        loss_sum = wrong = seen = 0.0
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not self.progress,
-            leave=False,
-            total=len(batches),
-        )
-        for step, (images, labels) in enumerate(bar):
-            images = images.contiguous(memory_format=self.memory_format)
-            n = len(labels)
-            with autocast(self.device, config.bf16):
-                logits, loss = self._loss(images, labels, first=step == 0)
-            objective = loss
-            if world.size > 1:
-                # Each rank's loss is a mean over its share; weighting it by share / (global batch /
-                # ranks) makes DDP's average of the ranks' gradients the global batch's mean gradient.
-                # An empty share (a final batch smaller than the ranks) still joins the collectives.
-                global_n = min(config.batch_size, n_train - step * config.batch_size)
-                objective = loss * (n * world.size / global_n) if n else logits.sum() * 0.0
-            self.optimiser.zero_grad(set_to_none=True)
-            objective.backward()
-            self.optimiser.step()
-            if self.masks is not None:
-                snip.apply_masks(self.model, self.masks)  # momentum and weight decay must not revive them
-            if n:
-                value = float(loss.detach())  # the step's one host sync, for the log and this check
-                if not math.isfinite(value):
-                    # Stop before anything is saved: the epoch's checkpoint is not written, so the
-                    # last one (a finite network) stays, and a rerun resumes there and stops here
-                    # again. Under data parallelism the rank that sees it raises; its exit stops
-                    # the others (distributed.spawn, or torchrun's agent).
-                    raise self._diverged(f"loss is {value}", epoch, step, len(batches))
-                loss_sum += value * n
-                wrong += float((logits.argmax(1) != labels).sum())
-            seen += n
-            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", err=f"{100 * wrong / max(seen, 1):.1f}%")
+    def train_step(self, epoch: int, step: int, steps: int, images, labels, target) -> None:
+        """One SGD step on a minibatch; `target` is the teacher's outputs for it (None: no teacher)."""
+        config, world, tally = self.config, self.world, self._epoch
+        start = time.perf_counter()
+        n = len(labels)
+        with autocast(self.device, config.bf16):
+            logits, loss = self._loss(images, labels, target, first=step == 0)
+        objective = loss
+        if world.size > 1:
+            # Each rank's loss is a mean over its share; weighting it by share / (global batch /
+            # ranks) makes DDP's average of the ranks' gradients the global batch's mean gradient.
+            # An empty share (a final batch smaller than the ranks) still joins the collectives.
+            global_n = min(config.batch_size, len(self.data.train) - step * config.batch_size)
+            objective = loss * (n * world.size / global_n) if n else logits.sum() * 0.0
+        self.optimiser.zero_grad(set_to_none=True)
+        objective.backward()
+        self.optimiser.step()
+        if self.masks is not None:
+            snip.apply_masks(self.model, self.masks)  # momentum and weight decay must not revive them
+        if n:
+            value = float(loss.detach())  # the step's one host sync, for the log and this check
+            if not math.isfinite(value):
+                # Stop before anything is saved: the epoch's checkpoint is not written, so the
+                # last one (a finite network) stays, and a rerun resumes there and stops here
+                # again. Under data parallelism the rank that sees it raises; its exit stops
+                # the others (distributed.spawn, or torchrun's agent).
+                raise self._diverged(f"loss is {value}", epoch, step, steps)
+            tally["loss_sum"] += value * n
+            tally["wrong"] += float((logits.argmax(1) != labels).sum())
+        tally["seen"] += n
+        tally["seconds"] += time.perf_counter() - start
+
+    def end_epoch(self, epoch: int, steps: int, shared_seconds: float = 0.0) -> None:
+        """Check, evaluate and checkpoint the epoch; `shared_seconds` is this run's share of the work
+        done once for every student of a lockstep job (data, teacher)."""
+        start = time.perf_counter()
+        tally = self._epoch
         # The last step's update comes after its loss: check the weights (and BN statistics)
         # themselves before the checkpoint keeps them. One sync per epoch; every rank holds the
         # same weights, so all of them stop together.
         if non_finite_tensors(self.model.state_dict()):
-            raise self._diverged("the weights became non-finite", epoch, len(batches) - 1, len(batches))
-        loss_sum, wrong, seen = distributed.all_sum([loss_sum, wrong, seen], self.device)
-        return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
+            raise self._diverged("the weights became non-finite", epoch, steps - 1, steps)
+        loss_sum, wrong, seen = distributed.all_sum([tally["loss_sum"], tally["wrong"], tally["seen"]], self.device)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_error": 100 * wrong / seen, "lr": tally["lr"]}
+        if self.data.val is not None and self.world.is_main:
+            val = evaluate(
+                self.model,
+                evaluation_batches(self.data, "val", EVAL_BATCH_SIZE, self.device),
+                self.device,
+                self.config.bf16,
+            )
+            row["val_error"] = val["top1_error"]
+        row["seconds"] = tally["seconds"] + shared_seconds + time.perf_counter() - start
+        self.elapsed += row["seconds"]
+        self.history.append(row)
+        if self.world.is_main:
+            atomic_save(self._checkpoint(epoch + 1, self.history, self.elapsed), self.out / CHECKPOINT_FILE)
+        val_text = f" val err {row['val_error']:.2f}%" if "val_error" in row else ""
+        self.log(
+            f"{self._who(': ')}epoch {epoch + 1}/{self.config.epochs}: loss {row['train_loss']:.4f} "
+            f"train err {row['train_error']:.2f}%{val_text} lr {tally['lr']:.4g} ({row['seconds']:.1f}s)"
+        )
 
     def _diverged(self, what: str, epoch: int, step: int, steps: int) -> BlockswapError:
         lr = self.optimiser.param_groups[0]["lr"]
         return BlockswapError(
-            f"training diverged: {what} at epoch {epoch + 1}, step {step + 1} of {steps} (lr {lr:.4g}); lower the "
-            f"learning rate (--lr) and train into another --out folder or delete this one; nothing was marked finished"
+            f"training diverged{self._who('', ' in ')}: {what} at epoch {epoch + 1}, step {step + 1} of {steps} "
+            f"(lr {lr:.4g}); lower the learning rate (--lr) and train into another --out folder or delete this "
+            "one; nothing was marked finished"
         )
+
+    def _who(self, after: str = "", before: str = "") -> str:
+        """The run's folder, to tell the students of a lockstep job apart in its log ("" when alone)."""
+        return f"{before}{self.out}{after}" if self.lockstep > 1 else ""
+
+    def finish(self) -> dict | None:
+        """The run's metrics (written now when it was trained; None on ranks other than 0)."""
+        if self.metrics is None and self.world.is_main:
+            self.metrics = self._finish(self.history, self.elapsed)
+        return self.metrics
 
     def run(self) -> dict | None:
         """Train (or resume) to the end and return the metrics (on rank 0; None on other ranks)."""
-        done = self.finished()
-        if done is not None:
-            self.log(f"{self.out} is already trained (test error {done['test_error']:.2f}%); nothing to do")
-            return done
-        # No folder made here: the first checkpoint makes it (atomic_save), so a run that stops in
-        # its first epoch (a divergence, an error) leaves nothing behind.
-        start_epoch, history, elapsed = self._resume()
-        for epoch in range(start_epoch, self.config.epochs):
-            start = time.perf_counter()
-            lr = SCHEDULES[self.config.schedule](self.config, epoch)
-            for group in self.optimiser.param_groups:
-                group["lr"] = lr
-            row = {"epoch": epoch + 1, **self.train_epoch(epoch), "lr": lr}
-            if self.data.val is not None and self.world.is_main:
-                val = evaluate(
-                    self.model,
-                    evaluation_batches(self.data, "val", EVAL_BATCH_SIZE, self.device),
-                    self.device,
-                    self.config.bf16,
-                )
-                row["val_error"] = val["top1_error"]
-            row["seconds"] = time.perf_counter() - start
-            elapsed += row["seconds"]
-            history.append(row)
-            if self.world.is_main:
-                atomic_save(self._checkpoint(epoch + 1, history, elapsed), self.out / CHECKPOINT_FILE)
-            val_text = f" val err {row['val_error']:.2f}%" if "val_error" in row else ""
-            self.log(
-                f"epoch {epoch + 1}/{self.config.epochs}: loss {row['train_loss']:.4f} "
-                f"train err {row['train_error']:.2f}%{val_text} lr {lr:.4g} ({row['seconds']:.1f}s)"
-            )
-        metrics = self._finish(history, elapsed) if self.world.is_main else None
-        distributed.barrier()  # the other ranks return once the results are written
-        return metrics
+        return train_together([self])[0]
 
     def _finish(self, history: list, elapsed: float) -> dict:
         test = evaluate(
@@ -359,6 +367,8 @@ class Trainer:
             "processes": self.world.size,
             "mode": self.config.mode,
             "tags": self.tags,
+            "lockstep": self.lockstep,
+            **convergence(history),
             "fingerprint": self.config.fingerprint(),
             "hyperparameters": asdict(self.config),
             "code_version": stamp["code_version"],
