@@ -13,6 +13,7 @@ from blockswap.errors import BlockswapError
 from blockswap.results.plan import (
     ablation_budgets,
     COMPARISON_METHODS,
+    lockstep_groups,
     comparison_budgets,
     comparison_samples,
     comparison_trained_seeds,
@@ -62,7 +63,10 @@ CONFIG_TEXT = yaml.safe_dump(config, sort_keys=False)  # results/<run>/config.ya
 LOGS = f"logs/{config['run']}"
 BENCHMARKS = f"benchmarks/{config['run']}"
 STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
+# Random students trained together, ablation.lockstep per job (rules/students.smk): group -> names.
+LOCKSTEP = {} if IS_DETECTION else lockstep_groups(config, PLANS)
 NETWORKS = list(PLANS)
+ALONE = [name for name in NETWORKS if not any(name in group for group in LOCKSTEP.values())]
 COSTED = [
     name for name, plan in PLANS.items() if plan.method not in ("random", "bestof", "snip", *COMPARISON_METHODS)
 ]  # Table 2/3 rows with dense costs
@@ -137,14 +141,37 @@ def distillation_args(network):
     return args
 
 
-def teacher_arg(seed):
+def teacher_arg(seed, network=None):
+    """The --teacher of a run of `seed` (of `network`: its plan may name one teacher for every seed)."""
+    if network is not None:
+        seed = PLANS[network].teacher_of(int(seed))
     return PRETRAINED or f"{RESULTS}/teachers/seed-{seed}"
+
+
+def teacher_metrics(wildcards):
+    """The trained teacher a student run is distilled from (its metrics.json)."""
+    seed = PLANS[wildcards.network].teacher_of(int(wildcards.seed))
+    return f"{RESULTS}/teachers/seed-{seed}/metrics.json"
 
 
 def plan_tags(network):
     plan = PLANS[network]
     tags = f"--tag method={plan.method} --tag network={network}"
     return tags + (f" --tag budget={plan.budget}" if plan.budget is not None else "")
+
+
+def lockstep_tags(members):
+    """The labels of a lockstep job's students: their method, and one network and budget each."""
+    plans = [PLANS[n] for n in members]
+    tags = f"--tag method={plans[0].method} --each-tag network={','.join(members)}"
+    return tags + f" --each-tag budget={','.join(str(p.budget) for p in plans)}"
+
+
+class RunWildcards:
+    """The wildcards an input function of one student run reads (for a lockstep job's members)."""
+
+    def __init__(self, network, seed):
+        self.network, self.seed = network, seed
 
 
 def genotype_input(wildcards):
@@ -157,7 +184,8 @@ def teacher_inputs(wildcards):
     """What a student reads of its teacher: the trained weights, or the pretrained weight file."""
     if PRETRAINED:
         return teacher_weights()
-    return [f"{RESULTS}/teachers/seed-{wildcards.seed}/model.pt"]
+    seed = PLANS[wildcards.network].teacher_of(int(wildcards.seed))
+    return [f"{RESULTS}/teachers/seed-{seed}/model.pt"]
 
 
 def student_metrics(methods):

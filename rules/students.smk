@@ -5,7 +5,7 @@
 # snakemake --cores 2 results/default/students/moonshine-b2/seed-0/metrics.json
 rule train_student:
     input:
-        teacher=f"{RESULTS}/teachers/seed-{{seed}}/metrics.json",
+        teacher=teacher_metrics,
         weights=teacher_inputs,
         genotype=genotype_input,
     output:
@@ -16,6 +16,8 @@ rule train_student:
         f"{LOGS}/students/{{network}}/seed-{{seed}}.log",
     benchmark:
         f"{BENCHMARKS}/students/{{network}}/seed-{{seed}}.tsv"
+    wildcard_constraints:
+        network="|".join(re.escape(n) for n in ALONE) or "(?!)",  # the others train in lockstep (below)
     conda:
         "../environment.yml"
     resources:
@@ -28,9 +30,52 @@ rule train_student:
         data=data_args(),
         training=lambda wc: training_args(wc.network),
         distillation=lambda wc: distillation_args(wc.network),
-        teacher=lambda wc: teacher_arg(wc.seed),
+        teacher=lambda wc: teacher_arg(wc.seed, wc.network),
         out=lambda wc, output: str(Path(output.metrics).parent),
     shell:
         "blockswap train --arch {params.arch} --genotype {params.genotype:q} {params.data} "
         "{params.training} {params.distillation} --teacher {params.teacher:q} --seed {wildcards.seed} "
         "{params.tags} --quiet --out {params.out} > {log} 2>&1"
+
+
+# Random students of one budget and seed trained together, ablation.lockstep per job: one process,
+# the same minibatches, the teacher's outputs computed once per step; each student keeps its own
+# folder, checkpoint and results, with the numbers of training it alone. A missing student reruns
+# its whole group (with the same numbers); `blockswap train` with the group's options and that one
+# --out retrains it by itself.
+# snakemake --cores 2 results/default/students/random-60000-0/seed-0/metrics.json
+for group, members in LOCKSTEP.items():
+
+    rule:
+        name:
+            group
+        input:
+            teacher=lambda wc, members=members: teacher_metrics(RunWildcards(members[0], wc.seed)),
+            weights=lambda wc, members=members: teacher_inputs(RunWildcards(members[0], wc.seed)),
+            genotypes=[PLANS[n].genotype for n in members],
+        output:
+            models=[f"{RESULTS}/students/{n}/seed-{{seed}}/model.pt" for n in members],
+            metrics=[f"{RESULTS}/students/{n}/seed-{{seed}}/metrics.json" for n in members],
+            histories=[f"{RESULTS}/students/{n}/seed-{{seed}}/history.csv" for n in members],
+        log:
+            f"{LOGS}/students/{group}/seed-{{seed}}.log",
+        benchmark:
+            f"{BENCHMARKS}/students/{group}/seed-{{seed}}.tsv"
+        conda:
+            "../environment.yml"
+        resources:
+            gpu=1,
+            mem_mb=8000,
+        params:
+            arch=PLANS[members[0]].arch,
+            genotypes=" ".join(shlex.quote(PLANS[n].genotype) for n in members),
+            tags=lockstep_tags(members),
+            data=data_args(),
+            training=training_args(members[0]),
+            distillation=distillation_args(members[0]),
+            teacher=lambda wc, members=members: teacher_arg(wc.seed, members[0]),
+            outs=lambda wc, output: " ".join(shlex.quote(str(Path(m).parent)) for m in output.metrics),
+        shell:
+            "blockswap train --arch {params.arch} --genotype {params.genotypes} {params.data} "
+            "{params.training} {params.distillation} --teacher {params.teacher:q} --seed {wildcards.seed} "
+            "{params.tags} --quiet --out {params.outs} > {log} 2>&1"

@@ -9,9 +9,11 @@ from helpers import GENOTYPES, ROOT
 from blockswap import BlockswapError, Genotype
 from blockswap.results.plan import (
     closest_single_blocktype,
+    lockstep_groups,
     plan_networks,
     released_for_budget,
 )
+from blockswap.results.run_cost import plan_cost
 
 
 def load(name):
@@ -64,6 +66,7 @@ def test_paper_cifar10_ablation_follows_the_paper_design():
         ({"ablation": {"random_students": 2000}}, "is more than search.samples"),
         ({"ablation": {"samples": [10, 5000]}}, "ablation.samples: [5000] exceed search.samples"),
         ({"ablation": {"samples_budget": 123456}}, "ablation.samples_budget: 123456 is not one of search.budgets"),
+        ({"ablation": {"random_students": 0, "student_seeds": [0, 1]}}, "no random students to train under them"),
     ],
 )
 def test_ablation_mistakes_are_caught_before_any_job(change, message):
@@ -165,3 +168,43 @@ def test_plan_command_rejects_a_bad_config(tmp_path, capsys):
     bad.write_text("training: {epochs: 0}\n")
     assert main(["plan", str(bad)]) == 2
     assert "training.epochs: 0 is less than the minimum of 1" in capsys.readouterr().err
+
+
+def test_random_students_train_under_student_seeds_from_one_teacher():
+    config = load("config/config.yaml")
+    config["seeds"] = [3, 4]
+    config["ablation"].update(random_students=5, seeds=[4], student_seeds=[0, 1, 2])
+    plans = plan_networks(config, GENOTYPES, "r")
+    random = [p for p in plans.values() if p.method == "random"]
+    assert random and all(p.seeds == (0, 1, 2) and p.teacher_seed == 4 for p in random)
+    assert [random[0].teacher_of(s) for s in (0, 1, 2)] == [4, 4, 4]
+    # Every other network's run of seed s is distilled from teacher s.
+    blockswap = next(p for p in plans.values() if p.method == "blockswap")
+    assert blockswap.seeds == (3, 4) and blockswap.teacher_of(3) == 3
+    config["ablation"]["student_seeds"] = None
+    plans = plan_networks(config, GENOTYPES, "r")
+    assert all(p.seeds == (4,) and p.teacher_of(4) == 4 for p in plans.values() if p.method == "random")
+
+
+def test_lockstep_groups_chunk_each_budgets_random_students():
+    config = load("config/config.yaml")
+    config["ablation"].update(random_students=5, lockstep=2)
+    plans = plan_networks(config, GENOTYPES, "r")
+    groups = lockstep_groups(config, plans)
+    budgets = config["search"]["budgets"]
+    assert list(groups) == [f"lockstep_{b}_{i}" for b in budgets for i in range(3)]
+    assert groups[f"lockstep_{budgets[0]}_2"] == [f"random-{budgets[0]}-4"]
+    random = sorted(p.name for p in plans.values() if p.method == "random")
+    assert sorted(n for g in groups.values() for n in g) == random
+    config["ablation"]["lockstep"] = 1
+    assert lockstep_groups(config, plans) == {}
+
+
+def test_lockstep_shares_the_teachers_forward_pass_in_the_gpu_hours():
+    config = load("config/paper-cifar10.yaml")
+    config["ablation"]["lockstep"] = 1
+    alone = {s.stage: s.gpu_hours for s in plan_cost(config, plan_networks(config, GENOTYPES, "r"))}
+    config["ablation"]["lockstep"] = 25
+    together = {s.stage: s.gpu_hours for s in plan_cost(config, plan_networks(config, GENOTYPES, "r"))}
+    assert together["ablation"] < 0.9 * alone["ablation"]
+    assert together["baselines"] == alone["baselines"]  # only random students share a job

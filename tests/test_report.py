@@ -191,6 +191,125 @@ def test_correlation_statistics(tmp_path):
     assert display.loc[0, "quality (tau)"] == "+1.000 [+1.000, +1.000]"
     again = correlation_table(students, {"217000": tmp_path / "p.csv"})
     pd.testing.assert_frame_equal(table, again)  # bootstrap is seeded
+    # Two seeds a network, 0.01 points apart: training repeats the ranking, the ceiling is about 1.
+    assert fisher["seeds"] == 2 and fisher["seed_tau"] == pytest.approx(1)
+    assert fisher["seed_tau_low"] == pytest.approx(1)
+    assert fisher["ceiling_tau"] == pytest.approx(1, abs=2e-3)
+    assert fisher["quality_of_ceiling"] == pytest.approx(fisher["quality"] / fisher["ceiling_tau"])
+    assert display.loc[0, "seed-to-seed tau"] == "+1.000 [+1.000, +1.000]"
+    assert display.loc[0, "ceiling tau (seed mean)"] == f"{fisher['ceiling_tau']:+.3f}"
+
+
+def shootout_students(seeds, noise=0.0, n=8, budgets=(30000, 60000), seed=0):
+    """Random students of `budgets` trained under `seeds`, their errors a quality per network plus
+    `noise` (points) per run, and one proxies file per budget whose fisher follows the quality."""
+    rng = np.random.default_rng(seed)
+    rows, proxies = [], {}
+    for budget in budgets:
+        quality = rng.normal(10, 1, n)
+        for i in range(n):
+            for s in seeds:
+                rows.append(
+                    {
+                        "method": "random",
+                        "network": f"random-{budget}-{i}",
+                        "arch": "wrn-10-1",
+                        "genotype": "S S S",
+                        "budget": budget,
+                        "seed": s,
+                        "params": budget + i,
+                        "macs": 1000 + i,
+                        "ops": 1,
+                        "test_error": quality[i] + rng.normal(0, noise) + budget / 1e4,
+                        "test_error_top5": 0.0,
+                        "fisher": None,
+                        "candidate": i,
+                        "dataset": "digits",
+                    }
+                )
+        proxies[str(budget)] = pd.DataFrame(
+            {"candidate": range(n), "fisher": -quality, "params": budget + np.arange(n), "macs": 1000 + np.arange(n)}
+        )
+    return pd.DataFrame(rows), proxies
+
+
+def write_proxies(tmp_path, proxies) -> dict:
+    files = {}
+    for budget, frame in proxies.items():
+        frame.to_csv(tmp_path / f"p{budget}.csv", index=False)
+        files[budget] = tmp_path / f"p{budget}.csv"
+    return files
+
+
+def test_correlation_rows_carry_their_budgets_noise_ceiling(tmp_path):
+    from blockswap.results.noise import ceiling_table
+
+    students, proxies = shootout_students(seeds=(0, 1, 2), noise=1.0)
+    table = correlation_table(students, write_proxies(tmp_path, proxies), resamples=200)
+    ceilings = ceiling_table(students, resamples=200).set_index(ceiling_table(students)["budget"].astype(str))
+    for budget in ("30000", "60000", "pooled"):  # the pooled rows' ceiling is the pooled computation's
+        rows = table[table["budget"].astype(str) == budget]
+        for column in ("seeds", "seed_tau", "seed_tau_low", "seed_tau_high", "ceiling_tau"):
+            assert (rows[column] == ceilings.loc[budget, column]).all(), (budget, column)
+        assert rows["quality_of_ceiling"].to_numpy() == pytest.approx(
+            (rows["quality"] / ceilings.loc[budget, "ceiling_tau"]).to_numpy()
+        )
+    assert table["seeds"].eq(3).all() and table["ceiling_tau"].between(0, 1).all()
+    shown = correlation_display(table)
+    assert {"quality / ceiling", "ceiling tau (seed mean)", "seed-to-seed tau"} <= set(shown.columns)
+
+
+def test_one_seed_per_network_leaves_the_ceiling_empty_and_mixed_seeds_are_refused(tmp_path):
+    students, proxies = shootout_students(seeds=(0,))
+    files = write_proxies(tmp_path, proxies)
+    table = correlation_table(students, files, resamples=50)
+    assert table[["seeds", "seed_tau", "ceiling_tau", "quality_of_ceiling"]].isna().all().all()
+    shown = correlation_display(table)
+    assert (shown["ceiling tau (seed mean)"] == "").all() and (shown["seed-to-seed tau"] == "").all()
+    assert "nan" not in markdown(shown)
+    figures.forest(table, tmp_path / "forest.png")  # no ceiling to draw: the figure as before
+    two, _ = shootout_students(seeds=(0, 1))
+    mixed = two.drop(index=two.index[(two["network"] == "random-60000-3") & (two["seed"] == 1)])
+    with pytest.raises(BlockswapError, match="random-60000-3 of budget 60000 was trained under one seed"):
+        correlation_table(mixed, files, resamples=50)
+
+
+def test_forest_shades_the_ceiling_and_marks_the_seed_to_seed_tau(tmp_path):
+    from matplotlib.patches import Polygon, Rectangle
+
+    students, proxies = shootout_students(seeds=(0, 1), noise=0.5)
+    table = correlation_table(students, write_proxies(tmp_path, proxies), resamples=100)
+    drawn = {}
+    real_save = figures.save
+
+    def keep(fig, out):
+        drawn["axes"] = [
+            {
+                # axvspan: a Rectangle in newer matplotlib, a Polygon in older; x in data units
+                "spans": [
+                    p.get_x() if isinstance(p, Rectangle) else np.asarray(p.get_xy())[:, 0].min()
+                    for p in ax.patches
+                    if isinstance(p, (Polygon, Rectangle))
+                ],
+                "ticks": [t.get_text() for t in ax.get_yticklabels()],
+                "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
+            }
+            for ax in fig.axes
+        ]
+        real_save(fig, out)
+
+    figures.save = keep
+    try:
+        figures.forest(table, tmp_path / "forest.png")
+    finally:
+        figures.save = real_save
+    assert (tmp_path / "forest.pdf").is_file() and len(drawn["axes"]) == 3
+    assert drawn["axes"][0]["ticks"][-1] == figures.SEED_ROW
+    assert "attainable: |tau| <= seed-mean ceiling" in drawn["axes"][-1]["legend"]
+    assert "seed-to-seed tau of error" in drawn["axes"][-1]["legend"]
+    for ax, budget in zip(drawn["axes"], ("30000", "60000", "pooled")):
+        ceiling = table.loc[table["budget"].astype(str) == budget, "ceiling_tau"].iloc[0]
+        assert any(left == pytest.approx(-ceiling) for left in ax["spans"]), budget
 
 
 def test_figures_are_written_as_png_and_pdf(tmp_path, students):
@@ -413,6 +532,41 @@ def test_students_table_carries_training_seconds_and_images_per_second(tmp_path,
     damaged = json.loads(metrics[0].read_text()) | {"provenance": {"wall_seconds": "soon"}}
     metrics[0].write_text(json.dumps(damaged))
     with pytest.raises(BlockswapError, match='wall_seconds is "soon"'):
+        students_table(metrics)
+
+
+def test_students_table_carries_each_runs_convergence(tmp_path, capsys):
+    from blockswap.cli import main
+    from blockswap.results.students import read_students, students_table
+
+    metrics = [
+        write_training(
+            tmp_path / "r" / f"seed-{s}",
+            "random",
+            "random-30000-0",
+            s,
+            final_train_loss=0.25 + s,
+            val_error_change=change,
+            convergence_window=2,
+            tags={"method": "random", "network": "random-30000-0", "budget": "30000", "candidate": "0"},
+        ).with_name("metrics.json")
+        for s, change in ((0, -0.5), (1, 2.5), (2, None))  # seed 2 held out no validation split
+    ]
+    older = write_training(tmp_path / "t" / "seed-0", "teacher", "teacher", 0).with_name("metrics.json")
+    table = students_table([*metrics, older])
+    assert table["final_train_loss"].tolist()[:3] == [0.25, 1.25, 2.25] and pd.isna(table["final_train_loss"].iloc[3])
+    assert table["val_error_change"].tolist()[:2] == [-0.5, 2.5] and table["val_error_change"].iloc[2:].isna().all()
+    assert table["convergence_window"].tolist()[:3] == [2, 2, 2]
+    csv, out = tmp_path / "students.csv", tmp_path / "convergence.csv"
+    assert main(["report", "students", *map(str, metrics), str(older), "--csv", str(csv)]) == 0
+    assert read_students([csv])["val_error_change"].tolist()[:2] == [-0.5, 2.5]
+    assert main(["report", "convergence", str(csv), "--csv", str(out)]) == 0
+    rows = pd.read_csv(out).set_index("method")
+    assert rows.loc["random", ["runs", "plateaued", "not_plateaued", "unknown"]].tolist() == [3, 1, 1, 1]
+    assert rows.loc["random", "not_plateaued_runs"] == "random-30000-0/1" and rows.loc["teacher", "unknown"] == 1
+    damaged = json.loads(metrics[0].read_text()) | {"val_error_change": "flat"}
+    metrics[0].write_text(json.dumps(damaged))
+    with pytest.raises(BlockswapError, match='val_error_change is "flat", expected a finite number'):
         students_table(metrics)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
+from ..results.noise import DEFAULT_PLATEAU
 from ..results.proxy_tables import (
     correlation_display,
     correlation_table,
@@ -48,6 +49,20 @@ def report_correlation(args):
     files = parse_pairs(args.proxies, "--proxies")
     table = correlation_table(read_students(args.inputs), files)
     return table, correlation_display(table)
+
+
+def report_ceiling(args):
+    from ..results.noise import ceiling_display, ceiling_table
+
+    table = ceiling_table(read_students(args.inputs))
+    return table, ceiling_display(table)
+
+
+def report_convergence(args):
+    from ..results.noise import convergence_display, convergence_table
+
+    table = convergence_table(read_students(args.inputs), args.plateau)
+    return table, convergence_display(table)
 
 
 def report_stability(args):
@@ -117,6 +132,8 @@ REPORT_BUILDERS = {
     "table3": report_table3,
     "samples": report_samples,
     "correlation": report_correlation,
+    "ceiling": report_ceiling,  # students CSVs: seed-to-seed noise ceiling and power of the shoot-out
+    "convergence": report_convergence,  # students CSVs: whether each method's runs plateaued
     "stability": report_stability,
     "proxy_costs": report_proxy_costs,
     "search_curves": report_search_curves,  # guided search (issue 13): search histories
@@ -169,7 +186,9 @@ def add_report(sub) -> None:
         help="assemble a table from result files",
         description="Assemble a table: "
         "costs (cost JSONs), students (metrics.json files), table2 / table3 / samples (students "
-        "CSVs), correlation (students CSVs and --proxies), stability (--proxies, several scorings per budget), "
+        "CSVs), correlation (students CSVs and --proxies), ceiling (students CSVs: the random students' "
+        "seed-to-seed noise ceiling and power), convergence (students CSVs, with --plateau), "
+        "stability (--proxies, several scorings per budget), "
         "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule).",
     )
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
@@ -199,6 +218,14 @@ def add_report(sub) -> None:
         metavar="RULE=PATTERN",
         help="timings: a rule's benchmark pattern "
         "(Snakemake's {wildcard} syntax); its files are counted under RULE (repeat; first match wins)",
+    )
+    p.add_argument(
+        "--plateau",
+        type=float,
+        default=DEFAULT_PLATEAU,
+        metavar="POINTS",
+        help="convergence: a run plateaued when its validation error changed by at most this many "
+        f"points over the last 20 %% of epochs (default {DEFAULT_PLATEAU:.1f})",
     )
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")

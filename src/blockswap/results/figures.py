@@ -158,9 +158,37 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
 CONTROL_PROXIES = ("params", "macs", "random")  # drawn grey in the shoot-out figures
 
 
+SEED_ROW = "seed vs seed (error)"  # the forest's row of the seed-to-seed Kendall tau of error
+
+
+def _budget_value(rows: pd.DataFrame, column: str) -> float:
+    """A value that is the same on every row of a budget (its ceiling), NaN where absent."""
+    values = rows[column].dropna() if column in rows else pd.Series(dtype=float)
+    return float(values.iloc[0]) if len(values) else float("nan")
+
+
+def _draw_ceiling(ax, rows: pd.DataFrame, y: float) -> None:
+    """The budget's noise ceiling: what any predictor can reach with the seed-mean error shaded
+    (|tau| <= ceiling), and the seed-to-seed tau of error with its interval on a row of its own."""
+    ceiling = _budget_value(rows, "ceiling_tau")
+    if np.isfinite(ceiling):
+        ax.axvspan(-ceiling, ceiling, color="green", alpha=0.12, label="attainable: |tau| <= seed-mean ceiling")
+        for edge in (-ceiling, ceiling):
+            ax.axvline(edge, color="green", linewidth=0.8, linestyle="--")
+    tau = _budget_value(rows, "seed_tau")
+    if np.isfinite(tau):
+        low, high = _budget_value(rows, "seed_tau_low"), _budget_value(rows, "seed_tau_high")
+        xerr = [[max(tau - low, 0)], [max(high - tau, 0)]] if np.isfinite(low) else None
+        ax.errorbar(
+            [tau], [y], xerr=xerr, fmt="D", color="C3", markersize=4, capsize=2, label="seed-to-seed tau of error"
+        )
+
+
 def forest(correlations: pd.DataFrame, out: Path) -> None:
     """The proxy shoot-out: each proxy's quality (sign-corrected Kendall tau with error) and its 95 %
-    bootstrap interval, one panel per budget (pooled last), the params control's interval shaded."""
+    bootstrap interval, one panel per budget (pooled last), the params control's interval shaded,
+    and, where the random students were trained under several seeds, the noise ceiling shaded and
+    the seed-to-seed tau of error on a row of its own: what is attainable beside what each proxy got."""
     budgets = list(dict.fromkeys(correlations["budget"].astype(str)))
     labelled = correlations.assign(
         label=[p if k <= 1 else f"{p}@{k}" for p, k in zip(correlations["proxy"], correlations["minibatches"])]
@@ -168,8 +196,10 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
     # One order for every panel: by pooled (or the only budget's) quality, best at the top.
     reference = labelled[labelled["budget"].astype(str) == budgets[-1]].sort_values("quality", na_position="first")
     order = list(reference["label"])
+    seeds = "seed_tau" in correlations and correlations["seed_tau"].notna().any()
+    ticks = order + ([SEED_ROW] if seeds else [])
     fig, axes = plt.subplots(
-        1, len(budgets), figsize=(3.2 * len(budgets), 0.28 * len(order) + 1.4), sharey=True, squeeze=False
+        1, len(budgets), figsize=(3.2 * len(budgets) + 2.4, 0.28 * len(ticks) + 1.6), sharey=True, squeeze=False
     )
     for ax, budget in zip(axes[0], budgets):
         rows = labelled[labelled["budget"].astype(str) == budget].set_index("label").reindex(order)
@@ -195,6 +225,7 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
                 alpha=0.15,
                 label="params interval",
             )
+        _draw_ceiling(ax, rows, len(order))
         ax.axvline(0, color="black", linewidth=0.6)
         n = rows["n"].dropna()
         title = "pooled" if budget == "pooled" else f"{int(budget) / 1e3:g}K"
@@ -204,8 +235,12 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
         "quality: Kendall tau between the proxy's predicted order and accuracy (95 % bootstrap interval)",
         fontsize="small",
     )
-    axes[0][0].set_yticks(range(len(order)), order)
-    axes[0][-1].legend(fontsize="small", loc="lower right")
+    axes[0][0].set_yticks(range(len(ticks)), ticks)
+    legend = {}  # every panel's labelled artists once (a ceiling may be drawn in some panels only)
+    for ax in axes[0]:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    if legend:  # beside the last panel, where it hides no interval
+        axes[0][-1].legend(legend.values(), legend.keys(), fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     save(fig, out)
 
 

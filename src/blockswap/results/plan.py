@@ -25,9 +25,14 @@ class NetworkPlan:
     genotype: str  # what `blockswap --genotype` takes: a block name, or a genotype file
     budget: int | None = None
     searched: bool = False  # genotype file produced by the search stage (a DAG input)
-    seeds: tuple[int, ...] = ()  # teacher seeds this network is trained (distilled) from
+    seeds: tuple[int, ...] = ()  # the seeds of its runs: each the teacher's too, unless teacher_seed is set
     prune_params: int | None = None  # SNIP: parameters left after pruning at initialisation
     first: int | None = None  # samples ablation: the Fisher-best of the first N candidates
+    teacher_seed: int | None = None  # every run distilled from this teacher (random students' student seeds)
+
+    def teacher_of(self, seed: int) -> int:
+        """The seed of the teacher the run of `seed` is distilled from."""
+        return seed if self.teacher_seed is None else self.teacher_seed
 
 
 # Methods of the student plan, in the order of Table 2 (after the teacher).
@@ -108,6 +113,29 @@ def ablation_budgets(config: dict) -> list[int]:
 
 def ablation_seeds(config: dict) -> tuple[int, ...]:
     return tuple(config["ablation"]["seeds"] or config["seeds"][:1])
+
+
+def random_student_seeds(config: dict) -> tuple[tuple[int, ...], int | None]:
+    """The seeds of each random student's runs and the teacher they share (None: each run's seed is
+    its teacher's, as in the paper)."""
+    students = config["ablation"].get("student_seeds")
+    if students:
+        return tuple(students), ablation_seeds(config)[0]
+    return ablation_seeds(config), None
+
+
+def lockstep_groups(config: dict, plans: dict[str, NetworkPlan]) -> dict[str, list[str]]:
+    """Random students trained together, `ablation.lockstep` at a time, per budget (a group's name is
+    a rule name); none when each is its own job."""
+    size = config["ablation"].get("lockstep", 1)
+    if size <= 1:
+        return {}
+    groups = {}
+    for budget in ablation_budgets(config):
+        names = [p.name for p in plans.values() if p.method == "random" and p.budget == budget]
+        for start in range(0, len(names), size):
+            groups[f"lockstep_{budget}_{start // size}"] = names[start : start + size]
+    return groups
 
 
 def samples_budget(config: dict) -> int | None:
@@ -219,6 +247,7 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
                 first=n,
             )
         )
+    random_seeds, random_teacher = random_student_seeds(config)
     for budget in ablation_budgets(config):
         for i in range(config["ablation"]["random_students"]):
             plans.append(
@@ -229,7 +258,8 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
                     f"{results}/ablation/{budget}/random-{i}.json",
                     budget,
                     True,
-                    ablation_seeds(config),
+                    random_seeds,
+                    teacher_seed=random_teacher,
                 )
             )
     for budget in comparison_budgets(config):

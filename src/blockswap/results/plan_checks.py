@@ -122,6 +122,11 @@ def check_plan(config: dict) -> None:
         raise BlockswapError(
             f"ablation.seeds: {extra} are not in seeds {sorted(seeds)} (no teacher is trained for them)"
         )
+    if ablation.get("student_seeds") and not ablation["random_students"]:
+        raise BlockswapError(
+            "ablation.student_seeds: there are no random students to train under them "
+            "(ablation.random_students is 0); set it, or student_seeds to null"
+        )
     if ablation["random_students"] > search["samples"]:
         raise BlockswapError(
             f"ablation.random_students: {ablation['random_students']} is more than search.samples "

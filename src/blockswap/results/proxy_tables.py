@@ -40,7 +40,8 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int 
     """Per budget and pooled over budgets, per proxy: Spearman rho and Kendall tau of proxy vs final
     test error (mean over seeds) of the random students, the sign-corrected `quality`, partial tau
     given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
-    control, and the paper's Table 1 rho where the setting is the paper's (docs/proxies.md)."""
+    control, the paper's Table 1 rho where the setting is the paper's (docs/proxies.md), and the
+    group's noise ceiling from the seeds of the random students (CEILING_COLUMNS)."""
     # Imported here: scoring loads torch, which the other tables do not need.
     from ..search.scoring import read_scores
     from .correlation import POOLED, Measure, correlate
@@ -66,13 +67,37 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int 
         rows += correlate(pd.concat(joined_all, ignore_index=True), measures, POOLED, rng, resamples)
     from .paper import table1_match
 
-    table = pd.DataFrame(rows)
+    table = with_ceilings(pd.DataFrame(rows), random, [int(b) for b in proxy_files], resamples)
     if not table.empty:
         table.insert(
             4,
             "paper_spearman",
             [table1_match(p, b, k, dataset) for p, b, k in zip(table["proxy"], table["budget"], table["minibatches"])],
         )
+    return table
+
+
+# The noise ceiling beside each correlation row (results/noise.py): seeds per network, the
+# seed-to-seed Kendall tau of error with its interval, the largest tau any predictor can reach with
+# the seed-mean error, and the row's quality as a share of that.
+CEILING_COLUMNS = ["seeds", "seed_tau", "seed_tau_low", "seed_tau_high", "ceiling_tau", "quality_of_ceiling"]
+
+
+def with_ceilings(table: pd.DataFrame, random: pd.DataFrame, budgets: list[int], resamples: int) -> pd.DataFrame:
+    """`table` with CEILING_COLUMNS: each budget's ceiling from its random students, the pooled
+    rows' from every budget's together; empty where every network was trained under one seed."""
+    from .correlation import POOLED
+    from .noise import group_ceilings
+
+    if table.empty:
+        return table.reindex(columns=[*table.columns, *CEILING_COLUMNS])
+    random = random[random["budget"].isin(budgets)]
+    ceilings = group_ceilings(random.assign(budget=random["budget"].astype(int)), budgets, resamples)
+    found = [ceilings.get(b if b == POOLED else int(b)) or {} for b in table["budget"]]
+    table = table.assign(**{c: [f.get(c, np.nan) for f in found] for c in CEILING_COLUMNS[:-1]})
+    ceiling = table["ceiling_tau"].astype(float)
+    table["quality_of_ceiling"] = (table["quality"] / ceiling).where(ceiling > 0)
+    table["seeds"] = table["seeds"].astype("Int64")
     return table
 
 
@@ -115,9 +140,20 @@ def _with_interval(value, low, high) -> str:
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]" if pd.notna(low) else f"{value:+.3f}"
 
 
+def _plain(value) -> str:
+    return "" if pd.isna(value) else f"{value:+.3f}"
+
+
+def _column(table: pd.DataFrame, column: str) -> pd.Series:
+    """A column of the table, or an empty one where the table predates it."""
+    return table[column] if column in table else pd.Series(np.nan, index=table.index)
+
+
 def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
     """The shoot-out as one readable table: per budget (pooled last), proxies best first by quality;
-    each statistic with its 95 % bootstrap interval."""
+    each statistic with its 95 % bootstrap interval, and beside the quality the budget's noise
+    ceiling (the largest tau any predictor reaches with the seed-mean error), the quality as a
+    share of it and the seed-to-seed tau of error."""
     if table.empty:
         return table
     order = {b: i for i, b in enumerate(dict.fromkeys(table["budget"].astype(str)))}
@@ -132,6 +168,12 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
             "quality (tau)": [
                 _with_interval(*v) for v in zip(table["quality"], table["quality_low"], table["quality_high"])
             ],
+            "quality / ceiling": _column(table, "quality_of_ceiling").map(_plain),
+            "ceiling tau (seed mean)": _column(table, "ceiling_tau").map(_plain),
+            "seed-to-seed tau": [
+                _with_interval(*v)
+                for v in zip(*(_column(table, c) for c in ("seed_tau", "seed_tau_low", "seed_tau_high")))
+            ],
             "above params": table["above_params"].map({True: "yes", False: "no"}),
             "partial tau given params": [
                 _with_interval(*v)
@@ -144,7 +186,7 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
             "spearman vs error": [
                 _with_interval(*v) for v in zip(table["spearman"], table["spearman_low"], table["spearman_high"])
             ],
-            "paper spearman": table["paper_spearman"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
+            "paper spearman": table["paper_spearman"].map(_plain),
         }
     ).reset_index(drop=True)
 
@@ -209,9 +251,15 @@ CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quali
 
 
 def _correlation_kind(column: str):
-    return {"budget": "text", "proxy": "text", "minibatches": "int", "n": "int", "above_params": "text"}.get(
-        column, "number?"
-    )
+    known = {
+        "budget": "text",
+        "proxy": "text",
+        "minibatches": "int",
+        "n": "int",
+        "above_params": "text",
+        "seeds": "int?",
+    }
+    return known.get(column, "number?")
 
 
 def read_correlation(path) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from .plan import (
     comparison_budgets,
     comparison_samples,
     input_size,
+    lockstep_groups,
     scored_budgets,
 )
 
@@ -21,7 +22,8 @@ TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 7
 # on one NVIDIA H100 80GB HBM3 (torch 2.11, 2026-11-26); other sizes scale with the pixel count.
 # wrn: WRN-40-2 teacher 5,167 images/s; students the mean of 1/rate over a BlockSwap 404.2K,
 # all-G(4) and all-G(N) WRN-40-2 (3,298, 2,968, 4,375 images/s) plus the frozen teacher's forward
-# pass for attention transfer (a third of its training step: an estimate, not measured).
+# pass for attention transfer (a third of its training step: an estimate, not measured). Students
+# trained in lockstep (ablation.lockstep) share that forward pass: each pays 1/K of it.
 # resnet: ResNet-34 at 224 px, batch 256, 2,874 images/s, for the teacher and (plus the teacher's
 # forward pass, as above) for every student: no ImageNet student was timed.
 _WRN_TEACHER, _WRN_STUDENTS = 1 / 5167, (1 / 3298 + 1 / 2968 + 1 / 4375) / 3
@@ -30,10 +32,17 @@ EPOCH_TIMINGS = {
     "wrn": {
         "side": 32,
         "teacher": _WRN_TEACHER,
-        "student": _WRN_STUDENTS + _WRN_TEACHER / 3,
+        "student": _WRN_STUDENTS,
+        "teacher_forward": _WRN_TEACHER / 3,
         "measured": "H100, 2026-11-26",
     },
-    "resnet": {"side": 224, "teacher": _RESNET, "student": _RESNET * 4 / 3, "measured": "H100, 2026-11-26"},
+    "resnet": {
+        "side": 224,
+        "teacher": _RESNET,
+        "student": _RESNET,
+        "teacher_forward": _RESNET / 3,
+        "measured": "H100, 2026-11-26",
+    },
 }
 # Seconds per Fisher-scored candidate at the reference side (WRN-40-2 at 404.2K, batch 128: 1000
 # candidates in 50.7 s on the H100, TF32 on); no ResNet candidate was timed.
@@ -85,11 +94,14 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     pixels = (side / timing["side"]) ** 2
     stages: dict[str, list] = {}
+    together = {name: len(group) for group in lockstep_groups(config, plans).values() for name in group}
     for plan in plans.values():
         trained = not (plan.method == "teacher" and config["teacher"]["pretrained"])
         runs = len(plan.seeds) if trained else 0
-        role = "teacher" if plan.method == "teacher" else "student"
-        per_image = timing[role]
+        if plan.method == "teacher":
+            per_image = timing["teacher"]
+        else:
+            per_image = timing["student"] + timing["teacher_forward"] / together.get(plan.name, 1)
         epochs = training_epochs(config, plan.method)
         hours = None if per_image is None or images is None else runs * epochs * images * per_image * pixels / 3600
         entry = stages.setdefault(STAGE_OF[plan.method], [0, 0, 0.0])

@@ -1,5 +1,5 @@
 """The students table: one row per trained network, read from each run's metrics.json
-(checked), with its measured latency and training time where known."""
+(checked), with its measured latency, training time and convergence where known."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ STUDENT_KINDS = {
     "latency_ms": "number?",
     "train_seconds": "number?",
     "images_per_s": "number?",
+    "final_train_loss": "number?",
+    "val_error_change": "number?",
+    "convergence_window": "int?",
 }
 # Measured latency of each network on the evaluating machine (`blockswap measure --out`), a column
 # after STUDENT_COLUMNS: empty where none was measured, absent from tables written before it existed.
@@ -68,6 +71,11 @@ METRICS_KEYS = {
 # the final test) and the training images it went through per second. Empty for a network that
 # was not trained here (a pretrained teacher) and, for images/s, when no data summary is given.
 TIME_COLUMNS = ["train_seconds", "images_per_s"]
+# Whether each run converged, after the time columns (absent from older tables and runs): the last
+# epoch's mean training loss, the validation error at the last epoch minus that at the start of the
+# last 20 % of epochs (points; null without a validation split) and the epochs of that window.
+CONVERGENCE_KEYS = {"final_train_loss": "number?", "val_error_change": "number?", "convergence_window": "int?"}
+CONVERGENCE_COLUMNS = list(CONVERGENCE_KEYS)
 # Tags (strings in metrics.json) read into the table, and the kind each must parse as.
 TAG_KINDS = {"budget": "int", "fisher": "number", "candidate": "int"}
 
@@ -165,11 +173,13 @@ def students_table(
                 "candidate": _tag(tags, path, "candidate"),
                 LATENCY_COLUMN: latencies.get(Path(path).parent.resolve()),
                 **training_time(m, path, splits),
+                **{key: require(m, path, key, kind) for key, kind in CONVERGENCE_KEYS.items()},
             }
         )
-    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN, *TIME_COLUMNS])
+    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS + [LATENCY_COLUMN, *TIME_COLUMNS, *CONVERGENCE_COLUMNS])
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
+    frame["convergence_window"] = frame["convergence_window"].astype("Int64")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
 
 
