@@ -14,6 +14,7 @@ from blockswap.results.plan import (
     ablation_budgets,
     COMPARISON_METHODS,
     lockstep_groups,
+    random_student_seeds,
     comparison_budgets,
     comparison_samples,
     comparison_trained_seeds,
@@ -76,6 +77,8 @@ SCORED = [str(b) for b in scored_budgets(config)]  # budgets whose candidates ar
 ABLATED = [str(b) for b in ablation_budgets(config)]  # budgets of the random-student ablation
 SAMPLED = [str(b) for b in sampled_budgets(config)]  # budgets whose candidates are sampled
 SEEDS = [str(s) for s in config["seeds"]]
+# The noise ceiling needs every random student under two or more seeds.
+CEILING = not IS_DETECTION and len(random_student_seeds(config)[0]) >= 2
 
 
 wildcard_constraints:
@@ -238,7 +241,9 @@ def paper_tables():
         return [f"{RESULTS}/tables/table4.md"]
     main = "table3" if config["dataset"] == "imagenet" else "table2"
     tables = [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/tables/students.csv", f"{RESULTS}/tables/{main}.md"]
+    tables += [f"{RESULTS}/tables/convergence.md"]
     tables += [f"{RESULTS}/tables/correlation.md", f"{RESULTS}/tables/proxy_costs.md"] if ABLATED else []
+    tables += [f"{RESULTS}/tables/ceiling.md"] if ABLATED and CEILING else []
     tables += [f"{RESULTS}/tables/stability.md"] if ABLATED and STABILITY_SEEDS else []
     return tables + ([f"{RESULTS}/tables/samples.md"] if config["ablation"]["samples"] else [])
 

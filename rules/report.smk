@@ -82,6 +82,27 @@ rule correlation:
         "--csv {output.csv} --md {output.md} > {log} 2>&1"
 
 
+# The shoot-out's noise ceiling (how far the random students' error ranking repeats under another
+# student seed, and the power it leaves), and whether every trained network converged.
+# snakemake --cores 1 results/default/tables/ceiling.md
+rule students_report:
+    input:
+        rules.students_table.output[0],
+    output:
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        md=f"{RESULTS}/tables/{{table}}.md",
+    log:
+        f"{LOGS}/tables/{{table}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/{{table}}.tsv"
+    wildcard_constraints:
+        table="ceiling|convergence",
+    conda:
+        "../environment.yml"
+    shell:
+        "blockswap report {wildcards.table} {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
 # snakemake --cores 1 results/default/figures/pareto.png
 rule figure_from_students:
     input:

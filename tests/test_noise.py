@@ -10,11 +10,10 @@ import pytest
 from scipy.stats import kendalltau, spearmanr
 
 from blockswap import BlockswapError
+from blockswap.results.convergence import convergence_display, convergence_table
 from blockswap.results.noise import (
     ceiling_display,
     ceiling_table,
-    convergence_display,
-    convergence_table,
     min_observed_tau,
     min_true_tau,
     networks_needed,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_digests, provenance, reseal, seal_all, write_results
-from ..results.noise import DEFAULT_PLATEAU
+from ..results.convergence import DEFAULT_PLATEAU
 from ..results.proxy_tables import (
     correlation_display,
     correlation_table,
@@ -59,7 +59,7 @@ def report_ceiling(args):
 
 
 def report_convergence(args):
-    from ..results.noise import convergence_display, convergence_table
+    from ..results.convergence import convergence_display, convergence_table
 
     table = convergence_table(read_students(args.inputs), args.plateau)
     return table, convergence_display(table)

@@ -1,7 +1,7 @@
 """Whether each training run converged, per method: the last epoch's training loss and how much
 the validation error still moved at the end.
 
-Convergence (per method, the random students per budget): each run's metrics.json records
+Per method (the random students per budget), from the students table: each run's metrics.json records
 `final_train_loss` (the last epoch's mean training loss), `val_error_change` (validation error
 at the last epoch minus that at the start of the last 20 % of epochs, in points; null without a
 validation split) and `convergence_window` (epochs in that window). A run plateaued when
@@ -15,16 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BlockswapError
+from .report import TABLE2_ORDER
 
 DEFAULT_PLATEAU = 1.0  # points of validation error over the last window, at most, for a plateau
-
 CONVERGENCE_NEEDED = ["method", "network", "seed", "budget", "final_train_loss", "val_error_change"]
 
 
 def _convergence_groups(students: pd.DataFrame):
     """(method, budget or None, rows) in the paper's order of methods; random students per budget."""
-    from .report import TABLE2_ORDER
-
     methods = sorted(students["method"].unique(), key=lambda m: (TABLE2_ORDER.get(m, len(TABLE2_ORDER)), m))
     for method in methods:
         rows = students[students["method"] == method]

@@ -156,39 +156,30 @@ def fisher_vs_error(correlations: pd.DataFrame, students: pd.DataFrame, proxies:
 
 
 CONTROL_PROXIES = ("params", "macs", "random")  # drawn grey in the shoot-out figures
-
-
 SEED_ROW = "seed vs seed (error)"  # the forest's row of the seed-to-seed Kendall tau of error
-
-
-def _budget_value(rows: pd.DataFrame, column: str) -> float:
-    """A value that is the same on every row of a budget (its ceiling), NaN where absent."""
-    values = rows[column].dropna() if column in rows else pd.Series(dtype=float)
-    return float(values.iloc[0]) if len(values) else float("nan")
+SEED_LABEL = "seed-to-seed tau of error"
+CEILING_LABEL = "attainable: |tau| <= seed-mean ceiling"
+CEILING_COLUMNS = ("ceiling_tau", "seed_tau", "seed_tau_low", "seed_tau_high")
 
 
 def _draw_ceiling(ax, rows: pd.DataFrame, y: float) -> None:
-    """The budget's noise ceiling: what any predictor can reach with the seed-mean error shaded
-    (|tau| <= ceiling), and the seed-to-seed tau of error with its interval on a row of its own."""
-    ceiling = _budget_value(rows, "ceiling_tau")
+    """The budget's noise ceiling (the same on each of its rows; absent from older tables): what any
+    predictor can reach with the seed-mean error shaded, |tau| <= ceiling, and the seed-to-seed tau
+    of error with its interval on a row of its own."""
+    found = {c: rows[c].dropna() if c in rows else pd.Series(dtype=float) for c in CEILING_COLUMNS}
+    ceiling, tau, low, high = (float(v.iloc[0]) if len(v) else np.nan for v in found.values())
     if np.isfinite(ceiling):
-        ax.axvspan(-ceiling, ceiling, color="green", alpha=0.12, label="attainable: |tau| <= seed-mean ceiling")
-        for edge in (-ceiling, ceiling):
-            ax.axvline(edge, color="green", linewidth=0.8, linestyle="--")
-    tau = _budget_value(rows, "seed_tau")
+        edge = {"edgecolor": "green", "linestyle": "--", "linewidth": 0.8, "label": CEILING_LABEL}
+        ax.axvspan(-ceiling, ceiling, facecolor=(0, 0.5, 0, 0.12), **edge)
     if np.isfinite(tau):
-        low, high = _budget_value(rows, "seed_tau_low"), _budget_value(rows, "seed_tau_high")
         xerr = [[max(tau - low, 0)], [max(high - tau, 0)]] if np.isfinite(low) else None
-        ax.errorbar(
-            [tau], [y], xerr=xerr, fmt="D", color="C3", markersize=4, capsize=2, label="seed-to-seed tau of error"
-        )
+        ax.errorbar([tau], [y], xerr=xerr, fmt="D", color="C3", markersize=4, capsize=2, label=SEED_LABEL)
 
 
 def forest(correlations: pd.DataFrame, out: Path) -> None:
-    """The proxy shoot-out: each proxy's quality (sign-corrected Kendall tau with error) and its 95 %
-    bootstrap interval, one panel per budget (pooled last), the params control's interval shaded,
-    and, where the random students were trained under several seeds, the noise ceiling shaded and
-    the seed-to-seed tau of error on a row of its own: what is attainable beside what each proxy got."""
+    """The proxy shoot-out: each proxy's quality (sign-corrected Kendall tau with error) with its 95 %
+    interval, a panel per budget (pooled last), the params interval shaded and, with several seeds
+    per random student, the noise ceiling and the seed-to-seed tau: what is attainable beside it."""
     budgets = list(dict.fromkeys(correlations["budget"].astype(str)))
     labelled = correlations.assign(
         label=[p if k <= 1 else f"{p}@{k}" for p, k in zip(correlations["proxy"], correlations["minibatches"])]
@@ -198,9 +189,8 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
     order = list(reference["label"])
     seeds = "seed_tau" in correlations and correlations["seed_tau"].notna().any()
     ticks = order + ([SEED_ROW] if seeds else [])
-    fig, axes = plt.subplots(
-        1, len(budgets), figsize=(3.2 * len(budgets) + 2.4, 0.28 * len(ticks) + 1.6), sharey=True, squeeze=False
-    )
+    size = (3.2 * len(budgets) + 2.4, 0.28 * len(ticks) + 1.6)  # the legend beside the last panel
+    fig, axes = plt.subplots(1, len(budgets), figsize=size, sharey=True, squeeze=False)
     for ax, budget in zip(axes[0], budgets):
         rows = labelled[labelled["budget"].astype(str) == budget].set_index("label").reindex(order)
         control = rows["proxy"].isin(CONTROL_PROXIES).to_numpy()
@@ -208,23 +198,11 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
         high = (rows["quality_high"] - rows["quality"]).clip(lower=0).fillna(0).to_numpy()
         quality, y = rows["quality"].to_numpy(), np.arange(len(order))
         for group, colour in ((~control, "C0"), (control, "grey")):  # proxies, then the controls in grey
-            ax.errorbar(
-                quality[group],
-                y[group],
-                xerr=[low[group], high[group]],
-                fmt="o",
-                color=colour,
-                markersize=3.5,
-                capsize=2,
-            )
+            bars = {"xerr": [low[group], high[group]], "fmt": "o", "color": colour, "markersize": 3.5, "capsize": 2}
+            ax.errorbar(quality[group], y[group], **bars)
         if "params" in rows.index and pd.notna(rows.loc["params", "quality_low"]):
-            ax.axvspan(
-                rows.loc["params", "quality_low"],
-                rows.loc["params", "quality_high"],
-                color="orange",
-                alpha=0.15,
-                label="params interval",
-            )
+            span = rows.loc["params", ["quality_low", "quality_high"]].astype(float)
+            ax.axvspan(*span, color="orange", alpha=0.15, label="params interval")
         _draw_ceiling(ax, rows, len(order))
         ax.axvline(0, color="black", linewidth=0.6)
         n = rows["n"].dropna()
@@ -236,9 +214,8 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
         fontsize="small",
     )
     axes[0][0].set_yticks(range(len(ticks)), ticks)
-    legend = {}  # every panel's labelled artists once (a ceiling may be drawn in some panels only)
-    for ax in axes[0]:
-        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    # Every panel's labelled artists once (a ceiling may be drawn in some panels only).
+    legend = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
     if legend:  # beside the last panel, where it hides no interval
         axes[0][-1].legend(legend.values(), legend.keys(), fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     save(fig, out)
@@ -287,8 +264,6 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
 def search_curves(histories: Sequence[Path], out: Path) -> None:
     """Guided search (issue 13): the best proxy value found against the number of evaluations, per
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
-    import numpy as np
-
     from .search_tables import COMPARED_METHODS, mean_interval, read_histories
 
     found = read_histories(histories)

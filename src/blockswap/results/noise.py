@@ -23,7 +23,8 @@ network i under seed j (every network under the same seeds):
   tau = (2 / pi) arcsin(r) (Greiner's relation), so the largest tau any predictor independent of
   the seed noise can reach with the seed-mean error, even q itself, is
   (2 / pi) arcsin(sqrt(max(ICC(1,k), 0))). A proxy can exceed it only by chance. Where the seed
-  means do not vary at all (MSB = 0) ICC(1,k) is left empty and the ceiling is 0.
+  means do not vary at all (MSB = 0) ICC(1,k) is left empty and the ceiling is 0. Under the same
+  model the seed-to-seed tau is about (2 / pi) arcsin(ICC(1,1)): the two estimates check each other.
   The pooled group's ICC includes the differences between budgets (larger budgets, lower error):
   it is the ceiling of the pooled correlation rows, which correlate across budgets too.
 
@@ -226,7 +227,8 @@ def seed_noise(matrix: pd.DataFrame, group, resamples: int = BOOTSTRAP_RESAMPLES
 def group_ceilings(random: pd.DataFrame, budgets, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
     """Budget (and POOLED, with more than one budget) -> ceiling row of the random students of
     those budgets, or None where every network has one seed (the paper trains one per random
-    student: no ceiling, nothing to check). Groups of fewer than three networks get NaN statistics."""
+    student: no ceiling, nothing to check). A group of fewer than three networks gets no
+    seed-to-seed tau or interval, as its correlation rows get none."""
     random = random[random["budget"].isin(budgets)]
     if not seeded(random):
         return dict.fromkeys([*budgets, *([POOLED] if len(budgets) > 1 else [])])

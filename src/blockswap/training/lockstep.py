@@ -67,6 +67,35 @@ def check_lockstep(trainers: Sequence) -> None:
             raise BlockswapError(f"students trained in lockstep share one device: {t.out} is on {t.device}")
 
 
+def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
+    """One epoch's minibatches through every run of `active` (each after its `start_epoch`): the
+    seconds spent on what they share (drawing the minibatches, the teacher) and the step count."""
+    lead = active[0]
+    config = lead.config
+    shared = time.perf_counter()
+    batches = epoch_batches(
+        lead.data,
+        config.batch_size,
+        derive_seed(config.seed, epoch),
+        lead.device,
+        config.cutout,
+        drop_last=config.drop_last,
+        shard=lead.world.shard,
+    )
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not lead.progress, leave=False)
+    for step, (images, labels) in enumerate(bar):
+        images = images.contiguous(memory_format=lead.memory_format)
+        target = None
+        if lead.teacher is not None:
+            with torch.no_grad(), autocast(lead.device, config.bf16):
+                target = lead.teacher.forward_intermediates(images)
+        own = time.perf_counter()
+        for t in active:
+            t.train_step(epoch, step, len(batches), images, labels, target)
+        shared += time.perf_counter() - own  # the students' own steps are theirs: not shared time
+    return time.perf_counter() - shared, len(batches)
+
+
 def train_together(trainers: Sequence) -> list[dict | None]:
     """Train (or resume) every run of `trainers` to the end on the same minibatches, computing the
     teacher's outputs (logits and attention maps) once per minibatch for all of them.
@@ -87,36 +116,9 @@ def train_together(trainers: Sequence) -> list[dict | None]:
         active = [t for t in todo if t.start <= epoch]
         for t in active:
             t.start_epoch(epoch)
-        shared = time.perf_counter()
-        batches = epoch_batches(
-            lead.data,
-            config.batch_size,
-            derive_seed(config.seed, epoch),
-            lead.device,
-            config.cutout,
-            drop_last=config.drop_last,
-            shard=lead.world.shard,
-        )
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not lead.progress,
-            leave=False,
-            total=len(batches),
-        )
-        for step, (images, labels) in enumerate(bar):
-            images = images.contiguous(memory_format=lead.memory_format)
-            target = None
-            if lead.teacher is not None:
-                with torch.no_grad(), autocast(lead.device, config.bf16):
-                    target = lead.teacher.forward_intermediates(images)
-            step_start = time.perf_counter()
-            for t in active:
-                t.train_step(epoch, step, len(batches), images, labels, target)
-            shared -= time.perf_counter() - step_start  # the students' own steps are theirs
-        shared = (time.perf_counter() - shared) / len(active)
+        shared, steps = train_pass(active, epoch)
         for t in active:
-            t.end_epoch(epoch, len(batches), shared)
+            t.end_epoch(epoch, steps, shared / len(active))
     results = [t.finish() for t in trainers]
     distributed.barrier()  # the other ranks return once the results are written
     return results

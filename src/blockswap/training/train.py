@@ -50,7 +50,7 @@ from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
 from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
 from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
-from .lockstep import train_together
+from .lockstep import train_pass, train_together
 from .runs import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -241,6 +241,13 @@ class Trainer:
             config.kd_temperature,
         )
         return out.logits, loss
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One pass over the training data, without evaluation or checkpoint (benchmarks time it)."""
+        self.start_epoch(epoch)
+        train_pass([self], epoch)
+        tally = self._epoch
+        return {"train_loss": tally["loss_sum"] / tally["seen"], "train_error": 100 * tally["wrong"] / tally["seen"]}
 
     def train_step(self, epoch: int, step: int, steps: int, images, labels, target) -> None:
         """One SGD step on a minibatch; `target` is the teacher's outputs for it (None: no teacher)."""
