@@ -118,6 +118,19 @@ def test_tiny_run_produces_every_output(tiny_run):
     assert set(correlation["proxy"]) == {"fisher", "accuracy", "params", "macs"}
     assert set(correlation["budget"].astype(str)) == {"30000", "45000", "pooled"}
     assert set(correlation.groupby(correlation["budget"].astype(str))["n"].max()) == {3, 6}  # pooled: both budgets
+    ceiling = pd.read_csv(results / "tables" / "ceiling.csv")
+    assert set(ceiling["budget"].astype(str)) == {"30000", "45000", "pooled"} and (ceiling["seeds"] == 2).all()
+    assert correlation["ceiling_tau"].notna().any()
+    convergence = pd.read_csv(results / "tables" / "convergence.csv")
+    assert convergence["runs"].sum() == len(students)
+    # Random students trained two per job, from the first teacher, under student seeds 0 and 1.
+    for i, together in ((0, 2), (1, 2), (2, 1)):
+        for seed in (0, 1):
+            metrics = json.loads(
+                (results / "students" / f"random-30000-{i}" / f"seed-{seed}" / "metrics.json").read_text()
+            )
+            assert metrics["lockstep"] == together and metrics["teacher"].endswith("teachers/seed-0")
+            assert metrics["seed"] == seed and metrics["final_train_loss"] > 0
     stability = pd.read_csv(results / "tables" / "stability.csv")
     assert set(stability["budget"]) == {30000, 45000} and (stability["seeds"] == 2).all()
     assert set(pd.read_csv(results / "tables" / "proxy_costs.csv")["proxy"]) >= {"fisher"}
@@ -172,6 +185,18 @@ def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):
     assert counts["students_table"] == counts["paper_table"] == 1
     rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
     assert rerun.returncode == 0 and (student / "metrics.json").is_file()
+
+
+def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run):
+    student = tiny_run / "results" / "tiny" / "students" / "random-45000-1" / "seed-1"
+    before = json.loads((student / "metrics.json").read_text())
+    (student / "metrics.json").unlink()
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    counts = job_counts(proc.stdout)
+    assert counts["lockstep_45000_0"] == 1 and "train_student" not in counts and "train_teacher" not in counts
+    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    assert rerun.returncode == 0
+    assert json.loads((student / "metrics.json").read_text())["test_error"] == before["test_error"]
 
 
 def test_deleting_a_search_result_rebuilds_it_and_what_depends_on_it(tiny_run):
