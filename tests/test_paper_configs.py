@@ -121,6 +121,20 @@ def check_default(results: Path) -> None:
     assert set(rows(results, "proxy_costs")["proxy"]) >= {"fisher", "grasp", "synflow", "naswot", "random"}
 
 
+def check_shootout(results: Path) -> None:
+    students = rows(results, "students")
+    # 3 random students per budget under student seeds 0 and 1, all from the one teacher.
+    assert count(students) == {"teacher": 1, "blockswap": 2, "random": 12}
+    random = students[students["method"] == "random"]
+    assert (random.groupby("network")["seed"].apply(sorted).apply(tuple) == (0, 1)).all()
+    ceiling = rows(results, "ceiling")
+    assert sorted(ceiling["budget"].astype(str)) == ["150000", "60000", "pooled"] and (ceiling["n"] >= 3).all()
+    correlation = rows(results, "correlation")
+    assert correlation["seed_tau"].notna().all() and (correlation["seeds"] == 2).all()
+    convergence = rows(results, "convergence")
+    assert convergence["runs"].sum() == len(students)
+
+
 def check_paper_cifar10(results: Path) -> None:
     students = rows(results, "students")
     assert count(students) == {
@@ -204,6 +218,11 @@ EXPECTED = {
         check_paper_cifar10,
     ),
     "paper-imagenet.yaml": (["costs", "students", "table3"], ["pareto"], check_paper_imagenet),
+    "shootout.yaml": (
+        ["costs", "students", "table2", "correlation", "stability", "proxy_costs", "ceiling", "convergence"],
+        ["pareto", "random_students", "fisher_vs_error", "forest", "proxy_scatter", "learning_curves"],
+        check_shootout,
+    ),
     "paper-coco.yaml": (["table4"], [], check_paper_coco),
 }
 
@@ -309,3 +328,6 @@ def test_paper_configs_inherit_none_of_the_defaults_demo_settings(name):
     assert config["teacher"]["epochs"] is None and config["training"]["channels_last"] is False
     assert config["ablation"]["stability_candidates"] is None
     assert config["training"]["epochs"] == {"paper-cifar10.yaml": 200, "paper-imagenet.yaml": 100}[name]
+    assert config["training"]["batch_size"] == {"paper-cifar10.yaml": 128, "paper-imagenet.yaml": 256}[name]
+    assert config["training"]["lr"] == 0.1 and config["training"]["cutout"] == (name == "paper-cifar10.yaml")
+    assert config["ablation"]["student_seeds"] is None and config["ablation"]["budgets"] != [60000]
