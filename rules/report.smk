@@ -89,7 +89,7 @@ rule students_report:
     input:
         rules.students_table.output[0],
     output:
-        csv=f"{RESULTS}/tables/{{table}}.csv",
+        csv=report(f"{RESULTS}/tables/{{table}}.csv", caption="../report/students_report.rst", category="Tables"),
         md=f"{RESULTS}/tables/{{table}}.md",
     log:
         f"{LOGS}/tables/{{table}}.log",

@@ -38,19 +38,20 @@ def test_lint_is_clean():
 @pytest.mark.parametrize(
     "configfile,expected",
     [
-        # 2 budgets x 2 shards; 2 seeds x (2 BlockSwap + 1 reduced + 2 Moonshine) + 48 random, each
-        # distilled once (from the first teacher); the random students' candidates scored again
-        # under 5 seeds per budget; one pick job per budget. The paper configs: tests/test_paper_configs.py.
+        # 2 budgets x 2 shards; 2 seeds x (2 BlockSwap + 1 reduced + 2 Moonshine); the 24 random students
+        # of the one ablation budget under 2 student seeds, all 24 of a seed in one lockstep job; their
+        # candidates scored again under 5 seeds; one pick job. The paper configs: tests/test_paper_configs.py.
         (
             "config/config.yaml",
             {
                 "train_teacher": 2,
                 "score": 4,
                 "select": 2,
-                "train_student": 58,
-                "proxies": 2,
-                "proxies_reseeded": 10,
-                "pick_random": 2,
+                "train_student": 10,
+                "lockstep_60000_0": 2,
+                "proxies": 1,
+                "proxies_reseeded": 5,
+                "pick_random": 1,
             },
         ),
     ],
