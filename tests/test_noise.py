@@ -53,7 +53,7 @@ def test_identical_seeds_reach_the_full_ceiling():
     errors = np.linspace(5, 20, 8)[:, None].repeat(3, axis=1)  # every seed gives the same error
     row = ceiling_table(seeded_students({30000: errors})).iloc[0]
     assert (row["n"], row["seeds"], row["pairs"]) == (8, 3, 3)
-    for column in ("seed_tau", "seed_rho", "icc_1_1", "icc_1_k", "ceiling_tau"):
+    for column in ("seed_tau", "seed_rho", "icc_c_1", "icc_c_k", "ceiling_tau"):
         assert row[column] == pytest.approx(1)
     assert row["seed_tau_low"] == pytest.approx(1) and row["ceiling_tau_high"] == pytest.approx(1)
     assert row["within_sd"] == 0 and row["between_sd"] == pytest.approx(np.std(errors[:, 0], ddof=1))
@@ -61,20 +61,32 @@ def test_identical_seeds_reach_the_full_ceiling():
 
 
 def test_anova_icc_and_ceiling_on_hand_computed_values():
-    # Seed means 2, 6, 9 (grand mean 17/3): MSB = 2 * 74/3 / 2 = 74/3; MSW = (2 + 2 + 0) / 3 = 4/3.
+    # Network means 2, 6, 9 (grand mean 17/3): MSB = 2 * 74/3 / 2 = 74/3. Seed means 5 and 19/3;
+    # residuals x - m_i - c_j + 17/3 are -1/3, 1/3, -1/3, 1/3, 2/3, -2/3: MSE = (4/3) / (2 x 1) = 2/3.
     errors = [[1, 3], [5, 7], [9, 9]]
     row = ceiling_table(seeded_students({30000: errors})).iloc[0]
-    msb, msw = 74 / 3, 4 / 3
-    assert row["icc_1_1"] == pytest.approx((msb - msw) / (msb + msw))
-    assert row["icc_1_k"] == pytest.approx((msb - msw) / msb)
+    msb, mse = 74 / 3, 2 / 3
+    assert row["icc_c_1"] == pytest.approx((msb - mse) / (msb + mse))
+    assert row["icc_c_k"] == pytest.approx((msb - mse) / msb)
     # Spearman-Brown: the 2-seed mean's reliability from one run's.
-    assert row["icc_1_k"] == pytest.approx(2 * row["icc_1_1"] / (1 + row["icc_1_1"]))
-    assert row["within_sd"] == pytest.approx(np.sqrt(msw))
+    assert row["icc_c_k"] == pytest.approx(2 * row["icc_c_1"] / (1 + row["icc_c_1"]))
+    assert row["within_sd"] == pytest.approx(np.sqrt(mse))
+    assert row["seed_shift_sd"] == pytest.approx(np.std([5, 19 / 3], ddof=1))
     assert row["between_sd"] == pytest.approx(np.std([2, 6, 9], ddof=1))
-    assert row["ceiling_tau"] == pytest.approx(2 / np.pi * np.arcsin(np.sqrt((msb - msw) / msb)))
+    assert row["ceiling_tau"] == pytest.approx(2 / np.pi * np.arcsin(np.sqrt((msb - mse) / msb)))
     a, b = np.array(errors, float).T
     assert row["seed_tau"] == pytest.approx(kendalltau(a, b)[0])
     assert row["seed_rho"] == pytest.approx(spearmanr(a, b)[0])
+
+
+def test_a_shift_shared_by_every_network_of_a_seed_is_not_noise():
+    # Seed 1 makes every network 3 points worse (its minibatches are everyone's): the ranking
+    # repeats exactly, and so the ceiling is 1.
+    errors = np.linspace(5, 20, 8)[:, None] + np.array([0.0, 3.0])
+    row = ceiling_table(seeded_students({30000: errors})).iloc[0]
+    assert row["seed_tau"] == pytest.approx(1) and row["icc_c_1"] == pytest.approx(1)
+    assert row["ceiling_tau"] == pytest.approx(1) and row["within_sd"] == pytest.approx(0, abs=1e-9)
+    assert row["seed_shift_sd"] == pytest.approx(np.std([0.0, 3.0], ddof=1))
 
 
 def test_seed_statistics_average_over_pairs_of_seeds():
@@ -92,7 +104,7 @@ def test_independent_noise_leaves_no_ceiling_to_speak_of():
     rng = np.random.default_rng(0)
     errors = 10 + rng.normal(0, 1, (200, 2))  # the networks are all alike: error is seed noise alone
     row = ceiling_table(seeded_students({30000: errors})).iloc[0]
-    assert abs(row["icc_1_1"]) < 0.15 and abs(row["seed_tau"]) < 0.1
+    assert abs(row["icc_c_1"]) < 0.15 and abs(row["seed_tau"]) < 0.1
     assert row["seed_tau_low"] < 0 < row["seed_tau_high"]
     assert row["within_sd"] == pytest.approx(1, abs=0.1) and row["ceiling_tau"] < 0.4
 
@@ -103,7 +115,7 @@ def test_a_ceiling_of_zero_means_never_and_the_table_says_so():
     table = ceiling_table(seeded_students({30000: errors, 60000: np.array(errors) + 5}))
     assert table["budget"].tolist() == [30000, 60000, "pooled"]
     first = table.iloc[0]
-    assert first["ceiling_tau"] == 0 and first["icc_1_1"] == -1 and np.isnan(first["icc_1_k"])
+    assert first["ceiling_tau"] == 0 and first["icc_c_1"] == -1 and np.isnan(first["icc_c_k"])
     assert first["between_sd"] == 0 and pd.isna(first["n_needed"])
     assert np.isnan(first["min_true_tau"])
     shown = ceiling_display(table)

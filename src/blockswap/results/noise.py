@@ -11,20 +11,24 @@ network i under seed j (every network under the same seeds):
 - seed-to-seed Kendall tau-b and Spearman rho: between the n errors of seed a and of seed b,
   averaged over the k(k-1)/2 pairs of seeds; the 95 % percentile bootstrap interval resamples
   networks (rows of the matrix) with replacement (`BOOTSTRAP_RESAMPLES`, seed `BOOTSTRAP_SEED`).
-- one-way ANOVA over networks: MSB = k sum_i (m_i - m)^2 / (n - 1) of the seed means m_i and
-  MSW = sum_ij (x_ij - m_i)^2 / (n (k - 1)). ICC(1,1) = (MSB - MSW) / (MSB + (k - 1) MSW), the
-  share of one run's error variance that is the network's; ICC(1,k) = (MSB - MSW) / MSB, the
-  reliability of the k-seed mean (Spearman-Brown: k ICC(1,1) / (1 + (k - 1) ICC(1,1))).
-  `within_sd` = sqrt(MSW), the spread of one network's error over seeds; `between_sd` = the
-  standard deviation of the seed means over networks, sqrt(MSB / k).
+- two-way ANOVA, networks x seeds, without interaction: the students of one seed share their
+  minibatches (common random numbers), so a seed can make every network a little better or worse
+  at once; such a shift changes no ranking and is taken out. MSB = k sum_i (m_i - m)^2 / (n - 1)
+  of the networks' seed means m_i, MSE = sum_ij (x_ij - m_i - c_j + m)^2 / ((n - 1)(k - 1)) with the
+  seeds' means c_j. The consistency ICC(C,1) = (MSB - MSE) / (MSB + (k - 1) MSE) is the share of
+  one run's error variance (seed shift removed) that is the network's; ICC(C,k) = (MSB - MSE) /
+  MSB, the reliability of the k-seed mean (Spearman-Brown: k ICC(C,1) / (1 + (k - 1) ICC(C,1))).
+  `within_sd` = sqrt(MSE), the spread of one network's error over seeds beyond the shared shift;
+  `between_sd` = the standard deviation of the seed means over networks, sqrt(MSB / k);
+  `seed_shift_sd` = the standard deviation of the seeds' mean errors c_j (the shared part).
 - ceiling for the seed-mean target: model x_ij = q_i + e_ij with the networks' true quality q_i
   and seed noise e_ij independent, Gaussian, the noise of the same variance for every network.
-  The correlation of q with the k-seed mean is sqrt(ICC(1,k)), and for Gaussian pairs Kendall's
+  The correlation of q with the k-seed mean is sqrt(ICC(C,k)), and for Gaussian pairs Kendall's
   tau = (2 / pi) arcsin(r) (Greiner's relation), so the largest tau any predictor independent of
   the seed noise can reach with the seed-mean error, even q itself, is
-  (2 / pi) arcsin(sqrt(max(ICC(1,k), 0))). A proxy can exceed it only by chance. Where the seed
-  means do not vary at all (MSB = 0) ICC(1,k) is left empty and the ceiling is 0. Under the same
-  model the seed-to-seed tau is about (2 / pi) arcsin(ICC(1,1)): the two estimates check each other.
+  (2 / pi) arcsin(sqrt(max(ICC(C,k), 0))). A proxy can exceed it only by chance. Where the seed
+  means do not vary at all (MSB = 0) ICC(C,k) is left empty and the ceiling is 0. Under the same
+  model the seed-to-seed tau is about (2 / pi) arcsin(ICC(C,1)): the two estimates check each other.
   The pooled group's ICC includes the differences between budgets (larger budgets, lower error):
   it is the ceiling of the pooled correlation rows, which correlate across budgets too.
 
@@ -113,18 +117,22 @@ def seed_matrix(random: pd.DataFrame, group) -> pd.DataFrame:
 
 
 def anova(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MSB and MSW of the one-way ANOVA over networks of errors (..., n networks, k seeds)."""
+    """MSB (between networks) and MSE (residual, each seed's shared shift removed) of the two-way
+    ANOVA without interaction of errors (..., n networks, k seeds)."""
     n, k = errors.shape[-2:]
     means = errors.mean(-1)
+    seeds = errors.mean(-2)
+    grand = means.mean(-1)
     with np.errstate(invalid="ignore", divide="ignore"):  # one network: no spread between networks
-        msb = k * ((means - means.mean(-1, keepdims=True)) ** 2).sum(-1) / (n - 1)
-        msw = ((errors - means[..., None]) ** 2).sum((-2, -1)) / (n * (k - 1))
+        msb = k * ((means - grand[..., None]) ** 2).sum(-1) / (n - 1)
+        residual = errors - means[..., :, None] - seeds[..., None, :] + grand[..., None, None]
+        msw = (residual**2).sum((-2, -1)) / ((n - 1) * (k - 1))
     return msb, msw
 
 
 def icc(msb, msw, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """ICC(1,1) and ICC(1,k) from the mean squares: ICC(1,k) is NaN where the seed means do not
-    vary (MSB = 0, where it would be minus infinity), ICC(1,1) only where no error varies."""
+    """ICC(C,1) and ICC(C,k) from the mean squares: ICC(C,k) is NaN where the seed means do not
+    vary (MSB = 0, where it would be minus infinity), ICC(C,1) only where no error varies."""
     msb, msw = np.asarray(msb, float), np.asarray(msw, float)
     with np.errstate(invalid="ignore", divide="ignore"):
         single = np.where(msb + (k - 1) * msw > 0, (msb - msw) / (msb + (k - 1) * msw), np.nan)
@@ -134,7 +142,7 @@ def icc(msb, msw, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def kendall_ceiling(msb, msw) -> np.ndarray:
     """The largest Kendall tau with the seed-mean error under the Gaussian model:
-    (2 / pi) arcsin(sqrt(ICC(1,k))), ICC clipped at 0; 0 where the seed means do not vary, NaN
+    (2 / pi) arcsin(sqrt(ICC(C,k))), ICC clipped at 0; 0 where the seed means do not vary, NaN
     where no error varies at all."""
     msb, msw = np.asarray(msb, float), np.asarray(msw, float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -205,10 +213,11 @@ def seed_noise(matrix: pd.DataFrame, group, resamples: int = BOOTSTRAP_RESAMPLES
     needed = networks_needed(ceiling)
     row.update(
         {
-            "icc_1_1": float(single),
-            "icc_1_k": float(mean),
+            "icc_c_1": float(single),
+            "icc_c_k": float(mean),
             "within_sd": float(np.sqrt(msw)),
             "between_sd": float(np.sqrt(msb / k)),
+            "seed_shift_sd": float(errors.mean(0).std(ddof=1)),
             "ceiling_tau": ceiling,
             "ceiling_tau_low": interval(boot)[0],
             "ceiling_tau_high": interval(boot)[1],
@@ -289,10 +298,11 @@ def ceiling_display(table: pd.DataFrame) -> pd.DataFrame:
             "seed-to-seed rho": [
                 _interval_text(*v) for v in zip(table["seed_rho"], table["seed_rho_low"], table["seed_rho_high"])
             ],
-            "ICC(1,1)": table["icc_1_1"].map(number),
-            "ICC(1,k)": table["icc_1_k"].map(number),
+            "ICC(C,1)": table["icc_c_1"].map(number),
+            "ICC(C,k)": table["icc_c_k"].map(number),
             "within SD (pt)": table["within_sd"].map(number),
             "between SD (pt)": table["between_sd"].map(number),
+            "seed shift SD (pt)": table["seed_shift_sd"].map(number),
             "ceiling tau (seed mean)": [
                 _interval_text(*v)
                 for v in zip(table["ceiling_tau"], table["ceiling_tau_low"], table["ceiling_tau_high"])
