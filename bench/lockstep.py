@@ -1,6 +1,6 @@
 """Benchmark: K students trained in lockstep (one `blockswap train` with K --out folders) against one
 `blockswap train` process per student, run one after another, on the bundled default's setting
-(WRN-16-2 students at 60K parameters distilled from a WRN-16-2 teacher, digits at 8 px).
+(WRN-16-2 students at 60K parameters distilled from a WRN-16-2 teacher, digits at 8 px, no Cutout).
 
     python bench/lockstep.py --students 1,4,8,24 --epochs 20 --batch-size 32 --lr 0.05
     python bench/lockstep.py --students 1,2 --epochs 1 --out bench-out/lockstep.json   # quick check
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-COMMON = ["--dataset", "digits", "--image-size", "8", "--channels-last", "--quiet"]
+COMMON = ["--dataset", "digits", "--image-size", "8", "--no-cutout", "--channels-last", "--quiet"]
 
 
 def blockswap(args: list[str], threads: int) -> float:

@@ -188,7 +188,7 @@ def test_random_students_train_under_student_seeds_from_one_teacher():
 
 def test_lockstep_groups_chunk_each_budgets_random_students():
     config = load("config/config.yaml")
-    config["ablation"].update(random_students=5, lockstep=2)
+    config["ablation"].update(random_students=5, lockstep=2, budgets=None)  # the search budgets
     plans = plan_networks(config, GENOTYPES, "r")
     groups = lockstep_groups(config, plans)
     budgets = config["search"]["budgets"]
