@@ -10,12 +10,14 @@
 #     scores/shard-<i>.csv         Fisher potential of each candidate, one file per parallel shard
 #     student.json                 the highest-Fisher genotype, its costs and the rank table
 #     bestof-<n>.json              samples ablation: the highest-Fisher of the first n candidates
-#   students/<network>/seed-<s>/   each student distilled from teacher <s> (AT)
+#   students/<network>/seed-<s>/   each student distilled from teacher <s> (AT); random students with
+#                                  ablation.student_seeds: student seed <s>, the ablation's teacher
 #   ablation/<budget>/             random-<i>.json picked candidates, proxies.csv (Table 1 proxies)
 #   compare/<budget>/<method>/seed-<s>/  history.csv of a random or evolution search, student.json
 #                                  its winner, bestof-<n>.json (random) the best of its first n
 #   tables/                        costs, students, table2 or table3 (csv/md/tex), samples,
-#                                  correlation, stability, proxy_costs, timings, latency_ranks,
+#                                  correlation, ceiling, convergence, stability, proxy_costs,
+#                                  timings, latency_ranks,
 #                                  search_curves, search_winners, bestof_seeds (csv/md)
 #   figures/                       pareto, search_<budget>, random_students, fisher_vs_error, forest,
 #                                  proxy_scatter, learning_curves, pareto_latency (png/pdf)
