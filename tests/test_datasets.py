@@ -58,6 +58,43 @@ def test_cifar10_reads_torchvisions_on_disk_format(tmp_path):
     assert d.mean == ds.CIFAR10_MEAN
 
 
+class Payload:
+    """Unpickling this writes a file: what a hostile data file would do with os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_before_it_runs(tmp_path, capsys):
+    folder = write_cifar10(tmp_path, per_batch=4)
+    marker = tmp_path / "ran.txt"
+    with open(folder / "data_batch_3", "wb") as fh:
+        pickle.dump({b"data": Payload(marker), b"labels": [0]}, fh)
+    assert main(["data", "--dataset", "cifar10", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data_batch_3 is refused (it names pathlib" in err and "\n" not in err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar_batches_of_every_pickle_protocol_are_read(tmp_path, protocol):
+    # The originals are protocol-2 pickles from Python 2; re-saved copies may use any protocol.
+    folder = write_cifar10(tmp_path, per_batch=4)
+    for name in ("data_batch_1", "test_batch"):
+        with open(folder / name, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh, protocol=protocol)
+    images, labels = archives.read_cifar_batches(folder, ("data_batch_1",), b"labels")
+    with open(folder / "data_batch_1", "rb") as fh:
+        original = pickle.load(fh, encoding="bytes")
+    assert torch.equal(images, torch.from_numpy(original[b"data"].reshape(-1, 3, 32, 32)))
+    assert labels.tolist() == original[b"labels"]
+
+
 def test_cifar10_validation_holdout_is_fixed(tmp_path):
     write_cifar10(tmp_path)
     a = ds.load_dataset("cifar10", tmp_path, val_size=10)

@@ -85,6 +85,39 @@ def fetch(url: str, root: Path, md5: str, extract: bool) -> str | None:
     return None
 
 
+# Everything a CIFAR batch pickle names: numpy's array reconstruction (protocols 2 to 4) or
+# _frombuffer (protocol 5), under numpy 1's and 2's module names, and codecs.encode, which
+# protocol-2 pickles use for bytes. A pickle calls what it names while it is read, so anything else
+# (os.system, builtins.eval, ...) is refused before it is looked up.
+ARCHIVE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+# numpy's own functions behind the private names, whichever module this numpy keeps them in.
+NUMPY_REBUILDERS = {
+    "_reconstruct": np.ndarray.__reduce_ex__(np.zeros(1), 2)[0],
+    "_frombuffer": np.ndarray.__reduce_ex__(np.zeros(1), 5)[0],
+}
+
+
+class ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle names something a CIFAR batch never holds."""
+
+
+class ArchiveUnpickler(pickle.Unpickler):
+    """Reads CIFAR's pickled batches: dicts of bytes, lists and numpy arrays, and nothing that runs."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ARCHIVE_GLOBALS:
+            raise ForbiddenGlobal(f"it names {module}.{name}, which a CIFAR batch never holds")
+        return NUMPY_REBUILDERS.get(name) or super().find_class(module, name)
+
+
 def read_cifar_batches(folder: Path, names: tuple[str, ...], label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 3, 32, 32) and int64 labels of the named batch files, in order."""
     images, labels = [], []
@@ -93,12 +126,17 @@ def read_cifar_batches(folder: Path, names: tuple[str, ...], label_key: bytes) -
         if not path.is_file():
             raise BlockswapError(f"CIFAR batch file {path} is missing")
         try:
-            # CIFAR's own format is a Python pickle of numpy arrays; only these files are read so.
+            # CIFAR's own format is a Python pickle of numpy arrays; only these files are read so,
+            # and only through ArchiveUnpickler.
             with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
+                batch = ArchiveUnpickler(fh, encoding="bytes").load()
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch[label_key])
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+        except ForbiddenGlobal as err:
+            raise BlockswapError(
+                f"CIFAR batch file {path} is refused ({err}); replace it with the original file"
+            ) from None
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
             raise BlockswapError(f"CIFAR batch file {path} is corrupt: {type(err).__name__}") from None
     return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long)
 
