@@ -182,3 +182,19 @@ def test_cli_trains_several_students_in_lockstep(tmp_path, teacher, capsys):
     assert "1 values for 2 students" in capsys.readouterr().err
     assert main([*common, "--out", *outs, "--nproc", "2"]) == 2
     assert "lockstep in one process" in capsys.readouterr().err
+
+
+def test_a_second_trainer_of_a_folder_in_use_stops_with_one_line(tmp_path, data, teacher):
+    from blockswap.locks import run_lock
+
+    out = tmp_path / "run"
+    with run_lock(out):  # another process's trainer (flock: a second open file is refused alike)
+        with pytest.raises(BlockswapError, match=f"another process is training into {out}"):
+            Trainer(students(teacher)[0], out, CPU, data, **QUIET).run()
+        runs = [Trainer(cfg, tmp_path / str(i), CPU, data, **QUIET) for i, cfg in enumerate(students(teacher))]
+        runs[1].out = out
+        with pytest.raises(BlockswapError, match="another process is training into"):
+            train_together(runs)
+    assert not out.exists() and not any(p.name.endswith(".lock") for p in tmp_path.iterdir())
+    Trainer(students(teacher)[0], out, CPU, data, **QUIET).run()  # free again: trains
+    assert (out / "metrics.json").is_file() and not (tmp_path / ".run.lock").exists()

@@ -7,13 +7,12 @@ shared by the score shards (`scoring.py`) and the guided searches (`evolution.py
 
 from __future__ import annotations
 
-import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BlockswapError
-from ..provenance import make_parent
+from ..locks import exclusive
 from .sampling import CANDIDATE_COLUMNS
 
 PARTIAL_SUFFIX = ".partial"
@@ -70,34 +69,15 @@ def selection_column(proxy: str) -> str:
 
 @contextmanager
 def locked_partial(partial: Path, out: Path):
-    """`partial`, opened for reading and appending under an exclusive lock (flock: the kernel
-    releases it when the process ends, however it ends). An empty partial file is removed on the
-    way out, so a run that scored nothing leaves nothing behind."""
-    make_parent(partial)
-    while True:
-        fh = open(partial, "a+b")
+    """`partial`, opened for reading and appending under an exclusive lock (locks.exclusive). An
+    empty partial file is removed on the way out, so a run that scored nothing leaves nothing behind."""
+    busy = f"another process is scoring into {out} ({partial} is locked); wait for it to finish or stop it"
+    with exclusive(partial, busy) as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise BlockswapError(
-                f"another process is scoring into {out} ({partial} is locked); wait for it to finish or stop it"
-            ) from None
-        # The lock holder may have finished and removed the file between our open and our lock:
-        # lock the file that is at the path now.
-        try:
-            current = os.stat(partial).st_ino == os.fstat(fh.fileno()).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        fh.close()
-    try:
-        yield fh
-    finally:
-        if partial.exists() and os.fstat(fh.fileno()).st_size == 0:
-            partial.unlink()
-        fh.close()
+            yield fh
+        finally:
+            if partial.exists() and os.fstat(fh.fileno()).st_size == 0:
+                partial.unlink()
 
 
 def partial_preamble(fingerprint: str, header: list[str]) -> bytes:

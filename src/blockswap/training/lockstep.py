@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 from tqdm import tqdm
 
 from ..data.loader import epoch_batches
 from ..errors import BlockswapError
+from ..locks import run_lock
 from ..seeds import derive_seed
 from . import distributed
 from .evaluation import autocast
@@ -111,14 +113,18 @@ def train_together(trainers: Sequence) -> list[dict | None]:
         t.lockstep = len(trainers)
     lead = trainers[0]
     config = lead.config
-    todo = [t for t in trainers if t.begin() is not None]
-    for epoch in range(min((t.start for t in todo), default=config.epochs), config.epochs):
-        active = [t for t in todo if t.start <= epoch]
-        for t in active:
-            t.start_epoch(epoch)
-        shared, steps = train_pass(active, epoch)
-        for t in active:
-            t.end_epoch(epoch, steps, shared / len(active))
-    results = [t.finish() for t in trainers]
-    distributed.barrier()  # the other ranks return once the results are written
+    with ExitStack() as held:
+        if lead.world.is_main:  # one lock per folder: the other ranks write nothing there
+            for t in trainers:
+                held.enter_context(run_lock(t.out))
+        todo = [t for t in trainers if t.begin() is not None]
+        for epoch in range(min((t.start for t in todo), default=config.epochs), config.epochs):
+            active = [t for t in todo if t.start <= epoch]
+            for t in active:
+                t.start_epoch(epoch)
+            shared, steps = train_pass(active, epoch)
+            for t in active:
+                t.end_epoch(epoch, steps, shared / len(active))
+        results = [t.finish() for t in trainers]
+        distributed.barrier()  # the other ranks return once the results are written
     return results
