@@ -105,7 +105,7 @@ def image_size_arg():
 
 def data_args(download=False):
     """The dataset options every data-reading command takes."""
-    args = f"--dataset {config['dataset']} --data-dir {shlex.quote(config['data_dir'])} {image_size_arg()}"
+    args = f"--dataset {config['dataset']} --data-dir={shlex.quote(config['data_dir'])} {image_size_arg()}"
     return args + (" --download" if download and config["download"] else "")
 
 
@@ -424,7 +424,7 @@ DETECTION_ROWS = {"resnet34-gn": "moonshine", "blockswap": "blockswap"}  # folde
 
 def detection_args():
     d = config["detection"]
-    return f"--data-dir {shlex.quote(config['data_dir'])} --min-size {d['min_size']} --max-size {d['max_size']}"
+    return f"--data-dir={shlex.quote(config['data_dir'])} --min-size {d['min_size']} --max-size {d['max_size']}"
 
 
 def detection_genotype(wildcards):

@@ -22,7 +22,7 @@ rule cost:
         image_size=image_size_arg(),
     shell:
         "blockswap cost --arch {params.arch} --genotype {params.genotype:q} "
-        "--dataset {params.dataset} --data-dir {params.data_dir:q} {params.image_size} "
+        "--dataset {params.dataset} --data-dir={params.data_dir:q} {params.image_size} "
         "--name {wildcards.network} --method {params.method} --out {output} > {log} 2>&1"
 
 

@@ -78,7 +78,7 @@ rule detection_evaluate:
         limit=optional_arg("--limit", config["detection"]["val_limit"]),
         method=lambda wc: DETECTION_ROWS[wc.backbone],
     shell:
-        "blockswap detection evaluate --data-dir {params.data_dir:q} --model {input} {params.limit} "
+        "blockswap detection evaluate --data-dir={params.data_dir:q} --model {input} {params.limit} "
         "--tag method={params.method} --tag backbone={wildcards.backbone} --out {output} > {log} 2>&1"
 
 

@@ -28,7 +28,7 @@ rule latency_table:
         measure=latency_measure_args(),
     shell:
         "blockswap latency {params.arch} --candidates {params.candidates} --dataset {params.dataset} "
-        "--data-dir {params.data_dir:q} {params.image_size} --device {params.device} --threads {params.threads} "
+        "--data-dir={params.data_dir:q} {params.image_size} --device {params.device} --threads {params.threads} "
         "--batches {params.batches} {params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
 
 

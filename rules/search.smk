@@ -25,7 +25,7 @@ rule sample:
         "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} "
         "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
         "--candidates {params.search[candidates]} --samples {params.search[samples]} "
-        "--seed {params.search[seed]} --dataset {params.dataset} --data-dir {params.data_dir:q} {params.image_size} "
+        "--seed {params.search[seed]} --dataset {params.dataset} --data-dir={params.data_dir:q} {params.image_size} "
         "--out {output} > {log} 2>&1"
 
 

@@ -227,6 +227,16 @@ def test_single_target(tmp_path):
     assert made == ["teacher.json", "teacher.json.provenance.json"]  # the file and its sealed provenance
 
 
+def test_a_data_dir_that_looks_like_an_option_reaches_every_command(tmp_path):
+    # A data folder named "-x" must be the value of --data-dir, not an option argparse refuses.
+    proc = snakemake(
+        "--cores", "1", "results/tiny/search/30000/candidates.csv", "results/tiny/costs/teacher.json",
+        "--directory", str(tmp_path), "--configfile", TINY, "--config", "data_dir=-x",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "results" / "tiny" / "search" / "30000" / "candidates.csv").is_file()
+
+
 def test_one_stage_target_dry_run(tmp_path):
     proc = snakemake("-n", "search", "--directory", str(tmp_path), "--configfile", TINY)
     counts = job_counts(proc.stdout)
