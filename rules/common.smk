@@ -67,7 +67,8 @@ STUDENTS = [name for name, plan in PLANS.items() if plan.method != "teacher"]
 # Random students trained together, ablation.lockstep per job (rules/students.smk): group -> names.
 LOCKSTEP = {} if IS_DETECTION else lockstep_groups(config, PLANS)
 NETWORKS = list(PLANS)
-ALONE = [name for name in NETWORKS if not any(name in group for group in LOCKSTEP.values())]
+IN_LOCKSTEP = {name for group in LOCKSTEP.values() for name in group}
+ALONE = [name for name in NETWORKS if name not in IN_LOCKSTEP]
 COSTED = [
     name for name, plan in PLANS.items() if plan.method not in ("random", "bestof", "snip", *COMPARISON_METHODS)
 ]  # Table 2/3 rows with dense costs
@@ -151,10 +152,12 @@ def teacher_arg(seed, network=None):
     return PRETRAINED or f"{RESULTS}/teachers/seed-{seed}"
 
 
-def teacher_metrics(wildcards):
-    """The trained teacher a student run is distilled from (its metrics.json)."""
-    seed = PLANS[wildcards.network].teacher_of(int(wildcards.seed))
-    return f"{RESULTS}/teachers/seed-{seed}/metrics.json"
+def teacher_files(network, seed):
+    """What a student run of `network` and `seed` reads of its teacher: the teacher's metrics.json,
+    and its trained weights or the pretrained weight file."""
+    teacher = PLANS[network].teacher_of(int(seed))
+    weights = teacher_weights() if PRETRAINED else [f"{RESULTS}/teachers/seed-{teacher}/model.pt"]
+    return [f"{RESULTS}/teachers/seed-{teacher}/metrics.json", *weights]
 
 
 def plan_tags(network):
@@ -170,25 +173,10 @@ def lockstep_tags(members):
     return tags + f" --each-tag budget={','.join(str(p.budget) for p in plans)}"
 
 
-class RunWildcards:
-    """The wildcards an input function of one student run reads (for a lockstep job's members)."""
-
-    def __init__(self, network, seed):
-        self.network, self.seed = network, seed
-
-
 def genotype_input(wildcards):
     """A genotype file (searched, picked or released) is an input of the DAG; a block name is not."""
     plan = PLANS[wildcards.network]
     return [plan.genotype] if plan.searched or Path(plan.genotype).is_file() else []
-
-
-def teacher_inputs(wildcards):
-    """What a student reads of its teacher: the trained weights, or the pretrained weight file."""
-    if PRETRAINED:
-        return teacher_weights()
-    seed = PLANS[wildcards.network].teacher_of(int(wildcards.seed))
-    return [f"{RESULTS}/teachers/seed-{seed}/model.pt"]
 
 
 def student_metrics(methods):
@@ -316,7 +304,7 @@ def search_results():
     return files + list(PROXY_FILES.values()) + STABILITY_FILES
 
 
-# --- guided search (issue 13): evolution as the search method, and the comparison with random ---
+# --- guided search: evolution as the search method, and the comparison with random ---
 EVOLVED = config["search"]["method"] == "evolution"
 COMPARED = [str(b) for b in comparison_budgets(config)]  # budgets of the evolution-vs-random comparison
 COMPARE_SEEDS = [str(s) for s in config["comparison"]["seeds"]]

@@ -5,8 +5,7 @@
 # snakemake --cores 2 results/default/students/moonshine-b2/seed-0/metrics.json
 rule train_student:
     input:
-        teacher=teacher_metrics,
-        weights=teacher_inputs,
+        teacher=lambda wc: teacher_files(wc.network, wc.seed),
         genotype=genotype_input,
     output:
         model=f"{RESULTS}/students/{{network}}/seed-{{seed}}/model.pt",
@@ -50,8 +49,7 @@ for group, members in LOCKSTEP.items():
         name:
             group
         input:
-            teacher=lambda wc, members=members: teacher_metrics(RunWildcards(members[0], wc.seed)),
-            weights=lambda wc, members=members: teacher_inputs(RunWildcards(members[0], wc.seed)),
+            teacher=lambda wc, members=members: teacher_files(members[0], wc.seed),
             genotypes=[PLANS[n].genotype for n in members],
         output:
             models=[f"{RESULTS}/students/{n}/seed-{{seed}}/model.pt" for n in members],

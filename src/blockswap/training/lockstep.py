@@ -74,7 +74,7 @@ def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
     seconds spent on what they share (drawing the minibatches, the teacher) and the step count."""
     lead = active[0]
     config = lead.config
-    shared = time.perf_counter()
+    start, own = time.perf_counter(), 0.0
     batches = epoch_batches(
         lead.data,
         config.batch_size,
@@ -91,11 +91,13 @@ def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
         if lead.teacher is not None:
             with torch.no_grad(), autocast(lead.device, config.bf16):
                 target = lead.teacher.forward_intermediates(images)
-        own = time.perf_counter()
+        steps_start = time.perf_counter()
         for t in active:
             t.train_step(epoch, step, len(batches), images, labels, target)
-        shared += time.perf_counter() - own  # the students' own steps are theirs: not shared time
-    return time.perf_counter() - shared, len(batches)
+        own += time.perf_counter() - steps_start  # the students' own steps: not shared time
+        if lead.progress:
+            bar.set_postfix(lead.running_means())
+    return time.perf_counter() - start - own, len(batches)
 
 
 def train_together(trainers: Sequence) -> list[dict | None]:

@@ -246,8 +246,19 @@ class Trainer:
         """One pass over the training data, without evaluation or checkpoint (benchmarks time it)."""
         self.start_epoch(epoch)
         train_pass([self], epoch)
+        return self.epoch_means()
+
+    def running_means(self) -> dict:
+        """This rank's running loss and error of the epoch, as the progress bar shows them (no sync)."""
         tally = self._epoch
-        return {"train_loss": tally["loss_sum"] / tally["seen"], "train_error": 100 * tally["wrong"] / tally["seen"]}
+        seen = max(tally["seen"], 1)
+        return {"loss": f"{tally['loss_sum'] / seen:.3f}", "err": f"{100 * tally['wrong'] / seen:.1f}%"}
+
+    def epoch_means(self) -> dict:
+        """The epoch's mean training loss and error so far, over every rank's share."""
+        tally = self._epoch
+        loss_sum, wrong, seen = distributed.all_sum([tally["loss_sum"], tally["wrong"], tally["seen"]], self.device)
+        return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
 
     def train_step(self, epoch: int, step: int, steps: int, images, labels, target) -> None:
         """One SGD step on a minibatch; `target` is the teacher's outputs for it (None: no teacher)."""
@@ -291,8 +302,7 @@ class Trainer:
         # same weights, so all of them stop together.
         if non_finite_tensors(self.model.state_dict()):
             raise self._diverged("the weights became non-finite", epoch, steps - 1, steps)
-        loss_sum, wrong, seen = distributed.all_sum([tally["loss_sum"], tally["wrong"], tally["seen"]], self.device)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_error": 100 * wrong / seen, "lr": tally["lr"]}
+        row = {"epoch": epoch + 1, **self.epoch_means(), "lr": tally["lr"]}
         if self.data.val is not None and self.world.is_main:
             val = evaluate(
                 self.model,
