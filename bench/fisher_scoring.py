@@ -9,7 +9,7 @@ For the same candidates, batch and thread count it times
 - `released`: the released code's path re-enacted: build, an extra single-image forward pass (it
   built masks), a forward pass with hooks, a full `loss.backward()` (every weight gradient), and a
   Python loop over channels.
-Goals (issue 3): ours within 1.25x of the floor, and at least 1.5x the released throughput.
+Goals: ours within 1.25x of the floor, and at least 1.5x the released throughput.
 
     python bench/fisher_scoring.py --candidates 5 --budget 404200 --batch-size 128 --device cpu
 """

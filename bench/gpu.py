@@ -1,4 +1,4 @@
-"""The measurements of `bench/gpu.sh` (issue 16): one subcommand per step, each writing its JSON.
+"""The measurements of `bench/gpu.sh`: one subcommand per step, each writing its JSON.
 
 Steps (each a separate process, time-boxed by the shell script; inside, every part is guarded, so a
 failing part is recorded in `errors` and the rest goes on; the JSON is rewritten after every part,
@@ -17,7 +17,7 @@ so a step killed at its time limit keeps what it measured):
   4 threads on 4 CUDA streams, bf16 autocast, TF32 off, and K `blockswap score` shard processes
   sharing the GPU).
 - `latency`: the per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 and its
-  prediction error against end-to-end timings of random students (issue 13).
+  prediction error against end-to-end timings of random students.
 - `train`: training images/s through `Trainer.train_epoch` on synthetic CIFAR-shaped data, for
   the WRN-40-2 teacher and three students (BlockSwap 404.2K, all-G(4), all-G(N) depthwise) in
   paper mode, bf16 + channels-last (eager) and fast mode (bf16 + channels-last + compile).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU measurement run of issue 16: Fisher scoring speed against its floor and
+# The one prepared GPU measurement run: Fisher scoring speed against its floor and
 # variants, training throughput (paper vs fast mode), correctness on the device (Fisher vs CPU,
 # kill-and-resume, digits in both modes), the ImageNet loader against ResNet-34's rate, and the
 # paper CIFAR-10 configuration in miniature through snakemake. Measurements: bench/gpu.py.

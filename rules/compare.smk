@@ -1,4 +1,4 @@
-# Guided search against random sampling (issue 13, docs/evolution.md): per compared budget and search
+# Guided search against random sampling (docs/evolution.md): per compared budget and search
 # seed, a random and an evolution history with the same number of proxy evaluations (one job each,
 # checkpointed after every evaluation: a killed job resumes); their winners and random's best-of-N
 # trained as students; tables and a figure. Target: snakemake --cores 2 compare

@@ -1,4 +1,4 @@
-# Deployment budgets (issue 13, docs/deployment.md): a per-block latency table measured on this
+# Deployment budgets (docs/deployment.md): a per-block latency table measured on this
 # machine, its prediction error against end-to-end timings, and the measured latency of every
 # trained network. Timing jobs claim every core (threads: workflow.cores) so that no other job of
 # the run shares the CPU while they measure. Its paths and input functions are in common.smk.

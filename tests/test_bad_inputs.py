@@ -1,4 +1,4 @@
-"""Bad inputs (issue 11): every command that reads a file answers a damaged, foreign or hostile
+"""Bad inputs: every command that reads a file answers a damaged, foreign or hostile
 input, and every command answers a hostile argument or output path, with exit code 2 and one line
 on stderr (`blockswap: error: ...`): never a traceback, never a partial output left behind.
 

@@ -1,4 +1,4 @@
-"""bench/gpu.sh, the prepared GPU measurement run (issue 16), in its CPU dry-run mode: every step
+"""bench/gpu.sh, the prepared GPU measurement run, in its CPU dry-run mode: every step
 runs at tiny sizes, a failing part or step is recorded without stopping the others, and one JSON
 holds every step with its results."""
 

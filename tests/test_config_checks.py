@@ -1,4 +1,4 @@
-"""Configurations no job can run are stopped before any job starts (issue 11): non-finite numbers,
+"""Configurations no job can run are stopped before any job starts: non-finite numbers,
 floats for integers, block types that do not fit the teacher, budgets holding fewer networks than
 samples, run names and seeds that cannot make file names or seeds. Both through the workflow (one
 line, `blockswap: config error: <key>: ...`) and through the plan functions themselves."""

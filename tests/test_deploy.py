@@ -1,4 +1,4 @@
-"""Deployment budgets (issue 13): latency tables, latency budgets and limits, exports.
+"""Deployment budgets: latency tables, latency budgets and limits, exports.
 
 Timings on a shared CPU are noise, so these tests check behaviour, not speed: the table's structure
 and seal, reuse on a matching machine and refusal elsewhere, that predictions are sums of the

@@ -1,4 +1,4 @@
-"""Table 4 pieces (issue 15): the detector over any genotype, the COCO reader, COCOeval and the
+"""Table 4 pieces: the detector over any genotype, the COCO reader, COCOeval and the
 Fisher search through the detection loss, on a tiny COCO-format folder."""
 
 import json

@@ -1,4 +1,4 @@
-"""Guided search (issue 13): regularised evolution against random sampling inside a budget band, on a
+"""Guided search: regularised evolution against random sampling inside a budget band, on a
 toy fitness with a known optimum (no network is built), and the resumable history file."""
 
 import json

@@ -1,4 +1,4 @@
-"""Integrity guards of training (issue 11): a diverging run stops at once with one line and leaves
+"""Integrity guards of training: a diverging run stops at once with one line and leaves
 nothing finished; non-finite hyperparameters, incompatible teachers and damaged result files are
 one line each, never a traceback and never a run taken for finished."""
 

@@ -262,7 +262,7 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 @pytest.mark.parametrize(
     "name,expected",
     [
-        # + the guided-search comparison (issue 13, config comparison:): 3 budgets x 3 trained search seeds x
+        # + the guided-search comparison (config comparison:): 3 budgets x 3 trained search seeds x
         # (random and evolution winners + 4 best-of-N) students from teacher 0; 3 budgets x 2 methods x 5 seeds
         # search histories. One pick job per ablation budget; the shoot-out's stability scorings: 5 per budget.
         (

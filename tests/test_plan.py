@@ -148,7 +148,7 @@ def test_plan_command_counts_runs_and_epochs_by_stage(capsys):
     # 3 teachers; 3 seeds x 6 BlockSwap; 3 x (3 reduced + 21 Moonshine + 6 SNIP); 300 random + 3 best-of-N.
     assert lines["teacher"][1:3] == ["3", "600"] and lines["students"][1:3] == ["18", "3600"]
     assert lines["baselines"][1:3] == ["90", "18000"] and lines["ablation"][1:3] == ["303", "60600"]
-    # Guided-search comparison (issue 13): 3 budgets x 3 search seeds x (2 winners + 4 best-of-N), teacher 0.
+    # Guided-search comparison: 3 budgets x 3 search seeds x (2 winners + 4 best-of-N), teacher 0.
     assert lines["comparison"][1:3] == ["54", "10800"]
     assert lines["total"][1:3] == ["468", "93600"] and 300 < float(lines["total"][3]) < 500
     assert main(["plan", str(ROOT / "config" / "paper-imagenet.yaml")]) == 0

@@ -1,4 +1,4 @@
-"""`blockswap latency`, `latency-check`, `latency-ranks`, `measure` and `export`: deployment budgets (issue 13)."""
+"""`blockswap latency`, `latency-check`, `latency-ranks`, `measure` and `export`: deployment budgets."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ REPORT_BUILDERS = {
     "convergence": report_convergence,  # students CSVs: whether each method's runs plateaued
     "stability": report_stability,
     "proxy_costs": report_proxy_costs,
-    "search_curves": report_search_curves,  # guided search (issue 13): search histories
+    "search_curves": report_search_curves,  # guided search: search histories
     "search_winners": report_search_winners,  # students CSVs of the comparison
     "bestof_seeds": report_bestof_seeds,
     "timings": report_timings,  # a benchmarks folder: where the run's time went

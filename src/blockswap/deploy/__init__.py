@@ -1,4 +1,4 @@
-"""Deployment budgets (issue 13): measured per-block latency tables and deployable exports.
+"""Deployment budgets: measured per-block latency tables and deployable exports.
 
 `latency` times every block type at every block shape of an architecture on this machine, stores
 the table with a fingerprint of the machine, and predicts a network's latency as the sum of its

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import BlockswapError
 
-MIN_WARMUP = 10  # untimed calls before timing, at least (issue 13)
+MIN_WARMUP = 10  # untimed calls before timing, at least
 MIN_RUNS = 50  # timed calls whose median is kept, at least
 DEVICES = ("cpu", "cuda")
 DEFAULT_SETTING = "cpu/t1/b1"

@@ -262,7 +262,7 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
 
 
 def search_curves(histories: Sequence[Path], out: Path) -> None:
-    """Guided search (issue 13): the best proxy value found against the number of evaluations, per
+    """Guided search: the best proxy value found against the number of evaluations, per
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
     from .search_tables import COMPARED_METHODS, mean_interval, read_histories
 
@@ -290,7 +290,7 @@ def search_curves(histories: Sequence[Path], out: Path) -> None:
 
 
 def pareto_latency(students: pd.DataFrame, out: Path) -> None:
-    """Error against parameters beside error against measured latency (issue 13), one series per
+    """Error against parameters beside error against measured latency, one series per
     method, mean over seeds: which networks are small is not always which are fast."""
     column = "latency_ms"
     if column not in students or students[column].isna().all():

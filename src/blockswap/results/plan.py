@@ -37,7 +37,7 @@ class NetworkPlan:
 
 # Methods of the student plan, in the order of Table 2 (after the teacher).
 STUDENT_METHODS = ("reduced", "moonshine", "snip", "blockswap", "bestof", "random")
-# Students of the guided-search comparison (issue 13): the winners of random search and of evolution
+# Students of the guided-search comparison: the winners of random search and of evolution
 # per search seed, and the proxy-best of the first N random candidates per search seed. Their own
 # target (`compare`) and tables; not rows of Table 2.
 COMPARISON_METHODS = ("randomsearch", "evolution", "bestofn")

@@ -1,4 +1,4 @@
-"""Tables of guided search against random sampling (issue 13, docs/evolution.md): the best proxy
+"""Tables of guided search against random sampling (docs/evolution.md): the best proxy
 value found per number of evaluations, and the trained error of each method's winners."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Guided search (issue 13): regularised (aging) evolution inside the budget band, beside random
+"""Guided search: regularised (aging) evolution inside the budget band, beside random
 sampling, both written as one history format so that they compare evaluation by evaluation.
 
 A search makes `samples` proxy evaluations of distinct genotypes, all strictly within +-tolerance
