@@ -32,6 +32,7 @@ from blockswap.results.config_file import (
     use_resolved_config,
 )
 from blockswap.results.run_cost import training_epochs
+from blockswap.results.single_blocktype import reference_args
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the

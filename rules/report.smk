@@ -56,8 +56,9 @@ rule paper_table:
         "../environment.yml"
     params:
         notes=NOTE_ARGS,
+        reference=lambda w: reference_args(config) if w.table == "samples" else "",
     shell:
-        "blockswap report {wildcards.table} {input} {params.notes} "
+        "blockswap report {wildcards.table} {input} {params.notes} {params.reference} "
         "--csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
@@ -118,8 +119,10 @@ rule figure_from_students:
         figure="pareto|random_students",
     conda:
         "../environment.yml"
+    params:
+        reference=lambda w: reference_args(config) if w.figure == "random_students" else "",
     shell:
-        "blockswap figure {wildcards.figure} {input} --out {output.png} > {log} 2>&1"
+        "blockswap figure {wildcards.figure} {input} {params.reference} --out {output.png} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/default/figures/fisher_vs_error.png

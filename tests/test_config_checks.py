@@ -193,6 +193,27 @@ def test_moonshine_types_must_fit_every_block_of_the_teacher(names, message):
         assert "allowed here, of the released types: S," in str(failure.value) and "G(16)" in str(failure.value)
 
 
+@pytest.mark.parametrize(
+    "moonshine,pairing,message",
+    [
+        (
+            None,
+            {300000: "BG(2,4)"},
+            "ablation.single_blocktype: 300000 is not a budget of Figure 2 or the samples table",
+        ),
+        (["G(16)", "G(4)"], {200000: "BG(2,4)"}, "ablation.single_blocktype: all-BG(2,4) (paired with 200000) is not "),
+        (None, {200000: "X(3)"}, "ablation.single_blocktype: unknown block type 'X(3)'"),
+    ],
+)
+def test_a_paired_single_blocktype_network_must_be_shown_and_trained(moonshine, pairing, message):
+    config = load("config/paper-cifar10.yaml")
+    config["ablation"]["single_blocktype"] = pairing
+    if moonshine is not None:
+        config["baselines"]["moonshine"] = moonshine
+    with pytest.raises(BlockswapError, match=re.escape(message)):
+        check_plan(config)
+
+
 def test_every_sampled_budget_is_counted_under_its_own_key():
     """Search, ablation and samples-ablation budgets each hold at least search.samples networks; the
     count is exact even beyond 2^64 (the samples budget 404.2K holds ~1.6e23 released networks)."""

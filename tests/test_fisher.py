@@ -15,6 +15,9 @@ from blockswap import (
     valid_types,
 )
 from blockswap.search.fisher import (
+    ABLATION_LR,
+    ABLATION_MOMENTUM,
+    ABLATION_WEIGHT_DECAY,
     fisher_from_probes,
     fisher_potential,
     measure_along_training,
@@ -159,3 +162,90 @@ def test_proxies_after_k_minibatches():
     assert results[1][0]["l2_norm"] != results[5][0]["l2_norm"]  # SGD moved the weights
     assert all(results[k][0]["grad_norm"] > 0 for k in (1, 3, 5))
     assert len(results[3][1]) == 3  # per-block Fisher at each point
+
+
+def brute_force_training(model, batches):
+    """Table 1's ablation pass by pass, as the paper's released code ran it: per minibatch a forward,
+    one backward that fills the probes' gradients (retained on forward-hooked probes) and the
+    weights', the pass's Fisher potential by explicit loops, then an SGD step. Returns each pass's
+    (per-block Fisher, correct, grad norm, l2 norm), measured with the weights before its step."""
+    model.train()
+    optimiser = torch.optim.SGD(
+        model.parameters(), lr=ABLATION_LR, momentum=ABLATION_MOMENTUM, weight_decay=ABLATION_WEIGHT_DECAY
+    )
+    passes = []
+    for images, labels in batches:
+        probes = []
+        handles = [
+            block.units[-1].register_forward_hook(lambda module, inputs, output, c=probes: c.append(output))
+            for block in model.blocks
+        ]
+        try:
+            logits = model(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for a in probes:
+            a.retain_grad()
+        optimiser.zero_grad()
+        F.cross_entropy(logits, labels).backward()
+        blocks = []
+        for a in probes:
+            n, channels = a.shape[:2]
+            a, g = a.detach(), a.grad
+            terms = [float((a[i, c] * g[i, c]).sum()) ** 2 for c in range(channels) for i in range(n)]
+            blocks.append(sum(terms) / (2 * n))
+        weights = [p for p in model.parameters() if p.dim() > 1]
+        passes.append(
+            (
+                blocks,
+                int((logits.argmax(1) == labels).sum()),
+                sum(float(p.grad.norm()) for p in weights),
+                sum(float(p.detach().norm()) for p in weights),
+            )
+        )
+        optimiser.step()
+    return passes
+
+
+@pytest.mark.slow
+def test_table1_after_k_minibatches_adds_the_k_passes_up():
+    # The paper's Table 1 after k minibatches: every pass's Fisher potential (weights before its
+    # own SGD step) summed over the k passes, one backward per pass.
+    k = 10
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (
+            torch.randn(6, 3, 8, 8, generator=generator, dtype=torch.float64),
+            torch.randint(0, 10, (6,), generator=generator),
+        )
+        for _ in range(k)
+    ]
+    genotype = Genotype.parse("S G(N/4) B(2)")
+    passes = brute_force_training(build_model("wrn-10-1", genotype, seed=0).double(), batches)
+    model = build_model("wrn-10-1", genotype, seed=0).double()
+    backwards = []
+
+    def count_backwards(module, inputs, output):
+        output.register_hook(backwards.append)  # runs once per backward through the logits
+
+    model.classifier.register_forward_hook(count_backwards)
+    table1 = [p for p in PROXIES.values() if p.kind == "table1"]
+    results = measure_along_training(model, iter(batches), table1, [1, k])
+    values, blocks = results[k]
+    expected_blocks = [sum(column) for column in zip(*(p[0] for p in passes))]
+    assert blocks == pytest.approx(expected_blocks, rel=1e-6)
+    assert values["fisher"] == pytest.approx(sum(expected_blocks), rel=1e-6)
+    assert values["accuracy"] == pytest.approx(100 * sum(p[1] for p in passes) / (6 * k), rel=1e-12)
+    assert values["grad_norm"] == pytest.approx(sum(p[2] for p in passes), rel=1e-6)
+    assert values["l2_norm"] == pytest.approx(passes[-1][3], rel=1e-9)  # the weights of pass k
+    assert len(backwards) == k  # one backward per pass: the SGD step reuses the Fisher's
+    # k = 1 is the Fisher potential of the freshly initialised network, to the bit.
+    at_init = fisher_potential(build_model("wrn-10-1", genotype, seed=0).double(), *batches[0])
+    assert results[1] == ({**results[1][0], "fisher": at_init.total}, at_init.blocks)
+    # The snapshot reading is pass k alone.
+    snapshot = measure_along_training(
+        build_model("wrn-10-1", genotype, seed=0).double(), iter(batches), table1, [k], mode="snapshot"
+    )
+    assert snapshot[k][1] == pytest.approx(passes[-1][0], rel=1e-6)
+    assert snapshot[k][0]["grad_norm"] == pytest.approx(passes[-1][2], rel=1e-6)

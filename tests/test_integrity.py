@@ -272,6 +272,47 @@ def test_students_table_refuses_bad_metrics(tmp_path, capsys, changes, message):
     assert not out.exists()
 
 
+def student_metrics(folder, network, seed, error):
+    path = folder / "students" / network / f"seed-{seed}" / "metrics.json"
+    tags = {"method": network.split("-")[0], "network": network}
+    write_json(
+        path, metrics(seed=seed, test_error=error, teacher="teachers/seed-0", tags=tags, provenance=provenance())
+    )
+    return path
+
+
+def test_a_run_copied_or_linked_into_another_runs_folder_is_refused(tmp_path, capsys):
+    """Before: moonshine-b2's files copied into blockswap-60000/seed-0/ were counted as that run (exit 0)."""
+    paths = [student_metrics(tmp_path, n, s, 5.0 + s) for n in ("blockswap-60000", "moonshine-b2") for s in (0, 1)]
+    out = tmp_path / "students.csv"
+    assert main(["report", "students", *map(str, paths), "--csv", str(out)]) == 0
+    out.unlink()
+    for name in ("metrics.json", provenance_path(paths[2]).name):  # moonshine-b2 seed 0 over blockswap seed 0
+        shutil.copy(paths[2].parent / name, paths[0].parent / name)
+    code = main(["report", "students", *map(str, paths), "--csv", str(out)])
+    message = f"{paths[0]} records the run 'moonshine-b2' but sits in blockswap-60000/: it is another run's result"
+    assert_one_line_error(code, capsys.readouterr().err, message)
+    shutil.copy(paths[3].parent / "metrics.json", paths[2])  # moonshine-b2 seed 1 in its seed-0 folder
+    shutil.copy(provenance_path(paths[3]), provenance_path(paths[2]))
+    code = main(["report", "students", *map(str, paths[1:]), "--csv", str(out)])
+    assert_one_line_error(code, capsys.readouterr().err, f"{paths[2]} records seed 1 but sits in seed-0/")
+    paths[2].unlink()
+    paths[2].symlink_to(paths[3])
+    code = main(["report", "students", *map(str, paths[1:]), "--csv", str(out)])
+    assert_one_line_error(code, capsys.readouterr().err, f"{paths[2]} is a link to {paths[3]}")
+    assert not out.exists()
+
+
+def test_a_run_counted_twice_is_refused(tmp_path, capsys):
+    paths = [student_metrics(tmp_path, "blockswap-60000", s, 5.0) for s in (0, 1)]
+    code = main(["report", "students", *map(str, paths), str(paths[0]), "--csv", str(tmp_path / "s.csv")])
+    assert_one_line_error(code, capsys.readouterr().err, "the run blockswap-60000 seed 0 appears more than once")
+    table = tmp_path / "students.csv"
+    assert main(["report", "students", *map(str, paths), "--csv", str(table)]) == 0
+    code = main(["report", "table2", str(table), str(table), "--csv", str(tmp_path / "t.csv")])
+    assert_one_line_error(code, capsys.readouterr().err, "the run blockswap-60000 seed 0 appears more than once")
+
+
 def test_table2_refuses_an_edited_or_damaged_students_table(tmp_path, capsys):
     paths = []
     for seed in (0, 1):

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
 from blockswap import build_model
@@ -23,7 +24,7 @@ from blockswap.networks.pretrained import (
     parse_spec,
     pretrained_metrics,
 )
-from blockswap.training.distillation import check_compatible, distillation_loss
+from blockswap.training.distillation import PostActivationStages, check_compatible, distillation_loss
 
 OFFICIAL = "resnet34-b627a593.pth"
 URL = "https://download.pytorch.org/models/resnet34-b627a593.pth"
@@ -140,6 +141,7 @@ def test_describe_records_file_digest_params_and_macs(weights, reference, hub):
     assert info["official_weights"] is False  # random weights: the digest is not b627a593...
     assert info["params"] == sum(p.numel() for p in reference.parameters()) == 21_797_672
     assert (info["arch"], info["torchvision_arch"], info["weights_url"]) == ("resnet-34", "resnet34", URL)
+    assert info["at_points"] == "post-relu"
 
     # MACs counted independently: conv and linear layers by hand, from shapes seen by hooks.
     macs = 0
@@ -307,3 +309,67 @@ def test_pretrained_metrics_evaluates_the_test_split(teacher, weights):
         "weights_sha256": info["weights_sha256"],
     }
     assert metrics["provenance"]["code_version"] == metrics["code_version"]
+
+
+def at_loss_by_hand(student, teacher):
+    """attention-transfer's at_loss, written out: per example the l2-normalised channel-mean of
+    squares, then the mean squared difference of the two maps."""
+
+    def at(x):
+        m = x.pow(2).mean(1).reshape(x.shape[0], -1)
+        return m / m.norm(dim=1, keepdim=True)
+
+    return (at(student) - at(teacher)).pow(2).mean()
+
+
+def test_teacher_stages_are_post_relu(teacher):
+    out = teacher.forward_intermediates(images(size=32))
+    assert isinstance(out.stages, PostActivationStages)
+    assert all(s.min() >= 0 for s in out.stages)  # each section ends with relu(... + identity)
+    assert teacher.arch.at_post_activation
+
+
+def test_student_is_compared_after_a_relu_with_a_torchvision_teacher(teacher):
+    # attention-transfer's ImageNet code compares post-ReLU group outputs on both sides; our
+    # pre-activation student's stages are raw residual sums, so the AT loss takes their ReLU.
+    student = build_model("resnet-18", num_classes=1000, seed=0)
+    x = images(n=2, size=32, seed=5)
+    labels = torch.tensor([0, 7])
+    out = student.forward_intermediates(x)
+    with torch.no_grad():
+        target = teacher.forward_intermediates(x)
+    beta = 750.0
+    ce = distillation_loss(out.logits, labels, out.stages, target.logits, target.stages, beta=0.0)
+    total = distillation_loss(out.logits, labels, out.stages, target.logits, target.stages, beta=beta)
+    after_relu = sum(at_loss_by_hand(s.relu(), t) for s, t in zip(out.stages, target.stages))
+    raw = sum(at_loss_by_hand(s, t) for s, t in zip(out.stages, target.stages))
+    assert abs(after_relu - raw) > 1e-2 * raw  # the two choices are told apart
+    torch.testing.assert_close(total, ce + beta * after_relu, rtol=1e-5, atol=0)
+    # The student's own outputs are left as they are: its forward is unchanged.
+    assert any(s.min() < 0 for s in out.stages)
+    total.backward()
+    assert all(p.grad is not None for p in student.parameters())
+
+
+def test_our_own_teachers_compare_raw_residual_sums_bit_for_bit():
+    # CIFAR: teacher and student are both pre-activation networks of ours, compared at their raw
+    # residual sums (the released BlockSwap code), with nothing added to the loss's arithmetic.
+    teacher = build_model("wrn-10-2", seed=0).eval()
+    student = build_model("wrn-10-2", "G(2)", seed=1)
+    x = images(n=4, size=16, seed=6)
+    labels = torch.tensor([1, 2, 3, 4])
+    out = student.forward_intermediates(x)
+    with torch.no_grad():
+        target = teacher.forward_intermediates(x)
+    assert type(target.stages) is list
+    total = distillation_loss(out.logits, labels, out.stages, target.logits, target.stages, beta=1000.0)
+    at = sum(
+        (
+            F.normalize(s.float().pow(2).mean(1).flatten(1), dim=1)
+            - F.normalize(t.float().pow(2).mean(1).flatten(1), dim=1)
+        )
+        .pow(2)
+        .mean()
+        for s, t in zip(out.stages, target.stages)
+    )
+    assert torch.equal(total, F.cross_entropy(out.logits, labels) + 1000.0 * at)

@@ -282,8 +282,11 @@ def test_zen_against_the_paper_algorithm():
                 m.running_var.fill_(1)
         x = torch.randn(images.shape, generator=g, dtype=F64)
         eps = torch.randn(images.shape, generator=g, dtype=F64)
+        # f: the map global pooling reads (Zen-NAS's forward_pre_GAP), after the head's BN-ReLU,
+        # so that every BN sigma below undoes a normalisation f went through.
+        assert any(isinstance(m, nn.BatchNorm2d) for m in net.head.modules())
         maps = []
-        handle = net.blocks[-1].register_forward_hook(lambda mod, inp, out: maps.append(out[0].clone()))
+        handle = net.head.register_forward_hook(lambda mod, inp, out: maps.append(out.clone()))
         net(x)
         net(x + 0.01 * eps)
         handle.remove()

@@ -49,12 +49,12 @@ def students():
 
 def test_table2_aggregates_seeds_and_puts_the_papers_values_beside(students):
     table = table2(students)
-    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "quoted", "quoted", "blockswap"]
-    quoted = table[table["method"] == "quoted"]
-    # Rows from other papers: the paper's numbers and their source, nothing of ours.
-    assert list(quoted["network"]) == ["DARTS cell", "CondenseNet"] and quoted["error mean"].isna().all()
-    assert list(quoted["paper error"]) == ["4.49 +- 0.03", "4.95 +- 0.05"]
-    assert quoted["note"].str.contains("quoted by the paper").all()
+    assert list(table["method"]) == ["teacher", "reduced", "moonshine", "paper-only", "paper-only", "blockswap"]
+    paper_only = table[table["method"] == "paper-only"]
+    # Rows the paper trained that are not reproduced: the paper's numbers and what it trained, nothing of ours.
+    assert list(paper_only["network"]) == ["DARTS cell", "CondenseNet-86"] and paper_only["error mean"].isna().all()
+    assert list(paper_only["paper error"]) == ["4.49 +- 0.03", "4.95 +- 0.05"]
+    assert paper_only["note"].str.contains("not reproduced here").all()
     teacher = table.iloc[0]
     assert (teacher["D-W"], teacher["P (K)"], teacher["Ops (M)"], teacher["n"]) == ("40-2", 2243.5, 328.3, 3)
     assert teacher["error mean"] == 4.0 and teacher["error std"] == pytest.approx(0.16, abs=0.01)
@@ -67,7 +67,7 @@ def test_table2_aggregates_seeds_and_puts_the_papers_values_beside(students):
 
 def test_paper_values_only_for_cifar10(students):
     table = table2(students.assign(dataset="digits"))
-    assert "paper error" not in table and "quoted" not in set(table["method"])
+    assert "paper error" not in table and "paper-only" not in set(table["method"])
 
 
 def test_snip_rows_match_the_paper_by_size_and_notes_become_rows(students):
@@ -76,10 +76,10 @@ def test_snip_rows_match_the_paper_by_size_and_notes_become_rows(students):
         for seed, e in enumerate([5.4, 5.6, 5.5])
     ]
     for row in snip:
-        row["params"] = 217050  # what remains after pruning to the released student's size
+        row["params"] = 217000  # what remains after pruning to the budget
     table = table2(pd.concat([students, pd.DataFrame(snip)], ignore_index=True), ["no Moonshine network near 1"])
     row = table[table["method"] == "snip"].iloc[0]
-    assert row["paper P (K)"] == 217.0 and row["paper error"] == "5.53" and pd.isna(row["paper Ops (M)"])
+    assert row["paper P (K)"] == 217.0 and row["paper error"] == "5.53 +- 0.08" and row["paper Ops (M)"] == "-"
     assert table.iloc[-1]["method"] == "note" and table.iloc[-1]["note"] == "no Moonshine network near 1"
     assert "no Moonshine network near 1" in markdown(table2_display(table))
 
@@ -122,20 +122,81 @@ def test_table3_layout_and_the_papers_values():
     assert table.iloc[-1]["note"].startswith("ResNet-18-0.5")
 
 
-def test_samples_table_with_the_single_blocktype_reference(students):
-    from blockswap.results.report import samples_table
-
+def bestof_rows(budget=404200):
     rows = []
     for n, errors in ((10, (4.9, 4.8)), (1000, (4.2, 4.3))):
         for seed, e in enumerate(errors):
-            rows.append(student_row("bestof", f"bestof-{n}", "wrn-40-2", "G(16)", seed, e, budget=404200, candidate=3))
-    table = samples_table(pd.concat([students, pd.DataFrame(rows)], ignore_index=True))
-    assert table["samples"].tolist()[:2] == [10, 1000] and table["n"].tolist() == [2, 2, 3]
+            rows.append(student_row("bestof", f"bestof-{n}", "wrn-40-2", "G(16)", seed, e, budget=budget, candidate=3))
+    return pd.DataFrame(rows)
+
+
+def moonshine_rows(*blocks):
+    return pd.DataFrame(
+        [
+            student_row("moonshine", f"moonshine-{i}", "wrn-40-2", block, seed, 5.0 + i)
+            for i, block in enumerate(blocks)
+            for seed in range(2)
+        ]
+    )
+
+
+def test_samples_table_with_the_single_blocktype_reference(students):
+    from blockswap.results.report import samples_table
+
+    g16 = moonshine_rows("G(16)").assign(network="moonshine-g16")  # 406.4K: 0.5 % off 404.2K
+    table = samples_table(pd.concat([students, g16, bestof_rows()], ignore_index=True))
+    assert table["samples"].tolist()[:2] == [10, 1000] and table["n"].tolist()[:3] == [2, 2, 2]
     assert table["error mean"].tolist()[:2] == [4.85, 4.25]
-    assert table["paper error"].tolist() == [4.85, 4.21, 4.45]
-    assert table.iloc[-1]["network"] == "moonshine-bg2-4" and "closest to the 404200 budget" in table.iloc[-1]["note"]
+    assert table["paper error"].tolist()[:3] == [4.85, 4.21, 4.45]
+    assert table.iloc[2]["network"] == "moonshine-g16" and "within +-2.5% of the 404200" in table.iloc[2]["note"]
+    assert table.iloc[-1]["note"].startswith('the paper\'s "400K" budget is the 404.2K band (+-2.5%)')
     with pytest.raises(BlockswapError, match="no best-of-N students"):
         samples_table(students)
+
+
+def test_a_single_blocktype_network_far_from_the_budget_is_not_marked(students):
+    from blockswap.results.report import samples_table
+
+    # The fixture's only single-blocktype network is all-BG(2,4), 214.1K: 47 % off 404.2K.
+    table = samples_table(pd.concat([students, bestof_rows()], ignore_index=True))
+    assert "moonshine-bg2-4" not in set(table["network"]) and len(table) == 4  # 2 best-of rows, 2 notes
+    assert table.iloc[-1]["note"].startswith("no single-blocktype network lies within +-2.5% of 404200 params")
+    assert "closest: moonshine-bg2-4 at 214106" in table.iloc[-1]["note"]
+
+
+def test_the_200k_reference_follows_the_tolerance_or_the_pairing():
+    from blockswap.results.single_blocktype import reference_network
+
+    # BG(2,M/8) (189.9K) is nearest to 200K in absolute terms but 5 % off; BG(2,4) (214.1K) is 7 % off.
+    moonshine = moonshine_rows("BG(2,M/8)", "BG(2,4)", "G(4)")
+    assert reference_network(moonshine, 200000).network is None
+    assert "closest: moonshine-0 at 189" in reference_network(moonshine, 200000).note
+    assert reference_network(moonshine, 200000, tolerance=0.06).network == "moonshine-0"
+    assert reference_network(moonshine, 200000, pairing={200000: "BG(2,4)"}).network == "moonshine-1"
+    assert reference_network(moonshine, 800000).network == "moonshine-2"  # G(4): 814.6K, 1.8 % off
+    with pytest.raises(BlockswapError, match="all-G\\(16\\) paired with budget 200000 is not in"):
+        reference_network(moonshine, 200000, pairing={200000: "G(16)"})
+    assert reference_network(moonshine, 200000, kind="latency").network is None
+
+
+def test_figure_2_marks_the_paired_network_and_names_none_otherwise(tmp_path, monkeypatch):
+    random = pd.DataFrame(
+        [
+            student_row(
+                "random", f"random-200000-{i}", "wrn-40-2", "BG(2,4)", 0, 5.0 + i / 10, budget=200000, candidate=i
+            )
+            for i in range(4)
+        ]
+    )
+    students = pd.concat([random, moonshine_rows("BG(2,M/8)", "BG(2,4)")], ignore_index=True)
+    drawn = []
+    monkeypatch.setattr(
+        figures, "save", lambda fig, out: drawn.append([line.get_label() for line in fig.axes[0].lines])
+    )
+    figures.random_students(students, tmp_path / "r.png")
+    figures.random_students(students, tmp_path / "r.png", pairing={200000: "BG(2,4)"})
+    assert not any(label.startswith("single type") for label in drawn[0])
+    assert "single type (moonshine-1)" in drawn[1]
 
 
 def test_display_forms(students):

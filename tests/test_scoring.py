@@ -266,6 +266,27 @@ def test_score_cli_errors(tmp_path, capsys, candidates):
     assert main(["score", str(tmp_path / "none.csv"), "--dataset", "digits", "--out", "x.csv"]) == 2
 
 
+def test_table1_mode_is_a_checked_setting():
+    assert settings().table1_mode == "accumulated"  # the paper's ablation
+    assert settings(table1_mode="snapshot").table1_mode == "snapshot"
+    with pytest.raises(BlockswapError, match="unknown Table 1 reading 'last'; allowed: accumulated, snapshot"):
+        settings(table1_mode="last")
+
+
+def test_meco_on_a_one_by_one_map_is_one_line(tmp_path, capsys):
+    # wrn-10-2's last stage is 1x1 at 4 px: MeCo's single example leaves its BatchNorm layers one
+    # value per channel. A setting to change, not a crash in the middle of the first candidate.
+    table = CostTable.build(parse_arch("wrn-10-2"), CANDIDATE_SETS["paper"], (4, 4), 10)
+    path = tmp_path / "c.csv"
+    sample_candidates(table, 60_000, 2, seed=0, tolerance=0.3).to_csv(path, index=False)
+    argv = ["score", str(path), "--dataset", "digits", "--arch", "wrn-10-2", "--image-size", "4", "--quiet"]
+    code = main([*argv, "--batch-size", "16", "--proxies", "meco", "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "proxy meco" in err and "1 x 1" in err and "--image-size" in err and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_select_by_another_proxy_uses_its_sign(tmp_path):
     """`select --proxy`: the best candidate by that proxy's column at k = 1, not by Fisher potential."""
     from blockswap.cli import main

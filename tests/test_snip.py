@@ -1,4 +1,5 @@
-"""SNIP (Table 2 baseline): saliency against independent gradients, exact budgets, global top-k."""
+"""SNIP (Table 2 baseline): saliency against independent gradients, exact budgets, global top-k over
+the convolution weights, the classifier kept dense."""
 
 import pytest
 import torch
@@ -22,8 +23,12 @@ def minibatch(seed, n=4, size=8, dtype=torch.float32, classes=10):
 
 
 def prunable_by_type(model):
-    """Conv and linear weights, found from the modules' types rather than by snip.py's walk."""
-    return {f"{name}.weight" for name, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
+    """Convolution weights, found from the modules' types rather than by snip.py's walk."""
+    return {f"{name}.weight" for name, m in model.named_modules() if type(m) is nn.Conv2d}
+
+
+def classifier_params(model):
+    return {n for n, m in model.named_modules() if type(m) is nn.Linear for n in (f"{n}.weight", f"{n}.bias")}
 
 
 def counts(model):
@@ -32,18 +37,36 @@ def counts(model):
     return total - prunable, total
 
 
-def test_saliency_of_a_linear_model_equals_its_analytic_gradient():
+def test_saliency_of_a_one_convolution_model_equals_its_analytic_gradient():
+    # A 2x2 convolution over a 2x2 image is a linear map of the flattened image.
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5)).double()
+    model = nn.Sequential(nn.Conv2d(3, 5, 2), nn.Flatten()).double()
     x = torch.randn(7, 3, 2, 2, dtype=torch.float64)
     y = torch.randint(0, 5, (7,))
     saliency = connection_saliency(model, x, y)
-    assert set(saliency) == {"1.weight"}  # the bias is not prunable
-    flat = x.flatten(1)
-    probabilities = torch.softmax(flat @ model[1].weight.T + model[1].bias, dim=1)
+    assert set(saliency) == {"0.weight"}  # the bias is not prunable
+    flat, weight = x.flatten(1), model[0].weight.detach()
+    probabilities = torch.softmax(flat @ weight.flatten(1).T + model[0].bias, dim=1)
     # d(mean CE)/dW = (softmax - onehot)^T x / N
-    gradient = (probabilities - F.one_hot(y, 5).double()).T @ flat / len(y)
-    torch.testing.assert_close(saliency["1.weight"], (model[1].weight.detach() * gradient).abs(), rtol=1e-12, atol=0)
+    gradient = ((probabilities - F.one_hot(y, 5).double()).T @ flat / len(y)).view_as(weight)
+    torch.testing.assert_close(saliency["0.weight"], (weight * gradient).abs(), rtol=1e-12, atol=0)
+
+
+def test_the_classifier_is_never_pruned_and_counts_in_full():
+    # The BlockSwap authors' SNIP masks convolutions only: at the smallest budget every
+    # convolution weight is pruned and the classifier is left whole, and it counts toward the budget.
+    model = build_model("wrn-10-1", num_classes=10, seed=0)
+    fixed, total = counts(model)
+    classifier = classifier_params(model)
+    assert classifier and not classifier & set(connection_saliency(model, *minibatch(0)))
+    masks = snip_masks(model, *minibatch(0), keep_params=fixed)
+    assert set(masks) == prunable_by_type(model) and not classifier & set(masks)
+    assert all(int(m.sum()) == 0 for m in masks.values())
+    assert remaining_params(model, masks) == fixed
+    params = dict(model.named_parameters())
+    assert fixed > sum(params[n].numel() for n in classifier) > 0
+    with pytest.raises(BlockswapError, match="must be between"):
+        snip_masks(model, *minibatch(0), keep_params=fixed - params["classifier.2.weight"].numel())
 
 
 def test_saliency_equals_central_finite_differences_in_float64():
@@ -93,13 +116,17 @@ def test_remaining_parameters_equal_the_budget_exactly(fraction):
 
 
 def test_a_paper_budget_on_wrn_40_2():
-    # Table 2's smallest SNIP row keeps 162.2K of WRN-40-2's 2243.5K parameters.
+    # Table 2's smallest SNIP row keeps 162.2K of WRN-40-2's 2243.5K parameters; the dense
+    # classifier (128 x 10 weights and 10 biases) is part of them.
     model = build_model("wrn-40-2", num_classes=10, seed=0)
     masks = snip_masks(model, *minibatch(0, n=2, size=16), keep_params=162_200)
     assert remaining_params(model, masks) == 162_200
+    assert set(masks) == prunable_by_type(model)
     apply_masks(model, masks)
     kept = sum(int(torch.count_nonzero(p)) for n, p in model.named_parameters() if n in masks)
     assert kept == 162_200 - counts(model)[0]
+    classifier = dict(model.named_parameters())["classifier.2.weight"]
+    assert classifier.shape == (10, 128) and int(torch.count_nonzero(classifier)) == 1280
 
 
 def brute_force_top_k(saliency, names, k):
@@ -157,10 +184,10 @@ def test_apply_masks_prunes_weights_and_leaves_bn_and_biases_alone():
             assert torch.all(p[masks[name] == 0] == 0)
         else:
             assert torch.equal(p, before[name]), name
-    # What is left unmasked is exactly the BN parameters and the biases.
+    # What is left unmasked is exactly the BN parameters, the biases and the classifier.
     bn = {f"{n}.{k}" for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) for k in ("weight", "bias")}
     biases = {n for n, _ in model.named_parameters() if n.endswith(".bias")}
-    assert {n for n, _ in model.named_parameters()} - set(masks) == bn | biases
+    assert {n for n, _ in model.named_parameters()} - set(masks) == bn | biases | classifier_params(model)
 
 
 def test_masks_are_deterministic_and_depend_on_the_minibatch():

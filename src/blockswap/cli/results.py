@@ -17,6 +17,7 @@ from ..results.proxy_tables import (
     stability_table,
 )
 from ..results.report import cost_table, latex, markdown, samples_table, significant, table2, table2_display, table3
+from ..results.single_blocktype import parse_pairing
 from ..results.students import read_students, students_table
 
 
@@ -41,7 +42,13 @@ def report_table3(args):
 
 
 def report_samples(args):
-    table = samples_table(read_students(args.inputs), args.note or ())
+    table = samples_table(
+        read_students(args.inputs),
+        args.note or (),
+        args.budget_kind,
+        args.tolerance,
+        parse_pairing(args.single_blocktype),
+    )
     return table, table2_display(table)
 
 
@@ -180,6 +187,29 @@ def cmd_report(args) -> None:
     print(f"wrote {len(table)} rows to {args.csv}")
 
 
+def add_reference_options(p) -> None:
+    """Which single-blocktype network the samples table and Figure 2 mark beside a budget."""
+    p.add_argument(
+        "--budget-kind",
+        default="params",
+        choices=["params", "macs", "latency"],
+        help="samples, random_students: what a budget counts (default params)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.025,
+        help="samples, random_students: mark the single-blocktype network closest to a budget only if it "
+        "lies strictly within +-this fraction of it (default 0.025, the search's)",
+    )
+    p.add_argument(
+        "--single-blocktype",
+        action="append",
+        metavar="BUDGET=BLOCK",
+        help="samples, random_students: mark all-BLOCK beside BUDGET whatever its size (repeat)",
+    )
+
+
 def add_report(sub) -> None:
     p = sub.add_parser(
         "report",
@@ -227,6 +257,7 @@ def add_report(sub) -> None:
         help="convergence: a run plateaued when its validation error changed by at most this many "
         f"points over the last 20 %% of epochs (default {DEFAULT_PLATEAU:.1f})",
     )
+    add_reference_options(p)
     p.add_argument("--csv", required=True, help="output CSV")
     p.add_argument("--md", help="also write a Markdown table here")
     p.add_argument("--tex", help="also write a LaTeX table here")
@@ -294,7 +325,13 @@ def figure_proxy_scatter(args, figures) -> None:
 FIGURE_BUILDERS = {
     "pareto": lambda args, figures: figures.pareto(read_students(args.inputs), Path(args.out)),
     "search": figure_search,
-    "random_students": lambda args, figures: figures.random_students(read_students(args.inputs), Path(args.out)),
+    "random_students": lambda args, figures: figures.random_students(
+        read_students(args.inputs),
+        Path(args.out),
+        args.budget_kind,
+        args.tolerance,
+        parse_pairing(args.single_blocktype),
+    ),
     "fisher_vs_error": figure_fisher_vs_error,
     "forest": figure_forest,
     "proxy_scatter": figure_proxy_scatter,
@@ -332,6 +369,7 @@ def add_figure(sub) -> None:
         "--proxies", action="append", metavar="BUDGET=PATH", help="fisher_vs_error, proxy_scatter: proxy scores"
     )
     p.add_argument("--correlation", help="fisher_vs_error, proxy_scatter: the correlation table")
+    add_reference_options(p)
     p.add_argument("--out", required=True, help="output PNG (a PDF is written beside it)")
 
 

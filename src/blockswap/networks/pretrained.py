@@ -9,7 +9,11 @@ for IMAGENET1K_V1 to within 0.05. A teacher is named by a spec string:
 
 Weights are never downloaded: runs are offline, so a missing file is one error saying where to put
 it and where to get it. Attention transfer uses the four section outputs (layer1..layer4: 56 / 28
-/ 14 / 7 px at 224), the same points as our own `resnet-34` student's stages.
+/ 14 / 7 px at 224), the same points as our own `resnet-34` student's stages. torchvision's ResNets
+are post-activation (each BasicBlock ends with a ReLU after its residual add), so these outputs are
+post-ReLU; the teacher says so by returning them as `PostActivationStages`, and the distillation
+compares the ReLU of a pre-activation student's residual sums with them, as attention-transfer's
+ImageNet code compares post-ReLU group outputs on both sides (bench/at_points.py measures the choice).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch.nn as nn
 
 from ..errors import BlockswapError
 from ..provenance import file_digest, provenance
+from ..training.distillation import PostActivationStages
 from .models import Intermediates
 
 SPEC_PREFIX = "torchvision:"
@@ -38,6 +43,7 @@ class TorchvisionArch:
     weights: str  # torchvision weights enum entry the file belongs to
     url: str  # where torchvision publishes the file (torchvision's weights enum)
     at_layers: tuple[str, ...]  # submodules whose outputs are the attention-transfer points
+    at_post_activation: bool  # whether those outputs are taken after a ReLU
     classifier: str  # the final linear layer: its output count is the class count
     num_classes: int = 1000  # ImageNet-1k
 
@@ -62,6 +68,7 @@ ARCHS: dict[str, TorchvisionArch] = {
             "ResNet18_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/resnet18-f37072fd.pth",
             RESNET_SECTIONS,
+            True,  # BasicBlock: relu(bn2(conv2(...)) + identity)
             "fc",
         ),
         TorchvisionArch(
@@ -70,6 +77,7 @@ ARCHS: dict[str, TorchvisionArch] = {
             "ResNet34_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/resnet34-b627a593.pth",
             RESNET_SECTIONS,
+            True,  # BasicBlock: relu(bn2(conv2(...)) + identity)
             "fc",
         ),
     ]
@@ -200,8 +208,11 @@ class TorchvisionTeacher(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+        stages = [captured[name] for name in self.arch.at_layers]
+        if self.arch.at_post_activation:
+            stages = PostActivationStages(stages)
         # No probes: Fisher potential is never measured on a teacher.
-        return Intermediates(logits, [captured[name] for name in self.arch.at_layers], [])
+        return Intermediates(logits, stages, [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -280,6 +291,7 @@ def describe(spec: str, input_size: Sequence[int] = (224, 224)) -> dict:
         "params": params,
         "macs": macs,
         "input_size": list(size),
+        "at_points": "post-relu" if arch.at_post_activation else "pre-relu",
         "published_top1_error": round(100.0 - published["acc@1"], 3),
         "published_top5_error": round(100.0 - published["acc@5"], 3),
     }

@@ -18,6 +18,7 @@ from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
 from ..search.scoring import read_scores  # noqa: E402
 from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
+from .single_blocktype import reference_network  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
 DPI = 150
@@ -91,8 +92,15 @@ def search(scores: Sequence[Path], student: Path, out: Path) -> None:
     save(fig, out)
 
 
-def random_students(students: pd.DataFrame, out: Path) -> None:
-    """Figure 2: error density of random students per budget, Moonshine and BlockSwap marked."""
+def random_students(
+    students: pd.DataFrame,
+    out: Path,
+    kind: str = "params",
+    tolerance: float = 0.025,
+    pairing: dict[int, str] | None = None,
+) -> None:
+    """Figure 2: error density of random students per budget, with BlockSwap and the
+    single-blocktype network of that size (`single_blocktype.reference_network`) marked."""
     random = students[students["method"] == "random"]
     if random.empty:
         raise BlockswapError("the students table has no random students (set ablation.random_students)")
@@ -100,20 +108,25 @@ def random_students(students: pd.DataFrame, out: Path) -> None:
     fig, axes = plt.subplots(
         1, len(budgets), figsize=(FIGURE_SIZE[0] * len(budgets) / 1.5, FIGURE_SIZE[1]), squeeze=False
     )
-    moonshine = (
-        students[students["method"] == "moonshine"]
-        .groupby("network")
-        .agg(params=("params", "first"), error=("test_error", "mean"))
-    )
     for ax, budget in zip(axes[0], budgets):
         errors = random[random["budget"] == budget].groupby("candidate")["test_error"].mean()
         if errors.nunique() > 1:
             sns.kdeplot(errors, ax=ax, fill=True, warn_singular=False)
         sns.rugplot(errors, ax=ax)
         ax.axvline(errors.mean(), color="grey", linestyle=":", label="random mean")
-        if not moonshine.empty:
-            closest = moonshine.iloc[(moonshine["params"] - budget).abs().argsort()[:1]]
-            ax.axvline(closest["error"].iloc[0], color="green", label=f"single type ({closest.index[0]})")
+        reference = reference_network(students, int(budget), kind, tolerance, pairing)
+        if reference.network is not None:
+            error = students.loc[students["network"] == reference.network, "test_error"].mean()
+            ax.axvline(error, color="green", label=f"single type ({reference.network})")
+        else:  # said on the panel, not left for the reader to infer from a missing line
+            ax.text(
+                0.02,
+                0.02,
+                "no single type marked:\n" + reference.note,
+                transform=ax.transAxes,
+                fontsize="x-small",
+                wrap=True,
+            )
         ours = students[(students["method"] == "blockswap") & (students["budget"] == budget)]["test_error"]
         if len(ours):
             ax.axvline(ours.mean(), color="red", label="BlockSwap")

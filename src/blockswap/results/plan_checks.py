@@ -8,7 +8,16 @@ from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import parse_arch
 from ..search.sampling import CostTable, check_budget
 from .config_file import check_numbers
-from .plan import ablation_seeds, budget_keys, comparison_budgets, comparison_samples, input_size
+from .plan import (
+    ablation_budgets,
+    ablation_seeds,
+    budget_keys,
+    closest_single_blocktype,
+    comparison_budgets,
+    comparison_samples,
+    input_size,
+    samples_budget,
+)
 
 
 def check_moonshine(config: dict) -> None:
@@ -33,6 +42,39 @@ def check_moonshine(config: dict) -> None:
             raise BlockswapError(
                 f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
                 f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}"
+            )
+
+
+def check_single_blocktype(config: dict) -> None:
+    """A budget paired with a single-blocktype network must be one that Figure 2 or the samples
+    table shows, and its network must be trained."""
+    pairing = config["ablation"].get("single_blocktype") or {}
+    shown = set(ablation_budgets(config))
+    if config["ablation"]["samples"]:
+        shown.add(samples_budget(config))
+    if not shown:  # neither is made: the pairing is not used
+        return
+    moonshine = config["baselines"]["moonshine"]
+    if moonshine == "auto":
+        trained = {
+            name for name, _ in (closest_single_blocktype(config, b) for b in config["search"]["budgets"]) if name
+        }
+    else:
+        trained = {parse_block(name).name for name in moonshine}
+    for budget, name in pairing.items():
+        if not isinstance(budget, int) or budget not in shown:
+            raise BlockswapError(
+                f"ablation.single_blocktype: {budget!r} is not a budget of Figure 2 or the samples table "
+                f"({', '.join(map(str, sorted(shown)))})"
+            )
+        try:
+            block = parse_block(name)
+        except BlockswapError as err:
+            raise BlockswapError(f"ablation.single_blocktype: {err}") from None
+        if block.name not in trained:
+            raise BlockswapError(
+                f"ablation.single_blocktype: all-{block.name} (paired with {budget}) is not trained; "
+                f"add it to baselines.moonshine (trained: {', '.join(sorted(trained)) or 'none'})"
             )
 
 
@@ -148,6 +190,7 @@ def check_plan(config: dict) -> None:
     if ablation["samples"] and not search["budgets"]:
         raise BlockswapError("ablation.samples needs at least one search budget")
     check_moonshine(config)
+    check_single_blocktype(config)
     check_budgets(config)
     check_latency(config)
 

@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pandas as pd
 
 from ..checks import read_json_record, require
 from ..errors import BlockswapError
+from .single_blocktype import reference_network
 from .students import LATENCY_COLUMN
 
 COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "params_k", "ops_m"]
 # What a cost file (`blockswap cost --out`) must hold, and as what (checks.EXPECTED).
 COST_KEYS = {"arch": "text", "genotype": "names", "params": "int", "macs": "int", "ops": "int"}
+# Powers of ten of the units counts are printed in.
+SIZE_UNITS = {"K": 3, "M": 6, "G": 9}
+
+
+def printed_size(count, unit: str, decimals: int) -> float:
+    """An exact count (parameters, ops) in K, M or G as the paper prints it: the exact decimal value
+    rounded to `decimals` places, ties to the even digit (docs/paper.md s.5): 217,050 -> 217.0K,
+    where Python's round(217050 / 1e3, 1) gives 217.1."""
+    exact = Decimal(int(count)).scaleb(-SIZE_UNITS[unit])
+    return float(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN))
 
 
 def cost_table(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -36,8 +48,8 @@ def cost_table(paths: Iterable[str | Path]) -> pd.DataFrame:
                 "params": record["params"],
                 "macs": record["macs"],
                 "ops": record["ops"],
-                "params_k": round(record["params"] / 1e3, 1),
-                "ops_m": round(record["ops"] / 1e6, 1),
+                "params_k": printed_size(record["params"], "K", 1),
+                "ops_m": printed_size(record["ops"], "M", 1),
             }
         )
     return pd.DataFrame(rows, columns=COST_COLUMNS)
@@ -65,7 +77,7 @@ TABLE2_ORDER = {
     "teacher": 0,
     "reduced": 1,
     "moonshine": 2,
-    "quoted": 3,
+    "paper-only": 3,
     "snip": 4,
     "blockswap": 5,
     "bestof": 6,
@@ -87,7 +99,7 @@ def _ordered(rows: list, size_column: str) -> pd.DataFrame:
         return frame
     frame["_order"] = frame["method"].map(TABLE2_ORDER)
     if "n" in frame:
-        frame["n"] = frame["n"].astype("Int64")  # quoted rows have none
+        frame["n"] = frame["n"].astype("Int64")  # paper-only rows have none
     return (
         frame.sort_values(["_order", size_column], ascending=[True, False])
         .drop(columns="_order")
@@ -101,10 +113,12 @@ def note_rows(notes: Iterable[str]) -> list[dict]:
 
 def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
     """The paper's Table 2 layout: per network, P (K), Ops (M), test error mean +- std over seeds, n;
-    the paper's own values beside ours where the row is one of its rows (CIFAR-10), the rows it
-    quotes from other papers marked as quoted, and the plan's notes (e.g. no Moonshine network near
-    a budget) as rows of their own."""
-    from .paper import TABLE2_QUOTED, table2_match
+    the paper's own values beside ours where the row is one of its rows (CIFAR-10), the rows the
+    paper trained that this repository does not reproduce (method paper-only, the paper's values
+    alone), and the plan's notes (e.g. no Moonshine network near a budget) as rows of their own.
+    SNIP's Ops are "-", ours as the paper's: unstructured pruning removes no layer, and the paper
+    does not report them."""
+    from .paper import NO_OPS, TABLE2_NOT_REPRODUCED, table2_match
 
     rows = []
     shown = students[~students["method"].isin(["random", "bestof"])]
@@ -115,8 +129,8 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
             "method": first["method"],
             "network": network,
             "genotype": first["genotype"],
-            "P (K)": round(first["params"] / 1e3, 1),
-            "Ops (M)": round(first["ops"] / 1e6, 1),
+            "P (K)": printed_size(first["params"], "K", 1),
+            "Ops (M)": "-" if first["method"] in NO_OPS else printed_size(first["ops"], "M", 1),
             **error_summary(group["test_error"]),
         }
         if LATENCY_COLUMN in group and group[LATENCY_COLUMN].notna().any():
@@ -127,17 +141,17 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
             row.update(
                 {
                     "paper P (K)": p_params,
-                    "paper Ops (M)": p_ops,
-                    "paper error": f"{err:.2f}" + ("" if std is None else f" +- {std:.2f}"),
+                    "paper Ops (M)": "-" if p_ops is None else p_ops,
+                    "paper error": f"{err:.2f} +- {std:.2f}",
                 }
             )
         rows.append(row)
     if not students.empty and (students["dataset"] == "cifar10").all():
-        for name, dw, p_params, p_ops, err, std, source in TABLE2_QUOTED:
+        for name, dw, p_params, p_ops, err, std, source in TABLE2_NOT_REPRODUCED:
             rows.append(
                 {
                     "D-W": dw,
-                    "method": "quoted",
+                    "method": "paper-only",
                     "network": name,
                     "paper P (K)": p_params,
                     "paper Ops (M)": p_ops,
@@ -162,8 +176,8 @@ def table3(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
             "method": first["method"],
             "network": network,
             "genotype": first["genotype"],
-            "P (M)": round(first["params"] / 1e6, 2),
-            "Ops (G)": round(first["ops"] / 1e9, 3),  # the paper's op convention (docs/paper.md s.5)
+            "P (M)": printed_size(first["params"], "M", 2),
+            "Ops (G)": printed_size(first["ops"], "G", 3),  # the paper's op convention (docs/paper.md s.5)
             "top-1 error": round(group["test_error"].mean(), 2),
             "top-5 error": round(group["test_error_top5"].mean(), 2),
             "n": len(group),
@@ -176,17 +190,24 @@ def table3(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame(note_rows([*notes, *TABLE3_NOT_REPRODUCED]))], ignore_index=True)
 
 
-def samples_table(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
+def samples_table(
+    students: pd.DataFrame,
+    notes: Iterable[str] = (),
+    kind: str = "params",
+    tolerance: float = 0.025,
+    pairing: dict[int, str] | None = None,
+) -> pd.DataFrame:
     """The samples ablation: test error of the Fisher-best of the first N candidates, per N (mean
-    over the ablation seeds, n), with the single-blocktype network closest in size as the reference
-    and the paper's values where the protocol is the paper's (CIFAR-10, 404.2K)."""
+    over the ablation seeds, n), with the single-blocktype network of that size as the reference
+    (`single_blocktype.reference_network`) and the paper's values where the protocol is the
+    paper's (CIFAR-10, 404.2K)."""
     from .paper import SAMPLES_SINGLE_BLOCKTYPE, samples_match
 
     best = students[students["method"] == "bestof"]
     if best.empty:
         raise BlockswapError("no best-of-N students in the students table (is ablation.samples set?)")
     budget = int(best["budget"].iloc[0])
-    rows = []
+    rows, protocol_note = [], None
     for network, group in best.groupby("network", sort=False):
         first = group.iloc[0]
         n = int(network.rsplit("-", 1)[1])
@@ -202,20 +223,25 @@ def samples_table(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataF
         paper = samples_match(n, first["dataset"], budget)
         if paper is not None:
             row["paper error"] = paper
+            protocol_note = (
+                f'the paper\'s "400K" budget is the {printed_size(budget, "K", 1)}K band (+-{tolerance:.1%}); '
+                "each row is the mean over the teachers, as Table 2's"
+            )
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values("samples").reset_index(drop=True)
-    moonshine = students[students["method"] == "moonshine"]
-    if not moonshine.empty:
-        distance = (moonshine["params"] - budget).abs()
-        nearest = moonshine.loc[distance == distance.min(), "network"].iloc[0]
-        group = moonshine[moonshine["network"] == nearest]
+    notes = [*notes, *([protocol_note] if protocol_note else [])]
+    reference = reference_network(students, budget, kind, tolerance, pairing)
+    if reference.network is None:
+        notes = [*notes, reference.note]
+    else:
+        group = students[students["network"] == reference.network]
         row = {
             "samples": pd.NA,
-            "network": nearest,
+            "network": reference.network,
             "genotype": group["genotype"].iloc[0],
             "params": group["params"].iloc[0],
             **error_summary(group["test_error"]),
-            "note": f"single-blocktype network closest to the {budget} budget",
+            "note": reference.note,
         }
         if samples_match(1000, group["dataset"].iloc[0], budget) is not None:
             row["paper error"] = SAMPLES_SINGLE_BLOCKTYPE
@@ -322,7 +348,10 @@ def table4(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = table.sort_values("method", key=lambda m: m.map(TABLE4_METHODS.index), kind="stable")
     table = table.reset_index(drop=True)
     shown = pd.DataFrame(
-        {"network": table["network"], "backbone params (M)": (table["backbone params"] / 1e6).map("{:.2f}".format)}
+        {
+            "network": table["network"],
+            "backbone params (M)": table["backbone params"].map(lambda p: f"{printed_size(p, 'M', 2):.2f}"),
+        }
     )
     for name in AP_NAMES:
         shown[name] = table[f"box {name}"].map(lambda v: "" if math.isnan(v) else f"{v:.1f}")

@@ -89,6 +89,36 @@ def _tag(tags: dict, path, key: str):
         raise BlockswapError(f"{path}: tags.{key} is {tags[key]!r}, expected {EXPECTED[TAG_KINDS[key]]}") from None
 
 
+def check_run_place(path: str | Path, network: str, seed: int, teacher: bool) -> None:
+    """A result read from a run's folder must be that run's: a `seed-<seed>/` folder names the seed
+    the file records, the workflow's `students/<network>/` the network (`teachers/`: a teacher), and
+    the file is not a link to another folder's. A file copied or linked into another run's place would
+    otherwise be counted as that run."""
+    path = Path(path)
+    if path.is_symlink() and path.resolve().parent != path.parent.resolve():
+        raise BlockswapError(f"{path} is a link to {path.resolve()}: a run's results must be its own files")
+    folder = path.parent.name
+    if not folder.startswith("seed-") or not folder[5:].isdigit():
+        return  # a folder the user named: nothing to compare
+    if int(folder[5:]) != seed:
+        raise BlockswapError(f"{path} records seed {seed} but sits in {folder}/: it is another run's result")
+    place = path.parent.parent
+    if place.parent.name == "students" and place.name != network:  # the workflow's layout
+        raise BlockswapError(
+            f"{path} records the run {network!r} but sits in {place.name}/: it is another run's result"
+        )
+    if place.name == "teachers" and not teacher:
+        raise BlockswapError(f"{path} records the student {network!r} but sits in teachers/: it is not a teacher")
+
+
+def check_unique_runs(frame: pd.DataFrame, what: str) -> None:
+    """Each (network, seed) once: a run counted twice would weigh twice in every mean."""
+    repeated = frame[frame.duplicated(["network", "seed"], keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise BlockswapError(f"{what}: the run {first['network']} seed {first['seed']} appears more than once")
+
+
 def measured_latencies(paths: Iterable[str | Path]) -> dict[Path, float]:
     """Training folder -> measured milliseconds, from `blockswap measure --out` files (one setting)."""
     found, settings = {}, set()
@@ -162,11 +192,14 @@ def students_table(
             raise BlockswapError(f"{path}: tags is not a mapping")
         # A searched or picked student carries its candidate index and Fisher value in its own
         # tags (copied from its genotype file when it was trained): no file outside the inputs is read.
+        is_teacher = m.get("teacher") is None
+        network = tags.get("network", Path(path).parent.parent.name)
+        check_run_place(path, network, values["seed"], is_teacher and "network" not in tags)
         rows.append(
             {
                 **values,
-                "method": tags.get("method", "teacher" if m.get("teacher") is None else "student"),
-                "network": tags.get("network", Path(path).parent.parent.name),
+                "method": tags.get("method", "teacher" if is_teacher else "student"),
+                "network": network,
                 "genotype": " ".join(values["genotype"]),
                 "budget": _tag(tags, path, "budget"),
                 "fisher": _tag(tags, path, "fisher"),
@@ -180,11 +213,15 @@ def students_table(
     frame["budget"] = frame["budget"].astype("Int64")
     frame["candidate"] = frame["candidate"].astype("Int64")
     frame["convergence_window"] = frame["convergence_window"].astype("Int64")
+    check_unique_runs(frame, "students table")
     return frame.sort_values(["method", "network", "seed"], kind="stable").reset_index(drop=True)
 
 
 def read_students(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Students tables (`blockswap report students`), checked (seal, whole lines, every column and
     cell), as one table."""
+    paths = list(paths)
     frames = [read_csv_table(path, "students table", STUDENT_KINDS, STUDENT_COLUMNS)[0] for path in paths]
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    check_unique_runs(frame, ", ".join(map(str, paths)))
+    return frame

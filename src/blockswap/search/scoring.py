@@ -35,6 +35,7 @@ from ..provenance import (
     write_result_text,
 )
 from ..seeds import derive_seed
+from .fisher import table1_mode
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .score_files import (
@@ -88,10 +89,14 @@ class ScoringSettings:
     # to 5.6 % relative from float32 on an H100 (bench/gpu.sh), enough to reorder close candidates:
     # scoring runs in true float32 unless asked. No effect on the CPU.
     tf32: bool = False
+    # How Table 1's metrics after k minibatches are read (search/fisher.py): "accumulated" adds
+    # the k passes up, as the paper's ablation; "snapshot" reads pass k alone. Equal at k = 1.
+    table1_mode: str = "accumulated"
 
     def __post_init__(self):
         if self.minibatch not in MINIBATCH_MODES:
             raise BlockswapError(f"minibatch mode must be one of {', '.join(MINIBATCH_MODES)}, got {self.minibatch!r}")
+        table1_mode(self.table1_mode)
         if self.batch_size < 1:
             raise BlockswapError(f"batch size must be at least 1, got {self.batch_size}")
         self.proxies = [p.name for p in parse_proxies(self.proxies)]
@@ -157,7 +162,14 @@ class Scorer:
         )
         model.to(self.device, memory_format=self.memory_format)
         results, seconds = measure_candidate(
-            model, self.batches(candidate), self.proxies, self.points, self.settings.seed, candidate, costs
+            model,
+            self.batches(candidate),
+            self.proxies,
+            self.points,
+            self.settings.seed,
+            candidate,
+            costs,
+            self.settings.table1_mode,
         )
         values, blocks = results[1]
         record = {"fisher": values["fisher"], "fisher_blocks": json.dumps(blocks)}

@@ -7,9 +7,10 @@ The saliency of a connection j is |dL/dc_j| at c = 1, where c_j multiplies weigh
 by saliency (one global threshold, not per layer); its normalisation by the sum of saliencies does
 not change the ranking and is omitted.
 
-Prunable weights are the weights of every convolution and linear layer. BN parameters and biases
-are never pruned, so a parameter budget `keep_params` counts them in full and k is whatever is left
-of the budget after them: the pruned network has exactly `keep_params` remaining parameters.
+Prunable weights are the weights of every convolution (stem, blocks and shortcuts), as in the
+BlockSwap authors' SNIP script, which masks convolutions only. The classifier, BN parameters and
+biases are never pruned, so a parameter budget `keep_params` counts them in full and k is whatever
+is left of the budget after them: the pruned network has exactly `keep_params` remaining parameters.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import torch.nn.functional as F
 
 from ..errors import BlockswapError
 
-PRUNABLE = (nn.Conv2d, nn.Linear)
+PRUNABLE = (nn.Conv2d,)  # the classifier (nn.Linear) stays dense
 
 
 def prunable_names(model: nn.Module) -> list[str]:
-    """Names (as in model.named_parameters()) of every conv and linear weight, in network order."""
+    """Names (as in model.named_parameters()) of every convolution weight, in network order."""
     params = dict(model.named_parameters())
     names = []
     for module_name, module in model.named_modules():
@@ -37,7 +38,7 @@ def prunable_names(model: nn.Module) -> list[str]:
             if name in params and name not in names:
                 names.append(name)
     if not names:
-        raise BlockswapError("the model has no convolution or linear weights for SNIP to prune")
+        raise BlockswapError("the model has no convolution weights for SNIP to prune")
     return names
 
 
@@ -73,7 +74,8 @@ def snip_masks(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, keep_params: int
 ) -> dict[str, torch.Tensor]:
     """0/1 masks (same shape and dtype as each prunable weight) that leave exactly `keep_params`
-    parameters: every BN parameter and bias, plus the globally most salient prunable weights.
+    parameters: every BN parameter, bias and classifier weight, plus the globally most salient
+    convolution weights.
 
     Saliencies are ranked in float64 and ties broken by network order (earlier layers, then lower
     flat index, first): the masks are a deterministic function of the weights and the minibatch,
@@ -88,8 +90,8 @@ def snip_masks(
     fixed = total - prunable
     if not fixed <= keep_params <= total:
         raise BlockswapError(
-            f"keep_params must be between {fixed} (the BN parameters and biases, which SNIP never prunes) "
-            f"and {total} (every parameter), got {keep_params}"
+            f"keep_params must be between {fixed} (the classifier, BN parameters and biases, which SNIP "
+            f"never prunes) and {total} (every parameter), got {keep_params}"
         )
     # Rank in float64, on a copy: float32 saliencies differ by ~1e-3 relative between memory
     # layouts and devices (TF32 on GPUs), which swaps thousands of WRN-40-2 weights across the

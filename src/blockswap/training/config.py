@@ -78,7 +78,7 @@ class TrainConfig:
     kd_alpha: float = 0.0  # Hinton KD weight (0 = off, as in the paper)
     kd_temperature: float = 4.0
     prune: str | None = None  # "snip": prune connections at initialisation, masks fixed through training
-    prune_params: int | None = None  # parameters left after pruning (BN and biases included)
+    prune_params: int | None = None  # parameters left after pruning (the classifier, BN and biases included)
     bf16: bool = False  # fast mode (CUDA): bf16 autocast
     channels_last: bool = False  # fast mode: NHWC layout
     compile: bool = False  # fast mode: torch.compile

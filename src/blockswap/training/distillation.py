@@ -10,6 +10,14 @@ map is an l2-normalised vector of H*W entries and at_loss a mean over them, so t
 roughly as 1/(H*W) as maps grow and grows as they shrink: on 8 px digits beta 1000 swamps the
 cross-entropy (WRN-16-1 BG(2,4): 43.6 % error, against 12.2 % with the scaled 62.5).
 `default_beta` therefore scales the paper's value by (image size / paper size)^2.
+
+Which side of the ReLU an AT point sits on follows the teacher. Our networks are pre-activation:
+their stage outputs are raw residual sums, compared as they are with a teacher of ours (the
+released BlockSwap code, CIFAR). torchvision's ResNets are post-activation (each block ends with a
+ReLU after its residual add) and return their stages as `PostActivationStages`; the student's
+stages are then compared after a ReLU too, as attention-transfer's ImageNet code compares post-ReLU
+group outputs on both sides. The ReLU is taken for the AT loss only: the student's forward is
+unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +49,18 @@ def default_beta(protocol: str, image_size: int) -> float:
     return beta * (image_size / size) ** 2
 
 
+class PostActivationStages(list):
+    """A teacher's stage outputs taken after the ReLU that follows each stage's last residual add
+    (a post-activation network): a pre-activation student's stages are compared after a ReLU."""
+
+
+def student_points(student_stages: Sequence[torch.Tensor], teacher_stages: Sequence[torch.Tensor]) -> list:
+    """The student's stages as compared with `teacher_stages`: on the same side of the ReLU."""
+    if isinstance(teacher_stages, PostActivationStages):
+        return [F.relu(s) for s in student_stages]
+    return list(student_stages)
+
+
 def attention_map(x: torch.Tensor) -> torch.Tensor:
     """Spatial attention of a feature map (N, C, H, W): channel-mean of squares, l2-normalised."""
     return F.normalize(x.float().pow(2).mean(1).flatten(1), dim=1)
@@ -48,6 +68,15 @@ def attention_map(x: torch.Tensor) -> torch.Tensor:
 
 def attention_transfer_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (attention_map(student) - attention_map(teacher)).pow(2).mean()
+
+
+def attention_transfer_losses(
+    student_stages: Sequence[torch.Tensor], teacher_stages: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """The AT loss at each point, the student's stages taken on the teacher's side of the ReLU."""
+    return [
+        attention_transfer_loss(s, t) for s, t in zip(student_points(student_stages, teacher_stages), teacher_stages)
+    ]
 
 
 def check_compatible(student_stages: Sequence[torch.Tensor], teacher_stages: Sequence[torch.Tensor]) -> None:
@@ -75,7 +104,8 @@ def distillation_loss(
     kd_alpha: float = 0.0,
     kd_temperature: float = 4.0,
 ) -> torch.Tensor:
-    """CE (or the KD mix when kd_alpha > 0) + beta * sum of AT losses over the stage outputs."""
+    """CE (or the KD mix when kd_alpha > 0) + beta * sum of AT losses over the stage outputs (the
+    student's after a ReLU when the teacher's are `PostActivationStages`)."""
     loss = F.cross_entropy(logits, labels)
     if kd_alpha > 0:
         t = kd_temperature
@@ -86,5 +116,5 @@ def distillation_loss(
         )
         loss = (1 - kd_alpha) * loss + kd_alpha * t * t * kd
     if beta:
-        loss = loss + beta * sum(attention_transfer_loss(s, t) for s, t in zip(student_stages, teacher_stages))
+        loss = loss + beta * sum(attention_transfer_losses(student_stages, teacher_stages))
     return loss

@@ -3,8 +3,9 @@
 One entry per proxy (`Proxy`: name, sign, definition, source, what it needs, cost class, compute
 function), grouped by kind in table1, gradient, data_free, activation and controls; docs/proxies.md
 describes each. Table 1's proxies are measured in the Fisher potential's own pass on the live
-network (their values are the released code's); every other proxy on its own deep copy of the
-network after k-1 SGD steps, so measuring never changes what is trained or what Table 1 sees.
+network, added up over the k minibatches as in the paper's ablation (fisher.py); every other proxy
+on its own deep copy of the network after k-1 SGD steps, so measuring never changes what is
+trained or what Table 1 sees.
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ def measure_candidate(
     seed: int = 0,
     candidate: int = 0,
     costs: dict | None = None,
+    table1_mode: str = "accumulated",
 ) -> tuple[dict[int, tuple[dict, list[float]]], dict[str, float]]:
-    """Every proxy at every k of `points` (k-1 SGD steps before; see fisher.measure_along_training).
+    """Every proxy at every k of `points`: Table 1's after k minibatches, read as `table1_mode`
+    says (fisher.measure_along_training), every other one on the network after k-1 SGD steps.
 
     Returns ({k: (values, fisher per block)}, seconds per proxy summed over the points). Table 1's
-    proxies share one pass, timed as `fisher`; the cost columns are read, not measured."""
+    proxies share one pass per minibatch, timed as `fisher` (every pass that enters a reading);
+    the cost columns are read, not measured."""
     shared = [p for p in proxies if p.kind == "table1"]
     own = [p for p in proxies if p.own_pass]
     seconds = {"fisher": 0.0, **{p.name: 0.0 for p in own}}
@@ -86,7 +90,7 @@ def measure_candidate(
 
     timings: dict[int, float] = {}
     results = measure_along_training(
-        model, batches, shared, points, at_point=at_point if own else None, timings=timings
+        model, batches, shared, points, at_point=at_point if own else None, timings=timings, mode=table1_mode
     )
     seconds["fisher"] = sum(timings.values())
     for k, (values, _) in results.items():

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ...errors import BlockswapError
 from .base import Measurement, Proxy
 
 MELLOR = "Mellor et al., Neural Architecture Search without Training (ICML 2021)"
@@ -86,6 +87,24 @@ def jacob_cov(m: Measurement) -> float:
     return float(-(torch.log(eigenvalues + JACOB_COV_K) + 1 / (eigenvalues + JACOB_COV_K)).sum())
 
 
+def one_value_refused(name: str):
+    """A forward pre-hook for MeCo's BatchNorm layer `name`: MeCo feeds ONE example, so a 1 x 1 map
+    leaves the layer one value per channel and no batch statistics. PyTorch refuses it, and a NaN
+    in its place could not be stored (a scores file holds finite numbers). Every candidate of one
+    architecture and image size meets the same 1 x 1 map, so it is a setting to change: one line."""
+
+    def check(module, inputs):
+        x = inputs[0]
+        if x.numel() == x.shape[1]:
+            raise BlockswapError(
+                f"proxy meco feeds one example, and BatchNorm layer {name} sees a 1 x 1 map of it "
+                "(one value per channel: no batch statistics); score larger images (--image-size) "
+                "or leave meco out of --proxies"
+            )
+
+    return check
+
+
 @torch.no_grad()
 def meco(m: Measurement) -> float:
     """MeCo (Jiang et al., NeurIPS 2023): one standard Gaussian example of the network's input
@@ -96,7 +115,8 @@ def meco(m: Measurement) -> float:
     Layers: every leaf module whose output is a feature map (N, C, H, W): each conv, BN, ReLU and
     pooling layer. MeCo's code hooks every module, containers included; a container's output is
     its last layer's, counted again, and our blocks return (output, probe) pairs that code cannot
-    read, so leaves only. All channels are used (MeCo_opt's channel sampling is not)."""
+    read, so leaves only. All channels are used (MeCo_opt's channel sampling is not). A BatchNorm
+    layer that meets a 1 x 1 map (small images) is an error naming it (`one_value_refused`)."""
     model = m.model.train()
     x = torch.randn((1,) + tuple(m.images.shape[1:]), generator=m.generator("meco"), dtype=torch.float64)
     values = []
@@ -112,6 +132,11 @@ def meco(m: Measurement) -> float:
 
     leaves = [module for module in model.modules() if not list(module.children())]
     handles = [module.register_forward_hook(hook) for module in leaves]
+    handles += [
+        module.register_forward_pre_hook(one_value_refused(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.BatchNorm2d)
+    ]
     try:
         model(x.to(device=m.images.device, dtype=m.images.dtype))
     finally:

@@ -45,14 +45,28 @@ def synflow(m: Measurement) -> float:
 ZEN_MIXUP_GAMMA = 1e-2  # the paper's alpha
 
 
+def pre_gap_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The feature map global average pooling reads (Zen-NAS's `forward_pre_GAP`): the input of
+    the classifier, so after the head (a WRN's final BN-ReLU). One forward pass of the whole
+    network: its BN layers see `x` exactly once."""
+    captured = []
+    handle = model.classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
 @torch.no_grad()
 def zen(m: Measurement) -> float:
     """Zen-score (Lin et al., Zen-NAS, ICCV 2021), Algorithm 1 of the paper: weights re-drawn from
     N(0, 1) (conv and linear; biases 0; BN weight 1, bias 0, running statistics reset), BN in
     training mode, x and eps standard Gaussian of the minibatch's shape,
-    Delta = mean_n sum |f(x) - f(x + 0.01 eps)| (f: the pre-GAP feature map, here the last stage's
-    output, before the head's final BN-ReLU), score = log Delta + sum over BN layers of
-    log sqrt(mean_c running_var_c) after the two forward passes.
+    Delta = mean_n sum |f(x) - f(x + 0.01 eps)| (f: the pre-GAP feature map, `pre_gap_map`: after
+    a WRN's final BN-ReLU), score = log Delta + sum over BN layers of log sqrt(mean_c running_var_c)
+    after the two forward passes. Each sigma undoes a normalisation f went through, as in Zen-NAS,
+    whose networks end in conv-BN-ReLU before pooling; every BN layer here is upstream of f.
 
     Choices: the L1 norm of Zen-NAS's code (the paper writes a Frobenius norm); one draw per
     candidate (the code averages `repeat` draws; one seeded draw is what every other proxy's
@@ -76,10 +90,8 @@ def zen(m: Measurement) -> float:
     layout = (
         torch.channels_last if m.images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     )
-    f = model.forward_intermediates(x.to(**place).contiguous(memory_format=layout)).stages[-1]
-    f_mixed = model.forward_intermediates(
-        (x + ZEN_MIXUP_GAMMA * eps).to(**place).contiguous(memory_format=layout)
-    ).stages[-1]
+    f = pre_gap_map(model, x.to(**place).contiguous(memory_format=layout))
+    f_mixed = pre_gap_map(model, (x + ZEN_MIXUP_GAMMA * eps).to(**place).contiguous(memory_format=layout))
     delta = float((f - f_mixed).abs().flatten(1).sum(1).mean())
     bn = sum(0.5 * math.log(float(b.running_var.mean())) for b in model.modules() if isinstance(b, nn.BatchNorm2d))
     return (math.log(delta) if delta > 0 else -math.inf) + bn
