@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from datafiles import write_cifar10, write_cifar10_archive, write_svhn
+from datafiles import write_cifar10, write_cifar10_archive, write_imagenet, write_svhn
 
 from blockswap import BlockswapError
 from blockswap.cli import main
@@ -317,6 +317,29 @@ def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
     for i, (x, y) in enumerate(cut):  # each rank cuts its part of the holes one process cuts
         assert torch.equal(torch.cat([s[i][0] == 0 for s in shares]), x == 0)
         assert torch.equal(torch.cat([s[i][1] for s in shares]), y)
+
+
+def crops_by_index(data, seed: int, **kw) -> dict[int, torch.Tensor]:
+    """{global image index: its augmented image} over one folder epoch (this shard's images)."""
+    batches = loader.epoch_batches(data, 4, seed, cutout=False, **kw)
+    return {i: x for indices, (xs, _) in zip(batches.sampler, batches) for i, x in zip(indices, xs)}
+
+
+@pytest.mark.slow
+def test_imagefolder_augmentation_is_fixed_by_epoch_and_image_alone(tmp_path):
+    # Noise JPEGs, randomly resized and cropped, then flipped: the crops of each image in an epoch
+    # are the same with or without workers and whichever shard reads it, and new the next epoch.
+    write_imagenet(tmp_path, classes=2, per_class=5)
+    data = ds.load_dataset("imagenet", tmp_path, image_size=16)
+    rng = torch.get_rng_state()
+    one = crops_by_index(data, seed=3, workers=0)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is left as it was
+    assert sorted(one) == list(range(10))
+    sharded = {i: x for r in (1, 0) for i, x in crops_by_index(data, seed=3, workers=0, shard=(r, 2)).items()}
+    for other in (crops_by_index(data, seed=3, workers=2), sharded):
+        assert sorted(other) == sorted(one) and all(torch.equal(other[i], x) for i, x in one.items())
+    next_epoch = crops_by_index(data, seed=4, workers=0)
+    assert not any(torch.equal(next_epoch[i], x) for i, x in one.items())
 
 
 # --- image size: honoured or refused ------------------------------------------------------------

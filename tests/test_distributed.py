@@ -8,10 +8,15 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
+from datafiles import write_imagenet
 from torch import nn
 
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main
+from blockswap.data.datasets import load_dataset
+from blockswap.data.loader import epoch_batches
+from blockswap.seeds import derive_seed
+from blockswap.training import distributed
 from blockswap.training.checkpoint import save_model
 from blockswap.training.config import TrainConfig
 from blockswap.training.distributed import GlobalBatchNorm2d, World, world_from_env
@@ -67,6 +72,33 @@ def test_global_batchnorm_is_batchnorm_over_the_whole_batch(gloo_group):
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         torch.testing.assert_close(getattr(converted, name), getattr(reference, name))
     torch.testing.assert_close(converted.eval()(x), reference.eval()(x))
+
+
+def folder_crops(data, epoch: int, shard=(0, 1)) -> dict[int, torch.Tensor]:
+    """{global image index: its augmented image} in epoch `epoch` of a run seeded 1 (this shard's)."""
+    batches = epoch_batches(data, 4, derive_seed(1, epoch), cutout=False, workers=0, shard=shard)
+    return {i: x for indices, (xs, _) in zip(batches.sampler, batches) for i, x in zip(indices, xs)}
+
+
+def save_rank_crops(world, device, data, out: Path) -> None:
+    crops = [folder_crops(data, epoch, world.shard) for epoch in (0, 1)]
+    torch.save(crops, out / f"rank{world.rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_processes_augment_each_folder_image_as_one_process(tmp_path):
+    # Two gloo ranks, each reading its share of every batch of noise JPEGs: each image's random
+    # resized crop and flip in an epoch are those one process gives it (workers: test_datasets.py).
+    write_imagenet(tmp_path, classes=2, per_class=5)
+    data = load_dataset("imagenet", tmp_path, image_size=16)
+    distributed.spawn(2, "cpu", save_rank_crops, data, tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    one = [folder_crops(data, epoch) for epoch in (0, 1)]
+    for epoch, crops in enumerate(one):
+        two = ranks[0][epoch] | ranks[1][epoch]
+        assert sorted(two) == sorted(crops) == list(range(10))
+        assert all(torch.equal(two[i], x) for i, x in crops.items()), f"epoch {epoch}"
+    assert not any(torch.equal(one[1][i], x) for i, x in one[0].items())
 
 
 class StopAfterFirstEpoch(Exception):

@@ -2,8 +2,9 @@
 
 In-memory splits (`ImageTensors`) are sliced, normalised and augmented in whole batches on the device
 (`TensorBatches`), so a CPU epoch is not dominated by per-image Python work; ImageFolder splits are
-read by DataLoader workers (`FolderBatches`). Either way, with `shard=(rank, world)` every global
-batch is drawn whole and each rank keeps its `part_of` it.
+read by DataLoader workers (`FolderBatches`), each image transformed with the torch RNG seeded by
+(epoch seed, its index) alone (`SeededImages`). Either way, with `shard=(rank, world)` every global
+batch is drawn whole and each rank keeps its `part_of` it, augmented as in one process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from ..errors import BlockswapError
 from ..seeds import derive_seed
 from .augmentation import Augmentation, cutout_holes
 from .splits import Dataset, ImageTensors
+
+# derive_seed(epoch seed, stream, ...) of a folder epoch: the workers' base seed, the Cutout holes,
+# and each image's transforms (with its index).
+WORKER_STREAM, CUTOUT_STREAM, IMAGE_STREAM = 0, 1, 2
 
 
 def part_of(n: int, rank: int, world: int) -> slice:
@@ -108,6 +113,24 @@ class ShardedBatchSampler:
             yield batch[part_of(len(batch), *self.shard)]
 
 
+class SeededImages(torch.utils.data.Dataset):
+    """`dataset` whose item `index` is read with the CPU's global torch RNG (which torchvision's
+    random transforms draw from) seeded by (`seed`, `index`) alone, and restored afterwards: an
+    image's crop and flip in an epoch are the same whichever rank, worker or order reads it."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            # The CPU generator only: torch.manual_seed would also reseed the GPUs' generators.
+            torch.default_generator.manual_seed(derive_seed(self.seed, IMAGE_STREAM, index))
+            return self.dataset[index]
+
+
 def _collate(batch: list, image_shape: tuple[int, ...]):
     # A rank's share of a final partial batch can be empty; it still takes part in the step.
     if not batch:
@@ -116,10 +139,10 @@ def _collate(batch: list, image_shape: tuple[int, ...]):
 
 
 class FolderBatches:
-    """One seeded epoch of an ImageFolder split: torchvision transforms in worker processes, then
-    Cutout (after normalisation, as for in-memory data) on the device, drawn for the whole global
-    batch from a generator seeded by the epoch so that every rank cuts the same holes as one
-    process would."""
+    """One seeded epoch of an ImageFolder split: torchvision transforms in worker processes, seeded
+    per image by (`seed`, its index), then Cutout (after normalisation, as for in-memory data) on the
+    device, drawn for the whole global batch from a generator seeded by the epoch; so every rank
+    crops, flips and cuts its share of a batch as one process would, with any number of workers."""
 
     def __init__(
         self,
@@ -134,11 +157,12 @@ class FolderBatches:
     ):
         self.sampler = ShardedBatchSampler(len(data.train), batch_size, seed, drop_last, shard)
         self.loader = torch.utils.data.DataLoader(
-            data.train,
+            SeededImages(data.train, seed),
             batch_sampler=self.sampler,
             num_workers=workers,
-            # Seeds the workers' random transforms; the order comes from the sampler.
-            generator=torch.Generator().manual_seed(derive_seed(seed, 0)),
+            # The workers' base seed, drawn here rather than from the global RNG; the transforms are
+            # seeded per image and the order comes from the sampler.
+            generator=torch.Generator().manual_seed(derive_seed(seed, WORKER_STREAM)),
             collate_fn=functools.partial(_collate, image_shape=(3, data.image_size, data.image_size)),
         )
         self.device, self.cutout, self.seed, self.shard = torch.device(device), cutout, seed, shard
@@ -147,7 +171,7 @@ class FolderBatches:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, 1))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, CUTOUT_STREAM))
         n_total = self.sampler.n
         for i, (x, y) in enumerate(on_device(self.loader, self.device)):
             if self.cutout:

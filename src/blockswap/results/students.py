@@ -194,7 +194,7 @@ def students_table(
         # tags (copied from its genotype file when it was trained): no file outside the inputs is read.
         is_teacher = m.get("teacher") is None
         network = tags.get("network", Path(path).parent.parent.name)
-        check_run_place(path, network, values["seed"], is_teacher and "network" not in tags)
+        check_run_place(path, network, values["seed"], is_teacher or tags.get("method") == "teacher")
         rows.append(
             {
                 **values,

@@ -5,7 +5,10 @@ A run is defined independently of the number of processes N: every rank draws th
 global batch and keeps its contiguous share (`datasets.part_of`), the loss of each share is
 weighted so that the averaged gradient is the global batch's mean gradient, and batch norm uses
 the statistics of the global batch, so N processes train the network one process would (to float
-rounding). Rank 0 alone writes checkpoints, metrics and history.
+rounding). The augmentation is one process's too: in-memory batches are augmented whole, and an
+ImageFolder image's random crop and flip are seeded by the epoch and its index alone
+(`loader.SeededImages`), whatever the number of ranks and DataLoader workers. Rank 0 alone writes
+checkpoints, metrics and history.
 
 Launch with `blockswap train --nproc N` (spawns N local processes; one GPU each on CUDA, gloo on
 the CPU) or under `torchrun`, which sets WORLD_SIZE / RANK / LOCAL_RANK (and MASTER_ADDR/PORT).
