@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -865,10 +866,30 @@ WRITERS = {
 }
 
 
+@contextlib.contextmanager
+def full_disk():
+    """Every file written through a temporary file (results, seals, models) lands on /dev/full,
+    which refuses every write with ENOSPC as a full disk does."""
+    from blockswap import provenance
+
+    create = provenance._create_temporary
+
+    def on_a_full_disk(path):
+        tmp, fd = create(path)
+        tmp.unlink()
+        tmp.symlink_to("/dev/full")
+        return tmp, fd
+
+    with mock.patch.object(provenance, "_create_temporary", on_a_full_disk):
+        yield
+
+
 def hostile_out(draw, ws: Path) -> tuple[str, str]:
     """(what, an output path that cannot be written)."""
-    kind = draw(st.sampled_from(["parent is a file", "name too long", "a folder", "read-only folder"]))
+    kind = draw(st.sampled_from(["parent is a file", "name too long", "a folder", "read-only folder", "a full disk"]))
     hypothesis.event(kind)
+    if kind == "a full disk":
+        return kind, str(ws / "out" / "x.out")
     if kind == "parent is a file":
         return kind, str(ws / "c.csv" / "sub" / "x.out")
     if kind == "name too long":
@@ -896,9 +917,15 @@ def test_an_output_that_cannot_be_written_is_one_line(valid, command, data):
     with workspace(valid) as ws:
         what, out = hostile_out(data.draw, ws)
         before = snapshot(ws)
-        code, _, err, issued = run(WRITERS[command](lambda p: str(ws / p), out))
+        with full_disk() if what == "a full disk" else contextlib.nullcontext():
+            code, _, err, issued = run(WRITERS[command](lambda p: str(ws / p), out))
         try:
+            if what == "a full disk":
+                assert "No space left on device" in err, err
             made = [p for p in leftovers(ws / "out") if p != "taken.png"]
+            if what == "a full disk" and command == "score":
+                # The scored rows stay in the shard's partial file, for the rerun once there is room.
+                made.remove("x.out.partial")
             assert_one_line(code, err, f"{command}: {what}")
             assert not issued, issued
             assert made == [], f"{command}: {what}: left behind {made}"
@@ -956,6 +983,114 @@ def test_an_input_path_that_is_no_file_is_one_line(valid, command):
             before = snapshot(ws)
             code, _, err, issued = run(argv)
             assert_refused(code, err, ws, before, f"{command} {hostile[:20]}", issued)
+
+
+# --- minibatches batch norm cannot train on ---------------------------------------------------------
+
+DIGITS_TRAIN = 1077  # training images of digits
+# Batch sizes around them: 1076's divisors leave a last batch of one.
+BATCH_SIZES = [1, 2, 4, 128, 269, 538, 1076, 1077, 2000]
+
+
+@functools.cache
+def digits_train_size() -> int:
+    from blockswap.data.datasets import load_dataset
+
+    return len(load_dataset("digits", image_size=SIZE).train)
+
+
+def train_argv(f, size, batch, drop_last):
+    argv = ["train", "--arch", ARCH, "--dataset", "digits", "--image-size", str(size), "--batch-size", str(batch)]
+    return argv + ["--epochs", "1", "--device", "cpu", "--quiet", "--out", f("out/run")] + drop_last * ["--drop-last"]
+
+
+PROXY_BATCH = {
+    "score": lambda f, size, batch: [
+        "score",
+        f("c.csv"),
+        "--arch",
+        ARCH,
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(size),
+        "--batch-size",
+        str(batch),
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        f("out/s.csv"),
+    ],
+    "search": lambda f, size, batch: [
+        "search",
+        "--method",
+        "random",
+        "--arch",
+        ARCH,
+        "--budget",
+        str(BUDGET),
+        "--tolerance",
+        "0.3",
+        "--samples",
+        "1",
+        "--dataset",
+        "digits",
+        "--image-size",
+        str(size),
+        "--batch-size",
+        str(batch),
+        "--device",
+        "cpu",
+        "--out",
+        f("out/h.csv"),
+    ],
+}
+
+
+def last_stage_is_1x1(size: int) -> bool:
+    """WRN's stages run at the image size, then halve twice (3x3 convs with padding 1)."""
+    return -(-size // 4) == 1
+
+
+@settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 30)
+@given(size=st.integers(1, 8), batch=st.sampled_from(BATCH_SIZES), drop_last=st.booleans())
+def test_a_training_minibatch_of_one_image_at_1x1_is_one_line(valid, size, batch, drop_last):
+    """Batch norm cannot train on one value per channel: a batch of one image (every batch, or the
+    last of an epoch) where the last stage is 1x1 would stop training mid-epoch with torch's error."""
+    assert digits_train_size() == DIGITS_TRAIN
+    rest = DIGITS_TRAIN % batch
+    last = DIGITS_TRAIN if DIGITS_TRAIN <= batch else rest if rest and not drop_last else batch
+    refused = last_stage_is_1x1(size) and last == 1
+    hypothesis.event("refused" if refused else "accepted")
+    with workspace(valid) as ws:
+        before = snapshot(ws)
+        code, _, err, issued = run(train_argv(lambda p: str(ws / p), size, batch, drop_last))
+        if not refused:
+            assert code == "trained" and err == "", err
+            return
+        assert_refused(code, err, ws, before, f"--image-size {size} --batch-size {batch}", issued)
+        assert "batch norm cannot train on one value per channel" in err, err
+
+
+@pytest.mark.parametrize("command", sorted(PROXY_BATCH))
+@settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 8)
+@given(size=st.integers(1, 8), batch=st.sampled_from([1, 2]))
+def test_a_proxy_minibatch_of_one_image_at_1x1_is_one_line(valid, command, size, batch):
+    """The proxies are measured with batch norm in training mode: a one-image minibatch at 1x1 would
+    be torch's error in the middle of the first candidate."""
+    refused = last_stage_is_1x1(size) and batch == 1
+    hypothesis.event("refused" if refused else "accepted")
+    with workspace(valid) as ws:
+        before = snapshot(ws)
+        code, _, err, issued = run(PROXY_BATCH[command](lambda p: str(ws / p), size, batch))
+        if not refused:
+            assert code == 0 and err == "", err
+            return
+        assert_refused(code, err, ws, before, f"{command} --image-size {size} --batch-size {batch}", issued)
+        assert "batch norm cannot train on one value per channel" in err, err
 
 
 # --- through the console script: what a terminal shows ---------------------------------------------

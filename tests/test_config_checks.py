@@ -167,6 +167,31 @@ def test_numbers_no_job_can_use_are_plan_errors(changes, message):
         check_plan(config)
 
 
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        # digits' 1,077 training images in batches of 538: a last batch of one image, and wrn-16-2 is 1x1 at 4 px.
+        (
+            {"image_size": 4, "training": {"batch_size": 538}},
+            "the last training minibatch of each epoch (1077 training images in batches of 538) holds 1 image and "
+            "wrn-16-2's last stage is 1x1 at 4x4 px: batch norm cannot train on one value per channel; choose another "
+            "training.batch_size, set training.drop_last, or use a larger image_size",
+        ),
+        (
+            {"image_size": 4, "search": {"batch_size": 1}},
+            "the scoring minibatch (search.batch_size 1) holds 1 image and wrn-16-2's last stage is 1x1",
+        ),
+    ],
+)
+def test_minibatches_batch_norm_cannot_train_on_are_plan_errors(changes, message):
+    config = load("config/config.yaml", **changes)
+    with pytest.raises(BlockswapError, match=re.escape(message)):
+        check_plan(config)
+    config["training"]["drop_last"] = True
+    config["search"]["batch_size"] = 2
+    check_plan(config)  # whole batches of 538, scoring batches of 2: no error
+
+
 def test_floats_stay_allowed_where_the_schema_takes_numbers():
     config = load("config/paper-cifar10.yaml", training={"lr": 0.05, "gamma": 0.2}, distillation={"beta": 1000.0})
     check_plan(config)  # no error

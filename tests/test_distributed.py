@@ -1,5 +1,6 @@
 """Data-parallel training: N processes train the network one process trains (CPU, gloo)."""
 
+import errno
 import json
 import tempfile
 from pathlib import Path
@@ -157,6 +158,19 @@ def test_two_processes_resume_and_finish_a_one_process_run_identically(tmp_path)
     one, two = (pd.read_csv(tmp_path / name / "history.csv") for name in ("one", "two"))
     pd.testing.assert_frame_equal(two.drop(columns="seconds"), one.drop(columns="seconds"), rtol=1e-5)
     assert not (out / "checkpoint.pt").exists()
+
+
+def fill_the_disk(world, device, path: Path) -> None:
+    if world.rank == 0:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_a_rank_is_one_line(tmp_path):
+    target = tmp_path / "o" / "checkpoint.pt"
+    with pytest.raises(BlockswapError) as failure:
+        distributed.spawn(2, "cpu", fill_the_disk, target)
+    assert str(failure.value) == f"{target}: No space left on device"
 
 
 @pytest.mark.slow

@@ -216,3 +216,64 @@ def read_csv_table(path, what: str, kinds: Kinds, required: Iterable[str] = ()) 
             "interrupted copy?); rerun the step that wrote it"
         )
     return parse_csv(text, Path(path), kinds, required), record
+
+
+# --- minibatches batch norm can train on ------------------------------------------------------------
+
+
+def smallest_training_batch(train_size: int, batch_size: int, drop_last: bool = False) -> int:
+    """The fewest images a training minibatch of an epoch holds, as data.loader draws them: full
+    batches of `batch_size`, then the rest unless `drop_last`; a split smaller than one batch is
+    one batch of all of it."""
+    if train_size <= batch_size:
+        return train_size
+    rest = train_size % batch_size
+    return rest if rest and not drop_last else batch_size
+
+
+def check_batch_norm_batch(arch, input_size, batch: int, which: str, advice: str) -> None:
+    """Batch norm in training mode needs more than one value per channel: a minibatch of one image
+    cannot pass a layer whose feature map is 1x1, which the last stage of `arch` (an Architecture)
+    is at small `input_size`s. `which` names the minibatch, `advice` the way out."""
+    h, w = arch.feature_sizes(tuple(input_size))[-1]
+    if batch * h * w <= 1:
+        size = "x".join(map(str, input_size))
+        raise BlockswapError(
+            f"{which} holds {batch} image{'s' if batch != 1 else ''} and {arch.name}'s last stage is "
+            f"{h}x{w} at {size} px: batch norm cannot train on one value per channel; {advice}"
+        )
+
+
+# How check_training_batches names the settings: the train command's flags by default.
+TRAINING_FLAGS = {"batch_size": "--batch-size", "drop_last": "--drop-last", "image_size": "--image-size"}
+
+
+def check_training_batches(
+    arch,
+    input_size,
+    batch_size: int,
+    drop_last: bool = False,
+    train_size: int | None = None,
+    names: Mapping[str, str] = TRAINING_FLAGS,
+) -> None:
+    """Every training minibatch must be one batch norm can train on (check_batch_norm_batch).
+    `train_size` (training images) gives the last, partial batch; without it (a configuration read
+    before any data is) only the full batches are checked. `names` says how the error names
+    batch_size, drop_last and image_size (a workflow configuration: its keys)."""
+    if train_size is None:
+        batch = batch_size
+    else:
+        batch = smallest_training_batch(train_size, batch_size, drop_last)
+    if batch == batch_size:
+        which = f"every training minibatch ({names['batch_size']} {batch_size})"
+    elif batch == train_size:
+        which = f"the one training minibatch ({train_size} training images)"
+    else:
+        which = f"the last training minibatch of each epoch ({train_size} training images in batches of {batch_size})"
+    last = batch != batch_size and batch != train_size
+    advice = (
+        f"choose another {names['batch_size']}"
+        + (f", set {names['drop_last']}" if last else "")
+        + f", or use a larger {names['image_size']}"
+    )
+    check_batch_norm_batch(arch, input_size, batch, which, advice)

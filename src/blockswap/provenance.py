@@ -6,12 +6,15 @@ so a file damaged or edited after it was written is named instead of silently ch
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import platform
+import re
 import secrets
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -95,9 +98,14 @@ def make_parent(path: str | Path) -> None:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
 
 
+# A temporary file of an atomic write is ".<name>.<writer's pid>-<8 hex digits>.tmp" beside the file
+# it becomes: recognisable, so that one a killed writer left is removed by the next write of the same
+# file (stale_temporaries).
+TMP_SUFFIX = ".tmp"
+MAX_PID_DIGITS = 7  # Linux pids are at most 2^22 (kernel.pid_max)
 # What the longest name a sealed result needs adds to the result's: its sidecar's temporary file,
-# ".<name>.provenance.json.<8 hex digits>.tmp".
-SEALED_NAME_EXTRA = len(PROVENANCE_SUFFIX) + len("..12345678.tmp")
+# ".<name>.provenance.json.<pid>-<8 hex digits>.tmp".
+SEALED_NAME_EXTRA = len(PROVENANCE_SUFFIX) + len(f"..{'9' * MAX_PID_DIGITS}-12345678{TMP_SUFFIX}")
 
 
 def check_result_name(path: str | Path) -> None:
@@ -124,13 +132,101 @@ def json_digest(value, tail: str = "") -> str:
     return hashlib.sha256((json.dumps(value, sort_keys=True, default=str) + tail).encode()).hexdigest()
 
 
+def temporary_name(path: Path, pid: int | None = None) -> Path:
+    """A fresh name for a temporary file of `path`, marked with the writing process's pid."""
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def _temporary_pattern(path: Path) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(path.name)}\.([0-9]{{1,{MAX_PID_DIGITS}}})-[0-9a-f]{{8}}{re.escape(TMP_SUFFIX)}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (any user's: a pid reused by another process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    return True
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files of `path` that writers killed mid-write left behind (kill -9, a
+    crash, a power cut): those of this user whose writer process is gone and whose lock nobody
+    holds. A live writer (on this machine or, on a file system with coherent locks, on another)
+    holds its file's lock until the rename, so its file is never taken. Returns what was removed."""
+    path = Path(path)
+    pattern = _temporary_pattern(path)
+    try:
+        names = [entry.name for entry in os.scandir(path.parent) if pattern.fullmatch(entry.name)]
+    except OSError:  # no folder yet, or one we cannot list: nothing to clean
+        return []
+    removed = []
+    for name in names:
+        pid = int(pattern.fullmatch(name)[1])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        candidate = path.with_name(name)
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # gone already, a symbolic link, or not ours to read
+            continue
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live writer, or a file system without locks: leave it
+                continue
+            now = os.lstat(candidate)
+            if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino):
+                os.unlink(candidate)
+                removed.append(candidate)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """A new, empty temporary file of `path` (created with FILE_MODE, under the umask) and an open
+    descriptor holding its lock, which tells stale_temporaries that its writer is alive."""
+    while True:
+        tmp = temporary_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(fd)
+                raise
+            return tmp, fd  # a file system without locks: nothing is ever cleaned there
+        # A cleaner on another machine may have taken the file in the instant before the lock.
+        try:
+            same = os.lstat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return tmp, fd
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """The one way files are written: `write(tmp)` fills a temporary file in the same folder, which
     is then renamed over `path`, so readers never see half a file and a kill leaves the old one.
 
     The temporary file is created with FILE_MODE and the kernel applies the umask (and any default
     ACL), so results get the permissions the user's other files get; tempfile.mkstemp would force
-    0600 and make tables and models unreadable to the user's group.
+    0600 and make tables and models unreadable to the user's group. Its name carries the writer's
+    pid and the writer holds its lock until the rename: a temporary file of `path` that a killed
+    writer left is removed here (stale_temporaries).
 
     A folder that refuses the file, a name too long or a full disk is an OSError naming `path`, not
     the temporary file (the CLI prints it as one line).
@@ -139,21 +235,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     make_parent(path)
     tmp = None
     try:
-        while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            try:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-                break
-            except FileExistsError:  # another writer's temporary file: draw another name
-                continue
+        stale_temporaries(path)
+        tmp, fd = _create_temporary(path)
         try:
             write(tmp)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(fd)
     except OSError as err:
-        if err.filename is None or os.fspath(err.filename) == os.fspath(tmp):
+        if err.filename is None or tmp is None or os.fspath(err.filename) == os.fspath(tmp):
             err.filename, err.filename2 = str(path), None
         raise
 

@@ -12,11 +12,10 @@ line is bounded: a huge value it quotes from a damaged input is cut in the middl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
-from ..errors import BlockswapError
+from ..errors import BlockswapError, os_error_message
 from . import deploy, detection, networks, results, search, training, workflow
 
 USAGE_ERROR = 2
@@ -57,16 +56,6 @@ def one_line(message: str) -> str:
         return message
     head, tail = MAX_MESSAGE * 2 // 3, MAX_MESSAGE // 4
     return f"{message[:head]} [... {len(message) - head - tail} characters ...] {message[-tail:]}"
-
-
-def os_error_message(err: OSError) -> str:
-    """One line for a file the system refused: the path (the destination of a rename) and why,
-    as `cp` and `cat` say it."""
-    path = err.filename2 if err.filename2 is not None else err.filename
-    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
-    if path is None:
-        return reason
-    return f"{os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path}: {reason}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..checks import check_batch_norm_batch
 from ..data.datasets import dataset_info, load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
@@ -108,6 +109,18 @@ def add_sample(sub) -> None:
     p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops (latency_us)")
 
 
+def check_scoring_batch(arch, data, batch_size: int) -> None:
+    """The proxies are measured with batch norm in training mode: a minibatch of one image where the
+    last stage is 1x1 is one line here, before any candidate is scored (torch would fail mid-candidate)."""
+    check_batch_norm_batch(
+        arch,
+        data.input_size,
+        min(batch_size, len(data.train)),
+        f"the scoring minibatch (--batch-size {batch_size}, {len(data.train)} training images)",
+        "use a --batch-size of at least 2, or a larger --image-size",
+    )
+
+
 def cmd_score(args) -> None:
     candidates = load_candidates(args.candidates_csv)
     if args.limit is not None:
@@ -134,6 +147,7 @@ def cmd_score(args) -> None:
         minibatch=args.minibatch,
         tf32=args.tf32,
     )
+    check_scoring_batch(parse_arch(arch), data, settings.batch_size)
     shard = parse_shard(args.shard)
     scored = score_candidates(candidates, settings, data, Path(args.out), shard, device, progress=not args.quiet)
     print(f"scored {len(scored)} candidates (shard {shard[0]}/{shard[1]}) -> {args.out}")
@@ -281,6 +295,7 @@ def cmd_search(args) -> None:
         proxies=[args.proxy],
         tf32=args.tf32,
     )
+    check_scoring_batch(arch, data, scoring.batch_size)
     scorer = Scorer(scoring, data, device)
     # The proxy registry (through the Scorer) says the sign under which the proxy ranks networks.
     proxy = next(p for p in scorer.proxies if p.name == args.proxy)

@@ -282,7 +282,9 @@ def add_train(sub) -> None:
         help="prune at initialisation (snip: SNIP connection "
         "saliency on one minibatch, global top-k; masks fixed through training)",
     )
-    p.add_argument("--prune-params", type=int, help="with --prune: parameters left (BN and biases included)")
+    p.add_argument(
+        "--prune-params", type=int, help="with --prune: parameters left (the classifier, BN and biases included)"
+    )
     p.add_argument("--val-size", type=int, help="training images held out for validation")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(

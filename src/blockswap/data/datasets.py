@@ -86,6 +86,7 @@ class DatasetInfo:
     load: Callable[..., Dataset]
     where: str  # where the files must be, for the missing-data message
     resizable: bool = True  # False: stored at one size, which is the only one it can give
+    train_images: int | None = None  # the training split with nothing held out; None: the user's files decide
 
     def size_for(self, image_size: int | None, what: str = "--image-size") -> int:
         """The side this dataset's images will have for a requested `image_size` (None: its own);
@@ -239,7 +240,7 @@ def _load_folder(data_dir="data", image_size=None, val_size=0, download=False) -
 DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
-        DatasetInfo("digits", 10, DIGITS_DEFAULT_SIZE, load_digits, "bundled with scikit-learn"),
+        DatasetInfo("digits", 10, DIGITS_DEFAULT_SIZE, load_digits, "bundled with scikit-learn", train_images=1077),
         DatasetInfo(
             "cifar10",
             10,
@@ -247,6 +248,7 @@ DATASETS: dict[str, DatasetInfo] = {
             _make_cifar_loader("cifar10", 10, CIFAR10_MEAN, CIFAR10_STD),
             "DATA/cifar-10-batches-py",
             resizable=False,
+            train_images=50_000,
         ),
         DatasetInfo(
             "cifar100",
@@ -255,9 +257,14 @@ DATASETS: dict[str, DatasetInfo] = {
             _make_cifar_loader("cifar100", 100, CIFAR100_MEAN, CIFAR100_STD),
             "DATA/cifar-100-python",
             resizable=False,
+            train_images=50_000,
         ),
-        DatasetInfo("svhn", 10, 32, load_svhn, "DATA/svhn/{train,test}_32x32.mat", resizable=False),
-        DatasetInfo("imagenet", 1000, IMAGENET_SIZE, load_imagenet, "DATA/imagenet/{train,val}/<class>/"),
+        DatasetInfo(
+            "svhn", 10, 32, load_svhn, "DATA/svhn/{train,test}_32x32.mat", resizable=False, train_images=73_257
+        ),
+        DatasetInfo(
+            "imagenet", 1000, IMAGENET_SIZE, load_imagenet, "DATA/imagenet/{train,val}/<class>/", train_images=1_281_167
+        ),
         DatasetInfo(
             "folder",
             None,

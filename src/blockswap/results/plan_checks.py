@@ -3,6 +3,8 @@ teacher, settings that contradict each other), reported in one line before any j
 
 from __future__ import annotations
 
+from ..checks import check_batch_norm_batch, check_training_batches
+from ..data.datasets import dataset_info
 from ..errors import BlockswapError
 from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import parse_arch
@@ -43,6 +45,30 @@ def check_moonshine(config: dict) -> None:
                 f"baselines.moonshine: {block.name} does not fit {arch.name} ({problems[0]}); "
                 f"allowed here, of the {config['search']['candidates']} types: {', '.join(fits)}"
             )
+
+
+def check_minibatches(config: dict) -> None:
+    """Every training and scoring minibatch must be one batch norm can train on: one image cannot
+    pass a 1x1 feature map, which the last stage reaches at small image sizes."""
+    arch = parse_arch(config["teacher"]["arch"])
+    size, _ = input_size(config)
+    training = config["training"]
+    check_training_batches(
+        arch,
+        size,
+        training["batch_size"],
+        training.get("drop_last", False),
+        train_size=dataset_info(config["dataset"]).train_images,
+        names={"batch_size": "training.batch_size", "drop_last": "training.drop_last", "image_size": "image_size"},
+    )
+    batch = config["search"]["batch_size"]
+    check_batch_norm_batch(
+        arch,
+        size,
+        batch,
+        f"the scoring minibatch (search.batch_size {batch})",
+        "set search.batch_size to at least 2, or a larger image_size",
+    )
 
 
 def check_single_blocktype(config: dict) -> None:
@@ -191,6 +217,7 @@ def check_plan(config: dict) -> None:
         raise BlockswapError("ablation.samples needs at least one search budget")
     check_moonshine(config)
     check_single_blocktype(config)
+    check_minibatches(config)
     check_budgets(config)
     check_latency(config)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data.datasets import dataset_info
 from .plan import (
     NetworkPlan,
     comparison_budgets,
@@ -15,7 +16,6 @@ from .plan import (
 )
 
 # Training images per epoch of each dataset (digits: the 60 % training split of 1797 scans).
-TRAIN_IMAGES = {"digits": 1078, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167}
 
 # GPU seconds per training image (forward + backward + optimiser step, paper mode, float32 with
 # PyTorch's default TF32 convolutions) at a reference input side, measured by `bash bench/gpu.sh`
@@ -90,7 +90,7 @@ def plan_cost(config: dict, plans: dict[str, NetworkPlan]) -> list[StageCost]:
     """Training runs, epochs and estimated GPU-hours per stage, plus the Fisher scoring, from the
     measured per-image timings (None where no measurement covers the configuration)."""
     (side, _), _ = input_size(config)
-    images = TRAIN_IMAGES.get(config["dataset"])  # None: a folder dataset's size is the user's (no estimate)
+    images = dataset_info(config["dataset"]).train_images  # None: a folder dataset's size is the user's
     timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
     pixels = (side / timing["side"]) ** 2
     stages: dict[str, list] = {}

@@ -9,6 +9,7 @@ run that wrote it, so it is not.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -26,8 +27,42 @@ MODEL_FILE = "model.pt"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+class _Sink:
+    """The file torch.save writes to, keeping the first error a write raised: torch reports a
+    failed write (a full disk) as a RuntimeError about stream positions, not the OSError it was."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _save(obj, tmp: Path) -> None:
+    with open(tmp, "wb") as fh:
+        sink = _Sink(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is None:
+                raise
+            raise sink.error from None
+        fh.flush()
+        # On the disk before the rename: a crash never leaves an empty checkpoint where a resume reads.
+        os.fsync(fh.fileno())
+
+
 def atomic_save(obj, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """`obj` written with torch.save through a temporary file and a rename. A write the system
+    refuses (a full disk) is an OSError naming `path`, and `path` is left as it was."""
+    atomic_write(path, lambda tmp: _save(obj, tmp))
 
 
 def safe_load(path: str | Path, expected_format: str) -> dict:

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import BlockswapError
+from ..errors import BlockswapError, os_error_message
 
 # Rank 0 evaluates the validation split alone while the others wait in their next collective; a
 # full ImageNet validation pass must fit inside the wait.
@@ -256,6 +256,9 @@ def _rank_main(index: int, size: int, kind: str, store: str, threads: int, error
             destroy_process_group()
     except BlockswapError as err:
         errors.put(str(err))
+        raise SystemExit(2) from None
+    except OSError as err:  # a full disk or a folder it cannot write: the parent says it in one line
+        errors.put(os_error_message(err))
         raise SystemExit(2) from None
 
 

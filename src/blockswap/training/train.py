@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_training_batches
 from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
-from ..networks.models import build_model
+from ..networks.models import build_model, parse_arch
 from ..provenance import atomic_write_text, provenance, write_json
 from ..search import snip
 from ..seeds import derive_seed
@@ -87,6 +88,11 @@ class Trainer:
         if config.bf16 and device.type != "cuda":
             raise BlockswapError("--bf16 needs a CUDA device (fast mode is for GPUs)")
         self.data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.val_size)
+        # Before anything is built or written: a minibatch batch norm cannot train on would stop
+        # the run mid-epoch with torch's error.
+        check_training_batches(
+            parse_arch(config.arch), self.data.input_size, config.batch_size, config.drop_last, len(self.data.train)
+        )
         self.beta = config.beta if config.beta is not None else default_beta(config.protocol, self.data.image_size)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = build_model(config.arch, config.genotype, self.data.num_classes, seed=config.seed)
