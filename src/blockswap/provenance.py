@@ -323,6 +323,12 @@ def input_digests(paths) -> dict[str, str]:
     return {str(p): file_digest(p) for p in paths}
 
 
+def input_record(paths) -> dict:
+    """The `inputs` of a derived file's sidecar, and the folder relative names in it start from:
+    what `check_inputs_unchanged` compares with the files on disk when the file is read."""
+    return {"inputs": input_digests(paths), "inputs_base": os.getcwd()}
+
+
 def seal(path: str | Path, record: dict | None = None) -> None:
     """Record the sha256 of `path` as it is now in its sidecar, beside `record` (the provenance of a
     file that cannot carry its own; by default, what wrote it and when). Called right after `path`
@@ -375,7 +381,30 @@ def verify(path: str | Path, data: bytes | None = None) -> dict | None:
             f"{path} changed after it was written: {rerun} or delete it (to keep a deliberate edit, "
             f"`blockswap reseal {path}`)"
         )
+    check_inputs_unchanged(path, record)
     return record
+
+
+def check_inputs_unchanged(path: str | Path, record: dict) -> None:
+    """A derived file (a table, a figure) records the sha256 of every input it was computed from;
+    an input that is still where it was but holds something else now makes the file stale, and
+    whatever reads it would silently mix old and new results. Inputs no longer there (a moved or
+    cleaned project) are not judged."""
+    inputs = record.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    base = record.get("inputs_base")
+    base = Path(base) if isinstance(base, str) else Path.cwd()
+    for name, digest in inputs.items():
+        try:
+            now = file_digest(base / name)
+        except OSError:
+            continue
+        if now != digest:
+            raise BlockswapError(
+                f"{path} is stale: its input {name} changed after it was made; rebuild it (rerun the step "
+                "that wrote it, or the workflow)"
+            )
 
 
 def read_verified(path: str | Path, what: str) -> tuple[bytes, dict | None]:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import BlockswapError
-from ..provenance import input_digests, provenance, reseal, seal_all, write_results
+from ..provenance import input_record, provenance, reseal, seal_all, write_results
 from ..results.convergence import DEFAULT_PLATEAU
 from ..results.proxy_tables import (
     correlation_display,
@@ -169,7 +169,7 @@ def derived_record(args, outputs, start: float, **extra) -> dict:
         "kind": args.kind,
         "outputs": [str(p) for p in outputs],
         **extra,
-        "inputs": input_digests(derived_inputs(args)),
+        **input_record(derived_inputs(args)),
         "provenance": provenance(seconds=time.perf_counter() - start),
     }
 

@@ -17,6 +17,7 @@ from ..checks import read_csv_table, read_json_record, require  # noqa: E402
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
 from ..search.scoring import read_scores  # noqa: E402
+from ..training.checkpoint import check_recorded_file  # noqa: E402
 from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
 from .single_blocktype import reference_network  # noqa: E402
 
@@ -358,6 +359,7 @@ def read_learning_curves(histories: Sequence[Path]) -> pd.DataFrame:
     for path in histories:
         path = Path(path)
         frame = read_csv_table(path, "training history", HISTORY_KINDS, ["epoch", "train_loss", "train_error"])[0]
+        check_recorded_file(path, "history_sha256")
         metrics = read_json_record(path.parent / "metrics.json", "training metrics file")
         tags = metrics.get("tags") if isinstance(metrics.get("tags"), dict) else {}
         method = tags.get("method", "teacher" if metrics.get("teacher") is None else "student")

@@ -9,6 +9,7 @@ run that wrote it, so it is not.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -17,12 +18,14 @@ import torch
 
 from ..errors import BlockswapError
 from ..networks.models import Network, build_model
-from ..provenance import atomic_write, seal, verify
+from ..provenance import atomic_write, file_digest, seal, verify
 from ..search.snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"
 MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
 # torch.save writes a zip archive; anything else (a CSV, a legacy raw pickle) is not one of ours.
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -109,12 +112,32 @@ def save_model(model: Network, path: str | Path, input_size, dataset: str, masks
     seal(path)
 
 
+def check_recorded_file(path: str | Path, key: str) -> None:
+    """A run's model.pt or history.csv must be the file its metrics.json, beside it, recorded under
+    `key` when the run finished. A file copied in from another run carries its own seal, consistent
+    with it; only the record beside it tells the two apart. Folders without that record (a run not
+    finished, a file moved out of its folder) are taken as they are."""
+    path = Path(path)
+    record = path.parent / METRICS_FILE
+    try:
+        metrics = json.loads(record.read_bytes())
+    except (OSError, ValueError):  # no record here; a damaged one is named by the readers of metrics.json
+        return
+    expected = metrics.get(key) if isinstance(metrics, dict) else None
+    if isinstance(expected, str) and file_digest(path) != expected:
+        raise BlockswapError(
+            f"{path} is not the file {record} records for its run (seed {metrics.get('seed')!r}): it was replaced "
+            "or copied from another run; put the run's own file back, or delete the folder and rerun it"
+        )
+
+
 def load_model(path: str | Path) -> tuple[Network, dict]:
     """Rebuild a model from a model file (or a training folder holding `model.pt`)."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     record = safe_load(path, MODEL_FORMAT)
+    check_recorded_file(path, "model_sha256")
     size = record.get("input_size")
     if not (
         isinstance(size, list)

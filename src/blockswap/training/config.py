@@ -149,8 +149,17 @@ class TrainConfig:
     def mode(self) -> str:
         return "fast" if (self.bf16 or self.channels_last or self.compile) else "paper"
 
-    def fingerprint(self) -> str:
-        return json_digest(asdict(self))[:16]
+    def fingerprint(self, teacher_digest: str | None = None) -> str:
+        """What makes two runs the same run (resume, finished-run checks). The teacher enters by what
+        it is, the sha256 of its weights (`teachers.teacher_digest`), not by where it lives: a moved
+        project (another mount point after a requeue) resumes, and other weights at the same path
+        are another run."""
+        values = asdict(self)
+        if self.teacher is not None:
+            if teacher_digest is None:
+                raise ValueError("a run with a teacher is fingerprinted with the teacher's weights digest")
+            values["teacher"] = teacher_digest
+        return json_digest(values)[:16]
 
 
 # Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:

@@ -10,12 +10,10 @@ import torch
 from ..data.datasets import load_dataset
 from ..data.splits import Dataset
 from . import distributed
+from .checkpoint import METRICS_FILE
 from .config import TrainConfig
 from .distributed import World
-from .runs import (
-    METRICS_FILE,
-    finished_run,
-)
+from .runs import finished_run
 from .train import Trainer
 
 

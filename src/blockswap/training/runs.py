@@ -10,15 +10,11 @@ import torch
 
 from ..errors import BlockswapError
 from ..provenance import verify
-from .checkpoint import (
-    MODEL_FILE,
-    load_model,
-)
+from . import teachers
+from .checkpoint import METRICS_FILE, MODEL_FILE, load_model
 from .config import TrainConfig, is_finite_number
 
 CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
 
 
 def non_finite_tensors(tensors: dict) -> list[str]:
@@ -100,16 +96,20 @@ def check_finished_model(out: Path) -> None:
         )
 
 
-def finished_run(config: TrainConfig, out: Path) -> dict | None:
+def finished_run(config: TrainConfig, out: Path, teacher_digest: str | None = None) -> dict | None:
     """The metrics of a finished run of `config` in `out`; None if there is none; an error if `out`
-    holds a finished run of another configuration, or a damaged one (its metrics.json or model.pt
-    unreadable: one line saying which file and what to delete, never a run taken for finished)."""
+    holds a finished run of another configuration (another teacher's weights included), or a
+    damaged one (its metrics.json or model.pt unreadable: one line saying which file and what to
+    delete, never a run taken for finished). `teacher_digest`: the teacher's weights' sha256, if
+    already known (`teachers.teacher_digest` reads it otherwise)."""
     out = Path(out)
     path = out / METRICS_FILE
     if not path.exists():
         return None
     metrics = read_metrics(path, out)
-    if metrics["fingerprint"] != config.fingerprint():
+    if config.teacher is not None and teacher_digest is None:
+        teacher_digest = teachers.teacher_digest(config.teacher)
+    if metrics["fingerprint"] != config.fingerprint(teacher_digest):
         raise BlockswapError(
             f"{out} holds a finished run of a different configuration; use another --out folder or delete it"
         )

@@ -4,14 +4,14 @@ or a torchvision pretrained network (`torchvision:NAME[:WEIGHTS]`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
 from ..data.splits import Dataset
 from ..errors import BlockswapError
-from .checkpoint import (
-    load_model,
-)
+from ..provenance import file_digest
+from .checkpoint import MODEL_FILE, load_model
 
 
 def is_pretrained_teacher(spec: str) -> bool:
@@ -32,6 +32,20 @@ def pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
     # at whatever size the ImageNet protocol trains (224 px), and the miniature configs at less.
     teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size)
     return teacher, {"kind": "pretrained", **describe(spec, data.input_size)}
+
+
+def teacher_digest(spec: str) -> str:
+    """The sha256 of the teacher's weights: its model.pt, or the pretrained weight file."""
+    if is_pretrained_teacher(spec):
+        from ..networks.pretrained import weights_path
+
+        path = weights_path(spec)
+    else:
+        path = Path(spec) / MODEL_FILE if Path(spec).is_dir() else Path(spec)
+    try:
+        return file_digest(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise BlockswapError(f"teacher {spec}: {path} does not exist") from None
 
 
 def trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
@@ -57,6 +71,7 @@ def trained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
     return teacher, {
         "kind": "trained",
         "path": spec,
+        "weights_sha256": teacher_digest(spec),
         "arch": record["arch"],
         "genotype": record["genotype"],
         "dataset": record["dataset"],

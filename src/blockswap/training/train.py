@@ -36,12 +36,14 @@ from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.models import build_model, parse_arch
-from ..provenance import atomic_write_text, provenance, write_json
+from ..provenance import file_digest, provenance, write_json, write_result_text
 from ..search import snip
 from ..seeds import derive_seed
 from . import distributed
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    HISTORY_FILE,
+    METRICS_FILE,
     MODEL_FILE,
     atomic_save,
     safe_load,
@@ -54,8 +56,6 @@ from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
 from .lockstep import train_pass, train_together
 from .runs import (
     CHECKPOINT_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
     convergence,
     finished_run,
     non_finite_tensors,
@@ -101,6 +101,7 @@ class Trainer:
         if teacher is not None and not config.teacher:
             raise BlockswapError(f"{out}: a teacher was given to a run whose configuration names none")
         self.teacher, self.teacher_record = (teacher or self._load_teacher()) if config.teacher else (None, None)
+        self.teacher_digest = self.teacher_record["weights_sha256"] if self.teacher_record else None
         self.masks = self._prune() if config.prune else None
         self.optimiser = torch.optim.SGD(
             self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -158,7 +159,7 @@ class Trainer:
     def _checkpoint(self, epoch: int, history: list, elapsed: float) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
-            "fingerprint": self.config.fingerprint(),
+            "fingerprint": self.config.fingerprint(self.teacher_digest),
             "config": asdict(self.config),
             "epoch": epoch,
             "model": self.model.state_dict(),
@@ -177,7 +178,7 @@ class Trainer:
             state = safe_load(path, CHECKPOINT_FORMAT)
         except BlockswapError as err:
             raise BlockswapError(f"{err}; {advice}") from None
-        if state.get("fingerprint") != self.config.fingerprint():
+        if state.get("fingerprint") != self.config.fingerprint(self.teacher_digest):
             raise BlockswapError(
                 f"{path} belongs to a different configuration; use another --out folder or delete it to start afresh"
             )
@@ -201,7 +202,7 @@ class Trainer:
         return epoch, history, elapsed
 
     def finished(self) -> dict | None:
-        return finished_run(self.config, self.out)
+        return finished_run(self.config, self.out, self.teacher_digest)
 
     # --- loop: one epoch as start_epoch, train_step per minibatch, end_epoch (train_together) ----
 
@@ -368,7 +369,7 @@ class Trainer:
         cost = self.model.spec.cost(self.data.input_size)  # exact, from the genotype (no forward pass)
         stamp = provenance(seed=self.config.seed, device=self.device, seconds=elapsed)
         save_model(self.model, self.out / MODEL_FILE, self.data.input_size, self.data.name, masks=self.masks)
-        atomic_write_text(self.out / HISTORY_FILE, pd.DataFrame(history).to_csv(index=False))
+        write_result_text(self.out / HISTORY_FILE, pd.DataFrame(history).to_csv(index=False))
         params = snip.remaining_params(self.model, self.masks) if self.masks is not None else cost.params
         metrics = {
             "test_error": test["top1_error"],
@@ -392,7 +393,11 @@ class Trainer:
             "tags": self.tags,
             "lockstep": self.lockstep,
             **convergence(history),
-            "fingerprint": self.config.fingerprint(),
+            "fingerprint": self.config.fingerprint(self.teacher_digest),
+            # The files this record describes: a model.pt or history.csv copied in from another
+            # run, with its own self-consistent seal, is told apart (checkpoint.check_recorded_file).
+            "model_sha256": file_digest(self.out / MODEL_FILE),
+            "history_sha256": file_digest(self.out / HISTORY_FILE),
             "hyperparameters": asdict(self.config),
             "code_version": stamp["code_version"],
             "provenance": stamp,
