@@ -73,13 +73,17 @@ def check_minibatches(config: dict) -> None:
 
 def check_single_blocktype(config: dict) -> None:
     """A budget paired with a single-blocktype network must be one that Figure 2 or the samples
-    table shows, and its network must be trained."""
+    table is configured for (ablation.budgets, even while random_students is 0, or the samples
+    budget), and where they are made, its network must be trained."""
     pairing = config["ablation"].get("single_blocktype") or {}
-    shown = set(ablation_budgets(config))
-    if config["ablation"]["samples"]:
-        shown.add(samples_budget(config))
-    if not shown:  # neither is made: the pairing is not used
+    if not pairing:
         return
+    made = set(ablation_budgets(config))
+    if config["ablation"]["samples"]:
+        made.add(samples_budget(config))
+    configured = made | set(config["ablation"]["budgets"] or config["search"]["budgets"])
+    if samples_budget(config) is not None:
+        configured.add(samples_budget(config))
     moonshine = config["baselines"]["moonshine"]
     if moonshine == "auto":
         trained = {
@@ -88,16 +92,16 @@ def check_single_blocktype(config: dict) -> None:
     else:
         trained = {parse_block(name).name for name in moonshine}
     for budget, name in pairing.items():
-        if not isinstance(budget, int) or budget not in shown:
+        if not isinstance(budget, int) or budget not in configured:
             raise BlockswapError(
                 f"ablation.single_blocktype: {budget!r} is not a budget of Figure 2 or the samples table "
-                f"({', '.join(map(str, sorted(shown)))})"
+                f"({', '.join(map(str, sorted(configured)))})"
             )
         try:
             block = parse_block(name)
         except BlockswapError as err:
             raise BlockswapError(f"ablation.single_blocktype: {err}") from None
-        if block.name not in trained:
+        if budget in made and block.name not in trained:
             raise BlockswapError(
                 f"ablation.single_blocktype: all-{block.name} (paired with {budget}) is not trained; "
                 f"add it to baselines.moonshine (trained: {', '.join(sorted(trained)) or 'none'})"

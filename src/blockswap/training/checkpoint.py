@@ -131,13 +131,13 @@ def check_recorded_file(path: str | Path, key: str) -> None:
         )
 
 
-def load_model(path: str | Path) -> tuple[Network, dict]:
-    """Rebuild a model from a model file (or a training folder holding `model.pt`)."""
+def load_model(path: str | Path, recorded: bool = True) -> tuple[Network, dict]:
+    """Rebuild a model from a model file (or a training folder holding `model.pt`). `recorded`:
+    check, after its contents, that it is the file its folder's metrics.json records."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     record = safe_load(path, MODEL_FORMAT)
-    check_recorded_file(path, "model_sha256")
     size = record.get("input_size")
     if not (
         isinstance(size, list)
@@ -165,6 +165,8 @@ def load_model(path: str | Path) -> tuple[Network, dict]:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else _first_line(err)
         raise BlockswapError(f"{path}: weights do not fit {record['arch']} ({detail})") from None
+    if recorded:
+        check_recorded_file(path, "model_sha256")
     return model, record
 
 

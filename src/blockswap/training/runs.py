@@ -11,7 +11,7 @@ import torch
 from ..errors import BlockswapError
 from ..provenance import verify
 from . import teachers
-from .checkpoint import METRICS_FILE, MODEL_FILE, load_model
+from .checkpoint import METRICS_FILE, MODEL_FILE, check_recorded_file, load_model
 from .config import TrainConfig, is_finite_number
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -84,7 +84,7 @@ def check_finished_model(out: Path) -> None:
     if not path.is_file():
         raise BlockswapError(f"the finished run in {out} is damaged: {path} is missing; {advice}")
     try:
-        _, record = load_model(path)
+        _, record = load_model(path, recorded=False)  # its contents first, then whose it is (below)
     except BlockswapError as err:
         raise BlockswapError(f"the finished run in {out} is damaged: {err}; {advice}") from None
     # A run that diverged before training checked for it was recorded as finished with nan weights.
@@ -94,6 +94,7 @@ def check_finished_model(out: Path) -> None:
             f"the finished run in {out} is damaged: {path} holds non-finite weights "
             f"({', '.join(bad[:3])}), so it diverged; {advice}, with a lower learning rate"
         )
+    check_recorded_file(path, "model_sha256")
 
 
 def finished_run(config: TrainConfig, out: Path, teacher_digest: str | None = None) -> dict | None:
