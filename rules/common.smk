@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from blockswap.errors import BlockswapError
-from blockswap.results.plan import (
+from blockswap.planning.plan import (
     ablation_budgets,
     COMPARISON_METHODS,
     lockstep_groups,
@@ -25,13 +25,13 @@ from blockswap.results.plan import (
     scored_budgets,
     teacher_spec,
 )
-from blockswap.results.config_file import (
+from blockswap.planning.config_file import (
     config_error_message,
     config_key,
     save_resolved_config,
     use_resolved_config,
 )
-from blockswap.results.run_cost import training_epochs
+from blockswap.planning.run_cost import training_epochs
 from blockswap.results.single_blocktype import reference_args
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved

@@ -463,7 +463,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
 
 
 def config_with(**changes):
-    from blockswap.results.config_file import load_config
+    from blockswap.planning.config_file import load_config
 
     config = load_config([latency_root() / "config" / "config.yaml"])
     for key, value in changes.items():
@@ -488,16 +488,16 @@ def latency_root():
     ],
 )
 def test_latency_settings_are_checked_before_any_job(changes, message):
-    from blockswap.results.plan_checks import check_plan
+    from blockswap.planning.plan_checks import check_plan
 
     with pytest.raises(BlockswapError, match=message):
         check_plan(config_with(**changes))
 
 
 def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_path):
-    from blockswap.results.config_file import load_config
-    from blockswap.results.plan import plan_notes
-    from blockswap.results.plan_checks import check_plan
+    from blockswap.planning.config_file import load_config
+    from blockswap.planning.plan import plan_notes
+    from blockswap.planning.plan_checks import check_plan
 
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now

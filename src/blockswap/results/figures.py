@@ -278,7 +278,8 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
 def search_curves(histories: Sequence[Path], out: Path) -> None:
     """Guided search: the best proxy value found against the number of evaluations, per
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
-    from .search_tables import COMPARED_METHODS, mean_interval, read_histories
+    from ..stats.intervals import mean_interval
+    from .search_tables import COMPARED_METHODS, read_histories
 
     found = read_histories(histories)
     budgets = sorted({b for b, _ in found["curves"]})

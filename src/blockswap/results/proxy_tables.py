@@ -12,9 +12,7 @@ import pandas as pd
 from ..checks import read_csv_table
 from ..errors import BlockswapError
 from ..search.score_files import parse_proxy_column
-
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
+from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 
 def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
