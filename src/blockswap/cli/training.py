@@ -13,7 +13,7 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..networks.models import parse_arch
-from ..networks.pretrained import is_pretrained_spec, pretrained_metrics
+from ..networks.pretrained import is_pretrained_spec
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
 from ..training.checkpoint import load_model
@@ -29,7 +29,7 @@ from ..training.distributed import (
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
 from ..training.lockstep import train_together
 from ..training.parallel import train_parallel, train_rank
-from ..training.teachers import is_pretrained_teacher
+from ..training.teachers import is_pretrained_teacher, pretrained_metrics
 from ..training.train import Trainer
 from .data_options import add_data_options
 

@@ -37,9 +37,8 @@ from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.models import build_model, parse_arch
 from ..provenance import file_digest, provenance, write_json, write_result_text
-from ..search import snip
 from ..seeds import derive_seed
-from . import distributed
+from . import distributed, snip
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     HISTORY_FILE,
