@@ -374,7 +374,8 @@ class FisherPaths:
         import torch
 
         from blockswap import build_model
-        from blockswap.search.fisher import fisher_from_probes, measure_one_pass
+        from blockswap.search.fisher import fisher_from_probes
+        from blockswap.search.measure import measure_one_pass
         from blockswap.search.proxies import PROXIES
         from blockswap.seeds import derive_seed
 

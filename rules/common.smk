@@ -10,19 +10,21 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from blockswap.errors import BlockswapError
-from blockswap.planning.plan import (
+from blockswap.planning.budgets import (
     ablation_budgets,
-    COMPARISON_METHODS,
-    lockstep_groups,
-    random_student_seeds,
     comparison_budgets,
     comparison_samples,
     comparison_trained_seeds,
+    random_student_seeds,
+    sampled_budgets,
+    scored_budgets,
+)
+from blockswap.planning.plan import (
+    COMPARISON_METHODS,
+    lockstep_groups,
     plan_networks,
     plan_notes,
-    sampled_budgets,
     STUDENT_METHODS,
-    scored_budgets,
     teacher_spec,
 )
 from blockswap.planning.config_file import (

@@ -7,12 +7,8 @@ import yaml
 from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
-from blockswap.planning.plan import (
-    closest_single_blocktype,
-    lockstep_groups,
-    plan_networks,
-    released_for_budget,
-)
+from blockswap.planning.budgets import closest_single_blocktype
+from blockswap.planning.plan import lockstep_groups, plan_networks, released_for_budget
 from blockswap.planning.run_cost import plan_cost
 
 

@@ -14,8 +14,11 @@ import pandas as pd
 from ..errors import BlockswapError
 from ..networks.blocks import BlockType, candidate_set
 from ..networks.genotype import Genotype
+from ..networks.models import NetworkSpec, build_model
+from ..search.sampling import CostTable
 from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
 from ..stats.ranks import kendall_tau_b
+from .export import deployable
 from .latency import LATENCY_COLUMN, LatencyTable
 from .timing import MIN_RUNS, MIN_WARMUP, Setting, load_average, measure_model
 
@@ -49,10 +52,6 @@ def check_table(
     """Predicted (sum of parts) against measured end-to-end latency of `samples` random students of
     the table's space, and how well the table and the cheap counts rank them: mean absolute
     percentage error, share within +-10 %, Kendall tau of predicted, params and MACs vs measured."""
-
-    from ..networks.models import NetworkSpec, build_model
-    from ..search.sampling import CostTable
-    from .export import deployable
 
     key = table.check_setting(key)
     setting = Setting.parse(key)

@@ -256,9 +256,7 @@ def _measure(arch: TorchvisionArch, input_size: tuple[int, int]) -> tuple[int, i
     image, counted by PyTorch's FlopCounterMode on the meta device (shapes only, no arithmetic)."""
     net = _build(arch, arch.num_classes).eval()  # eval: BN in train mode rejects one 1x1 image
     params = sum(p.numel() for p in net.parameters())
-    from torch.utils.flop_counter import (
-        FlopCounterMode,  # pulls in triton: only when measuring
-    )
+    from torch.utils.flop_counter import FlopCounterMode  # pulls in triton: only when measuring
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, *input_size, device="meta"))
@@ -274,7 +272,7 @@ def describe(spec: str, input_size: Sequence[int] = (224, 224)) -> dict:
     path = weights_path(spec)
     sha256 = file_digest(path)
     params, macs = _measure(arch, size)
-    import torchvision
+    import torchvision  # 1.5 s to import: only when a torchvision teacher is described
 
     published = torchvision.models.get_weight(arch.weights).meta["_metrics"]["ImageNet-1K"]
     return {

@@ -1,8 +1,8 @@
 """Planning: what a workflow configuration runs, before anything runs.
 
 `config_file` reads and validates a configuration (the schema, and the number checks JSON Schema
-cannot make), `plan` derives the networks a run trains and costs, `plan_checks` refuses the
-mistakes the schema cannot see, `run_cost` estimates GPU-hours per stage from measured rates,
-`detection` does the same for the COCO configuration (Table 4), and `summary` writes the plan as
-`blockswap plan` prints it.
+cannot make), `budgets` names the budgets and seeds of each stage, `plan` derives the networks a
+run trains and costs, `plan_checks` refuses the mistakes the schema cannot see, `run_cost`
+estimates GPU-hours per stage from measured rates, `detection` does the same for the COCO
+configuration (Table 4), and `summary` writes the plan as `blockswap plan` prints it.
 """

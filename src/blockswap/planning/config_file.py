@@ -88,7 +88,7 @@ def check_numbers(config: dict) -> None:
 def load_config(paths: list[Path]) -> dict:
     """A workflow configuration from one or more files (later ones override, nested keys merged,
     as Snakemake merges --configfile), validated and with the schema's defaults applied."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config, validate  # Snakemake is slow to import: only for a configuration
 
     config: dict = {}
     for path in paths:

@@ -3,9 +3,12 @@ value found per number of evaluations, and the trained error of each method's wi
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from ..errors import BlockswapError
+from ..search.evolution import best_so_far, read_history
 from ..stats.intervals import mean_interval
 
 # Evaluation counts at which the search-curves table shows the best proxy value found so far
@@ -18,9 +21,6 @@ def read_histories(paths) -> dict:
     """Search histories (`blockswap search --out`) by (budget, method) -> {search seed: best so far},
     checked to compare: one proxy, one sign, one number of evaluations and one scoring setup per
     budget, and each (budget, method, seed) once."""
-    import json
-
-    from ..search.evolution import best_so_far, read_history
 
     curves, setups = {}, {}
     for path in paths:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..locks import exclusive
+from .proxies import PROXIES
 from .sampling import CANDIDATE_COLUMNS
 
 PARTIAL_SUFFIX = ".partial"
@@ -60,8 +61,6 @@ def is_timing(column: str) -> bool:
 
 def selection_column(proxy: str) -> str:
     """The scores-file column a proxy selects by: its value at initialisation (k = 1)."""
-    from .proxies import PROXIES
-
     if proxy not in PROXIES:
         raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
     return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)

@@ -4,7 +4,6 @@ interval of a mean over independent runs."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import t
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -24,6 +23,8 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
 def mean_interval(values) -> tuple[float, float, float, int]:
     """Mean and its two-sided 95 % Student-t interval over independent runs (seeds), and n; the
     interval is NaN for a single run."""
+    from scipy.stats import t  # scipy.stats takes about 0.4 s to import: not at every CLI start-up
+
     values = np.asarray(values, dtype=float)
     n = len(values)
     mean = float(values.mean()) if n else float("nan")

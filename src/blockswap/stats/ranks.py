@@ -4,7 +4,6 @@ resample), so that a point estimate and its bootstrap are one call."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 # Pairwise matrices are (resamples, n, n): resamples are processed in chunks of at most this many
 # float64 cells (about 64 MB), so a 300-network pooled bootstrap fits a laptop.
@@ -31,6 +30,8 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def spearman_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's rho (Pearson correlation of average ranks) of each row of x with y's: (B,)."""
+    from scipy.stats import rankdata  # scipy.stats takes about 0.4 s to import: not at every CLI start-up
+
     rx = rankdata(np.atleast_2d(x), axis=1)
     ry = rankdata(np.atleast_2d(y), axis=1)
     rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
