@@ -58,7 +58,7 @@ sys.path.insert(0, str(BENCH))  # fisher_scoring.py and train_step.py are reused
 STEPS = ("install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake")
 TEACHER = "wrn-40-2"
 STUDENTS = {  # label -> genotype spec (file or one block name for every block)
-    "blockswap-404k": "config/genotypes/blockswap-404k.yaml",
+    "blockswap-404k": "src/blockswap/genotypes/blockswap-404k.yaml",
     "all-G(4)": "G(4)",
     "all-G(N)": "G(N)",
 }

@@ -24,6 +24,7 @@ from blockswap.planning.plan import (
     lockstep_groups,
     plan_networks,
     plan_notes,
+    RELEASED_GENOTYPES,
     STUDENT_METHODS,
     teacher_spec,
 )
@@ -40,7 +41,6 @@ from blockswap.results.single_blocktype import reference_args
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the
 # raw configuration, so a job never depends on defaults being re-applied on its node.
 RESOLVED_CONFIG = Path(".snakemake") / "blockswap-config" / f"{config_key(config)}.yaml"
-GENOTYPE_DIR = Path(workflow.basedir) / "config" / "genotypes"
 
 # A bad configuration stops the workflow with one line naming the key, and before any job runs.
 try:
@@ -50,7 +50,7 @@ try:
         validate(config, "../config/schema.yaml")
     RESULTS = f"results/{config['run']}"
     IS_DETECTION = config["dataset"] == "coco"  # Table 4: rules/detection.smk, no classification plan
-    PLANS = {} if IS_DETECTION else plan_networks(config, GENOTYPE_DIR, RESULTS)
+    PLANS = {} if IS_DETECTION else plan_networks(config, RELEASED_GENOTYPES, RESULTS)
     # What the plan could not do as asked: printed now, shown in the tables.
     NOTES = [] if IS_DETECTION else plan_notes(config)
     # The teacher students are distilled from: a trained run per seed, or torchvision's weights file.

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..planning.config_file import load_config
+from ..planning.plan import RELEASED_GENOTYPES
 from ..planning.summary import plan_summary
-
-GENOTYPE_DIR = Path(__file__).resolve().parents[3] / "config" / "genotypes"
 
 
 def cmd_plan(args) -> None:
-    for line in plan_summary(load_config(args.configfiles), GENOTYPE_DIR):
+    for line in plan_summary(load_config(args.configfiles), RELEASED_GENOTYPES):
         print(line)
 
 

@@ -7,6 +7,7 @@ can check the plan. Network names are file-name safe; they key every per-network
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -54,8 +55,13 @@ STUDENT_METHODS = ("reduced", "moonshine", "snip", "blockswap", "bestof", "rando
 COMPARISON_METHODS = ("randomsearch", "evolution", "bestofn")
 
 
+# The paper's released genotypes, one YAML file each: package data (pyproject.toml), so that an
+# installed package, a wheel included, finds them where the workflow and the CLI look.
+RELEASED_GENOTYPES = Path(str(resources.files("blockswap") / "genotypes"))
+
+
 def released_genotypes(genotype_dir: Path, arch: str) -> dict[str, Path]:
-    """The paper's released genotypes (config/genotypes/*.yaml) built on `arch`, by name."""
+    """The paper's released genotypes (RELEASED_GENOTYPES/*.yaml) built on `arch`, by name."""
     found = {}
     for path in sorted(Path(genotype_dir).glob("*.yaml")):
         meta = yaml.safe_load(path.read_text())
