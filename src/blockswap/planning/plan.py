@@ -1,7 +1,7 @@
 """Which networks a run trains and costs, derived from its (validated) workflow configuration.
 
-Plain functions over the config dict so the workflow's `rules/common.smk` stays thin and pytest
-can check the plan. Network names are file-name safe; they key every per-network result.
+Plain functions over the config dict so that the workflow's rules stay thin and pytest can check
+the plan. Network names are file-name safe; they key every per-network result.
 """
 
 from __future__ import annotations

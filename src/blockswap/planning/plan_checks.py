@@ -250,3 +250,10 @@ def check_latency(config: dict) -> None:
             f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
             f"{latency['batches']} does not measure"
         )
+
+
+def check_detection(config: dict) -> None:
+    """Table 4's image sizes: the shorter side cannot be resized beyond the longer one's limit."""
+    detection = config["detection"]
+    if detection["min_size"] > detection["max_size"]:
+        raise BlockswapError("detection.min_size is more than detection.max_size")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .detection import detection_plan
 from .plan import plan_networks, plan_notes
+from .plan_checks import check_detection
 from .run_cost import EPOCH_TIMINGS, family, plan_cost, training_epochs
 
 
@@ -48,6 +49,7 @@ def stage_lines(rows) -> list[str]:
 
 def detection_summary(config: dict) -> list[str]:
     """The COCO configuration (Table 4): search, two trainings, two evaluations."""
+    check_detection(config)
     d = config["detection"]
     rows = detection_plan(config)
     lines = [

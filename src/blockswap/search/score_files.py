@@ -33,6 +33,9 @@ SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candi
 # `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
 TIMING_PREFIX = "seconds_"
 PROXY_SEPARATOR = "@"  # a proxy measured after k minibatches is the scores column `<proxy>@<k>`
+# Proxies every scores file holds in a column of their own name: the Fisher potential at
+# initialisation and the candidates' costs. Any other is measured on request, as `<proxy>@1`.
+OWN_COLUMN_PROXIES = ("fisher", "params", "macs")
 
 
 def proxy_column(proxy: str, k: int) -> str:
@@ -63,7 +66,7 @@ def selection_column(proxy: str) -> str:
     """The scores-file column a proxy selects by: its value at initialisation (k = 1)."""
     if proxy not in PROXIES:
         raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
-    return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)
+    return proxy if proxy in OWN_COLUMN_PROXIES else proxy_column(proxy, 1)
 
 
 @contextmanager
