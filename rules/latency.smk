@@ -99,6 +99,8 @@ rule latency_ranks:
         md=f"{RESULTS}/tables/latency_ranks.md",
     log:
         f"{LOGS}/tables/latency_ranks.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/latency_ranks.tsv"
     conda:
         "../environment.yml"
     shell:
