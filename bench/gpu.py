@@ -1238,7 +1238,7 @@ def step_latency(args, rec: Record):
     prediction error against end-to-end timings of as many random students as the time box allows
     (200 wanted), and Kendall tau of predicted latency, params and MACs against measured latency."""
     from blockswap.deploy.latency import LatencyTable, build_latency_table
-    from blockswap.deploy.latency_check import check_table
+    from blockswap.deploy.latency_validation import check_table
     from blockswap.deploy.timing import Setting
 
     dry = args.dry_run

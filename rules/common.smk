@@ -29,7 +29,7 @@ from blockswap.planning.plan import (
     STUDENT_METHODS,
     teacher_spec,
 )
-from blockswap.planning.plan_checks import check_detection
+from blockswap.planning.config_checks import check_detection
 from blockswap.results.single_blocktype import reference_args
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved

@@ -15,9 +15,9 @@ from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
 from blockswap.planning.budgets import budget_keys
+from blockswap.planning.config_checks import check_plan
 from blockswap.planning.config_file import load_schema
 from blockswap.planning.plan import plan_networks
-from blockswap.planning.plan_checks import check_plan
 from blockswap.seeds import MAX_SEED, derive_seed
 
 BIN = Path(sys.executable).parent

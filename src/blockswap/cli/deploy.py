@@ -10,7 +10,7 @@ from pathlib import Path
 from ..data.datasets import dataset_info
 from ..deploy.export import deployable, export_run
 from ..deploy.latency import LatencyTable, build_latency_table
-from ..deploy.latency_check import check_table, latency_ranks, latency_ranks_markdown
+from ..deploy.latency_validation import check_table, latency_ranks, latency_ranks_markdown
 from ..deploy.timing import Setting, machine_fingerprint, measure_model, settings_from
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS

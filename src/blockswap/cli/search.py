@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..checks import check_batch_norm_batch
 from ..data.datasets import dataset_info, load_dataset
 from ..deploy.latency import LatencyTable
 from ..devices import DEVICE_HELP, resolve_device
@@ -48,6 +47,7 @@ from ..search.scoring import (
     select_best,
 )
 from ..seeds import seed_argument
+from ..validation import check_batch_norm_batch
 from .data_options import add_data_options
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from ..checks import load_yaml
 from ..errors import BlockswapError
 from ..provenance import atomic_write_text, json_digest
+from ..validation import load_yaml
 
 SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 

@@ -26,7 +26,7 @@ from .budgets import (
     random_student_seeds,
     samples_budget,
 )
-from .plan_checks import check_plan
+from .config_checks import check_plan
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config_checks import check_detection
 from .detection import detection_plan
 from .plan import plan_networks, plan_notes
-from .plan_checks import check_detection
 from .run_cost import EPOCH_TIMINGS, family, plan_cost, training_epochs
 
 

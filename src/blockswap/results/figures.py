@@ -13,7 +13,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..checks import read_csv_table, read_json_record, require  # noqa: E402
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
 from ..search.proxies.base import FLOOR
@@ -21,6 +20,7 @@ from ..search.score_files import selection_column
 from ..search.scoring import read_scores  # noqa: E402
 from ..stats.intervals import mean_interval  # noqa: E402
 from ..training.checkpoint import check_recorded_file  # noqa: E402
+from ..validation import read_csv_table, read_json_record, require  # noqa: E402
 from .correlation import POOLED, ranked
 from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
 from .search_tables import COMPARED_METHODS, read_histories

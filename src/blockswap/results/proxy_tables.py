@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checks import read_csv_table
 from ..errors import BlockswapError
 from ..search.proxies import PROXIES
 from ..search.score_files import TIMING_PREFIX, parse_proxy_column
 from ..search.scoring import read_scores
 from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from ..validation import read_csv_table
 from .correlation import POOLED, Measure, correlate, stability
 from .noise import group_ceilings
 from .paper import table1_match
@@ -233,7 +233,7 @@ def proxy_costs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
 
 
-# The kind of each column of a correlation table (checks.EXPECTED): statistics may be empty where a
+# The kind of each column of a correlation table (validation.EXPECTED): statistics may be empty where a
 # group of networks is too small or a proxy constant; `budget` is a budget or "pooled".
 CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quality_low", "quality_high"]
 

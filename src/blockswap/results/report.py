@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..checks import read_json_record, require
 from ..detection.evaluate import AP_NAMES, IOU_TYPES
 from ..errors import BlockswapError
+from ..validation import read_json_record, require
 from .paper import (
     NO_OPS,
     SAMPLES_SINGLE_BLOCKTYPE,
@@ -29,7 +29,7 @@ from .single_blocktype import reference_network
 from .students import LATENCY_COLUMN
 
 COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "params_k", "ops_m"]
-# What a cost file (`blockswap cost --out`) must hold, and as what (checks.EXPECTED).
+# What a cost file (`blockswap cost --out`) must hold, and as what (validation.EXPECTED).
 COST_KEYS = {"arch": "text", "genotype": "names", "params": "int", "macs": "int", "ops": "int"}
 # Powers of ten of the units counts are printed in.
 SIZE_UNITS = {"K": 3, "M": 6, "G": 9}

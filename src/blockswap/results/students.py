@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..checks import EXPECTED, check_value, read_csv_table, read_json_record, require
 from ..deploy.latency import LATENCY_COLUMN
 from ..errors import BlockswapError
+from ..validation import EXPECTED, check_value, read_csv_table, read_json_record, require
 
 STUDENT_COLUMNS = [
     "method",
@@ -28,7 +28,7 @@ STUDENT_COLUMNS = [
     "candidate",
     "dataset",
 ]
-# The kind of each column of a students table (checks.EXPECTED); "?": may be empty.
+# The kind of each column of a students table (validation.EXPECTED); "?": may be empty.
 STUDENT_KINDS = {
     "method": "text",
     "network": "text",

@@ -17,7 +17,7 @@ from .proxies import PROXIES
 from .sampling import CANDIDATE_COLUMNS
 
 PARTIAL_SUFFIX = ".partial"
-# Kind of each column of a candidates or scores file (checks.EXPECTED says what each kind is).
+# Kind of each column of a candidates or scores file (validation.EXPECTED says what each kind is).
 SCORE_KINDS = {
     "candidate": "int",
     "genotype": "text",

@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..checks import parse_csv, read_csv_table
 from ..data.loader import training_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
@@ -35,6 +34,7 @@ from ..provenance import (
     write_result_text,
 )
 from ..seeds import derive_seed
+from ..validation import parse_csv, read_csv_table
 from .measure import table1_mode
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates

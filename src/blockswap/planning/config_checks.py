@@ -3,7 +3,6 @@ teacher, settings that contradict each other), reported in one line before any j
 
 from __future__ import annotations
 
-from ..checks import check_batch_norm_batch, check_training_batches
 from ..data.datasets import dataset_info
 from ..deploy.timing import Setting
 from ..errors import BlockswapError
@@ -12,6 +11,7 @@ from ..networks.models import parse_arch
 from ..search.evolution import scaled_sizes
 from ..search.sampling import CostTable, check_budget
 from ..search.scoring import ScoringSettings
+from ..validation import check_batch_norm_batch, check_training_batches
 from .budgets import (
     ablation_budgets,
     ablation_seeds,
