@@ -1233,7 +1233,7 @@ def step_loader(args, rec: Record):
 
 
 def step_latency(args, rec: Record):
-    """Issue 13 on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
+    """Deployment budgets on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
     package's own protocol: 10 warm-ups, median of 50 CUDA-synchronised calls), then the table's
     prediction error against end-to-end timings of as many random students as the time box allows
     (200 wanted), and Kendall tau of predicted latency, params and MACs against measured latency."""
@@ -1509,7 +1509,6 @@ def step_report(args):
         except (OSError, subprocess.SubprocessError):
             gpu = "unknown"
     combined = {
-        "issue": 16,
         "dry_run": args.dry_run,
         "device": gpu,
         "torch": env.get("torch"),

@@ -17,15 +17,8 @@ import torch
 from ..errors import BlockswapError
 from . import archives
 from .archives import CIFAR_ARCHIVES, SVHN_FILES
-from .augmentation import PAPER_IMAGE_SIZE, Augmentation
+from .augmentation import PAPER_IMAGE_SIZE
 from .folder import FOLDER_DEFAULT_SIZE, class_names, load_folder
-from .loader import (
-    TensorBatches,
-    epoch_batches,
-    evaluation_batches,
-    part_of,
-    training_batches,
-)
 from .splits import (
     SPLIT_SEED,
     Dataset,
@@ -34,23 +27,6 @@ from .splits import (
     holdout,
     resize_uint8,
 )
-
-# Moved to splits.py, augmentation.py and loader.py; importable from here too for older callers.
-__all__ = [
-    "DATASETS",
-    "Augmentation",
-    "Dataset",
-    "DatasetInfo",
-    "ImageTensors",
-    "TensorBatches",
-    "check_image_size",
-    "dataset_info",
-    "epoch_batches",
-    "evaluation_batches",
-    "load_dataset",
-    "part_of",
-    "training_batches",
-]
 
 # Normalisation constants, each with its source.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # docs/paper.md s.4 (attention-transfer / Cutout code)

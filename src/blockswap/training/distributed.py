@@ -2,7 +2,7 @@
 with batch 256 split across 4 GPUs).
 
 A run is defined independently of the number of processes N: every rank draws the same seeded
-global batch and keeps its contiguous share (`datasets.part_of`), the loss of each share is
+global batch and keeps its contiguous share (`loader.part_of`), the loss of each share is
 weighted so that the averaged gradient is the global batch's mean gradient, and batch norm uses
 the statistics of the global batch, so N processes train the network one process would (to float
 rounding). The augmentation is one process's too: in-memory batches are augmented whole, and an
