@@ -65,7 +65,7 @@ rule teacher:
 
 rule search:
     input:
-        search_outputs(),
+        outputs.search_outputs(config, RESULTS),
 
 
 rule students:
@@ -80,17 +80,17 @@ rule baselines:
 
 rule ablation:
     input:
-        ablation_outputs(),
+        outputs.ablation_outputs(config, PLANS, RESULTS),
 
 
 rule tables:
     input:
-        paper_tables(),
+        outputs.paper_tables(config, RESULTS),
 
 
 rule figures:
     input:
-        paper_figures(),
+        outputs.paper_figures(config, RESULTS),
 
 
 rule costs:
@@ -100,9 +100,9 @@ rule costs:
 
 rule compare:
     input:
-        comparison_outputs(),
+        outputs.comparison_outputs(config, PLANS, RESULTS),
 
 
 rule latency:
     input:
-        latency_outputs(),
+        outputs.latency_outputs(config, PLANS, RESULTS, PRETRAINED),

@@ -51,8 +51,8 @@ import torch.nn.functional as F
 import torchvision
 
 from blockswap import build_model
+from blockswap.networks.models import PostActivationStages
 from blockswap.training.distillation import (
-    PostActivationStages,
     attention_transfer_loss,
     attention_transfer_losses,
     default_beta,

@@ -1,7 +1,7 @@
 """Benchmark: one CIFAR-sized training epoch of augmentation, batched on the device vs per image.
 
 `blockswap` holds small datasets as uint8 tensors and crops/flips/cuts out whole batches at once
-(datasets.TensorBatches). The comparison is torchvision's per-image transforms through a
+(loader.TensorBatches). The comparison is torchvision's per-image transforms through a
 DataLoader, the usual way, with the same augmentation (pad-4 crop, flip, normalise, Cutout 16).
 
     python bench/augmentation.py --images 50000 --batch-size 128

@@ -58,7 +58,7 @@ sys.path.insert(0, str(BENCH))  # fisher_scoring.py and train_step.py are reused
 STEPS = ("install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake")
 TEACHER = "wrn-40-2"
 STUDENTS = {  # label -> genotype spec (file or one block name for every block)
-    "blockswap-404k": "config/genotypes/blockswap-404k.yaml",
+    "blockswap-404k": "src/blockswap/genotypes/blockswap-404k.yaml",
     "all-G(4)": "G(4)",
     "all-G(N)": "G(N)",
 }
@@ -374,7 +374,8 @@ class FisherPaths:
         import torch
 
         from blockswap import build_model
-        from blockswap.search.fisher import fisher_from_probes, measure_one_pass
+        from blockswap.search.fisher import fisher_from_probes
+        from blockswap.search.measure import measure_one_pass
         from blockswap.search.proxies import PROXIES
         from blockswap.seeds import derive_seed
 
@@ -1232,12 +1233,12 @@ def step_loader(args, rec: Record):
 
 
 def step_latency(args, rec: Record):
-    """Issue 13 on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
+    """Deployment budgets on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
     package's own protocol: 10 warm-ups, median of 50 CUDA-synchronised calls), then the table's
     prediction error against end-to-end timings of as many random students as the time box allows
     (200 wanted), and Kendall tau of predicted latency, params and MACs against measured latency."""
     from blockswap.deploy.latency import LatencyTable, build_latency_table
-    from blockswap.deploy.latency_check import check_table
+    from blockswap.deploy.latency_validation import check_table
     from blockswap.deploy.timing import Setting
 
     dry = args.dry_run
@@ -1508,7 +1509,6 @@ def step_report(args):
         except (OSError, subprocess.SubprocessError):
             gpu = "unknown"
     combined = {
-        "issue": 16,
         "dry_run": args.dry_run,
         "device": gpu,
         "torch": env.get("torch"),

@@ -38,11 +38,11 @@ rule proxies:
         gpu=1,
         mem_mb=4000,
     params:
-        data=data_args(),
+        data=commands.data_args(config),
         search=config["search"],
         limit=config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,
-        minibatches=comma_list(config["ablation"]["minibatches"]),
+        minibatches=commands.comma_list(config["ablation"]["minibatches"]),
     shell:
         "blockswap score {input.candidates} {params.data} --limit {params.limit} "
         "--proxies {params.proxies} --minibatches {params.minibatches} "
@@ -69,7 +69,7 @@ rule proxies_reseeded:
         gpu=1,
         mem_mb=4000,
     params:
-        data=data_args(),
+        data=commands.data_args(config),
         search=config["search"],
         limit=config["ablation"]["stability_candidates"] or config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,

@@ -22,7 +22,7 @@ rule search_history:
         gpu=1,
         mem_mb=4000,
     params:
-        args=guided_search_args(),
+        args=commands.guided_search_args(config),
         samples=COMPARE_SAMPLES,
     shell:
         "blockswap search --method {wildcards.method} --budget {wildcards.budget} --samples {params.samples} "

@@ -17,12 +17,10 @@ rule cost:
         method=lambda wc: PLANS[wc.network].method,
         arch=lambda wc: PLANS[wc.network].arch,
         genotype=lambda wc: PLANS[wc.network].genotype,
-        dataset=config["dataset"],
-        data_dir=config["data_dir"],
-        image_size=image_size_arg(),
+        data=commands.data_args(config),
     shell:
         "blockswap cost --arch {params.arch} --genotype {params.genotype:q} "
-        "--dataset {params.dataset} --data-dir={params.data_dir:q} {params.image_size} "
+        "{params.data} "
         "--name {wildcards.network} --method {params.method} --out {output} > {log} 2>&1"
 
 

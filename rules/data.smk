@@ -12,6 +12,6 @@ rule data:
     conda:
         "../environment.yml"
     params:
-        data=data_args(download=True),
+        data=commands.data_args(config, download=True),
     shell:
         "blockswap data {params.data} --out {output} > {log} 2>&1"

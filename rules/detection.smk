@@ -18,10 +18,10 @@ rule detection_search:
         gpu=1,
         mem_mb=16000,
     params:
-        data=detection_args(),
+        data=commands.detection_args(config),
         d=config["detection"],
-        budget=optional_arg("--budget", config["detection"]["budget"]),
-        limit=optional_arg("--limit", config["detection"]["train_limit"]),
+        budget=commands.optional_arg("--budget", config["detection"]["budget"]),
+        limit=commands.optional_arg("--limit", config["detection"]["train_limit"]),
     shell:
         "blockswap detection search {params.data} --arch {params.d[arch]} --reference {params.d[reference]:q} "
         "{params.budget} --candidates {params.d[candidates]} --samples {params.d[samples]} "
@@ -47,8 +47,8 @@ rule detection_train:
         gpu=config["detection"]["gpus"],
         mem_mb=32000,
     params:
-        data=detection_args(),
-        training=detection_training_args(),
+        data=commands.detection_args(config),
+        training=commands.detection_training_args(config),
         genotype=lambda wc, input: input[0] if input else config["detection"]["reference"],
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
@@ -75,7 +75,7 @@ rule detection_evaluate:
         mem_mb=16000,
     params:
         data_dir=config["data_dir"],
-        limit=optional_arg("--limit", config["detection"]["val_limit"]),
+        limit=commands.optional_arg("--limit", config["detection"]["val_limit"]),
         method=lambda wc: DETECTION_ROWS[wc.backbone],
     shell:
         "blockswap detection evaluate --data-dir={params.data_dir:q} --model {input} {params.limit} "

@@ -18,17 +18,15 @@ rule latency_table:
     params:
         arch=config["teacher"]["arch"],
         candidates=config["search"]["candidates"],
-        dataset=config["dataset"],
-        data_dir=config["data_dir"],
-        image_size=image_size_arg(),
+        data=commands.data_args(config),
         device=LATENCY["device"],
-        threads=comma_list(LATENCY["threads"]),
-        batches=comma_list(LATENCY["batches"]),
+        threads=commands.comma_list(LATENCY["threads"]),
+        batches=commands.comma_list(LATENCY["batches"]),
         seed=LATENCY["seed"],
-        measure=latency_measure_args(),
+        measure=commands.latency_measure_args(config),
     shell:
-        "blockswap latency {params.arch} --candidates {params.candidates} --dataset {params.dataset} "
-        "--data-dir={params.data_dir:q} {params.image_size} --device {params.device} --threads {params.threads} "
+        "blockswap latency {params.arch} --candidates {params.candidates} {params.data} "
+        "--device {params.device} --threads {params.threads} "
         "--batches {params.batches} {params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
 
 
@@ -49,7 +47,7 @@ rule latency_check:
         setting=LATENCY["setting"],
         samples=LATENCY["check_samples"],
         seed=LATENCY["seed"],
-        measure=latency_measure_args(clock=False),
+        measure=commands.latency_measure_args(config, clock=False),
     shell:
         "blockswap latency-check {input} --setting {params.setting} --samples {params.samples} "
         "--seed {params.seed} {params.measure} --out {output} > {log} 2>&1"
@@ -70,7 +68,7 @@ rule network_latency:
     threads: workflow.cores
     params:
         setting=LATENCY["setting"],
-        measure=latency_measure_args(),
+        measure=commands.latency_measure_args(config),
     shell:
         "blockswap measure {input} --setting {params.setting} {params.measure} --out {output} > {log} 2>&1"
 
@@ -101,6 +99,8 @@ rule latency_ranks:
         md=f"{RESULTS}/tables/latency_ranks.md",
     log:
         f"{LOGS}/tables/latency_ranks.log",
+    benchmark:
+        f"{BENCHMARKS}/tables/latency_ranks.tsv"
     conda:
         "../environment.yml"
     shell:

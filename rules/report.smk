@@ -21,7 +21,7 @@ rule resolved_config:
 rule students_table:
     input:
         metrics=[*TEACHER_METRICS, *student_metrics(STUDENT_METHODS)],
-        latency=students_latency_files(),
+        latency=outputs.students_latency_files(config, PLANS, RESULTS, PRETRAINED),
         data=rules.data.output[0],  # its training split: the images/s column
     output:
         f"{RESULTS}/tables/students.csv",
@@ -290,7 +290,7 @@ rule timings:
         "../environment.yml"
     params:
         folder=BENCHMARKS,
-        rules=lambda wc: benchmark_rule_args(),
+        rules=lambda wc: commands.benchmark_rule_args(workflow.rules),
     shell:
         # The folder is made first: a run whose every result predates the directives has none yet.
         "mkdir -p {params.folder:q} && blockswap report timings {params.folder:q} {params.rules} "

@@ -17,16 +17,13 @@ rule sample:
     params:
         arch=config["teacher"]["arch"],
         search=config["search"],
-        dataset=config["dataset"],
-        data_dir=config["data_dir"],
-        image_size=image_size_arg(),
-        latency=sample_latency_args(),
+        data=commands.data_args(config),
+        latency=commands.sample_latency_args(config, LATENCY_TABLE),
     shell:
         "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} "
         "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
         "--candidates {params.search[candidates]} --samples {params.search[samples]} "
-        "--seed {params.search[seed]} --dataset {params.dataset} --data-dir={params.data_dir:q} {params.image_size} "
-        "--out {output} > {log} 2>&1"
+        "--seed {params.search[seed]} {params.data} --out {output} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/default/search/100000/scores/shard-0.csv
@@ -47,8 +44,8 @@ rule score:
         mem_mb=4000,
     params:
         search=config["search"],
-        data=data_args(),
-        proxy=search_proxy_args(),
+        data=commands.data_args(config),
+        proxy=commands.search_proxy_args(config),
     shell:
         "blockswap score {input.candidates} {params.data} --shard {wildcards.shard}/{params.search[shards]} "
         "{params.proxy}"
@@ -119,7 +116,7 @@ rule evolve:
         gpu=1,
         mem_mb=4000,
     params:
-        args=guided_search_args(),
+        args=commands.guided_search_args(config),
         search=config["search"],
     shell:
         "blockswap search --method evolution --budget {wildcards.budget} --samples {params.search[samples]} "

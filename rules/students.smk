@@ -25,10 +25,10 @@ rule train_student:
     params:
         arch=lambda wc: PLANS[wc.network].arch,
         genotype=lambda wc: PLANS[wc.network].genotype,
-        tags=lambda wc: plan_tags(wc.network),
-        data=data_args(),
-        training=lambda wc: training_args(wc.network),
-        distillation=lambda wc: distillation_args(wc.network),
+        tags=lambda wc: commands.plan_tags(PLANS[wc.network]),
+        data=commands.data_args(config),
+        training=lambda wc: commands.training_args(config, PLANS[wc.network].method),
+        distillation=lambda wc: commands.distillation_args(config, PLANS[wc.network]),
         teacher=lambda wc: teacher_arg(wc.seed, wc.network),
         out=lambda wc, output: str(Path(output.metrics).parent),
     shell:
@@ -67,10 +67,10 @@ for group, members in LOCKSTEP.items():
         params:
             arch=PLANS[members[0]].arch,
             genotypes=" ".join(shlex.quote(PLANS[n].genotype) for n in members),
-            tags=lockstep_tags(members),
-            data=data_args(),
-            training=training_args(members[0]),
-            distillation=distillation_args(members[0]),
+            tags=commands.lockstep_tags([PLANS[n] for n in members]),
+            data=commands.data_args(config),
+            training=commands.training_args(config, PLANS[members[0]].method),
+            distillation=commands.distillation_args(config, PLANS[members[0]]),
             teacher=lambda wc, members=members: teacher_arg(wc.seed, members[0]),
             outs=lambda wc, output: " ".join(shlex.quote(str(Path(m).parent)) for m in output.metrics),
         shell:

@@ -22,7 +22,7 @@ if PRETRAINED:
             mem_mb=8000,
         params:
             spec=PRETRAINED,
-            data=data_args(),
+            data=commands.data_args(config),
         shell:
             "blockswap evaluate {params.spec:q} {params.data} --out {output.metrics} > {log} 2>&1"
 
@@ -49,8 +49,8 @@ else:
             mem_mb=8000,
         params:
             arch=config["teacher"]["arch"],
-            data=data_args(),
-            training=training_args(),
+            data=commands.data_args(config),
+            training=commands.training_args(config),
             out=lambda wc, output: str(Path(output.metrics).parent),
         shell:
             "blockswap train --arch {params.arch} {params.data} {params.training} --seed {wildcards.seed} "

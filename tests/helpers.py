@@ -6,6 +6,8 @@ by name works only by accident of sys.path.
 
 from pathlib import Path
 
+from blockswap.planning.plan import RELEASED_GENOTYPES
+
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT / "tests" / "data" / "released"
-GENOTYPES = ROOT / "config" / "genotypes"
+GENOTYPES = RELEASED_GENOTYPES

@@ -5,8 +5,8 @@ functions a workflow configuration check calls with its keys' names."""
 import pytest
 
 from blockswap import BlockswapError
-from blockswap.checks import check_batch_norm_batch, check_training_batches, smallest_training_batch
 from blockswap.networks.models import parse_arch
+from blockswap.validation import check_batch_norm_batch, check_training_batches, smallest_training_batch
 
 WRN = parse_arch("wrn-10-2")  # stages at the image size, then halved twice
 RESNET = parse_arch("resnet-18")  # /4 in the stem, then halved three times: 1x1 up to 32 px

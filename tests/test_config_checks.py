@@ -14,9 +14,10 @@ import yaml
 from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError
-from blockswap.results.config_file import load_schema
-from blockswap.results.plan import budget_keys, plan_networks
-from blockswap.results.plan_checks import check_plan
+from blockswap.planning.budgets import budget_keys
+from blockswap.planning.config_checks import check_plan
+from blockswap.planning.config_file import load_schema
+from blockswap.planning.plan import plan_networks
 from blockswap.seeds import MAX_SEED, derive_seed
 
 BIN = Path(sys.executable).parent

@@ -8,16 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau, spearmanr
 
-from blockswap.results.correlation import (
-    Measure,
-    correlate,
-    interval,
-    kendall_tau_b,
-    partial_tau,
-    ranked,
-    spearman_rho,
-    stability,
-)
+from blockswap.results.correlation import Measure, correlate, ranked, stability
+from blockswap.stats.intervals import interval
+from blockswap.stats.ranks import kendall_tau_b, partial_tau, spearman_rho
 
 # Rows of values with many ties (small integers) and of distinct floats.
 rows = st.integers(3, 12).flatmap(
@@ -44,7 +37,7 @@ def test_kendall_chunks_give_the_same_rows(monkeypatch):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(50, 20)), rng.normal(size=(50, 20))
     whole = kendall_tau_b(x, y)
-    monkeypatch.setattr("blockswap.results.correlation.CHUNK_CELLS", 400)  # one row per chunk
+    monkeypatch.setattr("blockswap.stats.ranks.CHUNK_CELLS", 400)  # one row per chunk
     np.testing.assert_array_equal(kendall_tau_b(x, y), whole)
     assert whole[7] == pytest.approx(kendalltau(x[7], y[7])[0])
 

@@ -509,8 +509,8 @@ def test_costing_a_folder_dataset_counts_its_class_folders(tmp_path, capsys):
 
 def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeypatch, capsys):
     from blockswap.cli import training
-    from blockswap.results.config_file import load_config
-    from blockswap.results.plan import input_size
+    from blockswap.planning.budgets import input_size
+    from blockswap.planning.config_file import load_config
 
     write_tree(tmp_path / "tree", {"a": 6, "b": 6}, sizes=((20, 20),))
     overlay = tmp_path / "overlay.yaml"

@@ -24,7 +24,8 @@ from blockswap import (
     parse_block,
 )
 from blockswap.cli import main
-from blockswap.deploy import latency_check, timing
+from blockswap.deploy import latency_validation as latency_check
+from blockswap.deploy import timing
 from blockswap.deploy.export import (
     Deployable,
     deployable,
@@ -33,7 +34,7 @@ from blockswap.deploy.export import (
     run_export,
 )
 from blockswap.deploy.latency import LatencyTable, build_latency_table
-from blockswap.deploy.latency_check import check_table
+from blockswap.deploy.latency_validation import check_table
 from blockswap.deploy.timing import Setting, settings_from
 from blockswap.provenance import read_sidecar, write_json, write_result_text
 from blockswap.results.report import table2
@@ -463,7 +464,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
 
 
 def config_with(**changes):
-    from blockswap.results.config_file import load_config
+    from blockswap.planning.config_file import load_config
 
     config = load_config([latency_root() / "config" / "config.yaml"])
     for key, value in changes.items():
@@ -488,16 +489,16 @@ def latency_root():
     ],
 )
 def test_latency_settings_are_checked_before_any_job(changes, message):
-    from blockswap.results.plan_checks import check_plan
+    from blockswap.planning.config_checks import check_plan
 
     with pytest.raises(BlockswapError, match=message):
         check_plan(config_with(**changes))
 
 
 def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_path):
-    from blockswap.results.config_file import load_config
-    from blockswap.results.plan import plan_notes
-    from blockswap.results.plan_checks import check_plan
+    from blockswap.planning.config_checks import check_plan
+    from blockswap.planning.config_file import load_config
+    from blockswap.planning.plan import plan_notes
 
     config = config_with(search__budget_kind="latency", search__budgets=[400, 800])
     check_plan(config)  # counted against the measured table when sampling, not now

@@ -297,8 +297,8 @@ def test_the_search_command_measures_the_proxy_of_the_registry(tmp_path):
 def plan_of(tmp_path, overlay):
     from helpers import GENOTYPES, ROOT
 
-    from blockswap.results.config_file import load_config
-    from blockswap.results.plan import plan_networks
+    from blockswap.planning.config_file import load_config
+    from blockswap.planning.plan import plan_networks
 
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
@@ -420,7 +420,8 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
 
 @pytest.mark.slow
 def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
-    from blockswap.results.search_tables import mean_interval, search_curves
+    from blockswap.results.search_tables import search_curves
+    from blockswap.stats.intervals import mean_interval
 
     paths = []
     for method in ("random", "evolution"):

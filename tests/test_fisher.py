@@ -14,12 +14,11 @@ from blockswap import (
     parse_block,
     valid_types,
 )
-from blockswap.search.fisher import (
+from blockswap.search.fisher import fisher_from_probes, fisher_potential
+from blockswap.search.measure import (
     ABLATION_LR,
     ABLATION_MOMENTUM,
     ABLATION_WEIGHT_DECAY,
-    fisher_from_probes,
-    fisher_potential,
     measure_along_training,
     measure_one_pass,
 )

@@ -325,7 +325,7 @@ def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp
 def test_paper_configs_inherit_none_of_the_defaults_demo_settings(name):
     """Snakemake reads config/config.yaml first and the paper config over it: every key the bundled
     default sets for speed must be set back to the paper's protocol."""
-    from blockswap.results.config_file import load_config
+    from blockswap.planning.config_file import load_config
 
     config = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / name])
     assert config["teacher"]["epochs"] is None and config["training"]["channels_last"] is False

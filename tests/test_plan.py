@@ -7,13 +7,9 @@ import yaml
 from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
-from blockswap.results.plan import (
-    closest_single_blocktype,
-    lockstep_groups,
-    plan_networks,
-    released_for_budget,
-)
-from blockswap.results.run_cost import plan_cost
+from blockswap.planning.budgets import closest_single_blocktype
+from blockswap.planning.plan import lockstep_groups, plan_networks, released_for_budget
+from blockswap.planning.run_cost import plan_cost
 
 
 def load(name):
@@ -102,7 +98,7 @@ def test_moonshine_auto_picks_the_single_blocktype_closest_to_each_budget():
 def test_moonshine_auto_never_picks_a_network_outside_the_tolerance():
     """1,100K params: the nearest single-blocktype WRN-40-2 is G(4) at 814.6K or G(2) at 1359.0K,
     both far outside +-2.5 %; the plan trains none and says so."""
-    from blockswap.results.plan import plan_notes
+    from blockswap.planning.plan import plan_notes
 
     config = load("config/paper-cifar10.yaml")
     config["baselines"]["moonshine"] = "auto"
@@ -127,7 +123,7 @@ def test_every_transcribed_genotype_has_its_attribution():
 
 
 def test_resolved_config_round_trip(tmp_path):
-    from blockswap.results.config_file import (
+    from blockswap.planning.config_file import (
         config_key,
         save_resolved_config,
         use_resolved_config,

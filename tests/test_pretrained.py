@@ -16,15 +16,16 @@ from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from blockswap.data.loader import evaluation_batches
 from blockswap.data.splits import Dataset, ImageTensors
 from blockswap.errors import BlockswapError
+from blockswap.networks.models import PostActivationStages
 from blockswap.networks.pretrained import (
     ARCHS,
     describe,
     is_pretrained_spec,
     load_pretrained_teacher,
     parse_spec,
-    pretrained_metrics,
 )
-from blockswap.training.distillation import PostActivationStages, check_compatible, distillation_loss
+from blockswap.training.distillation import check_compatible, distillation_loss
+from blockswap.training.teachers import pretrained_metrics
 
 OFFICIAL = "resnet34-b627a593.pth"
 URL = "https://download.pytorch.org/models/resnet34-b627a593.pth"

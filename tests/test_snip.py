@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from blockswap import build_model
 from blockswap.errors import BlockswapError
-from blockswap.search.snip import (
+from blockswap.training.snip import (
     apply_masks,
     connection_saliency,
     remaining_params,

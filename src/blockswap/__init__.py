@@ -15,10 +15,10 @@ from .networks.layers import Cost
 from .networks.models import Network, NetworkSpec, build_model, parse_arch
 from .search.fisher import FisherPotential, fisher_potential
 from .search.sampling import CostTable, sample_candidates
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "BlockType",
     "BlockswapError",
     "CANDIDATE_SETS",

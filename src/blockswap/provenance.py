@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .errors import BlockswapError
+from .version import __version__
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # A CSV, PNG or other file that cannot hold its own provenance gets it in a sidecar JSON beside it.
@@ -39,9 +40,6 @@ FILE_MODE = 0o666
 @functools.lru_cache(maxsize=1)  # fixed for the life of a process; every file stamps it
 def code_version() -> str:
     """Package version, plus the git commit (and '-dirty') when run from a checkout."""
-    # Imported here: the package imports modules that import this one before it defines __version__.
-    from . import __version__
-
     try:
         commit = subprocess.run(
             ["git", "-C", str(PACKAGE_ROOT), "describe", "--always", "--dirty", "--abbrev=12"],

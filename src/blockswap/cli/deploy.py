@@ -8,10 +8,17 @@ import time
 from pathlib import Path
 
 from ..data.datasets import dataset_info
+from ..deploy.export import deployable, export_run
+from ..deploy.latency import LatencyTable, build_latency_table
+from ..deploy.latency_validation import check_table, latency_ranks, latency_ranks_markdown
+from ..deploy.timing import Setting, machine_fingerprint, measure_model, settings_from
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
-from ..provenance import provenance, write_json, write_result_text
+from ..networks.models import parse_arch
+from ..provenance import provenance, write_json, write_result_text, write_results
+from ..results.students import read_students
 from ..seeds import seed_argument
+from ..training.checkpoint import load_model
 from .data_options import add_data_options
 
 
@@ -37,10 +44,6 @@ def _progress(quiet: bool):
 
 
 def cmd_latency(args) -> None:
-    from ..deploy.latency import LatencyTable, build_latency_table
-    from ..deploy.timing import settings_from
-    from ..networks.models import parse_arch
-
     arch = parse_arch(args.arch)
     if args.classes is not None and args.classes < 1:
         raise BlockswapError(f"--classes must be at least 1, got {args.classes}")
@@ -119,9 +122,6 @@ def add_latency(sub) -> None:
 
 
 def cmd_latency_check(args) -> None:
-    from ..deploy.latency import LatencyTable
-    from ..deploy.latency_check import check_table
-
     table = LatencyTable.load(args.table)
     start = time.perf_counter()
     frame, summary = check_table(table, args.setting, args.samples, args.seed, args.warmup, args.runs)
@@ -153,10 +153,6 @@ def add_latency_check(sub) -> None:
 
 
 def cmd_measure(args) -> None:
-    from ..deploy.export import deployable
-    from ..deploy.timing import Setting, machine_fingerprint, measure_model
-    from ..training.checkpoint import load_model
-
     setting = Setting.parse(args.setting)
     model, record = load_model(args.run)
     seconds = measure_model(deployable(model), record["input_size"], setting, args.warmup, args.runs, clock=args.clock)
@@ -197,8 +193,6 @@ def add_measure(sub) -> None:
 
 
 def cmd_export(args) -> None:
-    from ..deploy.export import export_run
-
     result = export_run(
         args.run, args.format, args.out, args.setting, args.warmup, args.runs, measure=not args.no_latency
     )
@@ -224,10 +218,6 @@ def add_export(sub) -> None:
 
 
 def cmd_latency_ranks(args) -> None:
-    from ..deploy.latency_check import latency_ranks, latency_ranks_markdown
-    from ..provenance import write_results
-    from ..results.students import read_students
-
     if not str(args.out).endswith(".csv"):
         raise BlockswapError(f"--out must name a .csv file (the Markdown table goes beside it), got {args.out}")
     frame = latency_ranks(read_students(args.inputs))

@@ -6,10 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
+from ..detection.coco import CocoDetection
+from ..detection.evaluate import evaluate_detector
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
 from ..networks.genotype import Genotype
+from ..provenance import input_digests, provenance, write_json, write_results
+from ..results.report import latex, markdown, table4
 from ..seeds import seed_argument
+from ..training.distributed import device_type
 
 
 def _positive(text: str) -> int:
@@ -98,10 +105,6 @@ def add(sub):
 
 
 def _device(name: str):
-    import torch
-
-    from ..training.distributed import device_type
-
     kind = device_type(name)
     return torch.device("cuda:0" if kind == "cuda" else kind)
 
@@ -113,13 +116,11 @@ def run(args):
         return _evaluate(args)
     if args.min_size > args.max_size:
         raise BlockswapError(f"--min-size {args.min_size} is more than --max-size {args.max_size}")
-    from .. import detection  # noqa: F401  (imports torchvision only for detection commands)
-    from ..detection.coco import CocoDetection
-    from ..detection.model import check_arch
+    from ..detection.model import check_arch  # torchvision: 1.5 s to import
 
     depth = check_arch(args.arch).depth
     if args.detection_command == "search":
-        from ..detection.search import search_backbone
+        from ..detection.search import search_backbone  # torchvision: 1.5 s to import
 
         Genotype.from_spec(args.reference, depth)
         data = CocoDetection(args.data_dir, "train", train=True, limit=args.limit)
@@ -144,7 +145,7 @@ def run(args):
             f"{record['cost']['backbone_params']} backbone params) -> {args.out}"
         )
         return
-    from ..detection.train import DetectionTrainConfig, train_detector_parallel
+    from ..detection.train import DetectionTrainConfig, train_detector_parallel  # torchvision: 1.5 s
 
     genotype = str(Genotype.from_spec(args.genotype, depth))  # every block named: a file is read once, here
     config = DetectionTrainConfig(
@@ -161,17 +162,14 @@ def run(args):
         limit=args.limit,
         seed=args.seed,
     )
-    from ..detection.model import backbone_spec
+    from ..detection.model import backbone_spec  # torchvision: 1.5 s to import
 
     backbone_spec(config.arch, config.genotype)  # a genotype that does not fit is one line, now
     train_detector_parallel(config, Path(args.out), args.nproc, args.device)
 
 
 def _evaluate(args):
-    from ..detection.coco import CocoDetection
-    from ..detection.evaluate import evaluate_detector
-    from ..detection.train import load_detector
-    from ..provenance import input_digests, provenance, write_json
+    from ..detection.train import load_detector  # torchvision: 1.5 s to import
 
     tags = {}
     for tag in args.tag:
@@ -202,9 +200,6 @@ def _evaluate(args):
 
 
 def _table(args):
-    from ..provenance import input_digests, provenance, write_results
-    from ..results.report import latex, markdown, table4
-
     out = Path(args.out)
     if out.suffix != ".csv":
         raise BlockswapError(f"--out must be a .csv path, got {out}")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..provenance import input_record, provenance, reseal, seal_all, write_results
-from ..results.convergence import DEFAULT_PLATEAU
+from ..results.convergence import DEFAULT_PLATEAU, convergence_display, convergence_table
+from ..results.noise import ceiling_display, ceiling_table
 from ..results.proxy_tables import (
     correlation_display,
     correlation_table,
@@ -17,8 +18,10 @@ from ..results.proxy_tables import (
     stability_table,
 )
 from ..results.report import cost_table, latex, markdown, samples_table, significant, table2, table2_display, table3
+from ..results.search_tables import bestof_seeds, search_curves, search_winners
 from ..results.single_blocktype import parse_pairing
 from ..results.students import read_students, students_table
+from ..results.timings import timings_display, timings_table
 
 
 def report_costs(args):
@@ -59,15 +62,11 @@ def report_correlation(args):
 
 
 def report_ceiling(args):
-    from ..results.noise import ceiling_display, ceiling_table
-
     table = ceiling_table(read_students(args.inputs))
     return table, ceiling_display(table)
 
 
 def report_convergence(args):
-    from ..results.convergence import convergence_display, convergence_table
-
     table = convergence_table(read_students(args.inputs), args.plateau)
     return table, convergence_display(table)
 
@@ -88,29 +87,21 @@ def report_proxy_costs(args):
 
 
 def report_search_curves(args):
-    from ..results.search_tables import search_curves
-
     table = search_curves(args.inputs)
     return table, significant(table)
 
 
 def report_search_winners(args):
-    from ..results.search_tables import search_winners
-
     table = search_winners(read_students(args.inputs))
     return table, significant(table)
 
 
 def report_bestof_seeds(args):
-    from ..results.search_tables import bestof_seeds
-
     table = bestof_seeds(read_students(args.inputs))
     return table, significant(table)
 
 
 def report_timings(args):
-    from ..results.timings import timings_display, timings_table
-
     if len(args.inputs) != 1:
         raise BlockswapError("report timings takes one folder: the run's benchmarks (e.g. benchmarks/<run>)")
     table, files = timings_table(args.inputs[0], parse_rules(args.rule))
@@ -342,7 +333,7 @@ FIGURE_BUILDERS = {
 
 
 def cmd_figure(args) -> None:
-    from ..results import figures
+    from ..results import figures  # matplotlib and seaborn are slow to import: only for figures
 
     start = time.perf_counter()
     FIGURE_BUILDERS[args.kind](args, figures)

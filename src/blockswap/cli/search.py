@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from ..checks import check_batch_norm_batch
 from ..data.datasets import dataset_info, load_dataset
+from ..deploy.latency import LatencyTable
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS, candidate_set
@@ -19,6 +20,14 @@ from ..provenance import (
     write_json,
     write_result_text,
 )
+from ..search.evolution import (
+    DEFAULT_POPULATION,
+    DEFAULT_TOURNAMENT,
+    SEARCH_METHODS,
+    SearchSettings,
+    history_winner,
+    search_to_file,
+)
 from ..search.proxies import CONTROLS, PROXIES
 from ..search.sampling import (
     BUDGET_KINDS,
@@ -30,6 +39,7 @@ from ..search.sampling import (
 )
 from ..search.scoring import (
     MINIBATCH_MODES,
+    Scorer,
     ScoringSettings,
     load_candidates,
     parse_shard,
@@ -37,6 +47,7 @@ from ..search.scoring import (
     select_best,
 )
 from ..seeds import seed_argument
+from ..validation import check_batch_norm_batch
 from .data_options import add_data_options
 
 
@@ -72,8 +83,6 @@ def cmd_sample(args) -> None:
 
 def with_latency_table(table: CostTable, path: str, setting: str, input_size, classes: int) -> CostTable:
     """`table` plus the latency column (whole microseconds) of a latency table measured on this machine."""
-    from ..deploy.latency import LatencyTable
-
     latency = LatencyTable.load(path)
     latency.check_network(table.arch.name, input_size, classes)
     return table.with_latency(*latency.slot_microseconds(table.types, setting))
@@ -275,11 +284,6 @@ def add_select(sub) -> None:
 
 
 def cmd_search(args) -> None:
-    from dataclasses import asdict
-
-    from ..search.evolution import SearchSettings, search_to_file
-    from ..search.scoring import Scorer
-
     arch = parse_arch(args.arch)
     input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
@@ -333,12 +337,6 @@ def cmd_search(args) -> None:
 
 
 def add_search(sub) -> None:
-    from ..search.evolution import (
-        DEFAULT_POPULATION,
-        DEFAULT_TOURNAMENT,
-        SEARCH_METHODS,
-    )
-
     p = sub.add_parser(
         "search",
         help="random or evolutionary search inside a budget, one resumable history",
@@ -380,8 +378,6 @@ def add_search(sub) -> None:
 
 
 def cmd_best(args) -> None:
-    from ..search.evolution import history_winner
-
     best = history_winner(Path(args.history), args.first)
     write_json(args.out, {**best, "provenance": provenance()})
     print(

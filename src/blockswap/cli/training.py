@@ -6,14 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checks import load_yaml
 from ..data.datasets import load_dataset
 from ..data.loader import evaluation_batches
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..networks.models import parse_arch
-from ..networks.pretrained import is_pretrained_spec, pretrained_metrics
+from ..networks.pretrained import is_pretrained_spec
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
 from ..training.checkpoint import load_model
@@ -28,9 +27,10 @@ from ..training.distributed import (
 )
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
 from ..training.lockstep import train_together
-from ..training.parallel import train_parallel, train_rank
-from ..training.teachers import is_pretrained_teacher
+from ..training.multiprocess_training import train_parallel, train_rank
+from ..training.teachers import is_pretrained_teacher, pretrained_metrics
 from ..training.train import Trainer
+from ..validation import load_yaml
 from .data_options import add_data_options
 
 # TrainConfig fields that are also flags (same name, dashes for underscores); a flag overrides the

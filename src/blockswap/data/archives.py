@@ -73,7 +73,7 @@ def missing(name: str, where: Path, url: str, download: bool, reason: str = "") 
 
 def fetch(url: str, root: Path, md5: str, extract: bool) -> str | None:
     """Download (and extract) with torchvision's helper; returns an error string when offline."""
-    from torchvision.datasets.utils import download_and_extract_archive, download_url
+    from torchvision.datasets.utils import download_and_extract_archive, download_url  # 1.5 s: only to download
 
     try:
         if extract:
@@ -143,7 +143,7 @@ def read_cifar_batches(folder: Path, names: tuple[str, ...], label_key: bytes) -
 
 def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 3, 32, 32) and int64 labels 0..9 of one SVHN split."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # scipy is slow to import: only for SVHN's .mat files
 
     try:
         mat = loadmat(str(path))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 
 from ..errors import BlockswapError
 from .splits import SPLIT_SEED, Dataset, ImageTensors, channel_stats, holdout
@@ -74,8 +75,6 @@ def image_files(class_dir: Path) -> list[Path]:
 
 def read_image(path: Path, size: int) -> np.ndarray:
     """(size, size, 3) uint8: RGB, centre-cropped to a square, resized (PIL's filters antialias)."""
-    from PIL import Image, ImageOps
-
     try:
         with Image.open(path) as image:
             image.load()

@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import BlockswapError
 from ..networks.models import Network
 from ..provenance import atomic_write, provenance, seal
+from ..training.checkpoint import load_model
 from .timing import (
     MIN_RUNS,
     MIN_WARMUP,
@@ -92,7 +93,7 @@ def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
 
 def onnx_session(data: bytes, threads: int = 1):
     try:
-        import onnxruntime
+        import onnxruntime  # optional (the deploy extra): only for an ONNX check
     except ImportError:
         raise BlockswapError("ONNX Runtime is not installed: pip install -e '.[deploy]' (or onnxruntime)") from None
     options = onnxruntime.SessionOptions()
@@ -157,8 +158,6 @@ def export_run(
 ) -> dict:
     """Export a trained network (a training folder or model.pt) to `out`, sealed, its check and (with
     `measure`) its latency beside PyTorch's recorded in the sidecar; returns that record."""
-    from ..training.checkpoint import load_model
-
     start = time.perf_counter()
     net, record = load_model(run)
     size = tuple(record["input_size"])

@@ -50,7 +50,7 @@ def missing_message(data_dir, split: str) -> str:
 
 def load_coco_api(path: Path):
     """pycocotools' COCO index of an annotations file, its chatter silenced; a bad file is one line."""
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # only for COCO: the classification commands never need it
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -24,7 +24,7 @@ AP_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
 def coco_metrics(coco_gt, detections: list[dict], iou_type: str, image_ids: Iterable[int]) -> dict:
     """The six AP numbers (%) of `detections` (COCO result dicts) against `coco_gt`."""
-    from pycocotools.cocoeval import COCOeval
+    from pycocotools.cocoeval import COCOeval  # only for COCO: the classification commands never need it
 
     if iou_type not in IOU_TYPES:
         raise BlockswapError(f"IoU type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}")
@@ -50,7 +50,7 @@ def _has_gt(coco_gt, image_ids, name: str) -> bool:
 
 def to_results(image_id: int, output: dict) -> list[dict]:
     """One image's detector output as COCO result dicts with boxes and RLE masks."""
-    import pycocotools.mask as mask_util
+    import pycocotools.mask as mask_util  # only for COCO: the classification commands never need it
 
     boxes = output["boxes"].detach().cpu().numpy().astype(float)
     scores = output["scores"].detach().cpu().tolist()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from ..checks import read_text
 from ..errors import BlockswapError
+from ..validation import read_text
 from .blocks import BlockType, parse_block
 
 

@@ -197,6 +197,11 @@ class NetworkSpec:
         return sum(self.block_costs(input_size), self.arch.fixed_cost(input_size, self.num_classes))
 
 
+class PostActivationStages(list):
+    """A teacher's stage outputs taken after the ReLU that follows each stage's last residual add
+    (a post-activation network): a pre-activation student's stages are compared after a ReLU."""
+
+
 class Intermediates(NamedTuple):
     logits: torch.Tensor
     stages: list[torch.Tensor]  # each stage's output after its last residual add (AT points)

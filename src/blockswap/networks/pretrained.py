@@ -18,7 +18,6 @@ ImageNet code compares post-ReLU group outputs on both sides (bench/at_points.py
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import BlockswapError
-from ..provenance import file_digest, provenance
-from ..training.distillation import PostActivationStages
-from .models import Intermediates
+from ..provenance import file_digest
+from .models import Intermediates, PostActivationStages
 
 SPEC_PREFIX = "torchvision:"
 SPEC_FORMS = "torchvision:NAME or torchvision:NAME:/path/to/weights.pth"
@@ -258,9 +256,7 @@ def _measure(arch: TorchvisionArch, input_size: tuple[int, int]) -> tuple[int, i
     image, counted by PyTorch's FlopCounterMode on the meta device (shapes only, no arithmetic)."""
     net = _build(arch, arch.num_classes).eval()  # eval: BN in train mode rejects one 1x1 image
     params = sum(p.numel() for p in net.parameters())
-    from torch.utils.flop_counter import (
-        FlopCounterMode,  # pulls in triton: only when measuring
-    )
+    from torch.utils.flop_counter import FlopCounterMode  # pulls in triton: only when measuring
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, *input_size, device="meta"))
@@ -276,7 +272,7 @@ def describe(spec: str, input_size: Sequence[int] = (224, 224)) -> dict:
     path = weights_path(spec)
     sha256 = file_digest(path)
     params, macs = _measure(arch, size)
-    import torchvision
+    import torchvision  # 1.5 s to import: only when a torchvision teacher is described
 
     published = torchvision.models.get_weight(arch.weights).meta["_metrics"]["ImageNet-1K"]
     return {
@@ -294,42 +290,4 @@ def describe(spec: str, input_size: Sequence[int] = (224, 224)) -> dict:
         "at_points": "post-relu" if arch.at_post_activation else "pre-relu",
         "published_top1_error": round(100.0 - published["acc@1"], 3),
         "published_top5_error": round(100.0 - published["acc@5"], 3),
-    }
-
-
-def pretrained_metrics(spec: str, data, device) -> dict:
-    """Test error of a pretrained teacher on `data` (a loaded blockswap Dataset), as a record shaped
-    like a training run's metrics.json so that tables read it beside trained networks."""
-    # Imported here: train.py imports this module to load pretrained teachers.
-    from ..data.loader import evaluation_batches
-    from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
-
-    device = torch.device(device)
-    teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size).to(device)
-    start = time.perf_counter()
-    test = evaluate(teacher, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
-    seconds = time.perf_counter() - start
-    info = describe(spec, data.input_size)
-    stamp = provenance(seed=0, device=device, seconds=seconds)
-    return {
-        "test_error": test["top1_error"],
-        "test_error_top5": test["top5_error"],
-        "arch": info["arch"],
-        "genotype": ["torchvision"],
-        "params": info["params"],
-        "macs": info["macs"],
-        # The paper's ops convention (docs/paper.md s.5) is defined on our block structure; for a
-        # torchvision network ops is reported as its MACs.
-        "ops": info["macs"],
-        "ops_convention": "macs",
-        "dataset": data.name,
-        "epochs": 0,
-        "seed": 0,
-        "teacher": None,
-        "mode": "pretrained",
-        "tags": {"method": "teacher", "network": "teacher"},
-        "weights_sha256": info["weights_sha256"],
-        "pretrained": info,
-        "code_version": stamp["code_version"],
-        "provenance": stamp,
     }

@@ -1,1 +1,1 @@
-"""Results: tables, figures, the paper's numbers, correlations and the run plan."""
+"""Results: the tables and figures of a run, and the paper's published numbers beside them."""

@@ -11,71 +11,23 @@ Signs are kept (no absolute values anywhere). Two views of one number are report
   with like.
 
 The bootstrap resamples networks (pairs of proxy value and error) with replacement, the same
-resamples for every proxy of a budget, so intervals of different proxies are paired. Kendall's
-tau-b and Spearman's rho are computed vectorised over the resamples (tests check them against
-scipy.stats on every resample shape).
+resamples for every proxy of a budget, so intervals of different proxies are paired. The rank
+correlations and intervals themselves are blockswap.stats'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
-# Pairwise matrices are (resamples, n, n): resamples are processed in chunks of at most this many
-# float64 cells (about 64 MB), so a 300-network pooled bootstrap fits a laptop.
-CHUNK_CELLS = 8_000_000
+from ..stats.intervals import BOOTSTRAP_RESAMPLES, interval
+from ..stats.ranks import kendall_tau_b, partial_tau, spearman_rho
+
 POOLED = "pooled"  # the budget label of the table rows computed over every budget's networks
-
-
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b of each row of x (B, n) with the same row of y: (B,). NaN where either row is
-    constant. Pairs tied in both count in neither denominator, as in scipy.stats.kendalltau."""
-    x, y = np.atleast_2d(x).astype(float), np.atleast_2d(y).astype(float)
-    b, n = x.shape
-    out = np.empty(b)
-    step = max(1, CHUNK_CELLS // max(1, n * n))
-    upper = np.triu(np.ones((n, n), dtype=bool), 1)
-    for start in range(0, b, step):
-        xs, ys = x[start : start + step], y[start : start + step]
-        sx = np.sign(xs[:, :, None] - xs[:, None, :])[:, upper]
-        sy = np.sign(ys[:, :, None] - ys[:, None, :])[:, upper]
-        denominator = np.sqrt((sx * sx).sum(1) * (sy * sy).sum(1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start : start + step] = np.where(denominator > 0, (sx * sy).sum(1) / denominator, np.nan)
-    return out
-
-
-def spearman_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho (Pearson correlation of average ranks) of each row of x with y's: (B,)."""
-    rx = rankdata(np.atleast_2d(x), axis=1)
-    ry = rankdata(np.atleast_2d(y), axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    denominator = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry).sum(1) / denominator, np.nan)
-
-
-def partial_tau(t_xy: np.ndarray, t_xz: np.ndarray, t_yz: np.ndarray) -> np.ndarray:
-    """Kendall's partial tau of x and y given z (Kendall 1942), from the three pairwise taus."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (t_xy - t_xz * t_yz) / np.sqrt((1 - t_xz**2) * (1 - t_yz**2))
-
-
-def interval(samples: np.ndarray) -> tuple[float, float]:
-    """Percentile bootstrap interval at CONFIDENCE, ignoring resamples where the statistic is
-    undefined (a resample of a small n can be constant); NaN when none is defined."""
-    samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(samples, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -159,8 +111,6 @@ def stability(scorings: list[pd.DataFrame], measures: list[Measure], budget) -> 
     """Per measure: Kendall tau between the candidates' values under every pair of scoring seeds
     (mean, min, max over the pairs) and the share of pairs whose top-1 candidate (best under the
     measure's sign) is the same. Each scoring lists the same candidates."""
-    from itertools import combinations
-
     rows = []
     for m in measures:
         values = [s.set_index("candidate")[m.column].sort_index().to_numpy(float) for s in scorings]

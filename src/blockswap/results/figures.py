@@ -13,12 +13,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..checks import read_csv_table, read_json_record, require  # noqa: E402
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
+from ..search.proxies.base import FLOOR
+from ..search.score_files import selection_column
 from ..search.scoring import read_scores  # noqa: E402
+from ..stats.intervals import mean_interval  # noqa: E402
 from ..training.checkpoint import check_recorded_file  # noqa: E402
+from ..validation import read_csv_table, read_json_record, require  # noqa: E402
+from .correlation import POOLED, ranked
 from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402
+from .search_tables import COMPARED_METHODS, read_histories
 from .single_blocktype import reference_network  # noqa: E402
 
 FIGURE_SIZE = (6.0, 4.0)  # inches
@@ -238,10 +243,6 @@ def forest(correlations: pd.DataFrame, out: Path) -> None:
 def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: dict, out: Path, best: int = 3) -> None:
     """Score against trained error of the random students for the `best` proxies (pooled quality at
     k = 1, controls excluded), one row per proxy, one column per budget."""
-    from ..search.proxies.base import FLOOR
-    from ..search.score_files import selection_column
-    from .correlation import POOLED, ranked
-
     budgets = sorted(proxies, key=int)
     pooled = POOLED if (correlations["budget"].astype(str) == POOLED).any() else budgets[0]
     names = ranked(correlations, pooled, 1, set(CONTROL_PROXIES))[:best]
@@ -278,8 +279,6 @@ def proxy_scatter(correlations: pd.DataFrame, students: pd.DataFrame, proxies: d
 def search_curves(histories: Sequence[Path], out: Path) -> None:
     """Guided search: the best proxy value found against the number of evaluations, per
     budget, random search and evolution, mean over search seeds with the 95 % interval shaded."""
-    from .search_tables import COMPARED_METHODS, mean_interval, read_histories
-
     found = read_histories(histories)
     budgets = sorted({b for b, _ in found["curves"]})
     fig, axes = plt.subplots(

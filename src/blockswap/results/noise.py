@@ -53,7 +53,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BlockswapError
-from .correlation import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, POOLED, interval, kendall_tau_b, spearman_rho
+from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
+from ..stats.ranks import kendall_tau_b, spearman_rho
+from .correlation import POOLED
 
 Z_TEST = 1.959963984540054  # two-sided 5 %: the normal's 97.5 % quantile
 Z_POWER = 0.8416212335729143  # 80 % power: the normal's 80 % quantile

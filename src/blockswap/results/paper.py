@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Table 2 (CIFAR-10): (method, arch, genotype or None, P (K), Ops (M), error mean %, error std %).
 # `genotype` None means all S; BlockSwap and SNIP rows match by parameter count (the BlockSwap
-# genotypes are the released ones in config/genotypes/; SNIP prunes the teacher to the same sizes).
+# genotypes are the released ones in src/blockswap/genotypes/; SNIP prunes the teacher to the same sizes).
 # The paper prints no Ops for its SNIP rows ("-": "we do not report Ops for SNIP").
 TABLE2 = [
     ("teacher", "wrn-40-2", None, 2243.5, 328.3, 3.96, 0.09),

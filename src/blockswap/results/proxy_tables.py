@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checks import read_csv_table
 from ..errors import BlockswapError
-from ..search.score_files import parse_proxy_column
-
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
+from ..search.proxies import PROXIES
+from ..search.score_files import TIMING_PREFIX, parse_proxy_column
+from ..search.scoring import read_scores
+from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from ..validation import read_csv_table
+from .correlation import POOLED, Measure, correlate, stability
+from .noise import group_ceilings
+from .paper import table1_match
 
 
 def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
@@ -29,8 +32,6 @@ def proxy_columns(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
 
 def higher_is_better(proxy: str) -> bool:
     """The registry's sign of a proxy or control: whether higher values predict lower error."""
-    from ..search.proxies import PROXIES
-
     if proxy not in PROXIES:
         raise BlockswapError(f"a scores file has a column of proxy {proxy!r}, which the proxy registry does not know")
     return PROXIES[proxy].higher_is_better
@@ -43,9 +44,6 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int 
     control, the paper's Table 1 rho where the setting is the paper's (docs/proxies.md), and the
     group's noise ceiling from the seeds of the random students (CEILING_COLUMNS)."""
     # Imported here: scoring loads torch, which the other tables do not need.
-    from ..search.scoring import read_scores
-    from .correlation import POOLED, Measure, correlate
-
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     random = students[students["method"] == "random"]
     dataset = random["dataset"].iloc[0] if len(random) else ""
@@ -65,7 +63,6 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int 
         joined_all.append(joined)
     if len(joined_all) > 1:  # pooled: every budget's networks together (params then also spans budgets)
         rows += correlate(pd.concat(joined_all, ignore_index=True), measures, POOLED, rng, resamples)
-    from .paper import table1_match
 
     table = with_ceilings(pd.DataFrame(rows), random, [int(b) for b in proxy_files], resamples)
     if not table.empty:
@@ -86,9 +83,6 @@ CEILING_COLUMNS = ["seeds", "seed_tau", "seed_tau_low", "seed_tau_high", "ceilin
 def with_ceilings(table: pd.DataFrame, random: pd.DataFrame, budgets: list[int], resamples: int) -> pd.DataFrame:
     """`table` with CEILING_COLUMNS: each budget's ceiling from its random students, the pooled
     rows' from every budget's together; empty where every network was trained under one seed."""
-    from .correlation import POOLED
-    from .noise import group_ceilings
-
     if table.empty:
         return table.reindex(columns=[*table.columns, *CEILING_COLUMNS])
     random = random[random["budget"].isin(budgets)]
@@ -194,9 +188,6 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
 def stability_table(scorings: dict) -> pd.DataFrame:
     """Rank stability per budget and proxy: `scorings` maps a budget to the scores files of the same
     candidates under different scoring seeds (initialisation and minibatch)."""
-    from ..search.scoring import read_scores
-    from .correlation import Measure, stability
-
     rows = []
     for budget, paths in scorings.items():
         if len(paths) < 2:
@@ -220,9 +211,6 @@ def proxy_costs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Seconds per candidate of each proxy (the `seconds_<proxy>` columns of scores files; Table 1's
     accuracy, l2_norm and grad_norm share the Fisher pass): n candidates, median, mean and max over
     every file given."""
-    from ..search.score_files import TIMING_PREFIX
-    from ..search.scoring import read_scores
-
     frames = [read_scores(path, ["candidate"])[0] for path in paths]
     frame = pd.concat(frames, ignore_index=True)
     rows = []
@@ -245,7 +233,7 @@ def proxy_costs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("median s", kind="stable").reset_index(drop=True)
 
 
-# The kind of each column of a correlation table (checks.EXPECTED): statistics may be empty where a
+# The kind of each column of a correlation table (validation.EXPECTED): statistics may be empty where a
 # group of networks is too small or a proxy constant; `budget` is a budget or "pooled".
 CORRELATION_REQUIRED = ["budget", "proxy", "minibatches", "n", "quality", "quality_low", "quality_high"]
 

@@ -12,13 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..checks import read_json_record, require
+from ..detection.evaluate import AP_NAMES, IOU_TYPES
 from ..errors import BlockswapError
+from ..validation import read_json_record, require
+from .paper import (
+    NO_OPS,
+    SAMPLES_SINGLE_BLOCKTYPE,
+    TABLE2_NOT_REPRODUCED,
+    TABLE3_NOT_REPRODUCED,
+    TABLE4,
+    samples_match,
+    table2_match,
+    table3_match,
+)
 from .single_blocktype import reference_network
 from .students import LATENCY_COLUMN
 
 COST_COLUMNS = ["name", "method", "arch", "genotype", "params", "macs", "ops", "params_k", "ops_m"]
-# What a cost file (`blockswap cost --out`) must hold, and as what (checks.EXPECTED).
+# What a cost file (`blockswap cost --out`) must hold, and as what (validation.EXPECTED).
 COST_KEYS = {"arch": "text", "genotype": "names", "params": "int", "macs": "int", "ops": "int"}
 # Powers of ten of the units counts are printed in.
 SIZE_UNITS = {"K": 3, "M": 6, "G": 9}
@@ -118,8 +129,6 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
     alone), and the plan's notes (e.g. no Moonshine network near a budget) as rows of their own.
     SNIP's Ops are "-", ours as the paper's: unstructured pruning removes no layer, and the paper
     does not report them."""
-    from .paper import NO_OPS, TABLE2_NOT_REPRODUCED, table2_match
-
     rows = []
     shown = students[~students["method"].isin(["random", "bestof"])]
     for network, group in shown.groupby("network", sort=False):
@@ -166,8 +175,6 @@ def table2(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
 def table3(students: pd.DataFrame, notes: Iterable[str] = ()) -> pd.DataFrame:
     """The paper's Table 3 layout (ImageNet): per network, P (M), MACs (G), top-1 and top-5 error
     (mean over seeds, n), the paper's values beside ours, and its rows this package cannot build."""
-    from .paper import TABLE3_NOT_REPRODUCED, table3_match
-
     rows = []
     for network, group in students[students["method"] != "random"].groupby("network", sort=False):
         first = group.iloc[0]
@@ -201,8 +208,6 @@ def samples_table(
     over the ablation seeds, n), with the single-blocktype network of that size as the reference
     (`single_blocktype.reference_network`) and the paper's values where the protocol is the
     paper's (CIFAR-10, 404.2K)."""
-    from .paper import SAMPLES_SINGLE_BLOCKTYPE, samples_match
-
     best = students[students["method"] == "bestof"]
     if best.empty:
         raise BlockswapError("no best-of-N students in the students table (is ablation.samples set?)")
@@ -307,9 +312,6 @@ def table4(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 4 from `blockswap detection evaluate` metrics (tagged method=moonshine|blockswap): every
     number of ours (box and mask APs, params, MACs) for the CSV, and for display our box APs with
     the paper's beside them."""
-    from ..detection.evaluate import AP_NAMES, IOU_TYPES
-    from .paper import TABLE4
-
     rows = []
     for path in paths:
         record = read_json_record(path, "detection metrics")

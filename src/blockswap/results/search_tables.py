@@ -3,10 +3,13 @@ value found per number of evaluations, and the trained error of each method's wi
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pandas as pd
 
 from ..errors import BlockswapError
+from ..search.evolution import best_so_far, read_history
+from ..stats.intervals import mean_interval
 
 # Evaluation counts at which the search-curves table shows the best proxy value found so far
 # (the figure draws every count); the last evaluation is always shown.
@@ -14,29 +17,10 @@ EVALUATION_MARKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 COMPARED_METHODS = ("random", "evolution")
 
 
-def mean_interval(values) -> tuple[float, float, float, int]:
-    """Mean and its two-sided 95 % Student-t interval over independent runs (seeds), and n; the
-    interval is NaN for a single run."""
-    from scipy.stats import t
-
-    from .correlation import CONFIDENCE
-
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    mean = float(values.mean()) if n else float("nan")
-    if n < 2:
-        return mean, float("nan"), float("nan"), n
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
-    return mean, mean - half, mean + half, n
-
-
 def read_histories(paths) -> dict:
     """Search histories (`blockswap search --out`) by (budget, method) -> {search seed: best so far},
     checked to compare: one proxy, one sign, one number of evaluations and one scoring setup per
     budget, and each (budget, method, seed) once."""
-    import json
-
-    from ..search.evolution import best_so_far, read_history
 
     curves, setups = {}, {}
     for path in paths:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..checks import EXPECTED, check_value, read_csv_table, read_json_record, require
+from ..deploy.latency import LATENCY_COLUMN
 from ..errors import BlockswapError
+from ..validation import EXPECTED, check_value, read_csv_table, read_json_record, require
 
 STUDENT_COLUMNS = [
     "method",
@@ -27,7 +28,7 @@ STUDENT_COLUMNS = [
     "candidate",
     "dataset",
 ]
-# The kind of each column of a students table (checks.EXPECTED); "?": may be empty.
+# The kind of each column of a students table (validation.EXPECTED); "?": may be empty.
 STUDENT_KINDS = {
     "method": "text",
     "network": "text",
@@ -52,7 +53,6 @@ STUDENT_KINDS = {
 }
 # Measured latency of each network on the evaluating machine (`blockswap measure --out`), a column
 # after STUDENT_COLUMNS: empty where none was measured, absent from tables written before it existed.
-LATENCY_COLUMN = "latency_ms"
 LATENCY_KEYS = {"run": "text", "setting": "text", "latency_ms": "number"}
 # What a training run's metrics.json must hold for its row, and as what.
 METRICS_KEYS = {

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..checks import read_text
 from ..errors import BlockswapError
+from ..validation import read_text
 
 BENCHMARK_SUFFIX = ".tsv"
 SECONDS_COLUMN = "s"  # Snakemake's wall-clock seconds of the job

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checks import parse_csv, read_csv_table
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
 from ..provenance import (
@@ -49,6 +48,7 @@ from ..provenance import (
     write_result_text,
 )
 from ..seeds import derive_seed
+from ..validation import parse_csv, read_csv_table
 from .sampling import BUDGET_KINDS, CostTable, check_budget, sample_candidates
 from .score_files import PARTIAL_SUFFIX, locked_partial, partial_preamble
 

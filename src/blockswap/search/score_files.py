@@ -13,10 +13,11 @@ from pathlib import Path
 
 from ..errors import BlockswapError
 from ..locks import exclusive
+from .proxies import PROXIES
 from .sampling import CANDIDATE_COLUMNS
 
 PARTIAL_SUFFIX = ".partial"
-# Kind of each column of a candidates or scores file (checks.EXPECTED says what each kind is).
+# Kind of each column of a candidates or scores file (validation.EXPECTED says what each kind is).
 SCORE_KINDS = {
     "candidate": "int",
     "genotype": "text",
@@ -32,6 +33,9 @@ SELECT_COLUMNS = CANDIDATE_COLUMNS + ["fisher"]  # what selecting the best candi
 # `seconds@<proxy>`: every `<name>@<k>` column is a proxy measured after k minibatches.
 TIMING_PREFIX = "seconds_"
 PROXY_SEPARATOR = "@"  # a proxy measured after k minibatches is the scores column `<proxy>@<k>`
+# Proxies every scores file holds in a column of their own name: the Fisher potential at
+# initialisation and the candidates' costs. Any other is measured on request, as `<proxy>@1`.
+OWN_COLUMN_PROXIES = ("fisher", "params", "macs")
 
 
 def proxy_column(proxy: str, k: int) -> str:
@@ -60,11 +64,9 @@ def is_timing(column: str) -> bool:
 
 def selection_column(proxy: str) -> str:
     """The scores-file column a proxy selects by: its value at initialisation (k = 1)."""
-    from .proxies import PROXIES
-
     if proxy not in PROXIES:
         raise BlockswapError(f"unknown proxy {proxy!r}; allowed: {', '.join(PROXIES)}")
-    return proxy if proxy in ("fisher", "params", "macs") else proxy_column(proxy, 1)
+    return proxy if proxy in OWN_COLUMN_PROXIES else proxy_column(proxy, 1)
 
 
 @contextmanager

@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..checks import parse_csv, read_csv_table
 from ..data.loader import training_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
@@ -35,7 +34,8 @@ from ..provenance import (
     write_result_text,
 )
 from ..seeds import derive_seed
-from .fisher import table1_mode
+from ..validation import parse_csv, read_csv_table
+from .measure import table1_mode
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
 from .score_files import (
@@ -338,8 +338,6 @@ def select_best(
     as listed there and all with the same settings, and return the best one by `proxy` (the
     paper's: highest Fisher potential), of the first `first` candidates only for the samples
     ablation (best-of-N)."""
-    from .proxies import PROXIES
-
     by = selection_column(proxy)
     candidates = load_candidates(candidates_file).set_index("candidate")
     total = len(candidates)

@@ -1,1 +1,1 @@
-"""Training: teachers, attention-transfer distillation, checkpoints, data parallelism."""
+"""Training: teachers, attention-transfer distillation, the SNIP pruning baseline, checkpoints, data parallelism."""

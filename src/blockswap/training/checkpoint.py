@@ -19,7 +19,7 @@ import torch
 from ..errors import BlockswapError
 from ..networks.models import Network, build_model
 from ..provenance import atomic_write, file_digest, seal, verify
-from ..search.snip import apply_masks
+from .snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"

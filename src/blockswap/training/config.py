@@ -12,8 +12,8 @@ import torch
 
 from ..errors import BlockswapError
 from ..provenance import json_digest
-from ..search import snip
 from ..seeds import MAX_SEED
+from . import snip
 from .distillation import PAPER_BETA
 
 # Pruning at initialisation: name -> (model, images, labels of one training minibatch, parameters

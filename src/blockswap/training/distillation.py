@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BlockswapError
+from ..networks.models import PostActivationStages
 
 # The paper's AT weight per point and the image side it was set for, per training protocol
 # (docs/paper.md s.4: CIFAR-10 at 32 px, ImageNet at 224 px).
@@ -47,11 +48,6 @@ def default_beta(protocol: str, image_size: int) -> float:
     if image_size < 1:
         raise BlockswapError(f"image size must be positive, got {image_size}")
     return beta * (image_size / size) ** 2
-
-
-class PostActivationStages(list):
-    """A teacher's stage outputs taken after the ReLU that follows each stage's last residual add
-    (a post-activation network): a pre-activation student's stages are compared after a ReLU."""
 
 
 def student_points(student_stages: Sequence[torch.Tensor], teacher_stages: Sequence[torch.Tensor]) -> list:

@@ -2,7 +2,7 @@
 with batch 256 split across 4 GPUs).
 
 A run is defined independently of the number of processes N: every rank draws the same seeded
-global batch and keeps its contiguous share (`datasets.part_of`), the loss of each share is
+global batch and keeps its contiguous share (`loader.part_of`), the loss of each share is
 weighted so that the averaged gradient is the global batch's mean gradient, and batch norm uses
 the statistics of the global batch, so N processes train the network one process would (to float
 rounding). The augmentation is one process's too: in-memory batches are augmented whole, and an
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from ..errors import BlockswapError, os_error_message
@@ -265,8 +266,6 @@ def _rank_main(index: int, size: int, kind: str, store: str, threads: int, error
 def spawn(nproc: int, kind: str, target: Callable, *args) -> None:
     """Run `target(world, device, *args)` in `nproc` fresh processes (rank = local rank) and wait.
     A BlockswapError in any rank stops all of them and is raised here, as one line."""
-    import torch.multiprocessing as mp
-
     if kind == "cuda" and torch.cuda.device_count() < nproc:
         raise BlockswapError(f"--nproc {nproc} needs {nproc} GPUs but {torch.cuda.device_count()} are visible")
     # CPU ranks share the cores instead of each taking all of them.

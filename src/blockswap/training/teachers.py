@@ -1,30 +1,30 @@
 """Loading the frozen teacher a student is distilled from: a run of this package (its model.pt)
-or a torchvision pretrained network (`torchvision:NAME[:WEIGHTS]`)."""
+or a torchvision pretrained network (`torchvision:NAME[:WEIGHTS]`); and a pretrained teacher's test
+error, recorded as a training run's metrics.json is."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from ..data.loader import evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
-from ..provenance import file_digest
+from ..networks.pretrained import describe, is_pretrained_spec, load_pretrained_teacher, weights_path
+from ..provenance import file_digest, provenance
 from .checkpoint import MODEL_FILE, load_model
+from .evaluation import EVAL_BATCH_SIZE, evaluate
 
 
 def is_pretrained_teacher(spec: str) -> bool:
-    from ..networks.pretrained import (
-        is_pretrained_spec,  # torchvision is imported only for such teachers
-    )
-
-    return is_pretrained_spec(spec)
+    return is_pretrained_spec(spec)  # torchvision itself is imported only when such a teacher is built
 
 
 def pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
-    from ..networks.pretrained import describe, load_pretrained_teacher
-
     # Checked: the class count (load_pretrained_teacher refuses a dataset without ImageNet's 1000
     # classes, the only data these weights can label). Not checked: the input size. torchvision's
     # ResNets are fully convolutional with adaptive pooling, so they run at any resolution, and
@@ -37,8 +37,6 @@ def pretrained_teacher(spec: str, data: Dataset) -> tuple[nn.Module, dict]:
 def teacher_digest(spec: str) -> str:
     """The sha256 of the teacher's weights: its model.pt, or the pretrained weight file."""
     if is_pretrained_teacher(spec):
-        from ..networks.pretrained import weights_path
-
         path = weights_path(spec)
     else:
         path = Path(spec) / MODEL_FILE if Path(spec).is_dir() else Path(spec)
@@ -83,3 +81,37 @@ TEACHER_SOURCES: list[tuple[Callable[[str], bool], Callable[[str, Dataset], tupl
     (is_pretrained_teacher, pretrained_teacher),
     (lambda spec: True, trained_teacher),  # a folder or model.pt of one of our runs
 ]
+
+
+def pretrained_metrics(spec: str, data, device) -> dict:
+    """Test error of a pretrained teacher on `data` (a loaded blockswap Dataset), as a record shaped
+    like a training run's metrics.json so that tables read it beside trained networks."""
+    device = torch.device(device)
+    teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size).to(device)
+    start = time.perf_counter()
+    test = evaluate(teacher, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
+    seconds = time.perf_counter() - start
+    info = describe(spec, data.input_size)
+    stamp = provenance(seed=0, device=device, seconds=seconds)
+    return {
+        "test_error": test["top1_error"],
+        "test_error_top5": test["top5_error"],
+        "arch": info["arch"],
+        "genotype": ["torchvision"],
+        "params": info["params"],
+        "macs": info["macs"],
+        # The paper's ops convention (docs/paper.md s.5) is defined on our block structure; for a
+        # torchvision network ops is reported as its MACs.
+        "ops": info["macs"],
+        "ops_convention": "macs",
+        "dataset": data.name,
+        "epochs": 0,
+        "seed": 0,
+        "teacher": None,
+        "mode": "pretrained",
+        "tags": {"method": "teacher", "network": "teacher"},
+        "weights_sha256": info["weights_sha256"],
+        "pretrained": info,
+        "code_version": stamp["code_version"],
+        "provenance": stamp,
+    }

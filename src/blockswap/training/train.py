@@ -30,16 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_training_batches
 from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.models import build_model, parse_arch
 from ..provenance import file_digest, provenance, write_json, write_result_text
-from ..search import snip
 from ..seeds import derive_seed
-from . import distributed
+from ..validation import check_training_batches
+from . import distributed, snip
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     HISTORY_FILE,

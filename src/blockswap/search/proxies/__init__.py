@@ -3,7 +3,7 @@
 One entry per proxy (`Proxy`: name, sign, definition, source, what it needs, cost class, compute
 function), grouped by kind in table1, gradient, data_free, activation and controls; docs/proxies.md
 describes each. Table 1's proxies are measured in the Fisher potential's own pass on the live
-network, added up over the k minibatches as in the paper's ablation (fisher.py); every other proxy
+network, added up over the k minibatches as in the paper's ablation (measure.py); every other proxy
 on its own deep copy of the network after k-1 SGD steps, so measuring never changes what is
 trained or what Table 1 sees.
 """
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 
 from ...errors import BlockswapError
-from ..fisher import measure_along_training, synchronise
+from ..measure import measure_along_training, synchronise
 from . import activation, controls, data_free, gradient, table1
 from .base import FLOOR, Measurement, Proxy, stored_value
 
@@ -66,7 +66,7 @@ def measure_candidate(
     table1_mode: str = "accumulated",
 ) -> tuple[dict[int, tuple[dict, list[float]]], dict[str, float]]:
     """Every proxy at every k of `points`: Table 1's after k minibatches, read as `table1_mode`
-    says (fisher.measure_along_training), every other one on the network after k-1 SGD steps.
+    says (measure.measure_along_training), every other one on the network after k-1 SGD steps.
 
     Returns ({k: (values, fisher per block)}, seconds per proxy summed over the points). Table 1's
     proxies share one pass per minibatch, timed as `fisher` (every pass that enters a reading);

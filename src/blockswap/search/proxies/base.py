@@ -22,7 +22,7 @@ from ...errors import BlockswapError
 from ...seeds import derive_seed
 
 # How a degenerate network's log-valued proxy is stored: log of zero (no signal reaches the
-# output, a singular NASWOT kernel) is -inf, which no scores file may hold (checks.py: every
+# output, a singular NASWOT kernel) is -inf, which no scores file may hold (validation.py: every
 # number finite). It becomes the most negative finite float64, so the candidate ranks last under
 # `higher_is_better` and the file stays readable. NaN and +inf have no such reading: an error.
 FLOOR = -sys.float_info.max

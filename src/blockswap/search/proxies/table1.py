@@ -1,11 +1,11 @@
 """Table 1's proxies (docs/paper.md s.7): the Fisher potential and the three metrics it is compared
-with. Scoring measures them together in one pass on the live network (`fisher.measure_one_pass`), which
+with. Scoring measures them together in one pass on the live network (`measure.measure_one_pass`), which
 also gives the loss of the SGD step that follows; their values are those of the released code.
 The compute functions here measure one of them alone, on the proxy's own copy."""
 
 from __future__ import annotations
 
-from ..fisher import measure_one_pass
+from ..measure import measure_one_pass
 from .base import Measurement, Proxy
 
 PAPER = "Turner et al., BlockSwap (ICLR 2020)"

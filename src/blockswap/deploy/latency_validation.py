@@ -14,8 +14,12 @@ import pandas as pd
 from ..errors import BlockswapError
 from ..networks.blocks import BlockType, candidate_set
 from ..networks.genotype import Genotype
-from ..results.correlation import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from .latency import LatencyTable
+from ..networks.models import NetworkSpec, build_model
+from ..search.sampling import CostTable
+from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
+from ..stats.ranks import kendall_tau_b
+from .export import deployable
+from .latency import LATENCY_COLUMN, LatencyTable
 from .timing import MIN_RUNS, MIN_WARMUP, Setting, load_average, measure_model
 
 
@@ -49,10 +53,6 @@ def check_table(
     the table's space, and how well the table and the cheap counts rank them: mean absolute
     percentage error, share within +-10 %, Kendall tau of predicted, params and MACs vs measured."""
 
-    from ..networks.models import NetworkSpec, build_model
-    from ..search.sampling import CostTable
-    from .export import deployable
-
     key = table.check_setting(key)
     setting = Setting.parse(key)
     r = table.record
@@ -85,8 +85,6 @@ def check_table(
 
 def tau_with_interval(x, y, seed: int = BOOTSTRAP_SEED) -> dict:
     """Kendall tau-b of x with y, its 95 % paired bootstrap interval and n (None where undefined)."""
-    from ..results.correlation import interval, kendall_tau_b
-
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
     if n < 3:
@@ -153,8 +151,6 @@ def latency_ranks(students: pd.DataFrame) -> pd.DataFrame:
     """Kendall tau of params, MACs and trained test error against measured latency among the
     trained networks of a run (`tables/students.csv` with its latency_ms column). A network trained
     under several seeds is one network: its latencies are averaged, so n counts distinct networks."""
-    from ..results.students import LATENCY_COLUMN
-
     if LATENCY_COLUMN not in students.columns or students[LATENCY_COLUMN].isna().all():
         raise BlockswapError(
             "the students table has no measured latency (latency_ms is empty): "

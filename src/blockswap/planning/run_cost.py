@@ -6,14 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data.datasets import dataset_info
-from .plan import (
-    NetworkPlan,
-    comparison_budgets,
-    comparison_samples,
-    input_size,
-    lockstep_groups,
-    scored_budgets,
-)
+from .budgets import comparison_budgets, comparison_samples, input_size, scored_budgets
+from .plan import NetworkPlan, lockstep_groups
 
 # Training images per epoch of each dataset (digits: the 60 % training split of 1797 scans).
 

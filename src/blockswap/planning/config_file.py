@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from ..checks import load_yaml
 from ..errors import BlockswapError
 from ..provenance import atomic_write_text, json_digest
+from ..validation import load_yaml
 
 SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 
@@ -88,7 +88,7 @@ def check_numbers(config: dict) -> None:
 def load_config(paths: list[Path]) -> dict:
     """A workflow configuration from one or more files (later ones override, nested keys merged,
     as Snakemake merges --configfile), validated and with the schema's defaults applied."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config, validate  # Snakemake is slow to import: only for a configuration
 
     config: dict = {}
     for path in paths:

@@ -3,14 +3,16 @@ teacher, settings that contradict each other), reported in one line before any j
 
 from __future__ import annotations
 
-from ..checks import check_batch_norm_batch, check_training_batches
 from ..data.datasets import dataset_info
+from ..deploy.timing import Setting
 from ..errors import BlockswapError
 from ..networks.blocks import candidate_set, parse_block
 from ..networks.models import parse_arch
+from ..search.evolution import scaled_sizes
 from ..search.sampling import CostTable, check_budget
-from .config_file import check_numbers
-from .plan import (
+from ..search.scoring import ScoringSettings
+from ..validation import check_batch_norm_batch, check_training_batches
+from .budgets import (
     ablation_budgets,
     ablation_seeds,
     budget_keys,
@@ -20,6 +22,7 @@ from .plan import (
     input_size,
     samples_budget,
 )
+from .config_file import check_numbers
 
 
 def check_moonshine(config: dict) -> None:
@@ -146,9 +149,6 @@ def check_search_method(config: dict) -> None:
     """Guided-search settings the schema cannot check: the tournament against the population, the
     proxy against the registry (through ScoringSettings, which parses it), and the comparison's
     counts against its seeds, evaluations and budgets."""
-    from ..search.evolution import scaled_sizes
-    from ..search.scoring import ScoringSettings
-
     search, comparison = config["search"], config.get("comparison") or {}
     population, tournament = search.get("population", 64), search.get("tournament", 10)
     if tournament > population:
@@ -229,8 +229,6 @@ def check_plan(config: dict) -> None:
 def check_latency(config: dict) -> None:
     """The latency setting that budgets, limits and the students' column use must be one the table
     measures (latency.threads x latency.batches, on the device asked for)."""
-    from ..deploy.timing import Setting
-
     latency = config.get("latency")
     if latency is None:
         return
@@ -256,3 +254,10 @@ def check_latency(config: dict) -> None:
             f"latency.setting: {latency['setting']} uses batch {setting.batch}, which latency.batches "
             f"{latency['batches']} does not measure"
         )
+
+
+def check_detection(config: dict) -> None:
+    """Table 4's image sizes: the shorter side cannot be resized beyond the longer one's limit."""
+    detection = config["detection"]
+    if detection["min_size"] > detection["max_size"]:
+        raise BlockswapError("detection.min_size is more than detection.max_size")

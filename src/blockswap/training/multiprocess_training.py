@@ -1,4 +1,6 @@
-"""Training over several processes: one rank's run, and spawning N local ranks (docs in distributed.py)."""
+"""Training on N processes: one rank's run, and spawning N local ranks to train together. The
+process machinery (groups, spawn, ranks, global batch norm) and how a run stays one run whatever
+N is are in distributed.py."""
 
 from __future__ import annotations
 
