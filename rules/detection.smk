@@ -98,4 +98,4 @@ rule detection_table:
     conda:
         "../environment.yml"
     shell:
-        "blockswap detection table {input} --out {output.csv} > {log} 2>&1"
+        "blockswap report table4 {input} --csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"

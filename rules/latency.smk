@@ -104,4 +104,4 @@ rule latency_ranks:
     conda:
         "../environment.yml"
     shell:
-        "blockswap latency-ranks {input} --out {output.csv} > {log} 2>&1"
+        "blockswap report latency_ranks {input} --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -257,15 +257,18 @@ def test_latency_ranks_of_trained_networks(tmp_path, capsys):
         latency_check.latency_ranks(frame.assign(latency_ms=None))
     students = tmp_path / "students.csv"
     write_result_text(students, frame.to_csv(index=False))
-    code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.csv")
-    assert code == 0 and "| params |" in out and (tmp_path / "ranks.md").exists()
+    code, out, err = run(
+        capsys, "report", "latency_ranks", students, "--csv", tmp_path / "ranks.csv", "--md", tmp_path / "ranks.md"
+    )
+    assert code == 0 and "| params |" in (tmp_path / "ranks.md").read_text()
     assert pd.read_csv(tmp_path / "ranks.csv").set_index("measure")["n"].to_dict() == {
         "params": 4,
         "macs": 4,
         "test_error": 4,
     }
-    code, out, err = run(capsys, "latency-ranks", students, "--out", tmp_path / "ranks.txt")
-    assert code == 2 and err.count("\n") == 1 and "--out must name a .csv" in err
+    missing = tmp_path / "none.csv"
+    code, out, err = run(capsys, "report", "latency_ranks", missing, "--csv", tmp_path / "r.csv")
+    assert code == 2 and err.count("\n") == 1 and f"{missing} does not exist" in err
 
 
 def latency_cost_table(table_file):

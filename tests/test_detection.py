@@ -205,9 +205,8 @@ def test_cli_search_train_evaluate_table(coco, tmp_path):
         )
         assert proc.returncode == 0, proc.stderr
         metrics.append(str(out / "metrics.json"))
-    proc = subprocess.run(
-        run + ["table", *metrics, "--out", str(tmp_path / "table4.csv")], capture_output=True, text=True, check=False
-    )
+    table = ["report", "table4", *metrics, "--csv", str(tmp_path / "table4.csv"), "--md", str(tmp_path / "table4.md")]
+    proc = subprocess.run([BLOCKSWAP, *table], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "ResNet34-G(N)" in (tmp_path / "table4.md").read_text()
 

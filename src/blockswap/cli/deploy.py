@@ -1,4 +1,4 @@
-"""`blockswap latency`, `latency-check`, `latency-ranks`, `measure` and `export`: deployment budgets."""
+"""`blockswap latency`, `latency-check`, `measure` and `export`: deployment budgets."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from pathlib import Path
 from ..data.datasets import dataset_info
 from ..deploy.export import deployable, export_run
 from ..deploy.latency import LatencyTable, build_latency_table
-from ..deploy.latency_validation import check_table, latency_ranks, latency_ranks_markdown
+from ..deploy.latency_validation import check_table
 from ..deploy.timing import Setting, machine_fingerprint, measure_model, settings_from
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
 from ..networks.models import parse_arch
-from ..provenance import provenance, write_json, write_result_text, write_results
-from ..results.students import read_students
+from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
 from ..training.checkpoint import load_model
 from .data_options import add_data_options
@@ -217,34 +216,9 @@ def add_export(sub) -> None:
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
 
 
-def cmd_latency_ranks(args) -> None:
-    if not str(args.out).endswith(".csv"):
-        raise BlockswapError(f"--out must name a .csv file (the Markdown table goes beside it), got {args.out}")
-    frame = latency_ranks(read_students(args.inputs))
-    out = Path(args.out)
-    write_results(
-        {out: frame.to_csv(index=False), out.with_suffix(".md"): latency_ranks_markdown(frame)},
-        {"inputs": [str(i) for i in args.inputs], "provenance": provenance()},
-    )
-    print(latency_ranks_markdown(frame), end="")
-
-
-def add_latency_ranks(sub) -> None:
-    p = sub.add_parser(
-        "latency-ranks",
-        help="Kendall tau of params, MACs and error against measured latency among trained networks",
-        description="Among the trained networks of students tables with measured latency (latency.enabled), "
-        "Kendall tau of params, MACs and test error against measured latency, with 95 %% bootstrap "
-        "intervals and n (distinct networks). Writes OUT.csv and OUT.md.",
-    )
-    p.add_argument("inputs", nargs="+", help="students tables ('blockswap report students')")
-    p.add_argument("--out", required=True, help="output CSV (a Markdown table is written beside it)")
-
-
 COMMANDS = {
     "latency": (add_latency, cmd_latency),
     "latency-check": (add_latency_check, cmd_latency_check),
-    "latency-ranks": (add_latency_ranks, cmd_latency_ranks),
     "measure": (add_measure, cmd_measure),
     "export": (add_export, cmd_export),
 }

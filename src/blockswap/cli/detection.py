@@ -1,4 +1,5 @@
-"""`blockswap detection search|train|evaluate|table`: the paper's Table 4 (docs/detection.md)."""
+"""`blockswap detection search|train|evaluate`: the networks of the paper's Table 4 (docs/detection.md;
+the table itself is `blockswap report table4`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from ..detection.evaluate import evaluate_detector
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
 from ..networks.genotype import Genotype
-from ..provenance import input_digests, provenance, write_json, write_results
-from ..results.report import latex, markdown, table4
+from ..provenance import input_digests, provenance, write_json
 from ..seeds import seed_argument
 from ..training.distributed import device_type
 
@@ -99,10 +99,6 @@ def add(sub):
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE stored in the metrics")
     p.add_argument("--out", required=True, help="metrics JSON")
 
-    p = steps.add_parser("table", help="Table 4 (CSV, Markdown, LaTeX) from metrics files")
-    p.add_argument("inputs", nargs="+", help="metrics JSON files of `blockswap detection evaluate`")
-    p.add_argument("--out", required=True, help="CSV path; .md and .tex are written beside it")
-
 
 def _device(name: str):
     kind = device_type(name)
@@ -110,8 +106,6 @@ def _device(name: str):
 
 
 def run(args):
-    if args.detection_command == "table":
-        return _table(args)
     if args.detection_command == "evaluate":
         return _evaluate(args)
     if args.min_size > args.max_size:
@@ -197,24 +191,6 @@ def _evaluate(args):
         },
     )
     print(f"box AP {metrics['bbox']['AP']:.1f}, mask AP {metrics['segm']['AP']:.1f} -> {args.out}")
-
-
-def _table(args):
-    out = Path(args.out)
-    if out.suffix != ".csv":
-        raise BlockswapError(f"--out must be a .csv path, got {out}")
-    table, shown = table4(args.inputs)
-    stamp = provenance()
-    stamp["inputs"] = input_digests(args.inputs)
-    write_results(
-        {
-            out: table.to_csv(index=False),
-            out.with_suffix(".md"): markdown(shown),
-            out.with_suffix(".tex"): latex(shown),
-        },
-        {"provenance": stamp},
-    )
-    print(f"wrote {out} and its .md and .tex")
 
 
 COMMANDS = {"detection": (add, run)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..deploy.latency_validation import latency_ranks, latency_ranks_display
 from ..errors import BlockswapError
 from ..provenance import input_record, provenance, reseal, seal_all, write_results
 from ..results.convergence import DEFAULT_PLATEAU, convergence_display, convergence_table
@@ -17,7 +18,17 @@ from ..results.proxy_tables import (
     read_correlation,
     stability_table,
 )
-from ..results.report import cost_table, latex, markdown, samples_table, significant, table2, table2_display, table3
+from ..results.report import (
+    cost_table,
+    latex,
+    markdown,
+    samples_table,
+    significant,
+    table2,
+    table2_display,
+    table3,
+    table4,
+)
 from ..results.search_tables import bestof_seeds, search_curves, search_winners
 from ..results.single_blocktype import parse_pairing
 from ..results.students import read_students, students_table
@@ -42,6 +53,15 @@ def report_table2(args):
 def report_table3(args):
     table = table3(read_students(args.inputs), args.note or ())
     return table, table.drop(columns=["genotype"], errors="ignore")
+
+
+def report_table4(args):
+    return table4(args.inputs)
+
+
+def report_latency_ranks(args):
+    frame = latency_ranks(read_students(args.inputs))
+    return frame, latency_ranks_display(frame)
 
 
 def report_samples(args):
@@ -128,6 +148,7 @@ REPORT_BUILDERS = {
     "students": report_students,
     "table2": report_table2,
     "table3": report_table3,
+    "table4": report_table4,  # detection metrics JSONs (blockswap detection evaluate)
     "samples": report_samples,
     "correlation": report_correlation,
     "ceiling": report_ceiling,  # students CSVs: seed-to-seed noise ceiling and power of the shoot-out
@@ -138,6 +159,7 @@ REPORT_BUILDERS = {
     "search_winners": report_search_winners,  # students CSVs of the comparison
     "bestof_seeds": report_bestof_seeds,
     "timings": report_timings,  # a benchmarks folder: where the run's time went
+    "latency_ranks": report_latency_ranks,  # students CSVs with measured latency
 }
 
 
@@ -210,7 +232,8 @@ def add_report(sub) -> None:
         "CSVs), correlation (students CSVs and --proxies), ceiling (students CSVs: the random students' "
         "seed-to-seed noise ceiling and power), convergence (students CSVs, with --plateau), "
         "stability (--proxies, several scorings per budget), "
-        "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule).",
+        "proxy_costs (scores CSVs), timings (a folder of Snakemake benchmark TSVs, with --rule), "
+        "table4 (detection metrics JSONs), latency_ranks (students CSVs with measured latency).",
     )
     p.add_argument("kind", choices=sorted(REPORT_BUILDERS), help="which table")
     p.add_argument("inputs", nargs="+", help="input files")

@@ -170,16 +170,27 @@ def latency_ranks(students: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RANK_COLUMNS)
 
 
-def latency_ranks_markdown(frame: pd.DataFrame) -> str:
+def latency_ranks_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latency ranks as printed: tau and its 95 % interval as text, and what n counts."""
+
     def show(value) -> str:
         return "n/a" if value is None or pd.isna(value) else f"{value:+.2f}"
 
-    lines = ["| measure | Kendall tau with measured latency | 95 % interval | n |", "|---|---|---|---|"]
-    for row in frame.itertuples(index=False):
-        lines.append(f"| {row.measure} | {show(row.kendall_tau)} | [{show(row.low)}, {show(row.high)}] | {row.n} |")
-    lines.append("")
-    lines.append(
-        "n counts distinct trained networks (seeds of one network averaged). A tau near 1 means the "
-        "count orders networks as their measured latency does; the interval is a 95 % bootstrap over networks."
+    rows = [
+        {
+            "measure": row.measure,
+            "Kendall tau with measured latency": show(row.kendall_tau),
+            "95 % interval": f"[{show(row.low)}, {show(row.high)}]",
+            "n": row.n,
+        }
+        for row in frame.itertuples(index=False)
+    ]
+    rows.append(
+        {
+            "measure": "note",
+            "Kendall tau with measured latency": "n counts distinct trained networks (seeds of one network "
+            "averaged); a tau near 1 means the count orders networks as their measured latency does; the "
+            "interval is a 95 % bootstrap over networks",
+        }
     )
-    return "\n".join(lines) + "\n"
+    return pd.DataFrame(rows)
