@@ -15,6 +15,7 @@ from blockswap.errors import BlockswapError
 from blockswap.planning import commands, outputs
 from blockswap.planning.budgets import comparison_samples
 from blockswap.planning.config_file import (
+    SCHEMA,
     config_error_message,
     config_key,
     save_resolved_config,
@@ -42,7 +43,7 @@ try:
     if workflow.remote_exec and RESOLVED_CONFIG.is_file():
         use_resolved_config(config, RESOLVED_CONFIG)
     else:
-        validate(config, "../config/schema.yaml")
+        validate(config, str(SCHEMA))
     check_detection(config)
     RESULTS = f"results/{config['run']}"
     IS_DETECTION = outputs.is_detection(config)  # Table 4: rules/detection.smk, no classification plan

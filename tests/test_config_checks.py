@@ -16,7 +16,7 @@ from helpers import GENOTYPES, ROOT
 from blockswap import BlockswapError
 from blockswap.planning.budgets import budget_keys
 from blockswap.planning.config_checks import check_plan
-from blockswap.planning.config_file import load_schema
+from blockswap.planning.config_file import SCHEMA, load_schema
 from blockswap.planning.plan import plan_networks
 from blockswap.seeds import MAX_SEED, derive_seed
 
@@ -139,7 +139,7 @@ def load(name, **changes):
     from snakemake.utils import validate
 
     config = yaml.safe_load((ROOT / name).read_text())
-    validate(config, str(ROOT / "config" / "schema.yaml"))
+    validate(config, str(SCHEMA))
     for section, values in changes.items():
         if isinstance(values, dict):
             config[section].update(values)
@@ -272,7 +272,7 @@ def test_the_schema_allows_exactly_the_proxy_registry():
 
     from blockswap.search.proxies import PROXIES
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["properties"]["ablation"]["properties"]["proxies"]["items"]["enum"] == list(PROXIES)
 
 
@@ -281,5 +281,5 @@ def test_search_proxy_is_a_registry_name():
 
     from blockswap.search.proxies import PROXIES
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["properties"]["search"]["properties"]["proxy"]["enum"] == list(PROXIES)

@@ -21,6 +21,7 @@ from blockswap.cli import main
 from blockswap.data import archives, loader, splits
 from blockswap.data import datasets as ds
 from blockswap.data.augmentation import Augmentation
+from blockswap.planning.config_file import SCHEMA
 
 
 @pytest.mark.slow
@@ -478,7 +479,7 @@ def test_folder_classes_needed_for_costing_are_one_error_without_the_files():
 
 
 def test_config_schema_accepts_every_registered_dataset():
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["properties"]["dataset"]["enum"] == [*ds.DATASETS, "coco"]
 
 

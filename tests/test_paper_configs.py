@@ -30,7 +30,7 @@ from helpers import ROOT
 from snakemake_log import job_counts
 
 BIN = Path(sys.executable).parent
-CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
+CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
 MINIATURE = ROOT / "tests" / "miniature"
 CORES = os.environ.get("BLOCKSWAP_TEST_CORES", "2")  # bench/gpu.sh runs it with the GPU machine's cores
 

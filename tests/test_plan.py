@@ -8,6 +8,7 @@ from helpers import GENOTYPES, ROOT
 
 from blockswap import BlockswapError, Genotype
 from blockswap.planning.budgets import closest_single_blocktype
+from blockswap.planning.config_file import SCHEMA
 from blockswap.planning.plan import lockstep_groups, plan_networks, released_for_budget
 from blockswap.planning.run_cost import plan_cost
 
@@ -17,7 +18,7 @@ def load(name):
     from snakemake.utils import validate
 
     config = yaml.safe_load((ROOT / name).read_text())
-    validate(config, str(ROOT / "config" / "schema.yaml"))
+    validate(config, str(SCHEMA))
     return config
 
 

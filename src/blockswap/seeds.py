@@ -4,7 +4,7 @@ import argparse
 
 import numpy as np
 
-# The largest seed a configuration may give (config/schema.yaml's `maximum` for seeds, search.seed
+# The largest seed a configuration may give (the configuration schema's `maximum` for seeds, search.seed
 # and ablation.seeds). derive_seed takes any non-negative integer (SeedSequence hashes integers of
 # any size), but a configured seed is also used raw: torch.Generator.manual_seed takes at most
 # 2^64-1 and numpy's legacy RandomState (np.random.seed) at most 2^32-1, the narrowest of them.

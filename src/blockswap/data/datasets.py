@@ -40,7 +40,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train / validation / test, stratified by class
 DIGITS_DEFAULT_SIZE = 16  # 8x8 scans upsampled; small enough for CPU, large enough for 2 strides
-# The largest image side any command takes (config/schema.yaml's image_size maximum): far above
+# The largest image side any command takes (the configuration schema's image_size maximum): far above
 # ImageNet's 224, and small enough that the cost tables (int64 MACs) cannot overflow.
 MAX_IMAGE_SIZE = 1024
 

@@ -1,4 +1,4 @@
-"""A workflow configuration as a file: read and validated against config/schema.yaml (with the
+"""A workflow configuration as a file: read and validated against its schema (SCHEMA, with the
 number checks JSON Schema cannot make), keyed by a hash, and handed resolved to remote jobs."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from ..errors import BlockswapError
 from ..provenance import atomic_write_text, json_digest
 from ..validation import load_yaml
 
-SCHEMA = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
+# The schema of a workflow configuration: package data (pyproject.toml), so that `blockswap plan`
+# validates a configuration wherever the package is installed, and the workflow validates with it.
+SCHEMA = Path(__file__).resolve().with_name("schema.yaml")
 
 
 def config_key(config: dict) -> str:
