@@ -31,7 +31,7 @@ from blockswap.planning.plan import (
     teacher_spec,
 )
 from blockswap.planning.config_checks import check_detection
-from blockswap.results.single_blocktype import reference_args
+from blockswap.reporting.single_blocktype import reference_args
 
 # Schema defaults are applied once, by the process that starts the workflow, and the resolved
 # configuration is handed to remote (e.g. SLURM) jobs through the working directory, keyed by the

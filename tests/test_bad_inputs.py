@@ -43,7 +43,7 @@ from hypothesis import strategies as st  # noqa: E402
 from blockswap import Genotype  # noqa: E402
 from blockswap.cli import main  # noqa: E402
 from blockswap.provenance import provenance_path, write_result_text  # noqa: E402
-from blockswap.results.students import METRICS_KEYS, STUDENT_COLUMNS, STUDENT_KINDS  # noqa: E402
+from blockswap.reporting.students import METRICS_KEYS, STUDENT_COLUMNS, STUDENT_KINDS  # noqa: E402
 from blockswap.search.score_files import score_kind  # noqa: E402
 from blockswap.training.train import Trainer  # noqa: E402
 

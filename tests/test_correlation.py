@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau, spearmanr
 
-from blockswap.results.correlation import Measure, correlate, ranked, stability
+from blockswap.reporting.correlation import Measure, correlate, ranked, stability
 from blockswap.stats.intervals import interval
 from blockswap.stats.ranks import kendall_tau_b, partial_tau, spearman_rho
 

@@ -37,8 +37,8 @@ from blockswap.deploy.latency import LatencyTable, build_latency_table
 from blockswap.deploy.latency_validation import check_table
 from blockswap.deploy.timing import Setting, settings_from
 from blockswap.provenance import read_sidecar, write_json, write_result_text
-from blockswap.results.report import table2
-from blockswap.results.students import students_table
+from blockswap.reporting.report import table2
+from blockswap.reporting.students import students_table
 from blockswap.search.sampling import (
     CostTable,
     parse_limits,
@@ -455,7 +455,7 @@ def test_students_table_table2_and_figure_carry_measured_latency(tmp_path):
     assert "latency (ms)" not in table2(students_table(metrics))
     with pytest.raises(BlockswapError, match="whose metrics.json is not an input"):
         students_table(metrics[:1], latencies[:2])
-    from blockswap.results import figures
+    from blockswap.reporting import figures
 
     figures.pareto_latency(frame, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0 and (tmp_path / "fig.pdf").exists()

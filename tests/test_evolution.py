@@ -420,7 +420,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
 
 @pytest.mark.slow
 def test_search_curves_table_and_figure_from_histories(table, target, tmp_path):
-    from blockswap.results.search_tables import search_curves
+    from blockswap.reporting.search_tables import search_curves
     from blockswap.stats.intervals import mean_interval
 
     paths = []

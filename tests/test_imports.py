@@ -96,8 +96,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_graph_sees_in_function_imports(graph):
-    # cli.results imports the figures (matplotlib) only inside the command that draws them.
-    assert "blockswap.results.figures" in graph["blockswap.cli.results"]
+    # cli.reporting imports the figures (matplotlib) only inside the command that draws them.
+    assert "blockswap.reporting.figures" in graph["blockswap.cli.reporting"]
     assert "blockswap.search.fisher" in graph["blockswap.search.measure"]
 
 
@@ -111,9 +111,9 @@ def test_no_module_imports_itself_back(graph):
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_deploy_never_imports_results(graph):
+def test_deploy_never_imports_reporting(graph):
     # The statistics both use are blockswap.stats; the students table's latency column is deploy's.
-    assert not edges_between(graph, "deploy", "results")
+    assert not edges_between(graph, "deploy", "reporting")
 
 
 def test_training_never_imports_search(graph):
@@ -133,4 +133,4 @@ def test_stats_is_the_bottom_layer(graph):
         for t in targets
         if package_of(t) != "stats"
     )
-    assert not outside, outside  # in particular neither deploy nor results
+    assert not outside, outside  # in particular neither deploy nor reporting

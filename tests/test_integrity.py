@@ -25,7 +25,7 @@ from test_workflow import TINY, snakemake
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main
 from blockswap.provenance import file_digest, provenance, provenance_path, write_json
-from blockswap.results.proxy_tables import correlation_table
+from blockswap.reporting.proxy_tables import correlation_table
 from blockswap.search.scoring import Scorer, score_candidates
 from blockswap.training.checkpoint import atomic_save, load_model, save_model
 
@@ -540,7 +540,7 @@ def test_results_get_the_permissions_of_the_umask(tmp_path, umask, mode, digits,
     import matplotlib.pyplot as plt
 
     from blockswap.provenance import atomic_write_text
-    from blockswap.results import figures
+    from blockswap.reporting import figures
 
     old = os.umask(umask)
     try:

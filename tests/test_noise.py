@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import kendalltau, spearmanr
 
 from blockswap import BlockswapError
-from blockswap.results.convergence import convergence_display, convergence_table
-from blockswap.results.noise import (
+from blockswap.reporting.convergence import convergence_display, convergence_table
+from blockswap.reporting.noise import (
     ceiling_display,
     ceiling_table,
     min_observed_tau,
@@ -19,7 +19,7 @@ from blockswap.results.noise import (
     networks_needed,
     null_se,
 )
-from blockswap.results.students import STUDENT_COLUMNS
+from blockswap.reporting.students import STUDENT_COLUMNS
 
 
 def seeded_students(errors: dict, method="random") -> pd.DataFrame:
@@ -207,7 +207,7 @@ def test_convergence_needs_the_columns_and_a_sensible_threshold():
 def test_report_ceiling_and_convergence_end_to_end(tmp_path, capsys):
     from blockswap.cli import main
     from blockswap.provenance import provenance_path
-    from blockswap.results.students import read_students
+    from blockswap.reporting.students import read_students
 
     rng = np.random.default_rng(1)
     quality = rng.normal(10, 2, (6, 1))

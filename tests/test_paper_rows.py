@@ -7,8 +7,8 @@ from helpers import GENOTYPES
 
 from blockswap import Genotype, NetworkSpec
 from blockswap.cli import main
-from blockswap.results.paper import TABLE2, TABLE2_NOT_REPRODUCED
-from blockswap.results.report import (
+from blockswap.reporting.paper import TABLE2, TABLE2_NOT_REPRODUCED
+from blockswap.reporting.report import (
     cost_table,
     latex,
     markdown,
@@ -131,7 +131,7 @@ def test_table3_sizes_use_the_same_rule():
 def test_table4_backbone_sizes_use_the_same_rule(tmp_path):
     import json
 
-    from blockswap.results.report import table4
+    from blockswap.reporting.report import table4
 
     paths = []
     for method, params in (("moonshine", 1_015_000), ("blockswap", 3_085_000)):

@@ -8,9 +8,9 @@ import pytest
 from helpers import GENOTYPES
 
 from blockswap import BlockswapError, Genotype, NetworkSpec
-from blockswap.results import figures
-from blockswap.results.proxy_tables import correlation_display, correlation_table
-from blockswap.results.report import latex, markdown, table2, table2_display
+from blockswap.reporting import figures
+from blockswap.reporting.proxy_tables import correlation_display, correlation_table
+from blockswap.reporting.report import latex, markdown, table2, table2_display
 
 
 def student_row(method, network, arch, genotype, seed, error, budget=None, candidate=None, dataset="cifar10"):
@@ -100,7 +100,7 @@ def imagenet_row(method, network, genotype, error, top5, budget=None):
 
 
 def test_table3_layout_and_the_papers_values():
-    from blockswap.results.report import table3
+    from blockswap.reporting.report import table3
 
     small = Genotype.load(GENOTYPES / "blockswap-imagenet-3.1m.yaml")
     students = pd.DataFrame(
@@ -141,7 +141,7 @@ def moonshine_rows(*blocks):
 
 
 def test_samples_table_with_the_single_blocktype_reference(students):
-    from blockswap.results.report import samples_table
+    from blockswap.reporting.report import samples_table
 
     g16 = moonshine_rows("G(16)").assign(network="moonshine-g16")  # 406.4K: 0.5 % off 404.2K
     table = samples_table(pd.concat([students, g16, bestof_rows()], ignore_index=True))
@@ -155,7 +155,7 @@ def test_samples_table_with_the_single_blocktype_reference(students):
 
 
 def test_a_single_blocktype_network_far_from_the_budget_is_not_marked(students):
-    from blockswap.results.report import samples_table
+    from blockswap.reporting.report import samples_table
 
     # The fixture's only single-blocktype network is all-BG(2,4), 214.1K: 47 % off 404.2K.
     table = samples_table(pd.concat([students, bestof_rows()], ignore_index=True))
@@ -165,7 +165,7 @@ def test_a_single_blocktype_network_far_from_the_budget_is_not_marked(students):
 
 
 def test_the_200k_reference_follows_the_tolerance_or_the_pairing():
-    from blockswap.results.single_blocktype import reference_network
+    from blockswap.reporting.single_blocktype import reference_network
 
     # BG(2,M/8) (189.9K) is nearest to 200K in absolute terms but 5 % off; BG(2,4) (214.1K) is 7 % off.
     moonshine = moonshine_rows("BG(2,M/8)", "BG(2,4)", "G(4)")
@@ -303,7 +303,7 @@ def write_proxies(tmp_path, proxies) -> dict:
 
 
 def test_correlation_rows_carry_their_budgets_noise_ceiling(tmp_path):
-    from blockswap.results.noise import ceiling_table
+    from blockswap.reporting.noise import ceiling_table
 
     students, proxies = shootout_students(seeds=(0, 1, 2), noise=1.0)
     table = correlation_table(students, write_proxies(tmp_path, proxies), resamples=200)
@@ -410,7 +410,7 @@ def test_tables_and_figures_carry_provenance_sidecars(tmp_path, students, capsys
 
 
 def test_table1_values_match_only_the_papers_setting():
-    from blockswap.results.paper import table1_match
+    from blockswap.reporting.paper import table1_match
 
     assert table1_match("fisher", 400_000, 10, "cifar10") == -0.667
     assert table1_match("grad_norm", "800000", 100, "cifar10") == 0.558
@@ -532,7 +532,7 @@ def test_learning_curves_without_validation_and_a_damaged_history(tmp_path, caps
 def test_students_table_carries_training_seconds_and_images_per_second(tmp_path, capsys):
     from blockswap.cli import main
     from blockswap.provenance import write_json
-    from blockswap.results.students import read_students, students_table
+    from blockswap.reporting.students import read_students, students_table
 
     summary = tmp_path / "summary.json"
     write_json(summary, {"dataset": "digits", "splits": {"train": 1000, "val": 300, "test": 300}})
@@ -598,7 +598,7 @@ def test_students_table_carries_training_seconds_and_images_per_second(tmp_path,
 
 def test_students_table_carries_each_runs_convergence(tmp_path, capsys):
     from blockswap.cli import main
-    from blockswap.results.students import read_students, students_table
+    from blockswap.reporting.students import read_students, students_table
 
     metrics = [
         write_training(

@@ -9,16 +9,16 @@ from pathlib import Path
 from ..deploy.latency_validation import latency_ranks, latency_ranks_display
 from ..errors import BlockswapError
 from ..provenance import input_record, provenance, reseal, seal_all, write_results
-from ..results.convergence import DEFAULT_PLATEAU, convergence_display, convergence_table
-from ..results.noise import ceiling_display, ceiling_table
-from ..results.proxy_tables import (
+from ..reporting.convergence import DEFAULT_PLATEAU, convergence_display, convergence_table
+from ..reporting.noise import ceiling_display, ceiling_table
+from ..reporting.proxy_tables import (
     correlation_display,
     correlation_table,
     proxy_costs,
     read_correlation,
     stability_table,
 )
-from ..results.report import (
+from ..reporting.report import (
     cost_table,
     latex,
     markdown,
@@ -29,10 +29,10 @@ from ..results.report import (
     table3,
     table4,
 )
-from ..results.search_tables import bestof_seeds, search_curves, search_winners
-from ..results.single_blocktype import parse_pairing
-from ..results.students import read_students, students_table
-from ..results.timings import timings_display, timings_table
+from ..reporting.search_tables import bestof_seeds, search_curves, search_winners
+from ..reporting.single_blocktype import parse_pairing
+from ..reporting.students import read_students, students_table
+from ..reporting.timings import timings_display, timings_table
 
 
 def report_costs(args):
@@ -356,7 +356,7 @@ FIGURE_BUILDERS = {
 
 
 def cmd_figure(args) -> None:
-    from ..results import figures  # matplotlib and seaborn are slow to import: only for figures
+    from ..reporting import figures  # matplotlib and seaborn are slow to import: only for figures
 
     start = time.perf_counter()
     FIGURE_BUILDERS[args.kind](args, figures)
