@@ -1,1 +1,70 @@
-"""pytest configuration; shared paths live in helpers.py."""
+"""pytest configuration: the workflow runs several test modules read, each made once per session.
+
+Shared paths and commands live in helpers.py. A test that deletes or damages files of a shared run
+works on its own copy (helpers.copy_run); the others only read it or dry-run Snakemake on it.
+"""
+
+import time
+
+import pytest
+from cocofiles import write_coco
+from datafiles import (
+    write_cifar10,
+    write_cifar100,
+    write_imagenet,
+    write_svhn,
+    write_torchvision_resnet34,
+)
+from helpers import TINY, run_miniature, snakemake
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """tests/config.yaml run end to end (`all`) once. Read by test_workflow.py (every output, the
+    report, reruns and dry runs; the deletion tests on copies)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    proc = snakemake("--cores", "2", "all", "--directory", workdir, "--configfile", TINY)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_search_dry_run(tmp_path_factory):
+    """`snakemake -n -p search` of tests/config.yaml in an empty folder. Read by test_workflow.py (the
+    jobs of one stage) and test_integrity.py (the command of select)."""
+    workdir = tmp_path_factory.mktemp("tiny-search")
+    return snakemake("-n", "-p", "search", "--directory", workdir, "--configfile", TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """All datasets in one data folder, and a torch hub cache holding the ResNet-34 weight file."""
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, per_batch=20)
+    write_cifar100(root)
+    write_svhn(root)
+    write_imagenet(root, classes=1000, per_class=1)
+    write_coco(root)
+    torch_home = tmp_path_factory.mktemp("torch-home")
+    write_torchvision_resnet34(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
+    return root, torch_home
+
+
+@pytest.fixture(scope="session")
+def miniature(tmp_path_factory, tiny_data):
+    """miniature(NAME): the folder of config/NAME run end to end (`all`) in miniature, once per session.
+    Read by test_paper_configs.py (every shipped configuration); the default's also by
+    test_evolution.py (the `compare` target, on a copy)."""
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            workdir = tmp_path_factory.mktemp(f"miniature-{name.removesuffix('.yaml')}")
+            start = time.perf_counter()
+            proc = run_miniature(name, tiny_data, workdir)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            print(f"{name}: {time.perf_counter() - start:.0f} s")
+            runs[name] = workdir
+        return runs[name]
+
+    return run

@@ -35,6 +35,7 @@ from unittest import mock
 import pandas as pd
 import pytest
 import torch
+from helpers import BIN
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -68,6 +69,21 @@ SETTINGS = settings(
     ],
 )
 SEARCH = ["--arch", ARCH, "--dataset", "digits", "--image-size", str(SIZE)]
+
+
+# The commands several tests below run, with the output path `out` (and `candidates`, the input).
+def sample_argv(out):
+    return ["sample", *SEARCH, "--budget", str(BUDGET), "--samples", "4", "--tolerance", "0.3", "--out", out]
+
+
+def score_argv(candidates, out):
+    quiet_cpu = ["--device", "cpu", "--quiet"]
+    return ["score", candidates, *SEARCH, "--batch-size", "16", "--limit", "1", *quiet_cpu, "--out", out]
+
+
+def train_argv(out, *extra, size=SIZE):
+    data = ["--dataset", "digits", "--image-size", str(size)]
+    return ["train", "--arch", ARCH, *data, *extra, "--epochs", "1", "--device", "cpu", "--quiet", "--out", out]
 
 
 class ReachedTraining(Exception):
@@ -194,24 +210,7 @@ COMMANDS = {
         lambda f: ["select", f("s.csv"), "--candidates", f("c.csv"), "--out", f("out/student.json")],
     ),
     "pick": ("c.csv", "candidates", lambda f: ["pick", f("c.csv"), "--candidate", "1", "--out", f("out/g.json")]),
-    "score": (
-        "c.csv",
-        "candidates",
-        lambda f: [
-            "score",
-            f("c.csv"),
-            *SEARCH,
-            "--batch-size",
-            "16",
-            "--limit",
-            "1",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--out",
-            f("out/s.csv"),
-        ],
-    ),
+    "score": ("c.csv", "candidates", lambda f: score_argv(f("c.csv"), f("out/s.csv"))),
     "report students": (
         "run/metrics.json",
         "metrics",
@@ -273,28 +272,7 @@ COMMANDS = {
         )
         for suffix in ("json", "yaml", "csv")
     },
-    "train genotype": (
-        "g.json",
-        "genotype json",
-        lambda f: [
-            "train",
-            "--arch",
-            ARCH,
-            "--genotype",
-            f("g.json"),
-            "--dataset",
-            "digits",
-            "--image-size",
-            str(SIZE),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--out",
-            f("out/run"),
-        ],
-    ),
+    "train genotype": ("g.json", "genotype json", lambda f: train_argv(f("out/run"), "--genotype", f("g.json"))),
     "train config": (
         "train.yaml",
         "train config",
@@ -637,48 +615,9 @@ SEEDS = st.one_of(
     st.integers(min_value=2**32, max_value=2**80),
 )
 SEEDED = {
-    "sample": lambda f: [
-        "sample",
-        *SEARCH,
-        "--budget",
-        str(BUDGET),
-        "--samples",
-        "4",
-        "--tolerance",
-        "0.3",
-        "--out",
-        f("out/c.csv"),
-    ],
-    "score": lambda f: [
-        "score",
-        f("c.csv"),
-        *SEARCH,
-        "--batch-size",
-        "16",
-        "--limit",
-        "1",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        f("out/s.csv"),
-    ],
-    "train": lambda f: [
-        "train",
-        "--arch",
-        ARCH,
-        "--dataset",
-        "digits",
-        "--image-size",
-        str(SIZE),
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        f("out/run"),
-    ],
+    "sample": lambda f: sample_argv(f("out/c.csv")),
+    "score": lambda f: score_argv(f("c.csv"), f("out/s.csv")),
+    "train": lambda f: train_argv(f("out/run")),
 }
 
 
@@ -829,32 +768,8 @@ def test_a_number_argument_out_of_range_is_one_line(valid, argument, value):
 
 # Every command that writes: argv with the output path `out` (inputs from `f`).
 WRITERS = {
-    "sample": lambda f, out: [
-        "sample",
-        *SEARCH,
-        "--budget",
-        str(BUDGET),
-        "--samples",
-        "4",
-        "--tolerance",
-        "0.3",
-        "--out",
-        out,
-    ],
-    "score": lambda f, out: [
-        "score",
-        f("c.csv"),
-        *SEARCH,
-        "--batch-size",
-        "16",
-        "--limit",
-        "1",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        out,
-    ],
+    "sample": lambda f, out: sample_argv(out),
+    "score": lambda f, out: score_argv(f("c.csv"), out),
     "pick": lambda f, out: ["pick", f("c.csv"), "--candidate", "1", "--out", out],
     "select": lambda f, out: ["select", f("s.csv"), "--candidates", f("c.csv"), "--out", out],
     "cost": lambda f, out: ["cost", "--arch", ARCH, "--out", out],
@@ -999,9 +914,8 @@ def digits_train_size() -> int:
     return len(load_dataset("digits", image_size=SIZE).train)
 
 
-def train_argv(f, size, batch, drop_last):
-    argv = ["train", "--arch", ARCH, "--dataset", "digits", "--image-size", str(size), "--batch-size", str(batch)]
-    return argv + ["--epochs", "1", "--device", "cpu", "--quiet", "--out", f("out/run")] + drop_last * ["--drop-last"]
+def batch_train_argv(f, size, batch, drop_last):
+    return train_argv(f("out/run"), "--batch-size", str(batch), *drop_last * ["--drop-last"], size=size)
 
 
 PROXY_BATCH = {
@@ -1067,7 +981,7 @@ def test_a_training_minibatch_of_one_image_at_1x1_is_one_line(valid, size, batch
     hypothesis.event("refused" if refused else "accepted")
     with workspace(valid) as ws:
         before = snapshot(ws)
-        code, _, err, issued = run(train_argv(lambda p: str(ws / p), size, batch, drop_last))
+        code, _, err, issued = run(batch_train_argv(lambda p: str(ws / p), size, batch, drop_last))
         if not refused:
             assert code == "trained" and err == "", err
             return
@@ -1097,7 +1011,7 @@ def test_a_proxy_minibatch_of_one_image_at_1x1_is_one_line(valid, command, size,
 
 
 def console(*argv, cwd):
-    script = Path(sys.executable).with_name("blockswap")
+    script = BIN / "blockswap"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "blockswap.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(

@@ -6,12 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import BIN, ROOT
 
-BIN = Path(sys.executable).parent
 STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]
 
 

@@ -3,15 +3,11 @@ floats for integers, block types that do not fit the teacher, budgets holding fe
 samples, run names and seeds that cannot make file names or seeds. Both through the workflow (one
 line, `blockswap: config error: <key>: ...`) and through the plan functions themselves."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from helpers import GENOTYPES, ROOT
+from helpers import GENOTYPES, ROOT, STARTUP_CALLS, TINY, snakemake, workflow_config_error
 
 from blockswap import BlockswapError
 from blockswap.planning.budgets import budget_keys
@@ -20,36 +16,25 @@ from blockswap.planning.config_file import SCHEMA, load_schema
 from blockswap.planning.plan import plan_networks
 from blockswap.seeds import MAX_SEED, derive_seed
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-TINY = ROOT / "tests" / "config.yaml"
-
 
 def dry_run_errors(tmp_path, override):
     """`snakemake -n` of the tiny config with `override` on top: the config-error lines it printed.
     Also checks it failed, without a traceback, and before any job wrote a result."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    proc = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "-n",
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(TINY),
-            str(tmp_path / "override.yaml"),
-        ],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", TINY, tmp_path / "override.yaml")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists(), output
     return [line for line in output.splitlines() if line.startswith("blockswap: config error:")], output
+
+
+def start_up_errors(tmp_path, override):
+    """What the workflow's start-up says of the tiny config with `override` on top, run in this process
+    (helpers.workflow_config_error): the config-error lines, as dry_run_errors returns them."""
+    (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
+    error = workflow_config_error(TINY, tmp_path / "override.yaml")
+    assert error is not None, f"{override} was accepted"
+    return error.splitlines(), error
 
 
 WORKFLOW_CASES = [
@@ -94,11 +79,40 @@ WORKFLOW_CASES = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("override,message", WORKFLOW_CASES, ids=[m.split(":")[0] for _, m in WORKFLOW_CASES])
 def test_bad_config_stops_the_workflow_with_one_line(tmp_path, override, message):
+    errors, output = start_up_errors(tmp_path, override)
+    assert len(errors) == 1 and message in errors[0], output
+
+
+# One real `snakemake -n` per kind of error: the workflow prints the very line of the in-process start-up.
+WORKFLOW_PATH = {
+    kind: next(case for case in WORKFLOW_CASES if case[1].startswith(prefix))
+    for kind, prefix in (
+        ("schema", "seeds.2:"),  # jsonschema's error, through Snakemake's validate
+        ("number check", "training.lr:"),  # .inf passes the schema: the package's number check
+        ("plan check", "search.budgets: budget 50000"),  # a band of too few networks: the package's plan check
+    )
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(WORKFLOW_PATH))
+def test_the_workflow_prints_the_line_of_the_in_process_start_up(tmp_path, kind):
+    override, message = WORKFLOW_PATH[kind]
     errors, output = dry_run_errors(tmp_path, override)
     assert len(errors) == 1 and message in errors[0], output
+    assert errors == start_up_errors(tmp_path, override)[0], output
+
+
+def test_the_in_process_start_up_makes_the_calls_of_the_workflows():
+    """helpers.workflow_config_error stands for the `try:` block rules/common.smk starts with."""
+    text = (ROOT / "rules" / "common.smk").read_text()
+    block = text.split("\ntry:\n", 1)[1].split("\nexcept (WorkflowError, BlockswapError) as err:\n", 1)
+    assert len(block) == 2 and "config_error_message(err)" in block[1].split("\n", 1)[0], "start-up changed"
+    remote = {"is_file", "use_resolved_config"}  # a remote (e.g. SLURM) job reads the resolved config instead
+    remote.add("str")  # a conversion, not a step
+    assert set(re.findall(r"\b([a-z_]+)\(", block[0])) - remote == set(STARTUP_CALLS)
 
 
 @pytest.mark.parametrize("run", ["..", ".hidden", "a/b", "../up", "-rf", "a b", "r" * 101])

@@ -522,33 +522,10 @@ def test_latency_budgets_plan_without_counting_and_schema_rejects_bad_keys(tmp_p
 
 def snakemake(workdir, overlay, *args):
     """Snakemake on the tiny test config plus `overlay` (one --configfile: a second one would replace it)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from helpers import TINY
+    from helpers import snakemake as run
 
-    from helpers import ROOT
-
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [
-            str(bin_dir / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            *args,
-            "--configfile",
-            str(ROOT / "tests" / "config.yaml"),
-            str(overlay),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run("--directory", workdir, *args, "--configfile", TINY, overlay)
 
 
 @pytest.mark.slow

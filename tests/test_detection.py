@@ -3,13 +3,11 @@ Fisher search through the detection loss, on a tiny COCO-format folder."""
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from cocofiles import write_coco
-from helpers import ROOT
+from helpers import BIN, ROOT
 
 from blockswap.detection.coco import CocoDetection, horizontal_flip
 from blockswap.detection.evaluate import AP_NAMES, coco_metrics
@@ -23,7 +21,7 @@ from blockswap.detection.train import (
 from blockswap.errors import BlockswapError
 from blockswap.networks.models import NetworkSpec
 
-BLOCKSWAP = str(Path(sys.executable).parent / "blockswap")
+BLOCKSWAP = str(BIN / "blockswap")
 
 
 pytestmark = pytest.mark.slow  # builds and trains detectors end to end

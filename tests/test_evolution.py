@@ -338,53 +338,20 @@ def test_bad_guided_search_settings_are_one_line_before_any_job(tmp_path, overla
 
 
 @pytest.mark.slow
-def test_the_compare_target_runs_in_miniature(tmp_path):
+def test_the_compare_target_runs_in_miniature(tmp_path, tiny_data, miniature):
     """`snakemake compare` on the default configuration, scaled down: histories of both methods for
-    two search seeds, the winners and a best-of-N trained, every comparison table and the figure."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    two search seeds, the winners and a best-of-N trained, every comparison table and the figure.
+    On a copy of the default's miniature run (conftest.py), whose teacher the winners distil from."""
+    from helpers import copy_run, run_miniature
+    from snakemake_log import job_counts
 
-    from helpers import ROOT
-
-    overlay = tmp_path / "small.yaml"
-    overlay.write_text(
-        yaml.safe_dump(
-            {
-                "seeds": [0],
-                "teacher": {"epochs": 1},
-                "training": {"epochs": 1},
-                "search": {"samples": 6},
-                "ablation": {"random_students": 2, "stability_candidates": 2},
-                "comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]},
-            }
-        )
-    )
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(
-        [
-            str(bin_dir / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--cores",
-            "2",
-            "compare",
-            "--configfile",
-            str(ROOT / "config" / "config.yaml"),
-            str(overlay),
-        ],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    workdir = copy_run(miniature("config.yaml"), tmp_path / "run")
+    overlay = tmp_path / "compare.yaml"
+    overlay.write_text(yaml.safe_dump({"comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
+    proc = run_miniature("config.yaml", tiny_data, workdir, target="compare", overlays=[overlay])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = tmp_path / "results" / "default"
+    assert "train_teacher" not in job_counts(proc.stdout)  # the miniature run's teacher
+    results = workdir / "results" / "default"
     curves = pd.read_csv(results / "tables" / "search_curves.csv")
     assert curves["evaluations"].tolist() == [1, 2, 5, 6] and (curves["evolution n"] == 2).all()
     # Both methods start from the same random networks (P = 2 of the 6 evaluations).
@@ -396,25 +363,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path):
     assert sorted(winners["method"]) == ["evolution", "randomsearch"]
     assert pd.read_csv(results / "tables" / "bestof_seeds.csv")["samples"].tolist() == [2]
     assert (results / "figures" / "search_curves.png").stat().st_size > 1000
-    again = subprocess.run(
-        [
-            str(bin_dir / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "-n",
-            "compare",
-            "--configfile",
-            str(ROOT / "config" / "config.yaml"),
-            str(overlay),
-        ],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    again = run_miniature("config.yaml", tiny_data, workdir, "-n", target="compare", overlays=[overlay])
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

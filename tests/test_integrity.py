@@ -20,7 +20,6 @@ import time
 import pandas as pd
 import pytest
 from test_scoring import SIZE, candidates, digits, settings, without_seconds  # noqa: F401 (fixtures)
-from test_workflow import TINY, snakemake
 
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main
@@ -196,10 +195,8 @@ def test_a_damaged_sidecar_is_one_line(search, capsys):
 
 
 @pytest.mark.slow
-def test_the_workflow_hands_select_its_candidates(tmp_path):
-    proc = snakemake(
-        "-n", "-p", "results/tiny/search/30000/student.json", "--directory", str(tmp_path), "--configfile", TINY
-    )
+def test_the_workflow_hands_select_its_candidates(tiny_search_dry_run):
+    proc = tiny_search_dry_run  # `snakemake -n -p search` (conftest.py): results/tiny/search/30000/student.json
     assert proc.returncode == 0, proc.stderr
     assert "--candidates results/tiny/search/30000/candidates.csv" in proc.stdout
 

@@ -9,74 +9,21 @@ made, with the rows the configuration's design implies.
 """
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from cocofiles import write_coco
-from datafiles import (
-    write_cifar10,
-    write_cifar100,
-    write_imagenet,
-    write_svhn,
-    write_torchvision_resnet34,
-)
-from helpers import ROOT
+from helpers import MINIATURE, ROOT, run_miniature, snakemake
 from snakemake_log import job_counts
 
-BIN = Path(sys.executable).parent
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
-MINIATURE = ROOT / "tests" / "miniature"
-CORES = os.environ.get("BLOCKSWAP_TEST_CORES", "2")  # bench/gpu.sh runs it with the GPU machine's cores
 
 
 pytestmark = pytest.mark.slow  # Snakemake dry runs of the paper configs
 
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """All datasets in one data folder, and a torch hub cache holding the ResNet-34 weight file."""
-    root = tmp_path_factory.mktemp("data")
-    write_cifar10(root, per_batch=20)
-    write_cifar100(root)
-    write_svhn(root)
-    write_imagenet(root, classes=1000, per_class=1)
-    write_coco(root)
-    torch_home = tmp_path_factory.mktemp("torch-home")
-    write_torchvision_resnet34(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
-    return root, torch_home
-
-
-def run_miniature(name, tiny_data, workdir, *extra):
-    data, torch_home = tiny_data
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
-    return subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            CORES,
-            "all",
-            "--configfile",
-            str(ROOT / "config" / name),
-            str(MINIATURE / name),
-            "--config",
-            f"data_dir={data}",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+# conftest.py: tiny_data (all datasets in one data folder, and a torch hub cache holding the
+# ResNet-34 weight file) and miniature(name) (config/<name> run end to end in miniature, once a session).
 
 
 def test_every_shipped_configuration_has_a_miniature():
@@ -231,17 +178,15 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp_path):
+def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, miniature):
     assert name in EXPECTED, f"add the expected outputs of config/{name} to this test"
-    start = time.perf_counter()
-    proc = run_miniature(name, tiny_data, tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    workdir = miniature(name)
     run = [
         line.split(":", 1)[1].strip()
         for line in (ROOT / "config" / name).read_text().splitlines()
         if line.startswith("run:")
     ][0].split()[0]
-    results = tmp_path / "results" / run
+    results = workdir / "results" / run
     tables, figures, check = EXPECTED[name]
     for table in tables:
         assert (results / "tables" / f"{table}.csv").stat().st_size > 0, table
@@ -251,9 +196,8 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
             assert (results / "figures" / f"{figure}{suffix}").stat().st_size > 1000, figure
     check(results)
     # Nothing is left to do: every input of every rule was declared, so a rerun finds no job.
-    again = run_miniature(name, tiny_data, tmp_path, "-n")
+    again = run_miniature(name, tiny_data, workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
-    print(f"{name}: {time.perf_counter() - start:.0f} s")
 
 
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
@@ -296,24 +240,8 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, tmp
 )
 def test_paper_job_counts_follow_the_paper_design(name, expected, tiny_data, tmp_path):
     _, torch_home = tiny_data  # the ImageNet config reads the teacher's weight file from the hub cache
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TORCH_HOME": str(torch_home)}
-    proc = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "-n",
-            "all",
-            "--configfile",
-            str(ROOT / "config" / name),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    config = ROOT / "config" / name
+    proc = snakemake("--directory", tmp_path, "-n", "all", "--configfile", config, env={"TORCH_HOME": str(torch_home)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = job_counts(proc.stdout)
     for job, n in expected.items():

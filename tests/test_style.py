@@ -1,16 +1,10 @@
 """Style gates: ruff lint and format, snakefmt for the workflow. Fast, so part of the quick lane."""
 
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import ROOT
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+from helpers import ENV, ROOT
 
 
 def tool(name):

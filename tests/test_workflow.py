@@ -3,30 +3,14 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT
+from helpers import BIN, ENV, ROOT, TINY, copy_run, snakemake, workflow_config_error
 from snakemake_log import job_counts
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
 pytestmark = pytest.mark.slow  # real Snakemake runs and dry runs
-
-
-def snakemake(*args, cwd=ROOT):
-    return subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_lint_is_clean():
@@ -64,16 +48,8 @@ def test_dry_runs_list_every_job(tmp_path, configfile, expected):
         assert counts.get(job, 0) == n, (job, counts)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny config run end to end once; tests below inspect and poke it."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    proc = snakemake("--cores", "2", "all", "--directory", str(workdir), "--configfile", TINY)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
-
-
-TINY = str(ROOT / "tests" / "config.yaml")
+# tiny_run (conftest.py): the tiny config run end to end once; tests below inspect it, and poke
+# copies of it.
 
 
 def test_tiny_run_produces_every_output(tiny_run):
@@ -176,7 +152,8 @@ def test_editing_the_package_alone_triggers_no_rerun(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):
+def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run, tmp_path):
+    tiny_run = copy_run(tiny_run, tmp_path / "run")
     student = tiny_run / "results" / "tiny" / "students" / "reduced-wrn-10-1" / "seed-1"
     for name in ("model.pt", "metrics.json", "history.csv"):
         (student / name).unlink()
@@ -188,7 +165,8 @@ def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run):
     assert rerun.returncode == 0 and (student / "metrics.json").is_file()
 
 
-def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run):
+def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run, tmp_path):
+    tiny_run = copy_run(tiny_run, tmp_path / "run")
     student = tiny_run / "results" / "tiny" / "students" / "random-45000-1" / "seed-1"
     before = json.loads((student / "metrics.json").read_text())
     (student / "metrics.json").unlink()
@@ -200,8 +178,9 @@ def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run):
     assert json.loads((student / "metrics.json").read_text())["test_error"] == before["test_error"]
 
 
-def test_deleting_a_search_result_rebuilds_it_and_what_depends_on_it(tiny_run):
+def test_deleting_a_search_result_rebuilds_it_and_what_depends_on_it(tiny_run, tmp_path):
     """A deleted selection is rebuilt by `all` (it is listed), and only its student follows."""
+    tiny_run = copy_run(tiny_run, tmp_path / "run")
     (tiny_run / "results" / "tiny" / "search" / "30000" / "student.json").unlink()
     proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
     counts = job_counts(proc.stdout)
@@ -237,8 +216,8 @@ def test_a_data_dir_that_looks_like_an_option_reaches_every_command(tmp_path):
     assert (tmp_path / "results" / "tiny" / "search" / "30000" / "candidates.csv").is_file()
 
 
-def test_one_stage_target_dry_run(tmp_path):
-    proc = snakemake("-n", "search", "--directory", str(tmp_path), "--configfile", TINY)
+def test_one_stage_target_dry_run(tiny_search_dry_run):
+    proc = tiny_search_dry_run  # `snakemake -n -p search` (conftest.py)
     counts = job_counts(proc.stdout)
     assert counts["select"] == 2 and counts["score"] == 6 and "train_student" not in counts
 
@@ -258,9 +237,9 @@ def test_one_stage_target_dry_run(tmp_path):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, override, message):
+    """The workflow's start-up in this process (the same line as `snakemake -n` prints, shown for each
+    kind of error by tests/test_config_checks.py)."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    proc = snakemake("-n", "--directory", str(tmp_path), "--configfile", TINY, str(tmp_path / "override.yaml"))
-    assert proc.returncode != 0
-    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("blockswap: config error:")]
-    assert len(errors) == 1 and message in errors[0], proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
+    error = workflow_config_error(TINY, tmp_path / "override.yaml")
+    assert error is not None and error.count("\n") == 0, error
+    assert error.startswith("blockswap: config error:") and message in error, error
