@@ -350,7 +350,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path, tiny_data, miniature):
     overlay.write_text(yaml.safe_dump({"comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
     proc = run_miniature("config.yaml", tiny_data, workdir, target="compare", overlays=[overlay])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "train_teacher" not in job_counts(proc.stdout)  # the miniature run's teacher
+    assert "train_teacher" not in job_counts(proc.stdout + proc.stderr)  # the miniature run's teacher
     results = workdir / "results" / "default"
     curves = pd.read_csv(results / "tables" / "search_curves.csv")
     assert curves["evaluations"].tolist() == [1, 2, 5, 6] and (curves["evolution n"] == 2).all()
