@@ -59,7 +59,7 @@ def miniature(tmp_path_factory, tiny_data):
 
     def run(name):
         if name not in runs:
-            workdir = tmp_path_factory.mktemp(f"miniature-{name.removesuffix('.yaml')}")
+            workdir = tmp_path_factory.mktemp(f"miniature-{name.removesuffix('.yaml')}-")
             start = time.perf_counter()
             proc = run_miniature(name, tiny_data, workdir)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

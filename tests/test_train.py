@@ -221,7 +221,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, digits):
         Trainer(config(epochs=4), tmp_path, torch.device("cpu"), digits, progress=False).run()
 
 
-def train_cmd(out, epochs=8):
+def train_cmd(out, epochs=4):  # epoch 1 checkpointed, a kill in a later epoch, the rest resumed
     return [
         sys.executable,
         "-m",
