@@ -24,8 +24,8 @@ from blockswap import (
     parse_block,
 )
 from blockswap.cli import main
+from blockswap.deploy import calibration, timing
 from blockswap.deploy import latency_validation as latency_check
-from blockswap.deploy import timing
 from blockswap.deploy.export import (
     Deployable,
     deployable,
@@ -84,6 +84,16 @@ def table_file(tmp_path_factory):
         )
         == 0
     )
+    # Budgets need a calibrated setting. Timings of whole networks on a shared CPU are noise, so the
+    # calibration here is fitted to networks that take exactly their predicted time (slope 1, no
+    # intercept): what these tests check does not hang on the machine's load
+    # (tests/test_latency_calibration.py checks the calibration itself).
+    table = LatencyTable.load(path)
+    types = CostTable.build(parse_arch(ARCH), CANDIDATE_SETS["paper"], SIZE, CLASSES).types
+    genotypes = latency_check.spread_genotypes(table, "cpu/t1/b1", types, 12, seed=0)
+    predicted = [table.predict(g, "cpu/t1/b1") for g in genotypes]
+    entry = calibration.calibration_entry([str(g) for g in genotypes], predicted, predicted, seed=0)
+    write_json(path, {**table.record, "calibration": {"cpu/t1/b1": entry}})
     return path
 
 

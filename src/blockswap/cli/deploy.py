@@ -1,4 +1,4 @@
-"""`blockswap latency`, `latency-check`, `measure` and `export`: deployment budgets."""
+"""`blockswap latency`, `latency-calibrate`, `latency-check`, `measure` and `export`: deployment budgets."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from ..data.datasets import dataset_info
+from ..deploy import calibration
 from ..deploy.export import deployable, export_run
 from ..deploy.latency import LatencyTable, build_latency_table
-from ..deploy.latency_validation import check_table
+from ..deploy.latency_validation import calibrate, check_table
 from ..deploy.timing import Setting, machine_fingerprint, measure_model, settings_from
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
@@ -120,6 +121,56 @@ def add_latency(sub) -> None:
     p.add_argument("--out", required=True, help="output JSON (sealed, with provenance and the machine fingerprint)")
 
 
+def cmd_latency_calibrate(args) -> None:
+    table = LatencyTable.load(args.table)
+    key = table.check_setting(args.setting)
+    start = time.perf_counter()
+    entry = calibrate(table, key, args.samples, args.seed, args.warmup, args.runs)
+    entry["provenance"] = provenance(seed=args.seed, seconds=time.perf_counter() - start)
+    record = dict(table.record)
+    record["calibration"] = {**record.get("calibration", {}), key: entry}
+    write_json(args.table, record)
+    held = entry["held_out"]
+    trusted = held["mape_pct"] <= calibration.MAX_HELD_OUT_MAPE_PCT
+    print(
+        json.dumps(
+            {
+                "table": str(args.table),
+                "setting": key,
+                "networks": len(entry["networks"]),
+                "slope": round(entry["slope"], 4),
+                "intercept_ms": round(entry["intercept_seconds"] * 1e3, 4),
+                "raw_mape_pct": entry["raw"]["mape_pct"],
+                "held_out_mape_pct": held["mape_pct"],
+                "held_out_within_10pct": held["within_10pct"],
+                "latency_budgets": "allowed" if trusted else "refused",
+            }
+        )
+    )
+
+
+def add_latency_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "latency-calibrate",
+        help="fit a setting's calibration to whole networks, with its held-out error",
+        description="Time whole networks of the table's space, spread from its fastest to its slowest, fit "
+        "measured = slope x predicted + intercept for one setting, score that line on held-out folds, and "
+        "store both in the table. Latency budgets and limits in that setting go through the line, and are "
+        f"refused where its held-out error is above {calibration.MAX_HELD_OUT_MAPE_PCT:g} %%.",
+    )
+    p.add_argument("table", help="a latency table ('blockswap latency --out'); rewritten with the calibration")
+    p.add_argument("--setting", default="cpu/t1/b1", help="which of the table's settings (default cpu/t1/b1)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=calibration.DEFAULT_NETWORKS,
+        help=f"validation networks timed (default {calibration.DEFAULT_NETWORKS}, at least {calibration.MIN_NETWORKS})",
+    )
+    p.add_argument("--seed", type=seed_argument, default=0, help="seeds the networks and the folds (0 to 2^32-1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (at least 10)")
+    p.add_argument("--runs", type=int, default=50, help="timed calls, the median kept (at least 50)")
+
+
 def cmd_latency_check(args) -> None:
     table = LatencyTable.load(args.table)
     start = time.perf_counter()
@@ -218,6 +269,7 @@ def add_export(sub) -> None:
 
 COMMANDS = {
     "latency": (add_latency, cmd_latency),
+    "latency-calibrate": (add_latency_calibrate, cmd_latency_calibrate),
     "latency-check": (add_latency_check, cmd_latency_check),
     "measure": (add_measure, cmd_measure),
     "export": (add_export, cmd_export),

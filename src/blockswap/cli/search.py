@@ -57,8 +57,9 @@ def cmd_sample(args) -> None:
     start = time.perf_counter()
     table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
     limits = parse_limits(args.limit)
+    held_out = None
     if args.latency_table:
-        table = with_latency_table(table, args.latency_table, args.latency_setting, input_size, classes)
+        table, held_out = with_latency_table(table, args.latency_table, args.latency_setting, input_size, classes)
     frame = sample_candidates(table, args.budget, args.samples, args.seed, args.budget_kind, args.tolerance, limits)
     meta = {
         "arch": arch.name,
@@ -68,6 +69,7 @@ def cmd_sample(args) -> None:
         "limits": limits,
         "latency_table": input_digests([args.latency_table]) if args.latency_table else None,
         "latency_setting": args.latency_setting if args.latency_table else None,
+        "latency_held_out_error": held_out,
         "candidates": args.candidates,
         "samples": args.samples,
         "dataset": args.dataset,
@@ -81,11 +83,14 @@ def cmd_sample(args) -> None:
     )
 
 
-def with_latency_table(table: CostTable, path: str, setting: str, input_size, classes: int) -> CostTable:
-    """`table` plus the latency column (whole microseconds) of a latency table measured on this machine."""
+def with_latency_table(table: CostTable, path: str, setting: str, input_size, classes: int) -> tuple[CostTable, dict]:
+    """`table` plus the calibrated latency column (whole microseconds) of a latency table measured on
+    this machine, and the held-out error of that setting's calibration. Refused where the setting
+    has no calibration or its held-out error is above 10 % (`LatencyTable.budget_calibration`)."""
     latency = LatencyTable.load(path)
     latency.check_network(table.arch.name, input_size, classes)
-    return table.with_latency(*latency.slot_microseconds(table.types, setting))
+    columns = latency.slot_microseconds(table.types, setting)
+    return table.with_latency(*columns), latency.budget_calibration(setting)["held_out"]
 
 
 def add_sample(sub) -> None:
@@ -110,7 +115,8 @@ def add_sample(sub) -> None:
     )
     p.add_argument(
         "--latency-table",
-        help="latency table measured on this machine ('blockswap latency'): needed for latency budgets and limits",
+        help="latency table measured on this machine ('blockswap latency'), calibrated in --latency-setting "
+        "('blockswap latency-calibrate'): needed for latency budgets and limits",
     )
     p.add_argument(
         "--latency-setting", default="cpu/t1/b1", help="which setting of the latency table (default cpu/t1/b1)"

@@ -11,6 +11,10 @@ synchronised on CUDA.
 A network's predicted latency is stem + head + the sum of its blocks' entries. A table is reused
 only on a machine with the same fingerprint (CPU model, cores, GPU name, library versions);
 elsewhere it is refused with one line saying why and how to rebuild it.
+
+Latency budgets and limits do not use that sum directly: they go through the setting's stored
+calibration (`calibration`: a line fitted to whole-network timings, with its held-out error), and
+a setting without one, or whose held-out error is above 10 %, refuses them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..networks.genotype import Genotype
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import Architecture, initialise, parse_arch
 from ..provenance import read_verified
-from . import timing
+from . import calibration, timing
 from .timing import (
     CLOCKS,
     MIN_RUNS,
@@ -198,6 +202,8 @@ def table_problem(record: dict) -> str | None:
         return f"clock is not one of {', '.join(CLOCKS)}"
     if not isinstance(record["fingerprint"], dict):
         return "fingerprint is not a mapping"
+    if not isinstance(record.get("calibration", {}), dict) or not set(record.get("calibration", {})) <= set(settings):
+        return "calibration is not a mapping of the table's settings"
     for part in ("stem", "head"):
         if not (isinstance(record[part], dict) and all(_seconds(record[part].get(k)) for k in settings)):
             return f"{part} lacks a positive time for every setting"
@@ -313,11 +319,65 @@ class LatencyTable:
             )
         return self.fixed_seconds(key) + sum(self.block_seconds(i, t, key) for i, t in enumerate(genotype))
 
-    def slot_microseconds(self, types: Sequence[Sequence[BlockType]], key: str) -> tuple[list[np.ndarray], int]:
-        """Whole microseconds of each listed type at each slot (a sampler column) and of stem + head."""
+    # --- the calibration of a setting, and the budgets that go through it ---------------------------
+
+    def calibrate_command(self, key: str, samples: int = calibration.DEFAULT_NETWORKS) -> str:
+        return f"blockswap latency-calibrate {self.source} --setting {key} --samples {samples}"
+
+    def calibration(self, key: str) -> dict | None:
+        """The stored calibration of setting `key`, checked against its own timings and this table's
+        block times, or None where the setting has none."""
         key = self.check_setting(key)
+        entry = self.record.get("calibration", {}).get(key)
+        if entry is None:
+            return None
+        problem = calibration.entry_problem(entry, lambda genotype: self.predict(Genotype.parse(genotype), key))
+        if problem:
+            raise BlockswapError(
+                f"{self.source} has a damaged calibration of {key} ({problem}); measure it again: "
+                f"{self.calibrate_command(key)}"
+            )
+        return entry
+
+    def budget_calibration(self, key: str) -> dict:
+        """The calibration a latency budget or limit in setting `key` goes through. Refused, in one line
+        with the fix, where the setting has none (the budget would go unchecked) or where its held-out
+        error is above `calibration.MAX_HELD_OUT_MAPE_PCT`."""
+        key = self.check_setting(key)
+        entry = self.calibration(key)
+        if entry is None:
+            raise BlockswapError(
+                f"{self.source} has no calibration of {key}, so a latency budget there would be unchecked; "
+                f"calibrate it against whole networks on this machine ({self.calibrate_command(key)}) or "
+                "budget in params or macs"
+            )
+        held, limit, count = entry["held_out"], calibration.MAX_HELD_OUT_MAPE_PCT, len(entry["networks"])
+        if held["mape_pct"] > limit:
+            raise BlockswapError(
+                f"latency budgets in {key} are refused: {self.source} predicts whole networks there with a "
+                f"held-out error of {held['mape_pct']:.1f} % (MAPE over {count} validation "
+                f"networks, {held['within_10pct']:.0%} within +-10 %), above {limit:g} %; measure that setting "
+                f"again on a quiet machine with more networks ({self.calibrate_command(key, max(100, 2 * count))}), "
+                "budget in params or macs, or use another batch setting"
+            )
+        return entry
+
+    def calibrated_seconds(self, genotype: Genotype, key: str) -> float:
+        """A whole network's time as the setting's calibration predicts it from the table's sum."""
+        entry = self.calibration(key)
+        if entry is None:
+            raise BlockswapError(f"{self.source} has no calibration of {key}; {self.calibrate_command(key)}")
+        return calibration.apply(entry, self.predict(genotype, key))
+
+    def slot_microseconds(self, types: Sequence[Sequence[BlockType]], key: str) -> tuple[list[np.ndarray], int]:
+        """The calibrated latency as sampler columns, in whole microseconds: each listed type at each
+        slot (slope x its entry) and the fixed part (slope x (stem + head) + intercept), so that a
+        network's column total is its calibrated time. Only for a setting whose calibration holds."""
+        key = self.check_setting(key)
+        entry = self.budget_calibration(key)
+        slope = entry["slope"]
         columns = [
-            np.array([round(self.block_seconds(i, t, key) * US) for t in slot], dtype=np.int64)
+            np.array([round(slope * self.block_seconds(i, t, key) * US) for t in slot], dtype=np.int64)
             for i, slot in enumerate(types)
         ]
-        return columns, round(self.fixed_seconds(key) * US)
+        return columns, round(calibration.apply(entry, self.fixed_seconds(key)) * US)

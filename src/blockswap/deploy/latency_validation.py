@@ -1,6 +1,7 @@
 """How good is a latency table? Predicted (sum of parts) against measured end-to-end latency of
 random students of the table's space, and how well the table and the cheap counts (params, MACs)
-rank networks by measured latency (docs/deployment.md).
+rank networks by measured latency; and the whole-network timings a setting's calibration is fitted
+to (`calibrate`, the line itself in `calibration`) (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from ..networks.models import NetworkSpec, build_model
 from ..search.sampling import CostTable
 from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
 from ..stats.ranks import kendall_tau_b
+from . import calibration as line
 from .export import deployable
 from .latency import LATENCY_COLUMN, LatencyTable
 from .timing import MIN_RUNS, MIN_WARMUP, Setting, load_average, measure_model
 
+# The calibration's networks come from a random stream of their own, so that a check run with the
+# same seed times other students than the ones the calibration was fitted on.
+CALIBRATION_STREAM = 1
+# Calibration networks are picked, spread over the predicted range, from this many random draws each.
+POOL_PER_NETWORK = 20
 
-def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int) -> list[Genotype]:
+
+def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int | Sequence[int]) -> list[Genotype]:
     """`samples` distinct genotypes, each block's type uniform over the types that fit it (seeded)."""
     rng = np.random.default_rng(seed)
     counts = np.array([len(t) for t in types])
@@ -35,6 +43,68 @@ def draw_genotypes(types: Sequence[Sequence[BlockType]], samples: int, seed: int
         choice = (rng.random(len(counts)) * counts).astype(np.int64)
         seen.setdefault(choice.astype(np.uint8).tobytes(), Genotype(tuple(types[s][i] for s, i in enumerate(choice))))
     return list(seen.values())
+
+
+def space_size(types: Sequence[Sequence[BlockType]]) -> int:
+    return int(np.prod(np.array([len(t) for t in types], dtype=float)))
+
+
+def spread_genotypes(
+    table: LatencyTable, key: str, types: Sequence[Sequence[BlockType]], samples: int, seed: int
+) -> list[Genotype]:
+    """`samples` distinct genotypes whose predicted latencies are spread evenly from the fastest to
+    the slowest of a seeded pool of random draws. Uniform draws crowd the middle of the range (a sum
+    of independent blocks); budgets can sit anywhere in it, so the calibration is fitted and scored
+    across all of it."""
+    pool = draw_genotypes(types, min(space_size(types), POOL_PER_NETWORK * samples), [seed, CALIBRATION_STREAM])
+    predicted = np.array([table.predict(g, key) for g in pool])
+    free = np.ones(len(pool), dtype=bool)
+    chosen = []
+    for target in np.linspace(predicted.min(), predicted.max(), samples):
+        index = int(np.argmin(np.where(free, np.abs(predicted - target), np.inf)))
+        free[index] = False
+        chosen.append(pool[index])
+    return chosen
+
+
+def measure_genotype(table: LatencyTable, genotype: Genotype, setting: Setting, warmup: int, runs: int, seed: int):
+    """Seconds of one forward pass of a whole (deployable) network of the table's space, timed on
+    the table's clock."""
+    r = table.record
+    model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
+    return measure_model(model, tuple(r["input_size"]), setting, warmup, runs, seed, clock=r.get("clock", "wall"))
+
+
+def calibrate(
+    table: LatencyTable,
+    key: str,
+    samples: int = line.DEFAULT_NETWORKS,
+    seed: int = 0,
+    warmup: int = MIN_WARMUP,
+    runs: int = MIN_RUNS,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Time `samples` whole networks spread over the setting's predicted range and fit the setting's
+    calibration to them (`calibration.calibration_entry`), with how they were timed."""
+    key = table.check_setting(key)
+    if not isinstance(samples, int) or samples < line.MIN_NETWORKS:
+        raise BlockswapError(f"a calibration needs at least {line.MIN_NETWORKS} validation networks, got {samples}")
+    r = table.record
+    types = CostTable.build(table.arch, candidate_set(r["candidates"]), tuple(r["input_size"]), r["num_classes"]).types
+    if samples > space_size(types):
+        raise BlockswapError(f"samples must be at most {space_size(types)} (the networks of this space), got {samples}")
+    setting = Setting.parse(key)
+    genotypes = spread_genotypes(table, key, types, samples, seed)
+    measured = []
+    for index, genotype in enumerate(genotypes):
+        measured.append(measure_genotype(table, genotype, setting, warmup, runs, seed))
+        if progress:
+            progress(index + 1)
+    entry = line.calibration_entry(
+        [str(g) for g in genotypes], [table.predict(g, key) for g in genotypes], measured, seed
+    )
+    entry.update(clock=r.get("clock", "wall"), warmup=warmup, runs=runs, load_average=load_average())
+    return entry
 
 
 CHECK_COLUMNS = ["candidate", "genotype", "params", "macs", "predicted_ms", "measured_ms", "error_pct"]
@@ -58,12 +128,14 @@ def check_table(
     r = table.record
     size = tuple(r["input_size"])
     cost_table = CostTable.build(table.arch, candidate_set(r["candidates"]), size, r["num_classes"])
-    rows = []
+    stored = table.calibration(key)
+    rows, calibrated = [], []
     for index, genotype in enumerate(draw_genotypes(cost_table.types, samples, seed)):
         cost = NetworkSpec(table.arch, genotype, r["num_classes"]).cost(size)
-        model = deployable(build_model(table.arch, genotype, r["num_classes"], seed=seed))
-        measured = measure_model(model, size, setting, warmup, runs, seed, clock=r.get("clock", "wall"))
+        measured = measure_genotype(table, genotype, setting, warmup, runs, seed)
         predicted = table.predict(genotype, key)
+        if stored is not None:
+            calibrated.append(line.apply(stored, predicted))
         rows.append(
             [
                 index,
@@ -79,6 +151,9 @@ def check_table(
             progress(index + 1)
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     summary = check_summary(frame)
+    if stored is not None:  # the table's own calibration, scored on students it was not fitted on
+        error = line.error_summary(line.percent_errors(calibrated, frame["measured_ms"] / 1e3))
+        summary.update(table_calibrated_mape_pct=error["mape_pct"], table_calibrated_within_10pct=error["within_10pct"])
     summary.update(setting=key, clock=r.get("clock", "wall"), samples=samples, seed=seed, load_average=load_average())
     return frame, summary
 
@@ -99,27 +174,19 @@ def _defined(value: float, digits: int = 4):
     return None if not math.isfinite(value) else round(value, digits)
 
 
-def calibration(frame: pd.DataFrame) -> dict:
-    """How much of the table's error is one constant factor. The sum of blocks leaves out what
-    happens between blocks (the call overhead of the network's own forward, allocator work), so it
-    tends to under-predict by a steady share. `median_ratio` is measured / predicted over all
-    students; the calibrated figures fit that ratio on the even-numbered students and score the
-    odd-numbered ones with it, so they are held out. Reported, not applied: a budget in the table's
-    units keeps the same networks inside it whatever the factor, and the factor belongs to a machine."""
-    ratio = frame["measured_ms"] / frame["predicted_ms"]
-    fit, held = frame.iloc[0::2], frame.iloc[1::2]
-    if len(held) < 2:
-        return {
-            "median_ratio": _defined(float(ratio.median())),
-            "calibrated_mape_pct": None,
-            "calibrated_within_10pct": None,
-        }
-    factor = float((fit["measured_ms"] / fit["predicted_ms"]).median())
-    error = (100 * (held["predicted_ms"] * factor - held["measured_ms"]) / held["measured_ms"]).abs()
+def calibration(frame: pd.DataFrame, seed: int = 0) -> dict:
+    """How much of the table's error a setting's calibration (`calibration`: a line fitted to
+    whole networks) removes, scored on these students: `median_ratio` is measured / predicted over
+    all of them; the calibrated figures are the held-out error of the line, each student predicted
+    by the line fitted on the other folds (None with fewer students than a calibration needs)."""
+    ratio = _defined(float((frame["measured_ms"] / frame["predicted_ms"]).median()))
+    if len(frame) < line.MIN_NETWORKS:
+        return {"median_ratio": ratio, "calibrated_mape_pct": None, "calibrated_within_10pct": None}
+    error = line.error_summary(line.held_out_errors(frame["predicted_ms"], frame["measured_ms"], seed))
     return {
-        "median_ratio": _defined(float(ratio.median())),
-        "calibrated_mape_pct": _defined(float(error.mean()), 3),
-        "calibrated_within_10pct": _defined(float((error <= 10).mean())),
+        "median_ratio": ratio,
+        "calibrated_mape_pct": error["mape_pct"],
+        "calibrated_within_10pct": error["within_10pct"],
     }
 
 
