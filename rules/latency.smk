@@ -1,6 +1,7 @@
 # Deployment budgets (docs/deployment.md): a per-block latency table measured on this
-# machine, its prediction error against end-to-end timings, and the measured latency of every
-# trained network. Timing jobs claim every core (threads: workflow.cores) so that no other job of
+# machine and calibrated against whole networks in latency.setting (the calibration latency
+# budgets go through, with its held-out error), its prediction error against end-to-end timings,
+# and the measured latency of every trained network. Timing jobs claim every core (threads: workflow.cores) so that no other job of
 # the run shares the CPU while they measure. Its paths and input functions are in common.smk.
 
 
@@ -24,10 +25,15 @@ rule latency_table:
         batches=commands.comma_list(LATENCY["batches"]),
         seed=LATENCY["seed"],
         measure=commands.latency_measure_args(config),
+        setting=LATENCY["setting"],
+        calibration=LATENCY["calibration_samples"],
+        timing=commands.latency_measure_args(config, clock=False),
     shell:
         "blockswap latency {params.arch} --candidates {params.candidates} {params.data} "
         "--device {params.device} --threads {params.threads} "
-        "--batches {params.batches} {params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1"
+        "--batches {params.batches} {params.measure} --seed {params.seed} --force --quiet --out {output} > {log} 2>&1 "
+        "&& blockswap latency-calibrate {output} --setting {params.setting} --samples {params.calibration} "
+        "--seed {params.seed} {params.timing} >> {log} 2>&1"
 
 
 # snakemake --cores 2 results/default/latency/check.csv
