@@ -1234,12 +1234,16 @@ def step_loader(args, rec: Record):
 
 def step_latency(args, rec: Record):
     """Deployment budgets on the GPU: a per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 (the
-    package's own protocol: 10 warm-ups, median of 50 CUDA-synchronised calls), then the table's
-    prediction error against end-to-end timings of as many random students as the time box allows
-    (200 wanted), and Kendall tau of predicted latency, params and MACs against measured latency."""
+    package's own protocol: 10 warm-ups, median of 50 CUDA-synchronised calls); then, per setting, its
+    calibration (`blockswap latency-calibrate`: whole networks spread over the predicted range, the line
+    measured = slope x predicted + intercept, its held-out error, and whether latency budgets there are
+    allowed or refused), and the table's error against end-to-end timings of as many random students as the
+    time box allows, raw, with a line fitted on those students (held out) and with the stored calibration."""
+    from blockswap.deploy.calibration import DEFAULT_NETWORKS, MIN_NETWORKS
     from blockswap.deploy.latency import LatencyTable, build_latency_table
-    from blockswap.deploy.latency_validation import check_table
+    from blockswap.deploy.latency_validation import calibrate, check_table
     from blockswap.deploy.timing import Setting
+    from blockswap.errors import BlockswapError
 
     dry = args.dry_run
     device_of(args)  # refuses a GPU run without CUDA
@@ -1261,17 +1265,47 @@ def step_latency(args, rec: Record):
         table = LatencyTable(record)
     if table is None:
         return
+    record.setdefault("calibration", {})
     for setting in settings:
-        key, wanted = setting.key, (200 if setting.batch == 1 else 50)
-        with rec.part(f"check {key}"):
-            # A few students first tell what one costs; the real check takes as many as fit.
-            samples = 4
-            if not dry:
+        key, wanted = setting.key, (100 if setting.batch == 1 else 50)
+        # Of what is left, this setting's share (all of it for the last), 60 % of it for the calibration.
+        share = 1.0 if setting is settings[-1] else 1 / len(settings)
+        each = None
+        with rec.part(f"calibration {key}"):
+            networks = MIN_NETWORKS
+            if not dry:  # a few students first tell what one whole network costs
                 start = time.perf_counter()
                 check_table(table, key, samples=3, seed=1)
                 each = (time.perf_counter() - start) / 3
-                room = (rec.left() - 10) * (1.0 if setting is settings[-1] else 0.6)  # keep some for the next
-                samples = max(3, min(wanted, int(room / each)))
+                networks = max(MIN_NETWORKS, min(DEFAULT_NETWORKS, int((rec.left() - 10) * share * 0.6 / each)))
+                if networks < DEFAULT_NETWORKS:
+                    rec.note(f"{key}: {networks} of {DEFAULT_NETWORKS} calibration networks fit the time box")
+            entry = calibrate(table, key, samples=networks, seed=0)
+            record["calibration"][key] = entry
+            try:
+                table.budget_calibration(key)
+                budgets = "allowed"
+            except BlockswapError as err:
+                budgets = f"refused: {err}"
+            rec.set(
+                f"calibration {key}",
+                {
+                    "networks": len(entry["networks"]),
+                    "slope": rounded(entry["slope"]),
+                    "intercept_ms": rounded(entry["intercept_seconds"] * 1e3),
+                    "raw": entry["raw"],
+                    "held_out": entry["held_out"],
+                    "latency_budgets": budgets,
+                    "timings_ms": [
+                        [n["genotype"], rounded(n["predicted_seconds"] * 1e3), rounded(n["measured_seconds"] * 1e3)]
+                        for n in entry["networks"]
+                    ],
+                },
+            )
+        with rec.part(f"check {key}"):
+            samples = MIN_NETWORKS
+            if each is not None:
+                samples = max(3, min(wanted, int((rec.left() - 10) * share / each)))
                 if samples < wanted:
                     rec.note(f"{key}: {samples} of {wanted} students fit the time box")
             _, summary = check_table(table, key, samples=samples, seed=0)
@@ -1455,10 +1489,19 @@ def _latency_lines(la: dict) -> list[str]:
     if "table" in la:
         out.append(f"table of {la.get('setup', {}).get('arch')} built in {fmt(la['table'].get('build_seconds'))} s")
     for key, s in la.items():
+        if key.startswith("calibration ") and isinstance(s, dict):
+            held, raw = s.get("held_out", {}), s.get("raw", {})
+            out.append(
+                f"{key[12:]}: calibration held-out MAPE {fmt(held.get('mape_pct'))} % "
+                f"(within 10 %: {fmt(held.get('within_10pct'))}; raw {fmt(raw.get('mape_pct'))} %), slope "
+                f"{fmt(s.get('slope'))}, intercept {fmt(s.get('intercept_ms'))} ms, n={s.get('networks')}: "
+                f"latency budgets {str(s.get('latency_budgets')).split(':')[0]}"
+            )
         if key.startswith("check ") and isinstance(s, dict):
             out.append(
                 f"{key[6:]}: MAPE {fmt(s.get('mape_pct'))} %, within 10 %: {fmt(s.get('within_10pct'))}, "
-                f"ratio {fmt(s.get('median_ratio'))}, calibrated {fmt(s.get('calibrated_mape_pct'))} %; "
+                f"ratio {fmt(s.get('median_ratio'))}, calibrated {fmt(s.get('calibrated_mape_pct'))} % "
+                f"(stored line {fmt(s.get('table_calibrated_mape_pct'))} %); "
                 f"tau pred {fmt(s.get('kendall_predicted'))} params {fmt(s.get('kendall_params'))} "
                 f"macs {fmt(s.get('kendall_macs'))} (n={s.get('samples')})"
             )

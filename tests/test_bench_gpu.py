@@ -132,4 +132,13 @@ def test_latency_step(dry_run):
     latency = dry_run[0]["steps"]["latency"]["result"]
     assert latency["setup"]["settings"] == ["cpu/t1/b1"] and latency["table"]["build_seconds"] > 0
     check = latency["check cpu/t1/b1"]
-    assert check["samples"] == 4 and check["mape_pct"] >= 0 and -1 <= check["kendall_params"] <= 1
+    assert check["samples"] == 10 and check["mape_pct"] >= 0 and -1 <= check["kendall_params"] <= 1
+    assert check["calibrated_mape_pct"] >= 0 and check["table_calibrated_mape_pct"] >= 0
+    # The setting's calibration: its held-out error, and whether it lets latency budgets through.
+    calibrated = latency["calibration cpu/t1/b1"]
+    assert calibrated["networks"] == 10 and len(calibrated["timings_ms"]) == 10 and calibrated["slope"] > 0
+    held = calibrated["held_out"]["mape_pct"]
+    verdict = "allowed" if held <= 10 else "refused: latency budgets in cpu/t1/b1 are refused"
+    assert calibrated["latency_budgets"].startswith(verdict)
+    summary = dry_run[1]
+    assert f"cpu/t1/b1: calibration held-out MAPE {held:.3g} %" in summary
