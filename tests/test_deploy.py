@@ -540,12 +540,15 @@ def snakemake(workdir, overlay, *args):
 
 @pytest.mark.slow
 def test_workflow_latency_target_builds_the_table_and_its_check(tmp_path):
-    (tmp_path / "latency.yaml").write_text("latency: {threads: [1], check_samples: 3, clock: thread}\n")
+    (tmp_path / "latency.yaml").write_text(
+        "latency: {threads: [1], check_samples: 3, calibration_samples: 10, clock: thread}\n"
+    )
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "--cores", "1", "latency")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     table = LatencyTable.load(tmp_path / "results" / "tiny" / "latency" / "table.json")
     assert table.record["arch"] == "wrn-10-1" and table.record["input_size"] == [8, 8]
-    assert table.record["clock"] == "thread"
+    assert table.record["clock"] == "thread" and table.calibration("cpu/t1/b1")["clock"] == "thread"
+    assert len(table.calibration("cpu/t1/b1")["networks"]) == 10  # the setting latency budgets use
     check = read_sidecar(tmp_path / "results" / "tiny" / "latency" / "check.csv")["summary"]
     assert check["samples"] == 3 and check["setting"] == "cpu/t1/b1"
 
