@@ -37,8 +37,9 @@ DEFAULT_NETWORKS = 40
 MAX_HELD_OUT_MAPE_PCT = 10.0  # above this held-out error a latency budget is refused
 WITHIN_PCT = 10.0  # the "within +-10 %" share
 MODEL = "linear"  # measured = slope * predicted + intercept
-# Stored figures are recomputed from the stored timings on every read; they agree to float rounding.
-AGREE = 1e-6
+# Stored figures are recomputed from the stored timings on every read; they agree to float rounding
+# (relative), and an intercept near zero to a picosecond (absolute).
+AGREE, AGREE_SECONDS = 1e-6, 1e-12
 
 
 def fit_line(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
@@ -103,7 +104,7 @@ def _positive(value) -> bool:
 
 
 def _agree(a, b) -> bool:
-    return isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=AGREE, abs_tol=AGREE)
+    return isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=AGREE, abs_tol=AGREE_SECONDS)
 
 
 def entry_problem(entry, predict: Callable[[str], float]) -> str | None:
