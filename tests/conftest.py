@@ -15,25 +15,23 @@ from datafiles import (
     write_svhn,
     write_torchvision_resnet34,
 )
-from helpers import TINY, run_miniature, snakemake
+from helpers import TINY, reads_data_files, run_miniature, snakemake
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """tests/config.yaml run end to end (`all`) once. Read by test_workflow.py (every output, the
-    report, reruns and dry runs; the deletion tests on copies)."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    proc = snakemake("--cores", "2", "all", "--directory", workdir, "--configfile", TINY)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
+def tiny_run(miniature):
+    """The default configuration under its miniature overlay (helpers.TINY), run end to end (`all`)
+    once. Read by test_workflow.py (every output, the report, reruns and dry runs; the deletion tests
+    on copies) and test_paper_configs.py (the default's row checks)."""
+    return miniature("config.yaml")
 
 
 @pytest.fixture(scope="session")
 def tiny_search_dry_run(tmp_path_factory):
-    """`snakemake -n -p search` of tests/config.yaml in an empty folder. Read by test_workflow.py (the
-    jobs of one stage) and test_integrity.py (the command of select)."""
+    """`snakemake -n -p search` of the tiny run's configuration (helpers.TINY) in an empty folder.
+    Read by test_workflow.py (the jobs of one stage) and test_integrity.py (the command of select)."""
     workdir = tmp_path_factory.mktemp("tiny-search")
-    return snakemake("-n", "-p", "search", "--directory", workdir, "--configfile", TINY)
+    return snakemake("-n", "-p", "search", "--directory", workdir, "--configfile", *TINY)
 
 
 @pytest.fixture(scope="session")
@@ -51,17 +49,19 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def miniature(tmp_path_factory, tiny_data):
+def miniature(tmp_path_factory, request):
     """miniature(NAME): the folder of config/NAME run end to end (`all`) in miniature, once per session.
-    Read by test_paper_configs.py (every shipped configuration); the default's also by
-    test_evolution.py (the `compare` target, on a copy)."""
+    Read by test_paper_configs.py (every shipped configuration); the default's is also the tiny run
+    (tiny_run) and test_evolution.py's start (the `compare` target, on a copy)."""
     runs = {}
 
     def run(name):
         if name not in runs:
             workdir = tmp_path_factory.mktemp(f"miniature-{name.removesuffix('.yaml')}-")
             start = time.perf_counter()
-            proc = run_miniature(name, tiny_data, workdir)
+            # The data folder is made only for a configuration that reads one (not digits).
+            data = request.getfixturevalue("tiny_data") if reads_data_files(name) else None
+            proc = run_miniature(name, data, workdir)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             print(f"{name}: {time.perf_counter() - start:.0f} s")
             runs[name] = workdir

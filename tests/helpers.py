@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from blockswap.planning.plan import RELEASED_GENOTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT / "tests" / "data" / "released"
 GENOTYPES = RELEASED_GENOTYPES
-TINY = ROOT / "tests" / "config.yaml"  # the tiny configuration the workflow tests run end to end
 MINIATURE = ROOT / "tests" / "miniature"  # scale-down overlays of the shipped configurations
+# The tiny run the workflow tests read: the default configuration under its miniature overlay.
+TINY = (ROOT / "config" / "config.yaml", MINIATURE / "config.yaml")
 
 # This interpreter's environment: its console scripts (snakemake, blockswap, ruff) come first on PATH,
 # so a Snakemake job's `blockswap` is the package under test; then tests/bin (its scontrol answers
@@ -38,16 +41,25 @@ def snakemake(*args, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
     )
 
 
+def reads_data_files(name) -> bool:
+    """Whether config/NAME trains on files from its data folder (the bundled digits need none)."""
+    return yaml.safe_load((ROOT / "config" / name).read_text()).get("dataset") != "digits"
+
+
 def run_miniature(name, tiny_data, workdir, *extra, target="all", overlays=()):
     """Snakemake on config/NAME with its tests/miniature/NAME overlay (and `overlays` after it), on the
-    tiny data of conftest.py's tiny_data fixture."""
-    data, torch_home = tiny_data
+    tiny data of conftest.py's tiny_data fixture (`None` for a configuration on the bundled digits:
+    it runs as a user's checkout does, with the configuration's own data folder)."""
+    data = []
+    env = {}
+    if reads_data_files(name):
+        root, torch_home = tiny_data
+        data, env = ["--config", f"data_dir={root}"], {"TORCH_HOME": str(torch_home)}
     return snakemake(
         "--directory", workdir, "--cores", CORES, target,
         "--configfile", ROOT / "config" / name, MINIATURE / name, *overlays,
-        "--config", f"data_dir={data}",
-        *extra,
-        env={"TORCH_HOME": str(torch_home)},
+        *data, *extra,
+        env=env,
     )  # fmt: skip
 
 
@@ -55,6 +67,21 @@ def copy_run(run: Path, to: Path) -> Path:
     """A private copy of a finished workflow run (its .snakemake records and file times included),
     for a test that deletes or damages files and reruns Snakemake on them."""
     return Path(shutil.copytree(run, to, symlinks=True))
+
+
+def load_config(*configfiles) -> dict:
+    """Configuration files (paths, or names under the repository) merged as `snakemake --configfile`
+    merges them, with the schema's defaults applied: the config the workflow sees."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config, validate
+
+    from blockswap.planning.config_file import SCHEMA
+
+    config = {}
+    for path in configfiles:
+        update_config(config, load_configfile(str(ROOT / path)))
+    validate(config, str(SCHEMA))
+    return config
 
 
 def workflow_config_error(*configfiles) -> str | None:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from helpers import GENOTYPES, ROOT, STARTUP_CALLS, TINY, snakemake, workflow_config_error
+from helpers import GENOTYPES, ROOT, STARTUP_CALLS, TINY, load_config, snakemake, workflow_config_error
 
 from blockswap import BlockswapError
 from blockswap.planning.budgets import budget_keys
@@ -21,7 +21,7 @@ def dry_run_errors(tmp_path, override):
     """`snakemake -n` of the tiny config with `override` on top: the config-error lines it printed.
     Also checks it failed, without a traceback, and before any job wrote a result."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    proc = snakemake("-n", "--directory", tmp_path, "--configfile", TINY, tmp_path / "override.yaml")
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", *TINY, tmp_path / "override.yaml")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists(), output
@@ -32,7 +32,7 @@ def start_up_errors(tmp_path, override):
     """What the workflow's start-up says of the tiny config with `override` on top, run in this process
     (helpers.workflow_config_error): the config-error lines, as dry_run_errors returns them."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    error = workflow_config_error(TINY, tmp_path / "override.yaml")
+    error = workflow_config_error(*TINY, tmp_path / "override.yaml")
     assert error is not None, f"{override} was accepted"
     return error.splitlines(), error
 
@@ -150,10 +150,7 @@ def test_the_schema_seed_limit_is_the_one_every_seeding_api_takes():
 
 def load(name, **changes):
     """A config file with the schema's defaults applied, then sections updated with `changes`."""
-    from snakemake.utils import validate
-
-    config = yaml.safe_load((ROOT / name).read_text())
-    validate(config, str(SCHEMA))
+    config = load_config(name)
     for section, values in changes.items():
         if isinstance(values, dict):
             config[section].update(values)
@@ -277,8 +274,8 @@ def test_every_sampled_budget_is_counted_under_its_own_key():
 
 
 def test_the_default_and_paper_configs_pass_every_check():
-    for name in ("config/config.yaml", "config/paper-cifar10.yaml", "config/paper-imagenet.yaml", "tests/config.yaml"):
-        check_plan(load(name))
+    for names in (["config/config.yaml"], ["config/paper-cifar10.yaml"], ["config/paper-imagenet.yaml"], TINY):
+        check_plan(load_config(*names))
 
 
 def test_the_schema_allows_exactly_the_proxy_registry():

@@ -535,7 +535,7 @@ def snakemake(workdir, overlay, *args):
     from helpers import TINY
     from helpers import snakemake as run
 
-    return run("--directory", workdir, *args, "--configfile", TINY, overlay)
+    return run("--directory", workdir, *args, "--configfile", *TINY, overlay)
 
 
 @pytest.mark.slow

@@ -338,7 +338,7 @@ def test_bad_guided_search_settings_are_one_line_before_any_job(tmp_path, overla
 
 
 @pytest.mark.slow
-def test_the_compare_target_runs_in_miniature(tmp_path, tiny_data, miniature):
+def test_the_compare_target_runs_in_miniature(tmp_path, miniature):
     """`snakemake compare` on the default configuration, scaled down: histories of both methods for
     two search seeds, the winners and a best-of-N trained, every comparison table and the figure.
     On a copy of the default's miniature run (conftest.py), whose teacher the winners distil from."""
@@ -347,11 +347,12 @@ def test_the_compare_target_runs_in_miniature(tmp_path, tiny_data, miniature):
 
     workdir = copy_run(miniature("config.yaml"), tmp_path / "run")
     overlay = tmp_path / "compare.yaml"
-    overlay.write_text(yaml.safe_dump({"comparison": {"seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}}))
-    proc = run_miniature("config.yaml", tiny_data, workdir, target="compare", overlays=[overlay])
+    comparison = {"budgets": [30000], "seeds": [0, 1], "samples": 6, "trained": 1, "bestof": [2]}
+    overlay.write_text(yaml.safe_dump({"comparison": comparison}))
+    proc = run_miniature("config.yaml", None, workdir, target="compare", overlays=[overlay])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "train_teacher" not in job_counts(proc.stdout + proc.stderr)  # the miniature run's teacher
-    results = workdir / "results" / "default"
+    results = workdir / "results" / "tiny"
     curves = pd.read_csv(results / "tables" / "search_curves.csv")
     assert curves["evaluations"].tolist() == [1, 2, 5, 6] and (curves["evolution n"] == 2).all()
     # Both methods start from the same random networks (P = 2 of the 6 evaluations).
@@ -363,7 +364,7 @@ def test_the_compare_target_runs_in_miniature(tmp_path, tiny_data, miniature):
     assert sorted(winners["method"]) == ["evolution", "randomsearch"]
     assert pd.read_csv(results / "tables" / "bestof_seeds.csv")["samples"].tolist() == [2]
     assert (results / "figures" / "search_curves.png").stat().st_size > 1000
-    again = run_miniature("config.yaml", tiny_data, workdir, "-n", target="compare", overlays=[overlay])
+    again = run_miniature("config.yaml", None, workdir, "-n", target="compare", overlays=[overlay])
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

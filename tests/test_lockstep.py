@@ -14,9 +14,8 @@ from blockswap.cli import main
 from blockswap.data.datasets import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.training.config import TrainConfig
-from blockswap.training.lockstep import train_together
 from blockswap.training.runs import convergence
-from blockswap.training.train import Trainer
+from blockswap.training.train import Trainer, train_together
 
 SIZE = 8
 CPU = torch.device("cpu")

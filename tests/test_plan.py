@@ -4,22 +4,14 @@ import re
 
 import pytest
 import yaml
-from helpers import GENOTYPES, ROOT
+from helpers import GENOTYPES, ROOT, load_config
 
 from blockswap import BlockswapError, Genotype
 from blockswap.planning.budgets import closest_single_blocktype
-from blockswap.planning.config_file import SCHEMA
 from blockswap.planning.plan import lockstep_groups, plan_networks, released_for_budget
 from blockswap.planning.run_cost import plan_cost
 
-
-def load(name):
-    """A config file with the schema's defaults applied, as the workflow sees it."""
-    from snakemake.utils import validate
-
-    config = yaml.safe_load((ROOT / name).read_text())
-    validate(config, str(SCHEMA))
-    return config
+load = load_config
 
 
 def test_paper_cifar10_trains_the_released_genotypes_for_table2():
@@ -130,14 +122,14 @@ def test_resolved_config_round_trip(tmp_path):
         use_resolved_config,
     )
 
-    raw = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     key = config_key(raw)
-    resolved = load("tests/config.yaml")
-    assert config_key(yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())) == key  # stable
+    resolved = load("config/config.yaml")
+    assert config_key(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())) == key  # stable
     save_resolved_config(resolved, tmp_path / f"{key}.yaml")
     on_node = dict(raw)
     use_resolved_config(on_node, tmp_path / f"{key}.yaml")
-    assert on_node == resolved and on_node["training"]["lr"] == 0.1
+    assert on_node == resolved and on_node["training"]["gpus"] == 1  # a default the file leaves unset
 
 
 def test_plan_command_counts_runs_and_epochs_by_stage(capsys):

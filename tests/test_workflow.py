@@ -2,13 +2,14 @@
 
 import json
 import os
-import subprocess
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import BIN, ENV, ROOT, TINY, copy_run, snakemake, workflow_config_error
+from helpers import ROOT, TINY, copy_run, snakemake, workflow_config_error
 from snakemake_log import job_counts
+
+from blockswap.cli import main
 
 pytestmark = pytest.mark.slow  # real Snakemake runs and dry runs
 
@@ -52,7 +53,7 @@ def test_dry_runs_list_every_job(tmp_path, configfile, expected):
 # copies of it.
 
 
-def test_tiny_run_produces_every_output(tiny_run):
+def test_tiny_run_produces_every_output(tiny_run, capsys):
     results = tiny_run / "results" / "tiny"
     students = pd.read_csv(results / "tables" / "students.csv")
     assert set(students["method"]) == {"teacher", "blockswap", "moonshine", "reduced", "random"}
@@ -68,25 +69,9 @@ def test_tiny_run_produces_every_output(tiny_run):
         student = json.loads((results / "search" / str(budget) / "student.json").read_text())
         assert rows["genotype"].iloc[0] == " ".join(student["genotype"])
     for row in students.drop_duplicates("network").itertuples():
-        cost = subprocess.run(
-            [
-                str(BIN / "blockswap"),
-                "cost",
-                "--arch",
-                row.arch,
-                "--genotype",
-                row.genotype,
-                "--dataset",
-                "digits",
-                "--image-size",
-                "8",
-            ],
-            env=ENV,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert json.loads(cost.stdout)["params"] == row.params
+        argv = ["cost", "--arch", row.arch, "--genotype", row.genotype, "--dataset", "digits", "--image-size", "8"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["params"] == row.params
     table2 = pd.read_csv(results / "tables" / "table2.csv")
     assert set(table2["method"]) == {"teacher", "blockswap", "moonshine", "reduced"} and (table2["n"] == 2).all()
     assert "error (%)" in (results / "tables" / "table2.md").read_text()
@@ -123,21 +108,23 @@ def test_tiny_run_produces_every_output(tiny_run):
         for suffix in (".png", ".pdf"):
             assert (results / "figures" / f"{name}{suffix}").stat().st_size > 1000
     resolved = yaml.safe_load((results / "config.yaml").read_text())
-    assert resolved["data_dir"] == "data" and resolved["training"]["lr"] == 0.1  # defaults applied
+    # Both files merged (the overlay's batch size, the default's learning rate), the schema's defaults applied.
+    assert resolved["training"]["batch_size"] == 64 and resolved["training"]["lr"] == 0.05
+    assert resolved["data_dir"] == "data" and resolved["training"]["gpus"] == 1
     summary = json.loads((results / "data" / "summary.json").read_text())
     assert summary["splits"] == {"train": 1077, "val": 360, "test": 360}
     assert (tiny_run / "benchmarks" / "tiny" / "search" / "30000" / "score-0.tsv").is_file()
 
 
 def test_html_report(tiny_run):
-    proc = snakemake("--report", "results/tiny/report.html", "--directory", str(tiny_run), "--configfile", TINY)
+    proc = snakemake("--report", "results/tiny/report.html", "--directory", str(tiny_run), "--configfile", *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (tiny_run / "results" / "tiny" / "report.html").read_text()
     assert "pareto.png" in html and "Fisher potential of every sampled candidate" in html
 
 
 def test_rerun_after_completion_does_nothing(tiny_run):
-    again = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    again = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", *TINY)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -146,7 +133,7 @@ def test_editing_the_package_alone_triggers_no_rerun(tiny_run):
     stat = source.stat()
     os.utime(source)  # as if edited
     try:
-        proc = snakemake("-n", "all", "--directory", str(tiny_run), "--configfile", TINY)
+        proc = snakemake("-n", "all", "--directory", str(tiny_run), "--configfile", *TINY)
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -157,11 +144,11 @@ def test_deleting_one_student_reruns_only_it_and_what_depends_on_it(tiny_run, tm
     student = tiny_run / "results" / "tiny" / "students" / "reduced-wrn-10-1" / "seed-1"
     for name in ("model.pt", "metrics.json", "history.csv"):
         (student / name).unlink()
-    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", *TINY)
     counts = job_counts(proc.stdout)
     assert counts["train_student"] == 1 and "train_teacher" not in counts and "score" not in counts
     assert counts["students_table"] == counts["paper_table"] == 1
-    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", *TINY)
     assert rerun.returncode == 0 and (student / "metrics.json").is_file()
 
 
@@ -170,10 +157,10 @@ def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run, tmp_p
     student = tiny_run / "results" / "tiny" / "students" / "random-45000-1" / "seed-1"
     before = json.loads((student / "metrics.json").read_text())
     (student / "metrics.json").unlink()
-    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", *TINY)
     counts = job_counts(proc.stdout)
     assert counts["lockstep_45000_0"] == 1 and "train_student" not in counts and "train_teacher" not in counts
-    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
+    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", *TINY)
     assert rerun.returncode == 0
     assert json.loads((student / "metrics.json").read_text())["test_error"] == before["test_error"]
 
@@ -181,17 +168,22 @@ def test_deleting_a_student_trained_in_lockstep_reruns_its_group(tiny_run, tmp_p
 def test_deleting_a_search_result_rebuilds_it_and_what_depends_on_it(tiny_run, tmp_path):
     """A deleted selection is rebuilt by `all` (it is listed), and only its student follows."""
     tiny_run = copy_run(tiny_run, tmp_path / "run")
-    (tiny_run / "results" / "tiny" / "search" / "30000" / "student.json").unlink()
-    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", TINY)
+    selection = tiny_run / "results" / "tiny" / "search" / "30000" / "student.json"
+    before = json.loads(selection.read_text())
+    selection.unlink()
+    proc = snakemake("-n", "--directory", str(tiny_run), "--configfile", *TINY)
     counts = job_counts(proc.stdout)
     assert counts["select"] == 1 and "score" not in counts and "sample" not in counts
     assert counts["train_student"] == 2  # blockswap-30000 from each of the two teachers
-    rerun = snakemake("--cores", "2", "all", "--directory", str(tiny_run), "--configfile", TINY)
-    assert rerun.returncode == 0
+    # Rebuilt from the kept scores (the students' retraining is the lockstep test's real rerun).
+    rerun = snakemake("--cores", "2", "results/tiny/search/30000/student.json", "--directory", tiny_run,
+                      "--configfile", *TINY)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads(selection.read_text())["genotype"] == before["genotype"]
 
 
 def test_tables_and_figures_regenerate_without_retraining(tiny_run):
-    proc = snakemake("-n", "--forcerun", "students_table", "--directory", str(tiny_run), "--configfile", TINY)
+    proc = snakemake("-n", "--forcerun", "students_table", "--directory", str(tiny_run), "--configfile", *TINY)
     counts = job_counts(proc.stdout)
     assert counts["students_table"] == 1 and "train_student" not in counts and "train_teacher" not in counts
     assert counts["figure_from_students"] == 2
@@ -199,7 +191,7 @@ def test_tables_and_figures_regenerate_without_retraining(tiny_run):
 
 def test_single_target(tmp_path):
     proc = snakemake(
-        "--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path), "--configfile", TINY
+        "--cores", "1", "results/tiny/costs/teacher.json", "--directory", str(tmp_path), "--configfile", *TINY
     )
     assert proc.returncode == 0, proc.stderr
     made = sorted(p.name for p in (tmp_path / "results" / "tiny" / "costs").iterdir())
@@ -210,7 +202,7 @@ def test_a_data_dir_that_looks_like_an_option_reaches_every_command(tmp_path):
     # A data folder named "-x" must be the value of --data-dir, not an option argparse refuses.
     proc = snakemake(
         "--cores", "1", "results/tiny/search/30000/candidates.csv", "results/tiny/costs/teacher.json",
-        "--directory", str(tmp_path), "--configfile", TINY, "--config", "data_dir=-x",
+        "--directory", str(tmp_path), "--configfile", *TINY, "--config", "data_dir=-x",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "results" / "tiny" / "search" / "30000" / "candidates.csv").is_file()
@@ -240,6 +232,6 @@ def test_bad_config_is_one_clear_line(tmp_path, override, message):
     """The workflow's start-up in this process (the same line as `snakemake -n` prints, shown for each
     kind of error by tests/test_config_checks.py)."""
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    error = workflow_config_error(TINY, tmp_path / "override.yaml")
+    error = workflow_config_error(*TINY, tmp_path / "override.yaml")
     assert error is not None and error.count("\n") == 0, error
     assert error.startswith("blockswap: config error:") and message in error, error

@@ -26,10 +26,9 @@ from ..training.distributed import (
     world_from_env,
 )
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
-from ..training.lockstep import train_together
 from ..training.multiprocess_training import train_parallel, train_rank
 from ..training.teachers import is_pretrained_teacher, pretrained_metrics
-from ..training.train import Trainer
+from ..training.train import Trainer, train_together
 from ..validation import load_yaml
 from .data_options import add_data_options
 

@@ -1,5 +1,18 @@
 """Training a teacher from scratch, or a student with attention transfer from a frozen teacher.
 
+The story of one run, in the order this module tells it:
+
+1. `Trainer.__init__` sets the run up: the data (data/), the network from its genotype and seed
+   (networks/), the frozen teacher (teachers.py), SNIP's masks when pruning (snip.py), the SGD
+   optimiser, and the step's module (data-parallel over processes: distributed.py).
+2. `train_together` is the loop. `begin` skips a finished run or resumes its checkpoint; then per
+   epoch `start_epoch` sets the learning rate, `train_pass` draws the epoch's seeded minibatches,
+   runs the teacher once per minibatch and calls `train_step` (loss, backward, SGD step, the
+   divergence check), and `end_epoch` checks the weights, evaluates on the validation split and
+   writes the checkpoint. Several students of one job share this loop (lockstep.py says which
+   may); one run is a group of one.
+3. `finish` evaluates on the test split once and writes model.pt, history.csv and metrics.json.
+
 The protocol defaults are the paper's (docs/paper.md s.4): SGD momentum 0.9, lr 0.1 cosine-annealed
 per epoch to 0, batch 128, weight decay 5e-4, crop + flip + Cutout, the last partial batch kept.
 `PROTOCOLS["imagenet"]` is the ImageNet one. A checkpoint is written atomically after every epoch;
@@ -22,6 +35,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,11 +44,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
+from ..locks import run_lock
 from ..networks.models import build_model, parse_arch
 from ..provenance import file_digest, provenance, write_json, write_result_text
 from ..seeds import derive_seed
@@ -52,7 +69,7 @@ from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
 from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
 from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
-from .lockstep import train_pass, train_together
+from .lockstep import check_lockstep
 from .runs import (
     CHECKPOINT_FILE,
     convergence,
@@ -65,7 +82,73 @@ from .teachers import TEACHER_SOURCES
 PRUNE_STREAM = 1
 
 
+def train_together(trainers: Sequence) -> list[dict | None]:
+    """Train (or resume) every run of `trainers` to the end on the same minibatches, computing the
+    teacher's outputs (logits and attention maps) once per minibatch for all of them.
+
+    Each run keeps its own seed (initial weights), optimiser, learning rate, checkpoint, metrics and
+    history, and resumes on its own: a finished run is skipped, one resumed after epoch e joins from
+    epoch e + 1. A run's numbers equal those of training it alone (`Trainer.run` is this with one
+    run): its minibatches depend only on the shared seed and epoch, and the teacher's outputs on
+    the minibatch. Returns the metrics of each run, in order (None on ranks other than 0).
+    """
+    check_lockstep(trainers)
+    for t in trainers:
+        t.lockstep = len(trainers)
+    lead = trainers[0]
+    config = lead.config
+    with ExitStack() as held:
+        if lead.world.is_main:  # one lock per folder: the other ranks write nothing there
+            for t in trainers:
+                held.enter_context(run_lock(t.out))
+        todo = [t for t in trainers if t.begin() is not None]
+        for epoch in range(min((t.start for t in todo), default=config.epochs), config.epochs):
+            active = [t for t in todo if t.start <= epoch]
+            for t in active:
+                t.start_epoch(epoch)
+            shared, steps = train_pass(active, epoch)
+            for t in active:
+                t.end_epoch(epoch, steps, shared / len(active))
+        results = [t.finish() for t in trainers]
+        distributed.barrier()  # the other ranks return once the results are written
+    return results
+
+
+def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
+    """One epoch's minibatches through every run of `active` (each after its `start_epoch`): the
+    seconds spent on what they share (drawing the minibatches, the teacher) and the step count."""
+    lead = active[0]
+    config = lead.config
+    start, own = time.perf_counter(), 0.0
+    batches = epoch_batches(
+        lead.data,
+        config.batch_size,
+        derive_seed(config.seed, epoch),
+        lead.device,
+        config.cutout,
+        drop_last=config.drop_last,
+        shard=lead.world.shard,
+    )
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not lead.progress, leave=False)
+    for step, (images, labels) in enumerate(bar):
+        images = images.contiguous(memory_format=lead.memory_format)
+        target = None
+        if lead.teacher is not None:
+            with torch.no_grad(), autocast(lead.device, config.bf16):
+                target = lead.teacher.forward_intermediates(images)
+        steps_start = time.perf_counter()
+        for t in active:
+            t.train_step(epoch, step, len(batches), images, labels, target)
+        own += time.perf_counter() - steps_start  # the students' own steps: not shared time
+        if lead.progress:
+            bar.set_postfix(lead.running_means())
+    return time.perf_counter() - start - own, len(batches)
+
+
 class Trainer:
+    """One run: its network, teacher, optimiser, checkpoint and history, and the steps the loop of
+    `train_together` calls (`begin`, `start_epoch`, `train_step`, `end_epoch`, `finish`)."""
+
     def __init__(
         self,
         config: TrainConfig,
