@@ -25,7 +25,7 @@ from ..data.loader import training_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
-from ..networks.models import build_model, parse_arch
+from ..networks.models import Network, build_model, parse_arch
 from ..provenance import (
     check_result_name,
     input_digests,
@@ -35,6 +35,7 @@ from ..provenance import (
 )
 from ..seeds import derive_seed
 from ..validation import parse_csv, read_csv_table
+from .bank import ModuleBank
 from .measure import table1_mode
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
@@ -127,9 +128,14 @@ class ScoringSettings:
 
 
 class Scorer:
-    """Measures candidates one by one; the shared minibatches are drawn once and reused."""
+    """Measures candidates one by one; the shared minibatches are drawn once and reused.
 
-    def __init__(self, settings: ScoringSettings, data: Dataset, device: torch.device):
+    Each candidate is assembled from the module bank (search/bank.py) and re-initialised in
+    place: the same values as building it afresh, without the per-candidate host work.
+    `fresh=True` builds every candidate with `build_model` instead, the reference the bank is
+    tested and timed against."""
+
+    def __init__(self, settings: ScoringSettings, data: Dataset, device: torch.device, fresh: bool = False):
         self.settings, self.data, self.device = settings, data, device
         self.arch = parse_arch(settings.arch)
         self.proxies = parse_proxies(settings.proxies)
@@ -142,6 +148,7 @@ class Scorer:
         if settings.minibatch == "shared":
             stream = training_batches(data, settings.batch_size, settings.seed, device)
             self.shared = [self.formatted(b) for b in islice(stream, max(self.points))]
+        self.bank = None if fresh else ModuleBank(self.arch, settings.num_classes, device, self.memory_format)
 
     def formatted(self, batch):
         images, labels = batch
@@ -153,16 +160,20 @@ class Scorer:
         seed = derive_seed(self.settings.seed, candidate, 1)
         return map(self.formatted, training_batches(self.data, self.settings.batch_size, seed, self.device))
 
+    def network(self, candidate: int, genotype: Genotype) -> Network:
+        """Candidate `candidate` freshly initialised on the device, in the scoring layout."""
+        seed = derive_seed(self.settings.seed, candidate)
+        if self.bank is not None:
+            return self.bank.network(genotype, seed)
+        model = build_model(self.arch, genotype, self.settings.num_classes, seed=seed)
+        return model.to(self.device, memory_format=self.memory_format)
+
     def score(self, candidate: int, genotype: Genotype, costs: dict | None = None) -> dict:
         """One candidate's row: its scores, then seconds per proxy pass and in all. `costs` (its
         params / macs / ops) is what the cost-column controls read."""
         start = time.perf_counter()
-        model = build_model(
-            self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate)
-        )
-        model.to(self.device, memory_format=self.memory_format)
         results, seconds = measure_candidate(
-            model,
+            self.network(candidate, genotype),
             self.batches(candidate),
             self.proxies,
             self.points,
