@@ -137,9 +137,10 @@ class ModuleBank:
     def assemble(self, genotype: GenotypeLike) -> Network:
         spec = NetworkSpec.create(self.arch, genotype, self.num_classes)
         blocks = [self.block(i, bt) for i, bt in enumerate(spec.genotype)]
-        network = Network.assemble(spec, self.stem, blocks, self.head, self.classifier).train()
+        network = Network.assemble(spec, self.stem, blocks, self.head, self.classifier)
         # `Network.modules()` order: the order of the draws.
         self.parts = [self.resets[id(m)] for m in (self.stem, *blocks, self.head, self.classifier)]
+        self.sources = []
         return network
 
     def draw(self, seed: int) -> None:
@@ -163,6 +164,8 @@ class ModuleBank:
     def place(self) -> None:
         """The drawn values into the candidate's tensors, and every other tensor reset."""
         targets = [value.tensor for part in self.parts for value in part.draws]
+        if len(self.sources) != len(targets):
+            raise RuntimeError("ModuleBank.place needs the assembled candidate's values: call draw first")
         sources = self.sources
         if self.cuda:
             total = sum(part.numel for part in self.parts)
@@ -180,11 +183,17 @@ class ModuleBank:
         torch._foreach_zero_([t for part in self.parts for t in part.zeros] + ones)
         torch._foreach_add_(ones, 1.0)
         torch._foreach_zero_([t for part in self.parts for t in part.counts])
+        # A measurement may have left gradients, frozen a weight, switched a module to eval mode or
+        # left a hook: a fresh build has none of these. Read first: they are rarely there.
         for part in self.parts:
-            for p in part.params:  # a measurement may have left gradients or frozen a weight
-                p.grad = None
-                p.requires_grad_(True)
-            for m in part.modules:  # or a hook (a fresh build has none)
+            for p in part.params:
+                if p.grad is not None:
+                    p.grad = None
+                if not p.requires_grad:
+                    p.requires_grad_(True)
+            for m in part.modules:
+                if not m.training:
+                    m.training = True
                 if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
                     for hooks in HOOKS:
                         getattr(m, hooks).clear()
