@@ -8,14 +8,17 @@ so a step killed at its time limit keeps what it measured):
   TF32 flags, the two ceilings of METHOD.md (device-to-device copy bandwidth, matrix-product rate
   in bf16 and in float32/TF32) and which snakemake is imported (the shell's install step has
   run `snakemake --version` and `blockswap blocks`).
-- `fisher`: what `blockswap score` does (`scoring.score_candidates`: seeded build + init, move to
-  the device, forward, activation gradients at the probes, Fisher) on up to 1000 WRN-40-2
-  candidates at the 404.2K budget, batch 128, 32 px; the floor (forward + activation-only
-  backward of the built network) and a per-candidate breakdown (build / move / measure); the
-  GPU's kernel time from the profiler; speed-up variants on a subset, each with its Fisher
-  values compared to the plain path (skip PyTorch's default init, one pinned host-to-device copy,
-  4 threads on 4 CUDA streams, bf16 autocast, TF32 off, and K `blockswap score` shard processes
-  sharing the GPU).
+- `fisher`: what `blockswap score` does (`scoring.score_candidates`: each candidate assembled
+  from the module bank and re-initialised in place, forward, activation gradients at the probes,
+  Fisher) on up to 1000 WRN-40-2 candidates at the 404.2K budget, batch 128, 32 px, in the
+  scoring layout of the device; the per-candidate breakdown (build / init / move / measure) of
+  building afresh against the bank, beside the released code's path (bench/bank.py), with the
+  bank in the other layout too; the 1000 candidates through one `blockswap score` process (wall
+  time, start included); the floor (forward + activation-only backward of the built network) and
+  the fresh path's breakdown; the GPU's kernel time from the profiler; speed-up variants of the
+  fresh path on a subset, each with its Fisher values compared to the plain path (skip PyTorch's
+  default init, one pinned host-to-device copy, 4 threads on 4 CUDA streams, bf16 autocast, TF32
+  off, and K `blockswap score` shard processes sharing the GPU).
 - `latency`: the per-block latency table of WRN-40-2 under cuda/b1 and cuda/b128 and its
   prediction error against end-to-end timings of random students.
 - `train`: training images/s through `Trainer.train_epoch` on synthetic CIFAR-shaped data, for
@@ -53,7 +56,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))  # fisher_scoring.py and train_step.py are reused
+sys.path.insert(0, str(BENCH))  # bank.py, fisher_scoring.py and train_step.py are reused
 
 STEPS = ("install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake")
 TEACHER = "wrn-40-2"
@@ -367,8 +370,9 @@ def to_device_one_copy(model, device, channels_last: bool):
 class FisherPaths:
     """One candidate's Fisher potential by the plain path and by its variants."""
 
-    def __init__(self, arch, images, labels, device, seed=0):
+    def __init__(self, arch, images, labels, device, channels_last: bool, seed=0):
         self.arch, self.images, self.labels, self.device, self.seed = arch, images, labels, device, seed
+        self.channels_last = channels_last
 
     def score(self, index, genotype, one_copy=False, bf16=False):
         import torch
@@ -381,9 +385,9 @@ class FisherPaths:
 
         model = build_model(self.arch, genotype, 10, seed=derive_seed(self.seed, index))
         if one_copy:
-            to_device_one_copy(model, self.device, channels_last=True)
+            to_device_one_copy(model, self.device, channels_last=self.channels_last)
         else:
-            model.to(self.device, memory_format=torch.channels_last)
+            model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         model.train()
         if not bf16:
             values, _, _ = measure_one_pass(model, self.images, self.labels, [PROXIES["fisher"]])
@@ -517,7 +521,8 @@ def score_processes(k, m, cands, data_dir, batch, device, work: Path, limit: flo
 
 def step_fisher(args, rec: Record):
     import torch
-    from fisher_scoring import NHWC, floor
+    from bank import run as bank_paths
+    from fisher_scoring import floor
 
     from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
     from blockswap.data.datasets import load_dataset
@@ -539,7 +544,10 @@ def step_fisher(args, rec: Record):
     cands_csv = work / "candidates.csv"
     cands.to_csv(cands_csv, index=False)
     genotypes = [Genotype.parse(g) for g in cands["genotype"]]
-    settings = ScoringSettings(arch=TEACHER, dataset="cifar10", num_classes=10, image_size=32, batch_size=batch, seed=0)
+    settings = ScoringSettings(
+        arch=TEACHER, dataset="cifar10", num_classes=10, image_size=32, batch_size=batch, seed=0
+    ).on(device)
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     rec.set(
         "setup",
         {
@@ -550,37 +558,33 @@ def step_fisher(args, rec: Record):
             "image_size": 32,
             "candidates_sampled": len(cands),
             "device": str(device),
+            "memory_format": "channels-last" if settings.channels_last else "nchw",
             "tf32_cudnn_conv": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None,
         },
     )
 
-    # 1. The real path: scoring.score_candidates (what `blockswap score` runs), in chunks so that it
-    #    fits its share of the time box; extrapolated to 1000 candidates if it did not finish them.
+    # 1. The real path: scoring.score_candidates (what `blockswap score` runs) in one call, so that
+    #    one module bank serves every candidate as in a scoring run; as many candidates as a rate
+    #    taken on a warm-up scorer says fit its share of the time box, extrapolated to 1000 if fewer.
     baseline = {}
     with rec.part("baseline"):
         scorer = Scorer(settings, data, device)
         for i in range(2 if dry else 5):  # warm-up: CUDA context, cuDNN handles, kernel loads
             scorer.score(i, genotypes[i])
-        box = 0.50 * rec.left()
-        chunk = 2 if dry else 100
-        spent, per_candidate = 0.0, []
-        for start in range(0, total, chunk):
-            rows = cands.iloc[start : start + chunk]
-            t, scored = wall(
-                lambda: score_candidates(
-                    rows, settings, data, work / f"base-{start}.csv", device=device, progress=False
-                ),
-                device,
+        probe = range(5, 5 if dry else 25)
+        t, _ = wall(lambda: [scorer.score(i, genotypes[i]) for i in probe], device)
+        box = 0.35 * rec.left()
+        m = total if dry else min(total, max(20, int(box * len(probe) / t)))
+        rows = cands.iloc[:m]
+        spent, scored = wall(
+            lambda: score_candidates(rows, settings, data, work / "base.csv", device=device, progress=False), device
+        )
+        baseline.update(zip(scored["candidate"].astype(int), scored["fisher"].astype(float)))
+        per_candidate = scored["seconds"].tolist()
+        if m < total:
+            rec.note(
+                f"baseline scored {m} candidates to fit its {box:.0f} s share; the 1000-candidate time is extrapolated"
             )
-            spent += t
-            baseline.update(zip(scored["candidate"].astype(int), scored["fisher"].astype(float)))
-            per_candidate.extend(scored["seconds"].tolist())
-            if spent > box and start + chunk < total:
-                rec.note(
-                    f"baseline stopped after {len(baseline)} candidates at its {box:.0f} s share; the 1000-"
-                    f"candidate time is extrapolated"
-                )
-                break
         n = len(baseline)
         rec.set(
             "baseline",
@@ -596,7 +600,25 @@ def step_fisher(args, rec: Record):
             },
         )
 
-    # 2. Floor and breakdown on the first few candidates, on the shared minibatch.
+    # 2. Per candidate, building afresh against the bank against the released code's path, side by
+    #    side (bench/bank.py), the bank in both layouts; then the candidates through one
+    #    `blockswap score` process, start included.
+    with rec.part("paths"):
+        n = 2 if dry else 20
+        rec.set("paths", bank_paths(device, n, batch, 32, settings.channels_last, other_layout=True))
+    rate = rec.data.get("baseline", {}).get("candidates_per_s") or 10.0
+    with rec.part("score_cli"):
+        m = total if dry else min(total, int(0.8 * rate * (rec.left() - 30)))
+        if m < 8 and not dry:
+            rec.skip("score_cli", f"out of time ({rec.left():.0f} s left)")
+        else:
+            one = score_processes(1, m, cands, data_dir, batch, device, work, rec.left() - 3, baseline)
+            startup = one["wall_seconds"] - m / one["candidates_per_s_scoring"]
+            one["seconds_for_1000_with_startup"] = rounded(startup + 1000 / one["candidates_per_s_scoring"])
+            one["extrapolated"] = m < 1000
+            rec.set("score_cli", one)
+
+    # 3. Floor and the fresh path's breakdown on the first few candidates, on the shared minibatch.
     images, labels = Scorer(settings, data, device).shared[0]
     few = list(range(min(len(genotypes), 2 if dry else 20)))
     with rec.part("floor"):
@@ -605,7 +627,7 @@ def step_fisher(args, rec: Record):
             seed = derive_seed(0, i)
             t, model = wall(lambda: build_model(TEACHER, genotypes[i], 10, seed=seed), device)
             parts["build"].append(t)
-            parts["move"].append(wall(lambda: model.to(device, memory_format=NHWC), device)[0])
+            parts["move"].append(wall(lambda: model.to(device, memory_format=layout), device)[0])
             parts["measure"].append(median_time(lambda: fisher_potential(model, images, labels), device, repeats=3))
             parts["floor"].append(median_time(lambda: floor(model, images, labels), device, repeats=3))
             del model
@@ -621,7 +643,7 @@ def step_fisher(args, rec: Record):
     with rec.part("kernel_time"):
         ms_floor, ms_measure = [], []
         for i in few[: 1 if dry else 3]:
-            model = build_model(TEACHER, genotypes[i], 10, seed=derive_seed(0, i)).to(device, memory_format=NHWC)
+            model = build_model(TEACHER, genotypes[i], 10, seed=derive_seed(0, i)).to(device, memory_format=layout)
             fisher_potential(model, images, labels)
             ms_measure.append(gpu_kernel_ms(lambda: fisher_potential(model, images, labels), device))
             ms_floor.append(gpu_kernel_ms(lambda: floor(model, images, labels), device))
@@ -634,9 +656,8 @@ def step_fisher(args, rec: Record):
             },
         )
 
-    # 3. K `blockswap score` processes sharing the device, each one shard (the workflow's shards);
-    #    then in-process variants on a subset; then more processes if time is left.
-    rate = rec.data.get("baseline", {}).get("candidates_per_s") or 10.0
+    # 4. K `blockswap score` processes sharing the device, each one shard (the workflow's shards);
+    #    then in-process variants of the fresh path on a subset; then more processes if time is left.
     procs = {}
 
     def processes(k):
@@ -653,7 +674,7 @@ def step_fisher(args, rec: Record):
     processes(2 if dry else 4)
     subset = max(2, min(200, int(rate * 2))) if not dry else 2
     todo = [(i, genotypes[i]) for i in range(min(subset, len(genotypes)))]
-    paths = FisherPaths(TEACHER, images, labels, device)
+    paths = FisherPaths(TEACHER, images, labels, device, settings.channels_last)
     variants = [  # most telling first: the time box may cut the list short
         ("plain", {}),
         ("bf16_autocast", {"bf16": True}),
@@ -1382,6 +1403,26 @@ def _fisher_lines(f: dict) -> list[str]:
             f"score: {b.get('candidates')} cand, {fmt(b.get('candidates_per_s'))}/s, "
             f"{fmt(b.get('ms_per_candidate'))} ms each -> 1000 in {fmt(b.get('seconds_for_1000'))} s"
             f"{' (extrap.)' if b.get('extrapolated') else ''} goal<60s: {fmt(b.get('goal_1000_under_60s'))}"
+        )
+    paths = f.get("paths", {})
+    for name, e in paths.get("paths", {}).items():
+        parts = "/".join(fmt(e.get(f"{k}_ms")) for k in ("build", "init", "move", "measure") if f"{k}_ms" in e)
+        out.append(
+            f"{name}: {fmt(e.get('total_ms'))} ms per cand" + (f" (build/init/move/measure {parts})" if parts else "")
+        )
+    if paths:
+        exact = paths.get("bank_equals_fresh", {})
+        out.append(
+            f"  ({paths.get('memory_format')}, {paths.get('candidates')} cand) fresh/bank "
+            f"{fmt(paths.get('fresh_over_bank'))}x, released/bank {fmt(paths.get('released_over_bank'))}x; "
+            f"bank = fresh: params {fmt(exact.get('parameters'))}, fisher {fmt(exact.get('fisher'))}"
+        )
+    cli = f.get("score_cli")
+    if cli:
+        extrapolated = " (extrap.)" if cli.get("extrapolated") else ""
+        out.append(
+            f"blockswap score, 1 process: {cli.get('candidates')} cand in {fmt(cli.get('wall_seconds'))} s with start "
+            f"-> 1000 in {fmt(cli.get('seconds_for_1000_with_startup'))} s{extrapolated}"
         )
     if fl:
         out.append(

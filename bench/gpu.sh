@@ -136,7 +136,7 @@ log "=== install: $status: $note"
 record install "$status" 0 $((SECONDS - t0)) 0 "$note"
 
 # --- measurements, in the order of $STEPS ----------------------------------------------------
-declare -A CAP=([env]=20 [fisher]=110 [latency]=100 [train]=90 [correctness]=90 [loader]=35 [snakemake]=110)
+declare -A CAP=([env]=20 [fisher]=150 [latency]=100 [train]=90 [correctness]=90 [loader]=35 [snakemake]=110)
 snakemake_step() { # the paper CIFAR-10 configuration in miniature (the report reads pytest's closing line)
     if [[ ! -f tests/test_paper_configs.py ]]; then
         record snakemake skipped 0 0 0 "skipped: tests/test_paper_configs.py not present"

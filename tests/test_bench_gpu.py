@@ -72,6 +72,17 @@ def test_fisher_step(dry_run):
     baseline = fisher["baseline"]
     assert baseline["candidates"] == 4 and baseline["candidates_per_s"] > 0 and baseline["seconds_for_1000"] > 0
     assert fisher["kernel_time"]["measure_gpu_ms"] == 0  # no kernels on the CPU
+    # Building afresh, the module bank (in both layouts) and the released path, side by side.
+    paths = fisher["paths"]
+    assert paths["candidates"] == 2 and paths["memory_format"] == "channels-last"  # the CPU's
+    assert paths["bank_equals_fresh"] == {"parameters": True, "fisher": True}
+    assert set(paths["paths"]) == {"fresh", "bank", "bank_nchw", "released"}
+    for name in ("fresh", "bank", "bank_nchw"):
+        assert all(paths["paths"][name][f"{part}_ms"] > 0 for part in ("build", "init", "move", "measure")), name
+    assert paths["paths"]["released"]["total_ms"] > 0 and paths["fresh_over_bank"] > 0
+    cli = fisher["score_cli"]  # one `blockswap score` process over the candidates
+    assert cli["processes"] == 1 and cli["candidates"] == 4 and cli["max_rel_diff_vs_baseline"] == 0
+    assert cli["seconds_for_1000_with_startup"] > cli["wall_seconds"] > 0
     variants = fisher["variants"]
     assert set(variants) == {
         "plain",

@@ -266,6 +266,45 @@ def test_score_cli_errors(tmp_path, capsys, candidates):
     assert main(["score", str(tmp_path / "none.csv"), "--dataset", "digits", "--out", "x.csv"]) == 2
 
 
+def test_memory_format_is_chosen_per_device_and_recorded(tmp_path, digits, candidates):
+    """Unset, the layout is the faster one on the scoring device (channels-last on the CPU, NCHW
+    on a GPU) and the settings a scores file records name it; forced, it stays as asked."""
+    import torch
+
+    assert settings().channels_last is None
+    assert settings().on(torch.device("cpu")).channels_last is True
+    assert settings().on(torch.device("cuda")).channels_last is False
+    assert settings(channels_last=False).on(torch.device("cpu")).channels_last is False
+    assert settings(channels_last=True).on(torch.device("cuda")).channels_last is True
+    with pytest.raises(BlockswapError, match="channels_last must be true, false or null .per device., got 'yes'"):
+        settings(channels_last="yes")
+
+    def scored(name, **overrides):
+        frame = score_candidates(candidates.head(2), settings(**overrides), digits, tmp_path / name, progress=False)
+        return without_seconds(frame), json.loads((tmp_path / f"{name}.provenance.json").read_text())
+
+    auto, auto_record = scored("auto.csv")
+    forced, forced_record = scored("cl.csv", channels_last=True)
+    assert auto_record["settings"]["channels_last"] is True
+    # The same scores file as channels-last asked for by name: same values, same fingerprint.
+    assert auto_record["fingerprint"] == forced_record["fingerprint"]
+    pd.testing.assert_frame_equal(auto, forced)
+    nchw, nchw_record = scored("nchw.csv", channels_last=False)
+    assert (
+        nchw_record["settings"]["channels_last"] is False and nchw_record["fingerprint"] != auto_record["fingerprint"]
+    )
+
+    path = tmp_path / "c.csv"
+    candidates.head(2).to_csv(path, index=False)
+    argv = ["score", str(path), "--dataset", "digits", "--image-size", str(SIZE), "--arch", "wrn-10-2", "--quiet"]
+    assert (
+        main([*argv, "--batch-size", "32", "--seed", "5", "--memory-format", "nchw", "--out", str(tmp_path / "m.csv")])
+        == 0
+    )
+    record = json.loads((tmp_path / "m.csv.provenance.json").read_text())
+    assert record["settings"]["channels_last"] is False and record["fingerprint"] == nchw_record["fingerprint"]
+
+
 def test_table1_mode_is_a_checked_setting():
     assert settings().table1_mode == "accumulated"  # the paper's ablation
     assert settings(table1_mode="snapshot").table1_mode == "snapshot"

@@ -38,6 +38,7 @@ from ..search.sampling import (
     sample_candidates,
 )
 from ..search.scoring import (
+    MEMORY_FORMATS,
     MINIBATCH_MODES,
     Scorer,
     ScoringSettings,
@@ -136,6 +137,16 @@ def check_scoring_batch(arch, data, batch_size: int) -> None:
     )
 
 
+def add_memory_format(p) -> None:
+    p.add_argument(
+        "--memory-format",
+        choices=list(MEMORY_FORMATS),
+        default="auto",
+        help="layout scoring runs in (it changes float rounding): auto = channels-last on the CPU, "
+        "nchw on a GPU, the faster on each (default auto)",
+    )
+
+
 def cmd_score(args) -> None:
     candidates = load_candidates(args.candidates_csv)
     if args.limit is not None:
@@ -160,6 +171,7 @@ def cmd_score(args) -> None:
         proxies=args.proxies.split(","),
         minibatches=[int(k) for k in args.minibatches.split(",")],
         minibatch=args.minibatch,
+        channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
     )
     check_scoring_batch(parse_arch(arch), data, settings.batch_size)
@@ -209,6 +221,7 @@ def add_score(sub) -> None:
         help="GPU: TF32 convolutions (faster on Ampere+, but Fisher moved by "
         "up to 5.6%% from float32 on an H100; default: float32)",
     )
+    add_memory_format(p)
     p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")
@@ -303,8 +316,9 @@ def cmd_search(args) -> None:
         batch_size=args.batch_size,
         seed=args.score_seed,
         proxies=[args.proxy],
+        channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
-    )
+    ).on(device)
     check_scoring_batch(arch, data, scoring.batch_size)
     scorer = Scorer(scoring, data, device)
     # The proxy registry (through the Scorer) says the sign under which the proxy ranks networks.
@@ -380,6 +394,7 @@ def add_search(sub) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="proxy minibatch size (paper: 128)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tf32", action="store_true", help="GPU: TF32 convolutions (default: float32)")
+    add_memory_format(p)
     p.add_argument("--out", required=True, help="history CSV (a .provenance.json is written beside it)")
 
 

@@ -211,14 +211,35 @@ class Intermediates(NamedTuple):
 class Network(nn.Module):
     def __init__(self, spec: NetworkSpec, generator: torch.Generator | None = None):
         super().__init__()
-        self.spec = spec
         arch = spec.arch
-        self.stem = build_sequence(arch.stem)
-        self.blocks = nn.ModuleList(Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots))
-        self.head = build_sequence(arch.head)
-        self.classifier = Classifier(arch.features, spec.num_classes).build()
-        self.stage_ends = frozenset(arch.stage_ends)
+        self._adopt(
+            spec,
+            build_sequence(arch.stem),
+            [Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)],
+            build_sequence(arch.head),
+            Classifier(arch.features, spec.num_classes).build(),
+        )
         initialise(self, generator)
+
+    @classmethod
+    def assemble(
+        cls, spec: NetworkSpec, stem: nn.Module, blocks: Sequence[Block], head: nn.Module, classifier: nn.Module
+    ) -> Network:
+        """A network of modules built elsewhere, taken as they are (not initialised): scoring's
+        module bank (search/bank.py) re-initialises them itself."""
+        network = cls.__new__(cls)
+        nn.Module.__init__(network)
+        network._adopt(spec, stem, blocks, head, classifier)
+        return network
+
+    def _adopt(self, spec, stem, blocks, head, classifier) -> None:
+        # The order of these assignments is the order of `modules()`, so of `initialise`'s draws.
+        self.spec = spec
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.classifier = classifier
+        self.stage_ends = frozenset(spec.arch.stage_ends)
 
     def forward_intermediates(self, x: torch.Tensor) -> Intermediates:
         stages, probes = [], []
@@ -234,24 +255,52 @@ class Network(nn.Module):
         return self.forward_intermediates(x).logits
 
 
-@torch.no_grad()
-def initialise(model: nn.Module, generator: torch.Generator | None = None) -> None:
+class InitialValue(NamedTuple):
+    """How `initialise` sets one tensor: drawn from N(a, b) ("normal") or U(a, b) ("uniform")
+    with the generator, or filled with a ("fill")."""
+
+    tensor: torch.Tensor
+    law: str
+    a: float
+    b: float = 0.0
+
+
+def initial_values(model: nn.Module) -> list[InitialValue]:
     """docs/paper.md s.3: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 bias 0, linear bias 0.
 
-    Linear weights keep PyTorch's default law U(-1/sqrt(in), 1/sqrt(in)), drawn from `generator`
-    so that a seed alone fixes the whole initialisation.
+    Linear weights keep PyTorch's default law U(-1/sqrt(in), 1/sqrt(in)). The list is in the
+    order of `model.modules()`, the order in which `initialise` draws: a seed fixes every value
+    only together with this order (scoring's module bank replays it, search/bank.py).
     """
+    values = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            m.weight.normal_(0.0, math.sqrt(2.0 / fan_out), generator=generator)
+            values.append(InitialValue(m.weight, "normal", 0.0, math.sqrt(2.0 / fan_out)))
         elif isinstance(m, nn.BatchNorm2d):
-            m.weight.fill_(1.0)
-            m.bias.zero_()
+            values += [InitialValue(m.weight, "fill", 1.0), InitialValue(m.bias, "fill", 0.0)]
         elif isinstance(m, nn.Linear):
             bound = 1.0 / math.sqrt(m.in_features)
-            m.weight.uniform_(-bound, bound, generator=generator)
-            m.bias.zero_()
+            values += [InitialValue(m.weight, "uniform", -bound, bound), InitialValue(m.bias, "fill", 0.0)]
+    return values
+
+
+@torch.no_grad()
+def set_initial_value(value: InitialValue, target: torch.Tensor, generator: torch.Generator | None) -> None:
+    """Draw or fill `target` (the value's tensor, or a host stand-in of its shape) by its law."""
+    if value.law == "normal":
+        target.normal_(value.a, value.b, generator=generator)
+    elif value.law == "uniform":
+        target.uniform_(value.a, value.b, generator=generator)
+    else:
+        target.fill_(value.a)
+
+
+def initialise(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Every conv, BN and linear parameter of `model` by `initial_values`, drawn from `generator`
+    so that a seed alone fixes the whole initialisation."""
+    for value in initial_values(model):
+        set_initial_value(value, value.tensor, generator)
 
 
 def build_model(

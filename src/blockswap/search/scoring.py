@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from ..data.loader import training_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..networks.genotype import Genotype
-from ..networks.models import build_model, parse_arch
+from ..networks.models import Network, build_model, parse_arch
 from ..provenance import (
     check_result_name,
     input_digests,
@@ -35,6 +35,7 @@ from ..provenance import (
 )
 from ..seeds import derive_seed
 from ..validation import parse_csv, read_csv_table
+from .bank import ModuleBank
 from .measure import table1_mode
 from .proxies import PROXIES, measure_candidate, parse_proxies
 from .sampling import CANDIDATE_COLUMNS, read_candidates
@@ -51,6 +52,8 @@ from .score_files import (
 )
 
 MINIBATCH_MODES = ("shared", "per-candidate")
+# `--memory-format` -> ScoringSettings.channels_last (None: chosen per device, `ScoringSettings.on`).
+MEMORY_FORMATS = {"auto": None, "channels-last": True, "nchw": False}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -82,9 +85,11 @@ class ScoringSettings:
     proxies: list[str] = field(default_factory=lambda: ["fisher"])
     minibatches: list[int] = field(default_factory=lambda: [1])
     minibatch: str = "shared"
-    # NHWC: mkldnn's convolutions run ~1.5x faster on CPU (bench/fisher_scoring.py); the layout
-    # changes float rounding, so it is part of the settings a score depends on.
-    channels_last: bool = True
+    # The memory layout: it changes float rounding, so it is part of the settings a score depends
+    # on. None picks the faster one for the scoring device (`on`): NHWC on the CPU (mkldnn's
+    # convolutions run ~1.5x faster, bench/fisher_scoring.py), NCHW on a GPU (58 against 67 ms
+    # per WRN-40-2 candidate on an H200); True / False force NHWC / NCHW.
+    channels_last: bool | None = None
     # TF32 convolutions (PyTorch's default on Ampere and newer GPUs) moved Fisher potentials by up
     # to 5.6 % relative from float32 on an H100 (bench/gpu.sh), enough to reorder close candidates:
     # scoring runs in true float32 unless asked. No effect on the CPU.
@@ -94,6 +99,8 @@ class ScoringSettings:
     table1_mode: str = "accumulated"
 
     def __post_init__(self):
+        if self.channels_last not in (None, True, False):
+            raise BlockswapError(f"channels_last must be true, false or null (per device), got {self.channels_last!r}")
         if self.minibatch not in MINIBATCH_MODES:
             raise BlockswapError(f"minibatch mode must be one of {', '.join(MINIBATCH_MODES)}, got {self.minibatch!r}")
         table1_mode(self.table1_mode)
@@ -103,6 +110,14 @@ class ScoringSettings:
         self.minibatches = sorted(set(int(k) for k in self.minibatches))
         if self.minibatches[0] < 1:
             raise BlockswapError(f"minibatch counts must be positive, got {self.minibatches}")
+
+    def on(self, device: torch.device) -> ScoringSettings:
+        """These settings as scoring on `device` applies them: the memory layout resolved (NHWC
+        on the CPU, NCHW elsewhere), so that a scores file and its fingerprint name the layout
+        its values were computed in."""
+        if self.channels_last is not None:
+            return self
+        return replace(self, channels_last=device.type == "cpu")
 
     def extra_columns(self) -> list[tuple[str, int, str]]:
         """(proxy, k, column) of every measurement beyond the Fisher potential at k = 1 (which is
@@ -127,9 +142,15 @@ class ScoringSettings:
 
 
 class Scorer:
-    """Measures candidates one by one; the shared minibatches are drawn once and reused."""
+    """Measures candidates one by one; the shared minibatches are drawn once and reused.
 
-    def __init__(self, settings: ScoringSettings, data: Dataset, device: torch.device):
+    Each candidate is assembled from the module bank (search/bank.py) and re-initialised in
+    place: the same values as building it afresh, without the per-candidate host work.
+    `fresh=True` builds every candidate with `build_model` instead, the reference the bank is
+    tested and timed against."""
+
+    def __init__(self, settings: ScoringSettings, data: Dataset, device: torch.device, fresh: bool = False):
+        settings = settings.on(device)
         self.settings, self.data, self.device = settings, data, device
         self.arch = parse_arch(settings.arch)
         self.proxies = parse_proxies(settings.proxies)
@@ -142,6 +163,7 @@ class Scorer:
         if settings.minibatch == "shared":
             stream = training_batches(data, settings.batch_size, settings.seed, device)
             self.shared = [self.formatted(b) for b in islice(stream, max(self.points))]
+        self.bank = None if fresh else ModuleBank(self.arch, settings.num_classes, device, self.memory_format)
 
     def formatted(self, batch):
         images, labels = batch
@@ -153,16 +175,20 @@ class Scorer:
         seed = derive_seed(self.settings.seed, candidate, 1)
         return map(self.formatted, training_batches(self.data, self.settings.batch_size, seed, self.device))
 
+    def network(self, candidate: int, genotype: Genotype) -> Network:
+        """Candidate `candidate` freshly initialised on the device, in the scoring layout."""
+        seed = derive_seed(self.settings.seed, candidate)
+        if self.bank is not None:
+            return self.bank.network(genotype, seed)
+        model = build_model(self.arch, genotype, self.settings.num_classes, seed=seed)
+        return model.to(self.device, memory_format=self.memory_format)
+
     def score(self, candidate: int, genotype: Genotype, costs: dict | None = None) -> dict:
         """One candidate's row: its scores, then seconds per proxy pass and in all. `costs` (its
         params / macs / ops) is what the cost-column controls read."""
         start = time.perf_counter()
-        model = build_model(
-            self.arch, genotype, self.settings.num_classes, seed=derive_seed(self.settings.seed, candidate)
-        )
-        model.to(self.device, memory_format=self.memory_format)
         results, seconds = measure_candidate(
-            model,
+            self.network(candidate, genotype),
             self.batches(candidate),
             self.proxies,
             self.points,
@@ -204,6 +230,7 @@ def score_candidates(
     process scoring into the same `out` stops at once instead of interleaving rows.
     """
     device = device or torch.device("cpu")
+    settings = settings.on(device)
     out = Path(out)
     # Found now, not after the scoring.
     if out.is_dir():
