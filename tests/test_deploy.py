@@ -562,7 +562,7 @@ def test_workflow_with_latency_enabled_and_a_latency_budget_plans_every_measurem
         "baselines: {moonshine: []}\n"
         "ablation: {budgets: null}\n"  # the default's ablation budget is a parameter count: follow the search
         # The comparison's students are not in the students table, so they are not measured.
-        "comparison: {seeds: [0], budgets: [900], samples: 6, trained: 1, bestof: [2]}\n"
+        "comparison: {seeds: [0], budgets: [900], samples: 6, trained: 1, bestof: [2], in_all: true}\n"
     )
     proc = snakemake(tmp_path, tmp_path / "latency.yaml", "-n", "all")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
