@@ -35,7 +35,7 @@ from unittest import mock
 import pandas as pd
 import pytest
 import torch
-from helpers import BIN
+from helpers import BIN, ROOT
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -185,7 +185,7 @@ def valid(tmp_path_factory):
             r.update(genotype=scored.loc[r["candidate"], "genotype"], params=int(scored.loc[r["candidate"], "params"]))
     write_result_text(d / "students.csv", pd.DataFrame(rows, columns=STUDENT_COLUMNS).to_csv(index=False))
     (d / "train.yaml").write_text("epochs: 1\nbatch_size: 128\nlr: 0.05\nweight_decay: 0.0005\nseed: 3\n")
-    shutil.copy(Path(__file__).parent / "config.yaml", d / "plan.yaml")
+    shutil.copy(ROOT / "config" / "config.yaml", d / "plan.yaml")
     return d
 
 
