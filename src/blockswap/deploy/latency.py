@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import Block, BlockType, candidate_set, valid_types
+from ..networks.blocks import BlockType, build_block, candidate_set, valid_types
 from ..networks.genotype import Genotype
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import Architecture, initialise, parse_arch
@@ -115,7 +115,7 @@ def build_latency_table(
         )
         for i, (shape, valid) in enumerate(zip(shapes, fits)):
             for block_type in valid:
-                block = _seeded(Block(block_type, shape.cin, shape.cout, shape.stride), seed)
+                block = _seeded(build_block(block_type, shape.cin, shape.cout, shape.stride), seed)
                 times[i][block_type.name][setting.key] = timing.time_module(
                     block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock
                 )

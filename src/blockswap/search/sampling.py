@@ -41,11 +41,22 @@ class CostTable:
     fixed: np.ndarray  # (3,)
 
     @classmethod
-    def build(cls, arch: Architecture, candidates, input_size, num_classes: int) -> CostTable:
+    def build(
+        cls, arch: Architecture, candidates, input_size, num_classes: int, kept: dict[int, BlockType] | None = None
+    ) -> CostTable:
+        """`kept`: slots whose type is fixed (a pretrained teacher's own blocks that a student keeps);
+        every other slot draws from `candidates`."""
         sizes = arch.feature_sizes(input_size)
+        kept = kept or {}
+        outside = sorted(i for i in kept if not 0 <= i < arch.depth)
+        if outside:
+            raise BlockswapError(f"{arch.name} has blocks 0 to {arch.depth - 1}; no block {outside[0]} to keep")
         types, costs = [], []
         for i, (slot, (h, w)) in enumerate(zip(arch.slots, sizes)):
-            fits = valid_types(tuple(candidates), slot.cin, slot.cout, slot.stride)
+            pool = (kept[i],) if i in kept else tuple(candidates)
+            fits = valid_types(pool, slot.cin, slot.cout, slot.stride)
+            if i in kept and not fits:
+                raise BlockswapError(f"block {i} of {arch.name} cannot be {kept[i].problem_at(slot.cin, slot.cout)}")
             if not fits:
                 raise BlockswapError(f"no candidate type fits block {i} of {arch.name} ({slot.cin}->{slot.cout})")
             types.append(fits)
