@@ -108,8 +108,9 @@ def write_torchvision_resnet34(path: Path, seed: int = 0) -> Path:
 def write_teacher_weights(path: Path, source: str, builder: str, classes: int, seed: int = 0) -> Path:
     """A randomly initialised torchvision or timm network with `classes` outputs (a user's
     fine-tuned model), saved in its library's format: a plain state dict (torch.save) for a .pth,
-    safetensors (timm's files on the Hugging Face hub) for a .safetensors path. Its BN running
-    statistics are randomised too, so that a teacher in eval mode is not an identity there."""
+    safetensors (timm's files on the Hugging Face hub) for a .safetensors path. Its BN affine
+    parameters are randomised and its running statistics are those of its own activations on
+    random images, as a trained network's are of its data (so that it is sane in eval mode)."""
     import torch
 
     torch.manual_seed(seed)
@@ -124,10 +125,15 @@ def write_teacher_weights(path: Path, source: str, builder: str, classes: int, s
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
+                m.momentum = None  # a cumulative average over the calibration batches
+        net.train()
+        for _ in range(2):
+            net(torch.randn(8, 3, 32, 32))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.1
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import BlockType, build_block, candidate_set, valid_types
+from ..networks.blocks import BlockType, build_block, candidate_set, parse_block, valid_types
 from ..networks.genotype import Genotype
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import Architecture, initialise, parse_arch
@@ -89,15 +89,17 @@ def build_latency_table(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     clock: str = "wall",
+    kept: Sequence[str] = (),
 ) -> dict:
     """Time the stem, the head and every candidate type at every distinct block shape of `arch`
-    under each setting; return the table as a record (seconds), fingerprint included."""
+    under each setting; return the table as a record (seconds), fingerprint included. `kept`: types
+    timed besides the candidates (a pretrained teacher's own blocks that a student keeps)."""
     check_protocol(warmup, runs)
     if not settings:
         raise BlockswapError("a latency table needs at least one setting")
     check_clock(clock, settings)
     arch = parse_arch(arch)
-    types = candidate_set(candidates)
+    types = tuple(dict.fromkeys(candidate_set(candidates) + tuple(parse_block(name) for name in kept)))
     positions = block_shapes(arch, input_size)
     shapes = list(dict.fromkeys(positions))
     fits = [valid_types(types, s.cin, s.cout, s.stride) for s in shapes]
@@ -128,6 +130,7 @@ def build_latency_table(
         "format": LATENCY_FORMAT,
         "arch": arch.name,
         "candidates": candidates,
+        **({"kept": list(kept)} if kept else {}),
         "input_size": list(input_size),
         "num_classes": num_classes,
         "unit": "seconds",
