@@ -5,7 +5,9 @@ FlopCounterMode's), the student's stem and kept blocks from the teacher, the exp
 PyTorch, a rerun that resumes, and bad inputs as one line with nothing written."""
 
 import json
+import re
 import time
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime
@@ -14,11 +16,16 @@ import torch
 from datafiles import write_image_folder, write_teacher_weights
 from torch.utils.flop_counter import FlopCounterMode
 
-from blockswap import NetworkSpec
+from blockswap import CANDIDATE_SETS, NetworkSpec, parse_arch, parse_block
 from blockswap.cli import main
+from blockswap.compress.pipeline import claim, prepare
+from blockswap.compress.settings import CompressSettings, parse_budget
 from blockswap.data.folder import load_folder
 from blockswap.deploy.export import deployable, load_torchscript
+from blockswap.errors import BlockswapError
 from blockswap.networks.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_teacher
+from blockswap.search.evolution import SearchSettings, run_search
+from blockswap.search.sampling import CostTable
 from blockswap.training.checkpoint import load_model
 from blockswap.training.config import TrainConfig
 from blockswap.training.train import Trainer
@@ -252,3 +259,63 @@ def test_bad_inputs_are_one_line_and_write_nothing(inputs, tmp_path, capsys, cha
     for pattern in (message, allowed):
         assert pattern in err, (pattern, err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text,kind,value",
+    [("8M", "params", 8e6), ("800k", "params", 8e5), ("1.2G", "macs", 1.2e9), ("5ms", "latency", 5000.0)]
+    + [("800us", "latency", 800.0), ("2500", "latency", 2500.0), ("3e6", "params", 3e6)],
+)
+def test_budgets_are_read_in_the_samplers_units(text, kind, value):
+    assert parse_budget(text, kind) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text,kind", [("5ms", "params"), ("8M", "latency"), ("-3M", "params"), ("0", "macs")])
+def test_a_budget_in_the_wrong_unit_is_refused(text, kind):
+    with pytest.raises(BlockswapError, match=f"is not a {kind} budget"):
+        parse_budget(text, kind)
+
+
+def test_evolution_searches_a_latency_band():
+    # A cost table with a latency column (whole microseconds per type and slot): every history row
+    # is inside the band, and evolution's mutants are priced in latency too.
+    table = CostTable.build(parse_arch("resnet-18"), CANDIDATE_SETS["paper"], (32, 32), 3)
+    slots = [np.array([10 + 7 * i for i in range(len(types))]) for types in table.types]
+    table = table.with_latency(slots, 100)
+    settings = SearchSettings("evolution", 400.0, 12, 0, "latency", 0.05, population=4, tournament=2)
+    history = run_search(table, settings, lambda key, choice: {"fitness": float(key % 97), "fisher": 0.0, "seconds": 0})
+    assert len(history) == 12 and history["parent"].notna().sum() == 8
+    for genotype in history["genotype"]:
+        choice = np.array([table.types[s].index(parse_block(t)) for s, t in enumerate(genotype.split())])
+        assert 380 < table.totals(choice[None, :])[0][3] < 420
+
+
+@pytest.mark.slow
+def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path):
+    out, cpu = tmp_path / "out", torch.device("cpu")
+    settings = CompressSettings(
+        teacher=f"torchvision:resnet18:{inputs['resnet18']}",
+        data=str(inputs["images"]),
+        budget=1.0,  # one microsecond: below any network, so the error states the reachable range
+        budget_kind="latency",
+        image_size=16,
+        keep=(0,),
+        samples=4,
+        search_batch_size=8,
+        batch_size=6,
+    )
+    with pytest.raises(BlockswapError) as info:
+        prepare(settings, out, cpu, lambda line: None)
+    assert not out.exists()  # a table measured for a refused budget is not left behind
+    low, high = (int(v) for v in re.search(r"(\d+) to (\d+) microseconds of latency", str(info.value)).groups())
+    lines = []
+    plan = prepare(replace(settings, budget=(low + high) / 2), out, cpu, lines.append)
+    assert any("measuring a latency table" in line for line in lines)
+    cheapest, dearest = plan.table.achievable("latency")  # measured again: the same order, not the same numbers
+    assert cheapest < (low + high) / 2 < dearest
+    assert [t.name for t in plan.table.types[0]] == ["T"]  # the kept block, timed too
+    claim(plan)
+    assert json.loads((out / "latency-table.json").read_text())["kept"] == ["T"]
+    again = []
+    prepare(replace(settings, budget=(low + high) / 2), out, cpu, again.append)
+    assert not any("measuring a latency table" in line for line in again)  # reused from the folder

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..networks.genotype import Genotype
 from ..provenance import provenance, seal_all, write_json, write_result_text
+from ..search.evolution import choice_of
+from ..search.sampling import COST_INDEX
 
 REPORT_FILE = "report.md"
 REPORT_JSON = "report.json"
@@ -75,6 +78,7 @@ def write_report(plan, teacher: dict, search: tuple, winner: dict, metrics: dict
         "test_error": metrics["test_error"],
         "test_error_top5": metrics["test_error_top5"],
         "genotype": metrics["genotype"],
+        "predicted_latency_ms": predicted_ms(plan.table, metrics["genotype"]),
     }
     teacher_numbers = {
         "params": teacher["params"],
@@ -129,6 +133,15 @@ def write_report(plan, teacher: dict, search: tuple, winner: dict, metrics: dict
     return record
 
 
+def predicted_ms(table, genotype: list[str]) -> float | None:
+    """The latency table's prediction for the student (what a latency budget bounds), when the
+    search was budgeted in latency."""
+    if not table.has_latency:
+        return None
+    choice = choice_of(table, Genotype.of(genotype))
+    return round(float(table.totals(choice[None, :])[0][COST_INDEX["latency"]]) / 1e3, 4)
+
+
 def _ms(value) -> str:
     return "-" if value is None else f"{value:.3g} ms"
 
@@ -136,7 +149,11 @@ def _ms(value) -> str:
 def markdown(plan, r: dict, winner: dict, stages: list[int]) -> str:
     s, t, st = plan.settings, r["teacher"], r["student"]
     size = s.image_size
-    kind = {"params": "parameters", "macs": "MACs", "latency": "microseconds"}[s.budget_kind]
+    budget = (
+        f"{s.budget / 1e3:g} ms latency ({s.latency_setting})"
+        if s.budget_kind == "latency"
+        else (f"{human(s.budget)} {'parameters' if s.budget_kind == 'params' else 'MACs'}")
+    )
     kept = r["kept"]
     lines = [
         f"# Compressing {plan.arch.spec_name}",
@@ -145,7 +162,7 @@ def markdown(plan, r: dict, winner: dict, stages: list[int]) -> str:
         f"Data: `{s.data}`, {len(r['classes'])} classes ({', '.join(r['classes'])}), {size} px; "
         f"{r['images']['train']} training, {r['images']['val']} validation and {r['images']['test']} held-out "
         "test images.",
-        f"Budget: {human(s.budget)} {kind} (+-{s.tolerance:.1%}); student skeleton {plan.skeleton.name}, "
+        f"Budget: {budget} (+-{s.tolerance:.1%}); student skeleton {plan.skeleton.name}, "
         f"candidates `{plan.candidates}`"
         + (f", {len(kept)} blocks kept as the teacher's own (marked *)." if kept else "."),
         "",
@@ -156,6 +173,10 @@ def markdown(plan, r: dict, winner: dict, stages: list[int]) -> str:
         f"| latency, PyTorch ({r['latency_setting']}) | {_ms(t['latency_ms'])} | {_ms(st['latency_ms'])} | "
         f"{_ratio(st['latency_ms'] or 0, t['latency_ms'] or 0)} |",
     ]
+    if st["predicted_latency_ms"] is not None:
+        lines.append(
+            f"| latency, predicted by the table (the budget's measure) | - | {_ms(st['predicted_latency_ms'])} | |"
+        )
     if st["onnx_latency_ms"] is not None:
         lines.append(f"| latency, ONNX Runtime ({r['latency_setting']}) | - | {_ms(st['onnx_latency_ms'])} | |")
     lines.append(f"| test error, top-1 | {t['test_error']:.2f} % | {st['test_error']:.2f} % | |")
@@ -191,6 +212,8 @@ def markdown(plan, r: dict, winner: dict, stages: list[int]) -> str:
         "## Time",
         "",
         *(f"- {stage}: {sec:.1f} s" for stage, sec in r["seconds"].items() if sec is not None),
+        f"- all stages: {sum(sec for sec in r['seconds'].values() if sec is not None):.1f} s (each as measured by "
+        "the run that did it)",
         "",
     ]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from ..networks.layers import Cost
 from ..networks.models import Architecture
 
 BUDGET_KINDS = ("params", "macs", "latency")
+BUDGET_UNITS = {"params": "params", "macs": "macs", "latency": "microseconds of latency"}
 # Column of each kind in a table's costs; latency (whole microseconds, from a measured latency table,
 # blockswap.deploy.latency) is there only after `with_latency`.
 COST_INDEX = {"params": 0, "macs": 1, "ops": 2, "latency": 3}
@@ -113,9 +114,10 @@ def check_budget(
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
     cheapest, dearest = table.achievable(budget_kind)
     if high <= cheapest or low >= dearest:
+        unit = BUDGET_UNITS[budget_kind]
         raise BlockswapError(
-            f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
-            f"with these candidates: {cheapest} to {dearest} {budget_kind}"
+            f"budget {budget:g} {unit} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
+            f"with these candidates: {cheapest} to {dearest} {unit}"
         )
     count = count_in_band(table, budget, budget_kind, tolerance)
     if count < samples:
