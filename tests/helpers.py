@@ -38,14 +38,25 @@ def snakemake(*args, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
     )
 
 
+# The --config values of a miniature run, from the tiny data folder: its data_dir, and for a user's own
+# network (config/own-network.yaml) the image folder and stand-in weight file conftest.py writes there.
+MINIATURE_VALUES = {
+    "own-network.yaml": lambda data: [
+        f"data_dir={data / 'own-network' / 'images'}",
+        f"teacher={{weights: {data / 'own-network' / 'resnet18.pth'}}}",
+    ],
+}
+
+
 def run_miniature(name, tiny_data, workdir, *extra, target="all", overlays=()):
     """Snakemake on config/NAME with its tests/miniature/NAME overlay (and `overlays` after it), on the
     tiny data of conftest.py's tiny_data fixture."""
     data, torch_home = tiny_data
+    values = MINIATURE_VALUES.get(name, lambda data: [f"data_dir={data}"])(data)
     return snakemake(
         "--directory", workdir, "--cores", CORES, target,
         "--configfile", ROOT / "config" / name, MINIATURE / name, *overlays,
-        "--config", f"data_dir={data}",
+        "--config", *values,
         *extra,
         env={"TORCH_HOME": str(torch_home)},
     )  # fmt: skip
