@@ -119,7 +119,7 @@ def add_compress(sub) -> None:
     p.add_argument("--search-batch-size", type=int, default=DEFAULTS.search_batch_size, help="proxy minibatch")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="distillation epochs (default 30)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="training batch (default 64)")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="SGD learning rate, cosine to 0 (default 0.05)")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="SGD learning rate, cosine to 0 (default 0.01)")
     p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="default 5e-4")
     p.add_argument("--beta", type=float, help="AT weight per point (default: 750 scaled by (image size / 224)^2)")
     p.add_argument("--seed", type=seed_argument, default=0, help="seeds search, initialisation and data order")
