@@ -11,8 +11,10 @@ from cocofiles import write_coco
 from datafiles import (
     write_cifar10,
     write_cifar100,
+    write_image_folder,
     write_imagenet,
     write_svhn,
+    write_teacher_weights,
     write_torchvision_resnet34,
 )
 from helpers import TINY, reads_data_files, run_miniature, snakemake
@@ -36,13 +38,17 @@ def tiny_search_dry_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    """All datasets in one data folder, and a torch hub cache holding the ResNet-34 weight file."""
+    """All datasets in one data folder (and a user's own network with its images), and a torch hub
+    cache holding the ResNet-34 weight file."""
     root = tmp_path_factory.mktemp("data")
     write_cifar10(root, per_batch=20)
     write_cifar100(root)
     write_svhn(root)
     write_imagenet(root, classes=1000, per_class=1)
     write_coco(root)
+    # A user's own network (config/own-network.yaml): a 3-class torchvision ResNet-18 and its images.
+    write_teacher_weights(root / "own-network" / "resnet18.pth", "torchvision", "resnet18", 3)
+    write_image_folder(root / "own-network" / "images", classes=3, per_class=16)
     torch_home = tmp_path_factory.mktemp("torch-home")
     write_torchvision_resnet34(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
     return root, torch_home

@@ -103,3 +103,59 @@ def write_torchvision_resnet34(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
     return path
+
+
+def write_teacher_weights(path: Path, source: str, builder: str, classes: int, seed: int = 0) -> Path:
+    """A randomly initialised torchvision or timm network with `classes` outputs (a user's
+    fine-tuned model), saved in its library's format: a plain state dict (torch.save) for a .pth,
+    safetensors (timm's files on the Hugging Face hub) for a .safetensors path. Its BN affine
+    parameters are randomised and its running statistics are those of its own activations on
+    random images, as a trained network's are of its data (so that it is sane in eval mode)."""
+    import torch
+
+    torch.manual_seed(seed)
+    if source == "timm":
+        import timm
+
+        net = timm.create_model(builder, pretrained=False, num_classes=classes)
+    else:
+        import torchvision
+
+        net = getattr(torchvision.models, builder)(weights=None, num_classes=classes)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+                m.momentum = None  # a cumulative average over the calibration batches
+        net.train()
+        for _ in range(2):
+            net(torch.randn(8, 3, 32, 32))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    else:
+        torch.save(net.state_dict(), path)
+    return path
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: int = 12, size=(40, 36), seed: int = 0) -> Path:
+    """A user's images: `root/<class>/*.png`, random noise with a per-class tint (so that a network can
+    tell the classes apart a little), of a non-square size."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        target = root / f"class-{c}"
+        target.mkdir(parents=True)
+        tint = rng.integers(0, 256, 3)
+        for i in range(per_class):
+            noise = rng.integers(0, 96, (size[1], size[0], 3))
+            pixels = np.clip(tint * 0.6 + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(target / f"{i}.png")
+    return root

@@ -46,6 +46,16 @@ def reads_data_files(name) -> bool:
     return yaml.safe_load((ROOT / "config" / name).read_text()).get("dataset") != "digits"
 
 
+# The --config values of a miniature run, from the tiny data folder: its data_dir, and for a user's own
+# network (config/own-network.yaml) the image folder and stand-in weight file conftest.py writes there.
+MINIATURE_VALUES = {
+    "own-network.yaml": lambda data: [
+        f"data_dir={data / 'own-network' / 'images'}",
+        f"teacher={{weights: {data / 'own-network' / 'resnet18.pth'}}}",
+    ],
+}
+
+
 def run_miniature(name, tiny_data, workdir, *extra, target="all", overlays=()):
     """Snakemake on config/NAME with its tests/miniature/NAME overlay (and `overlays` after it), on the
     tiny data of conftest.py's tiny_data fixture (`None` for a configuration on the bundled digits:
@@ -54,7 +64,8 @@ def run_miniature(name, tiny_data, workdir, *extra, target="all", overlays=()):
     env = {}
     if reads_data_files(name):
         root, torch_home = tiny_data
-        data, env = ["--config", f"data_dir={root}"], {"TORCH_HOME": str(torch_home)}
+        data = ["--config", *MINIATURE_VALUES.get(name, lambda root: [f"data_dir={root}"])(root)]
+        env = {"TORCH_HOME": str(torch_home)}
     return snakemake(
         "--directory", workdir, "--cores", CORES, target,
         "--configfile", ROOT / "config" / name, MINIATURE / name, *overlays,

@@ -22,7 +22,8 @@ def test_blocks_lists_the_zoo(capsys):
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0].split()[:3] == ["paper", "released", "family"]
-    assert len(lines) == 1 + 25  # 21 paper + 3 released-only BG(4,.) + MBConv(6)
+    # 21 paper + 3 released-only BG(4,.) + 14 bottleneck-only + MBConv(6), and a pretrained ResNet's T, T(4)
+    assert len(lines) == 1 + 41
     assert any(line.split()[:2] == ["BG(2,M/8)", "G8B2"] for line in lines)
 
 

@@ -71,7 +71,7 @@ def test_teacher_and_moonshine_defaults():
         ("wrn-16-1", "BG(2,16)", "block 0 of wrn-16-1 cannot be BG\\(2,16\\)"),
         ("wrn-16-1", "Z(3)", "unknown block type"),
         ("wrn-15-1", None, "WRN depth must be 6n\\+4"),
-        ("resnet-50", None, "ResNet depth must be one of"),
+        ("resnet-20", None, "ResNet depth must be one of"),
         ("vgg-16", None, "unknown architecture 'vgg-16'; allowed: wrn-D-K"),
     ],
 )

@@ -138,6 +138,20 @@ def check_paper_coco(results: Path) -> None:
     assert " ".join(student["genotype"]) == table4.set_index("method").loc["blockswap", "genotype"]
 
 
+def check_own_network(results: Path) -> None:
+    students = rows(results, "students")
+    assert count(students) == {"teacher": 1, "blockswap": 1}
+    teacher = json.loads((results / "teachers" / "seed-0" / "metrics.json").read_text())
+    # The user's 3-class torchvision ResNet-18, counted by FlopCounterMode, fed its own normalisation.
+    assert teacher["mode"] == "pretrained" and teacher["params"] == 11_178_051
+    assert teacher["pretrained"]["num_classes"] == 3 and teacher["normalisation"]["mean"] == [0.485, 0.456, 0.406]
+    run = next((results / "students").glob("blockswap-*/seed-0"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["inherited"] == ["conv1", "bn1"] and metrics["arch"] == "resnet-18"
+    assert metrics["normalisation"] == teacher["normalisation"]
+    assert 3e6 * 0.975 < metrics["params"] < 3e6 * 1.025
+
+
 # Configuration -> (tables, figures the README lists for it, the row checks).
 EXPECTED = {
     "config.yaml": (
@@ -168,6 +182,7 @@ EXPECTED = {
         check_shootout,
     ),
     "paper-coco.yaml": (["table4"], [], check_paper_coco),
+    "own-network.yaml": (["costs", "students", "table2"], ["pareto"], check_own_network),
 }
 
 

@@ -91,7 +91,7 @@ def test_pretrained_specs_are_recognised():
     arch, path = parse_spec("torchvision:resnet34:/some/dir/w:1.pth")
     assert (arch.builder, str(path)) == ("resnet34", "/some/dir/w:1.pth")
     assert parse_spec("torchvision:resnet18") == (ARCHS["resnet18"], None)
-    one_line_error(lambda: parse_spec("torchvision:resnet50"), "resnet50", "resnet18, resnet34")
+    one_line_error(lambda: parse_spec("torchvision:vgg16"), "vgg16", "resnet18, resnet34, resnet50")
     one_line_error(lambda: parse_spec("torchvision:resnet34:"), "no weights file")
 
 

@@ -3,7 +3,7 @@
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
 `networks` (blocks, cost, data), `search` (sample, score, pick, select), `training` (train,
 evaluate), `reporting` (report, figure, reseal), `workflow` (plan) and `detection` (Table 4: search, train,
-evaluate, table). A user's mistake
+evaluate, table), `compress` (a user's own network). A user's mistake
 (`BlockswapError`, or a bad argument) is one line on stderr and exit code 2, and so is a file the
 system refuses to read or write (a read-only folder, a name too long, a full disk: `OSError`). The
 line is bounded: a huge value it quotes from a damaged input is cut in the middle.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import BlockswapError, os_error_message
-from . import deploy, detection, networks, reporting, search, training, workflow
+from . import compress, deploy, detection, networks, reporting, search, training, workflow
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     **workflow.COMMANDS,
     **deploy.COMMANDS,
     **detection.COMMANDS,
+    **compress.COMMANDS,
 }
 
 

@@ -6,13 +6,14 @@ import json
 import time
 
 from ..data.datasets import dataset_info, load_dataset
-from ..networks.blocks import CANDIDATE_SETS, FAMILIES, parse_block
+from ..networks.blocks import CANDIDATE_SETS, FAMILIES, WRAPPERS, parse_block
 from ..networks.genotype import Genotype
 from ..networks.models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
 from .data_options import add_data_options
 
-EXTRA_TYPES = ("MBConv(6)",)  # in the zoo, in no candidate set (a Table 2 baseline)
+# In the zoo, in no candidate set: a Table 2 baseline, and a pretrained ResNet's own blocks (kept, not drawn).
+EXTRA_TYPES = ("MBConv(6)", "T", "T(4)")
 
 
 def cmd_blocks(args) -> None:
@@ -25,7 +26,7 @@ def cmd_blocks(args) -> None:
     for t in types:
         sets = ",".join(name for name, members in CANDIDATE_SETS.items() if t in members) or "-"
         family = FAMILIES[t.family]
-        wrapper = "basic (2 units)" if family.units == 2 else "bottleneck (1 unit)"
+        wrapper = WRAPPERS[family.wrapper].description
         rows.append((t.name, t.released_name or "-", t.family, wrapper, sets, family.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

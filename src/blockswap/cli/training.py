@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..data.datasets import load_dataset
@@ -15,7 +16,7 @@ from ..networks.models import parse_arch
 from ..networks.pretrained import is_pretrained_spec
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
-from ..training.checkpoint import load_model
+from ..training.checkpoint import METRICS_FILE, load_model
 from ..training.config import CONFIG_FIELDS, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig
 from ..training.distributed import (
     SINGLE,
@@ -89,7 +90,7 @@ def train_config(args, genotype: str | None = None) -> TrainConfig:
     for name in TRAIN_FLAGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    for flag in ("bf16", "channels_last", "compile"):
+    for flag in ("bf16", "channels_last", "compile", "teacher_init"):
         values[flag] = values.get(flag, False) or getattr(args, flag)
     if args.teacher:
         # A torchvision spec is a name, not a path; a trained run is recorded by its absolute path.
@@ -273,6 +274,12 @@ def add_train(sub) -> None:
         help="attention-transfer weight per point (default: the paper's, 1000 at "
         "32 px or 750 at 224 px for ImageNet, times (image size / that size)^2)",
     )
+    p.add_argument(
+        "--teacher-init",
+        action="store_true",
+        help="copy a pretrained teacher's stem, and the blocks the genotype keeps as its own (T, T(b)), into the "
+        "student first (the student has the teacher's skeleton; docs/compress.md)",
+    )
     p.add_argument("--kd-alpha", type=float, help="Hinton KD weight, 0 = off (the paper uses none)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature")
     p.add_argument(
@@ -319,7 +326,7 @@ def cmd_evaluate(args) -> None:
     model, record = load_model(args.model)
     dataset = args.dataset or record["dataset"]
     image_size = args.image_size or (record["input_size"][0] if dataset in ("digits", "folder") else None)
-    data = load_dataset(dataset, args.data_dir, image_size, 0)
+    data = recorded_normalisation(load_dataset(dataset, args.data_dir, image_size, 0), Path(args.model))
     if data.num_classes != record["num_classes"]:
         raise BlockswapError(
             f"{args.model} predicts {record['num_classes']} classes but {dataset} has {data.num_classes}"
@@ -343,9 +350,23 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(summary))
 
 
+def recorded_normalisation(data, model: Path):
+    """`data` normalised as the run's metrics.json records it was trained (a pretrained teacher's
+    normalisation, say), or as it is."""
+    metrics = (model if model.is_dir() else model.parent) / METRICS_FILE
+    try:
+        recorded = json.loads(metrics.read_text()).get("normalisation")
+    except (OSError, ValueError, AttributeError):
+        return data
+    if not isinstance(recorded, dict):
+        return data
+    return replace(data, mean=tuple(recorded["mean"]), std=tuple(recorded["std"]))
+
+
 def evaluate_pretrained(args, device) -> None:
-    """A pretrained torchvision teacher's test error, written as a teacher's metrics.json (the
-    workflow's teacher row when `teacher.pretrained` is set)."""
+    """A pretrained torchvision or timm teacher's test error (on inputs normalised as its library
+    trains them), written as a teacher's metrics.json (the workflow's teacher row when
+    `teacher.pretrained` is set)."""
     if not args.dataset:
         raise BlockswapError(f"{args.model}: give --dataset (a pretrained teacher was trained on none of ours)")
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0)
@@ -357,7 +378,7 @@ def evaluate_pretrained(args, device) -> None:
 
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test error of a trained model", description="Recompute test error.")
-    p.add_argument("model", help="a training folder or its model.pt, or torchvision:NAME[:weights.pth]")
+    p.add_argument("model", help="a training folder or its model.pt, or torchvision:NAME[:FILE] / timm:NAME:FILE")
     add_data_options(p, default_from="the model's")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", help="also write the result as JSON here (a pretrained teacher: a metrics.json)")

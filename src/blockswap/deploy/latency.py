@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import Block, BlockType, candidate_set, valid_types
+from ..networks.blocks import BlockType, build_block, candidate_set, parse_block, valid_types
 from ..networks.genotype import Genotype
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import Architecture, initialise, parse_arch
@@ -93,15 +93,17 @@ def build_latency_table(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     clock: str = "wall",
+    kept: Sequence[str] = (),
 ) -> dict:
     """Time the stem, the head and every candidate type at every distinct block shape of `arch`
-    under each setting; return the table as a record (seconds), fingerprint included."""
+    under each setting; return the table as a record (seconds), fingerprint included. `kept`: types
+    timed besides the candidates (a pretrained teacher's own blocks that a student keeps)."""
     check_protocol(warmup, runs)
     if not settings:
         raise BlockswapError("a latency table needs at least one setting")
     check_clock(clock, settings)
     arch = parse_arch(arch)
-    types = candidate_set(candidates)
+    types = tuple(dict.fromkeys(candidate_set(candidates) + tuple(parse_block(name) for name in kept)))
     positions = block_shapes(arch, input_size)
     shapes = list(dict.fromkeys(positions))
     fits = [valid_types(types, s.cin, s.cout, s.stride) for s in shapes]
@@ -119,7 +121,7 @@ def build_latency_table(
         )
         for i, (shape, valid) in enumerate(zip(shapes, fits)):
             for block_type in valid:
-                block = _seeded(Block(block_type, shape.cin, shape.cout, shape.stride), seed)
+                block = _seeded(build_block(block_type, shape.cin, shape.cout, shape.stride), seed)
                 times[i][block_type.name][setting.key] = timing.time_module(
                     block, (b, shape.cin, shape.h, shape.w), setting, warmup, runs, seed, clock
                 )
@@ -132,6 +134,7 @@ def build_latency_table(
         "format": LATENCY_FORMAT,
         "arch": arch.name,
         "candidates": candidates,
+        **({"kept": list(kept)} if kept else {}),
         "input_size": list(input_size),
         "num_classes": num_classes,
         "unit": "seconds",

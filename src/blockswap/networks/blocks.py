@@ -11,6 +11,13 @@ The shortcut is a 1x1 conv (applied to the pre-activated input) when the shape c
 identity otherwise. Each block is wrapped by *its own* type (the released code wrapped a whole
 stage by its first block's type, which changes sizes).
 
+Two more families are the blocks of a pretrained torchvision or timm ResNet, kept in a student
+where a user compresses only some stages (networks/pretrained.py copies their weights in):
+`T` is torchvision's `BasicBlock` and `T(b)` its `Bottleneck` with a 3x3 at N/b channels (ResNet-50:
+T(4); Wide ResNet-50-2: T(2)). They are post-activation blocks: unit + shortcut (1x1 conv + BN when
+the shape changes), then a ReLU after the sum. The paper's ops convention counts block-level ReLUs of
+its pre-activation wrapper; a T block's ops are its MACs, as a torchvision teacher's ops are.
+
 Released-code names (`Conv`, `DConvA4`, `DConvG8`, `DConv`, `ConvB2`, `A4B2`, `G8B2`, `G2B4`,
 `DConvB2`, `MBConv6`) are parsed as aliases wherever a block name is read.
 """
@@ -97,14 +104,9 @@ class BlockType:
         """A file-name-safe form of the name: G(N/4) -> gn4, BG(2,M/8) -> bg2-m8, S -> s."""
         return re.sub(r"[()/]", "", self.name).replace(",", "-").lower()
 
-    def layout(self, cin: int, cout: int, stride: int) -> BlockLayout:
+    def layout(self, cin: int, cout: int, stride: int) -> BlockLayout | PostActivationLayout:
         """The block's layer specs at the given widths; raises `InvalidAtWidth` if impossible."""
-        family = self.spec
-        widths = [(cin, cout, stride)] + [(cout, cout, 1)] * (family.units - 1)
-        units = tuple(tuple(family.unit(self, i, o, s)) for i, o, s in widths)
-        preacts = tuple(PreActivation(i) for i, _, _ in widths)
-        shortcut = Conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
-        return BlockLayout(preacts, units, shortcut)
+        return WRAPPERS[self.spec.wrapper].layout(self, cin, cout, stride)
 
     def problem_at(self, cin: int, cout: int, stride: int = 1) -> str | None:
         """Why this type cannot be built at these widths, or None when it can."""
@@ -135,6 +137,36 @@ class BlockLayout:
         return total, h, w
 
 
+def preactivation_layout(bt: BlockType, cin: int, cout: int, stride: int) -> BlockLayout:
+    family = bt.spec
+    widths = [(cin, cout, stride)] + [(cout, cout, 1)] * (family.units - 1)
+    units = tuple(tuple(family.unit(bt, i, o, s)) for i, o, s in widths)
+    preacts = tuple(PreActivation(i) for i, _, _ in widths)
+    shortcut = Conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+    return BlockLayout(preacts, units, shortcut)
+
+
+@dataclass(frozen=True)
+class PostActivationLayout:
+    """Specs of a post-activation (torchvision) block: its unit, the shortcut (1x1 conv + BN) when
+    the shape changes, and a ReLU after the sum, which costs no paper op (see the module's notes)."""
+
+    unit: tuple[LayerSpec, ...]
+    shortcut: tuple[LayerSpec, ...] | None
+
+    def cost(self, h: int, w: int) -> tuple[Cost, int, int]:
+        total, h_out, w_out = sequence_cost(self.unit, h, w)
+        if self.shortcut is not None:
+            total = total + sequence_cost(self.shortcut, h, w)[0]
+        return total, h_out, w_out
+
+
+def postactivation_layout(bt: BlockType, cin: int, cout: int, stride: int) -> PostActivationLayout:
+    unit = tuple(bt.spec.unit(bt, cin, cout, stride))
+    shortcut = (Conv(cin, cout, 1, stride), Norm(cout)) if (cin != cout or stride != 1) else None
+    return PostActivationLayout(unit, shortcut)
+
+
 class Block(nn.Module):
     """A wrapped block. `forward` returns (output, probe): the probe is the residual branch's
     output before the shortcut is added, where the Fisher potential is measured (docs/paper.md s.2)."""
@@ -156,6 +188,46 @@ class Block(nn.Module):
         for preact, unit in zip(self.preacts[1:], self.units[1:]):
             branch = unit(preact(branch))
         return residual + branch, branch
+
+
+class PostActivationBlock(nn.Module):
+    """A torchvision / timm ResNet block: relu(unit(x) + shortcut(x)). `forward` returns (output,
+    probe) as `Block` does, the probe being the unit's output before the sum."""
+
+    def __init__(self, block_type: BlockType, cin: int, cout: int, stride: int):
+        super().__init__()
+        layout = block_type.layout(cin, cout, stride)
+        self.block_type = block_type
+        self.in_channels, self.out_channels, self.stride = cin, cout, stride
+        self.unit = build_sequence(layout.unit)
+        self.shortcut = build_sequence(layout.shortcut) if layout.shortcut is not None else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        branch = self.unit(x)
+        residual = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(residual + branch), branch
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """How a family's unit is wrapped into a block: its layer specs, and the module built from them."""
+
+    layout: Callable[[BlockType, int, int, int], BlockLayout | PostActivationLayout]
+    module: Callable[[BlockType, int, int, int], nn.Module]
+    description: str
+
+
+WRAPPERS: dict[str, Wrapper] = {
+    "basic": Wrapper(preactivation_layout, Block, "basic (2 units)"),
+    "bottleneck": Wrapper(preactivation_layout, Block, "bottleneck (1 unit)"),
+    "post-activation": Wrapper(postactivation_layout, PostActivationBlock, "post-activation (torchvision)"),
+}
+
+
+def build_block(block_type: BlockType, cin: int, cout: int, stride: int) -> nn.Module:
+    """The module of one block of `block_type` at these widths, wrapped as its family says."""
+    return WRAPPERS[block_type.spec.wrapper].module(block_type, cin, cout, stride)
 
 
 # --- families -----------------------------------------------------------------------------------
@@ -207,14 +279,41 @@ def mbconv_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSp
     ]
 
 
+def teacher_basic_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    # torchvision's BasicBlock: 3x3 (carries the stride), BN, ReLU, 3x3, BN.
+    return [Conv(cin, cout, KERNEL, stride), Norm(cout), Relu(), Conv(cout, cout, KERNEL), Norm(cout)]
+
+
+def teacher_bottleneck_unit(bt: BlockType, cin: int, cout: int, stride: int) -> list[LayerSpec]:
+    # torchvision's Bottleneck (ResNet v1.5, as timm's): 1x1 to N/b, 3x3 with the stride, 1x1 to N, a BN after each.
+    m = bottleneck_width(cout, bt.bottleneck)
+    return [
+        Conv(cin, m, 1),
+        Norm(m),
+        Relu(),
+        Conv(m, m, KERNEL, stride),
+        Norm(m),
+        Relu(),
+        Conv(m, cout, 1),
+        Norm(cout),
+    ]
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
-    units: int  # 2 = basic wrapper, 1 = bottleneck wrapper
+    units: int  # 2 = basic wrapper, 1 = bottleneck and post-activation wrappers
     unit: Callable[[BlockType, int, int, int], list[LayerSpec]]
     notation: Callable[[BlockType], str]
     released: Callable[[BlockType], str | None]
     description: str
+    post_activation: bool = False  # a pretrained network's own block (T, T(b)), not the zoo's wrapper
+
+    @property
+    def wrapper(self) -> str:
+        if self.post_activation:
+            return "post-activation"
+        return "basic" if self.units == 2 else "bottleneck"
 
 
 def _released_grouped(bt: BlockType) -> str:
@@ -266,6 +365,24 @@ FAMILIES: dict[str, Family] = {
             lambda bt: f"MBConv{bt.expansion}",
             "inverted residual: 1x1 expand by t, depthwise 3x3, 1x1 project, BN",
         ),
+        Family(
+            "T",
+            1,
+            teacher_basic_unit,
+            lambda bt: "T",
+            lambda bt: None,
+            "a pretrained ResNet's own BasicBlock (torchvision / timm), kept with its weights",
+            post_activation=True,
+        ),
+        Family(
+            "TB",
+            1,
+            teacher_bottleneck_unit,
+            lambda bt: f"T({bt.bottleneck})",
+            lambda bt: None,
+            "a pretrained ResNet's own Bottleneck (3x3 at N/b), kept with its weights",
+            post_activation=True,
+        ),
     ]
 }
 
@@ -292,6 +409,8 @@ _PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], BlockType]]] = [
         lambda m: BlockType("BG", bottleneck=int(m[1]), groups=_groups(m[2])),
     ),
     (re.compile(rf"MBConv\(?{_INT}\)?"), lambda m: BlockType("MBConv", expansion=int(m[1]))),
+    (re.compile(r"T"), lambda m: BlockType("T")),
+    (re.compile(rf"T\({_INT}\)"), lambda m: BlockType("TB", bottleneck=int(m[1]))),
     (re.compile(rf"DConvA{_INT}"), lambda m: BlockType("G", groups=Groups(int(m[1])))),
     (re.compile(rf"DConvG{_INT}"), lambda m: BlockType("G", groups=Groups(int(m[1]), relative=True))),
     (re.compile(r"DConv"), lambda m: BlockType("G", groups=Groups(1, relative=True))),
@@ -311,7 +430,7 @@ _PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], BlockType]]] = [
 ]
 
 ALLOWED_FORMS = (
-    "S, G(g), G(N/k), G(N), B(b), BG(b,g), BG(b,M/k), BG(b,M), MBConv(t) "
+    "S, G(g), G(N/k), G(N), B(b), BG(b,g), BG(b,M/k), BG(b,M), MBConv(t), T, T(b) "
     "or a released-code name (Conv, DConvA4, DConvG8, DConv, ConvB2, A4B2, G8B2, DConvB2, MBConv6)"
 )
 
@@ -337,9 +456,19 @@ _PAPER_SET = (
 # The released sampler's list: no BG(2,M), plus three BG(4,.) types its 162.2K network uses.
 _RELEASED_SET = _PAPER_SET.replace(" BG(2,M)", "") + " BG(4,M/8) BG(4,M/4) BG(4,M/2)"
 
+# For bottleneck ResNets (50/101/152, whose sections put out 256..2048 channels): the paper's B(b) and
+# BG(b,g) families at the bottleneck factor of the original block (4) and cheaper ones, and MBConv(1).
+# At these widths S and G cost several times the original bottleneck (S at 2048 channels: 75M
+# parameters a block), and so do B(2), BG(2,g) with few groups and MBConv(t > 1).
+_BOTTLENECK_SET = (
+    "B(4) B(8) B(16) BG(2,M/8) BG(2,M) BG(4,2) BG(4,4) BG(4,8) BG(4,16) BG(4,M/16) BG(4,M/8) BG(4,M/4) "
+    "BG(4,M) BG(8,2) BG(8,4) BG(8,M/8) BG(8,M/4) BG(8,M) MBConv(1)"
+)
+
 CANDIDATE_SETS: dict[str, tuple[BlockType, ...]] = {
     "paper": tuple(parse_block(n) for n in _PAPER_SET.split()),
     "released": tuple(parse_block(n) for n in _RELEASED_SET.split()),
+    "bottleneck": tuple(parse_block(n) for n in _BOTTLENECK_SET.split()),
 }
 
 

@@ -1,4 +1,5 @@
-"""Teacher and student networks: CIFAR-style WRN-D-K and ImageNet-style pre-activation ResNets.
+"""Teacher and student networks: CIFAR-style WRN-D-K and ImageNet-style pre-activation ResNets
+(basic-block ResNet-18/34, bottleneck ResNet-50/101/152: the macro-architectures of torchvision's).
 
 An `Architecture` is the skeleton (stem, one `Slot` per block, head); a `NetworkSpec` fills every
 slot with a block type from a `Genotype` and can be costed without building anything; `Network`
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from .blocks import Block, BlockType
+from .blocks import BlockType, build_block, parse_block
 from .genotype import Genotype
 from .layers import (
     Classifier,
@@ -50,6 +51,7 @@ class Architecture:
     slots: tuple[Slot, ...]
     head: tuple[LayerSpec, ...]  # between the last block and the classifier
     features: int  # channels entering the classifier
+    standard: BlockType = STANDARD  # every block of the unswapped network (genotype None)
 
     @property
     def depth(self) -> int:
@@ -100,35 +102,60 @@ def wide_resnet(depth: int, width: int) -> Architecture:
     )
 
 
-RESNET_SECTIONS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-RESNET_WIDTHS = (64, 128, 256, 512)
+@dataclass(frozen=True)
+class ResNetShape:
+    """Blocks per section and the sections' output widths of an ImageNet ResNet (He et al. 2016)."""
+
+    sections: tuple[int, ...]
+    widths: tuple[int, ...]
+    standard: str  # the zoo's type closest to the original block: S, or B(4) for its bottleneck
+
+
+BASIC_WIDTHS = (64, 128, 256, 512)
+BOTTLENECK_WIDTHS = (256, 512, 1024, 2048)  # the bottleneck's 4x expansion of 64..512
+RESNETS = {
+    18: ResNetShape((2, 2, 2, 2), BASIC_WIDTHS, "S"),
+    34: ResNetShape((3, 4, 6, 3), BASIC_WIDTHS, "S"),
+    50: ResNetShape((3, 4, 6, 3), BOTTLENECK_WIDTHS, "B(4)"),
+    101: ResNetShape((3, 4, 23, 3), BOTTLENECK_WIDTHS, "B(4)"),
+    152: ResNetShape((3, 8, 36, 3), BOTTLENECK_WIDTHS, "B(4)"),
+}
+RESNET_STEM_WIDTH = 64
 
 
 def preact_resnet(depth: int) -> Architecture:
-    """Pre-activation ResNet for ImageNet (docs/paper.md s.8): 7x7/2 stem + BN-ReLU + 3x3/2 max-pool,
-    four sections at 64..512 channels, no final BN, 1x1 projection shortcuts without BN."""
-    if depth not in RESNET_SECTIONS:
-        raise BlockswapError(f"ResNet depth must be one of {sorted(RESNET_SECTIONS)}, got {depth}")
-    stem_width = RESNET_WIDTHS[0]
+    """Pre-activation ResNet for ImageNet (docs/paper.md s.8): 7x7/2 stem + BN-ReLU + 3x3/2 max-pool
+    (torchvision's stem, layer for layer), four sections, no final BN, 1x1 projection shortcuts
+    without BN, stride 2 on the first block of sections 2-4. ResNet-18/34 sections are 64..512
+    channels wide; ResNet-50/101/152 are bottleneck networks whose sections put out 256..2048 channels
+    (each block's type decides its inner width; all-B(4) is the pre-activation ResNet-50 of He et al.)."""
+    if depth not in RESNETS:
+        raise BlockswapError(f"ResNet depth must be one of {sorted(RESNETS)}, got {depth}")
+    shape = RESNETS[depth]
     slots = []
-    cin = stem_width
-    for stage, (blocks, width) in enumerate(zip(RESNET_SECTIONS[depth], RESNET_WIDTHS)):
+    cin = RESNET_STEM_WIDTH
+    for stage, (blocks, width) in enumerate(zip(shape.sections, shape.widths)):
         for i in range(blocks):
             slots.append(Slot(cin, width, 2 if (i == 0 and stage > 0) else 1, stage))
             cin = width
     return Architecture(
         name=f"resnet-{depth}",
-        stem=(Conv(3, stem_width, 7, 2), PreActivation(stem_width), MaxPool(stem_width, 3, 2, 1)),
+        stem=(
+            Conv(3, RESNET_STEM_WIDTH, 7, 2),
+            PreActivation(RESNET_STEM_WIDTH),
+            MaxPool(RESNET_STEM_WIDTH, 3, 2, 1),
+        ),
         slots=tuple(slots),
         head=(),
-        features=RESNET_WIDTHS[-1],
+        features=shape.widths[-1],
+        standard=parse_block(shape.standard),
     )
 
 
 # Architecture names: a full-match pattern and the builder it feeds.
 ARCHITECTURES: list[tuple[re.Pattern, Callable[[re.Match], Architecture], str]] = [
     (re.compile(r"wrn-(\d+)-(\d+)"), lambda m: wide_resnet(int(m[1]), int(m[2])), "wrn-D-K (e.g. wrn-40-2)"),
-    (re.compile(r"resnet-(\d+)"), lambda m: preact_resnet(int(m[1])), "resnet-18, resnet-34"),
+    (re.compile(r"resnet-(\d+)"), lambda m: preact_resnet(int(m[1])), "resnet-18, -34, -50, -101, -152"),
 ]
 
 
@@ -149,10 +176,11 @@ def parse_arch(name: str | Architecture) -> Architecture:
 GenotypeLike = str | Genotype | Sequence[str | BlockType] | None
 
 
-def as_genotype(genotype: GenotypeLike, length: int) -> Genotype:
-    """None = the teacher (all S); a name = all blocks of that type (Moonshine); else a list."""
+def as_genotype(genotype: GenotypeLike, length: int, standard: BlockType = STANDARD) -> Genotype:
+    """None = the teacher (all `standard`: S, or B(4) in a bottleneck ResNet); a name = all blocks
+    of that type (Moonshine); else a list."""
     if genotype is None:
-        return Genotype.uniform(STANDARD, length)
+        return Genotype.uniform(standard, length)
     if isinstance(genotype, Genotype):
         return genotype
     if isinstance(genotype, str):
@@ -183,7 +211,7 @@ class NetworkSpec:
     @classmethod
     def create(cls, arch, genotype: GenotypeLike = None, num_classes: int = 10) -> NetworkSpec:
         arch = parse_arch(arch)
-        return cls(arch, as_genotype(genotype, arch.depth), num_classes)
+        return cls(arch, as_genotype(genotype, arch.depth, arch.standard), num_classes)
 
     def block_costs(self, input_size: tuple[int, int]) -> list[Cost]:
         sizes = self.arch.feature_sizes(input_size)[:-1]
@@ -215,7 +243,7 @@ class Network(nn.Module):
         self._adopt(
             spec,
             build_sequence(arch.stem),
-            [Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)],
+            [build_block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)],
             build_sequence(arch.head),
             Classifier(arch.features, spec.num_classes).build(),
         )
@@ -223,7 +251,7 @@ class Network(nn.Module):
 
     @classmethod
     def assemble(
-        cls, spec: NetworkSpec, stem: nn.Module, blocks: Sequence[Block], head: nn.Module, classifier: nn.Module
+        cls, spec: NetworkSpec, stem: nn.Module, blocks: Sequence[nn.Module], head: nn.Module, classifier: nn.Module
     ) -> Network:
         """A network of modules built elsewhere, taken as they are (not initialised): scoring's
         module bank (search/bank.py) re-initialises them itself."""

@@ -54,9 +54,12 @@ def training_args(config: dict, method: str = "teacher") -> str:
 
 
 def distillation_args(config: dict, plan: NetworkPlan) -> str:
-    """AT weight (auto: rescaled with the image size by the trainer) and, for SNIP, the pruning."""
+    """AT weight (auto: rescaled with the image size by the trainer), a pretrained teacher's stem as
+    the student's start, and, for SNIP, the pruning."""
     beta = config["distillation"]["beta"]
     args = "" if beta == "auto" else f"--beta {beta}"
+    if config["distillation"]["teacher_init"] and config["teacher"]["pretrained"]:
+        args += " --teacher-init"  # the pretrained teacher's stem, copied into the student
     if plan.prune_params is not None:
         args += f" --prune snip --prune-params {plan.prune_params}"
     return args

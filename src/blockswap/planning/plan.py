@@ -15,7 +15,7 @@ import yaml
 from ..errors import BlockswapError
 from ..networks.blocks import parse_block
 from ..networks.models import NetworkSpec, parse_arch
-from ..networks.pretrained import ARCHS, weights_path
+from ..networks.pretrained import SOURCES, weights_path
 from .budgets import (
     ablation_budgets,
     ablation_seeds,
@@ -202,21 +202,28 @@ def plan_networks(config: dict, genotype_dir: Path, results: str) -> dict[str, N
 
 
 def teacher_spec(config: dict) -> str | None:
-    """What students get as `--teacher` when the teacher is pretrained (the paper's ImageNet teacher):
-    `torchvision:<name>:<weights file>`, the file resolved now so that it is a declared input of the
-    DAG and a missing file stops the run before any job; None when teachers are trained."""
+    """What students get as `--teacher` when the teacher is pretrained (the paper's ImageNet teacher,
+    or a user's own network): `SOURCE:<name>:<weights file>`, the file resolved now so that it is a
+    declared input of the DAG and a missing file stops the run before any job; None when teachers
+    are trained."""
     teacher = config["teacher"]
     if not teacher["pretrained"]:
         return None
-    by_arch = {a.arch: a.builder for a in ARCHS.values()}
+    source = SOURCES[teacher["pretrained"]]
     arch = parse_arch(teacher["arch"]).name
-    if arch not in by_arch:
+    by_skeleton = {a.skeleton: a.builder for a in source.archs.values() if a.arch == a.skeleton}
+    name = teacher["model"] or by_skeleton.get(arch)
+    if name not in source.archs or source.archs[name].skeleton != arch:
+        fits = [a.builder for a in source.archs.values() if a.skeleton == arch]
         raise BlockswapError(
-            f"teacher.pretrained: torchvision has no pretrained {arch} here; allowed teacher.arch: {', '.join(by_arch)}"
+            f"teacher.pretrained: {source.name} has no {teacher['model'] or 'ResNet'} with the skeleton {arch}; "
+            f"allowed teacher.model for teacher.arch {arch}: {', '.join(fits) or 'none'} "
+            f"(teacher.arch: {', '.join(sorted({a.skeleton for a in source.archs.values()}))})"
         )
-    if config["dataset"] != "imagenet":
+    if not teacher["weights"] and config["dataset"] != "imagenet":
         raise BlockswapError(
-            f"teacher.pretrained: torchvision's weights are ImageNet's; dataset is {config['dataset']}"
+            f"teacher.pretrained: the published {source.name} weights are ImageNet's; dataset is {config['dataset']}: "
+            "give teacher.weights, a state dict of your network with the dataset's classes"
         )
-    spec = f"torchvision:{by_arch[arch]}" + (f":{teacher['weights']}" if teacher["weights"] else "")
-    return f"torchvision:{by_arch[arch]}:{weights_path(spec)}"
+    spec = f"{source.name}:{name}" + (f":{teacher['weights']}" if teacher["weights"] else "")
+    return f"{source.name}:{name}:{weights_path(spec)}"

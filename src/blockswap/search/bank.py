@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import Block, BlockType
+from ..networks.blocks import BlockType, build_block
 from ..networks.layers import Classifier, build_sequence
 from ..networks.models import (
     Architecture,
@@ -106,7 +106,7 @@ class ModuleBank:
         self.stem = self._placed(build_sequence(arch.stem))
         self.head = self._placed(build_sequence(arch.head))
         self.classifier = self._placed(Classifier(arch.features, num_classes).build())
-        self.blocks: dict[tuple[int, BlockType], Block] = {}
+        self.blocks: dict[tuple[int, BlockType], nn.Module] = {}
         self.resets: dict[int, Reset] = {id(m): Reset.of(m) for m in (self.stem, self.head, self.classifier)}
         self.host = torch.empty(0)
         self.staged = torch.empty(0, device=device)  # the host buffer's copy on the device
@@ -117,11 +117,11 @@ class ModuleBank:
     def _placed(self, module: nn.Module) -> nn.Module:
         return module.to(self.device, memory_format=self.memory_format)
 
-    def block(self, slot: int, block_type: BlockType) -> Block:
+    def block(self, slot: int, block_type: BlockType) -> nn.Module:
         key = (slot, block_type)
         if key not in self.blocks:
             s = self.arch.slots[slot]
-            block = self._placed(Block(block_type, s.cin, s.cout, s.stride))
+            block = self._placed(build_block(block_type, s.cin, s.cout, s.stride))
             self.resets[id(block)] = Reset.of(block)
             self.blocks[key] = block
         return self.blocks[key]

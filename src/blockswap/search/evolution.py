@@ -242,7 +242,7 @@ def run_search(
         else:
             if not proposer.in_band(proposal.choice):  # cannot happen; a guard against a broken proposer
                 raise BlockswapError(f"evaluation {step} ({genotype}) lies outside the budget band")
-            params, macs, ops = (int(v) for v in proposer.cost(proposal.choice))
+            params, macs, ops = (int(v) for v in proposer.cost(proposal.choice)[:3])  # a latency column may follow
             measured = evaluate(genotype_key(table, proposal.choice), proposal.choice)
             row = {
                 "evaluation": step,

@@ -21,6 +21,7 @@ from ..networks.layers import Cost
 from ..networks.models import Architecture
 
 BUDGET_KINDS = ("params", "macs", "latency")
+BUDGET_UNITS = {"params": "params", "macs": "macs", "latency": "microseconds of latency"}
 # Column of each kind in a table's costs; latency (whole microseconds, from a measured latency table,
 # blockswap.deploy.latency) is there only after `with_latency`.
 COST_INDEX = {"params": 0, "macs": 1, "ops": 2, "latency": 3}
@@ -41,11 +42,22 @@ class CostTable:
     fixed: np.ndarray  # (3,)
 
     @classmethod
-    def build(cls, arch: Architecture, candidates, input_size, num_classes: int) -> CostTable:
+    def build(
+        cls, arch: Architecture, candidates, input_size, num_classes: int, kept: dict[int, BlockType] | None = None
+    ) -> CostTable:
+        """`kept`: slots whose type is fixed (a pretrained teacher's own blocks that a student keeps);
+        every other slot draws from `candidates`."""
         sizes = arch.feature_sizes(input_size)
+        kept = kept or {}
+        outside = sorted(i for i in kept if not 0 <= i < arch.depth)
+        if outside:
+            raise BlockswapError(f"{arch.name} has blocks 0 to {arch.depth - 1}; no block {outside[0]} to keep")
         types, costs = [], []
         for i, (slot, (h, w)) in enumerate(zip(arch.slots, sizes)):
-            fits = valid_types(tuple(candidates), slot.cin, slot.cout, slot.stride)
+            pool = (kept[i],) if i in kept else tuple(candidates)
+            fits = valid_types(pool, slot.cin, slot.cout, slot.stride)
+            if i in kept and not fits:
+                raise BlockswapError(f"block {i} of {arch.name} cannot be {kept[i].problem_at(slot.cin, slot.cout)}")
             if not fits:
                 raise BlockswapError(f"no candidate type fits block {i} of {arch.name} ({slot.cin}->{slot.cout})")
             types.append(fits)
@@ -102,9 +114,10 @@ def check_budget(
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
     cheapest, dearest = table.achievable(budget_kind)
     if high <= cheapest or low >= dearest:
+        unit = BUDGET_UNITS[budget_kind]
         raise BlockswapError(
-            f"budget {budget:g} {budget_kind} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
-            f"with these candidates: {cheapest} to {dearest} {budget_kind}"
+            f"budget {budget:g} {unit} (+-{tolerance:.1%}) is outside what {table.arch.name} can reach "
+            f"with these candidates: {cheapest} to {dearest} {unit}"
         )
     count = count_in_band(table, budget, budget_kind, tolerance)
     if count < samples:

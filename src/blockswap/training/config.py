@@ -82,6 +82,13 @@ class TrainConfig:
     bf16: bool = False  # fast mode (CUDA): bf16 autocast
     channels_last: bool = False  # fast mode: NHWC layout
     compile: bool = False  # fast mode: torch.compile
+    # A pretrained teacher's stem and the blocks a student keeps as the teacher's own (T, T(b)) are
+    # copied into the student before training (networks.pretrained.inherit_teacher_weights).
+    teacher_init: bool = False
+    # Input normalisation (per-channel mean and std of 0..1 pixels); None: a pretrained teacher's
+    # (what its network was trained with), else the dataset's.
+    mean: list | None = None
+    std: list | None = None
 
     def __post_init__(self):
         # Types first: the range checks below compare, and nan passes no comparison silently but
@@ -144,6 +151,22 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise BlockswapError(message)
+        self._check_normalisation()
+
+    def _check_normalisation(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise BlockswapError("mean and std go together: give both (one value per colour channel) or neither")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+                setattr(self, name, value)
+            if value is None:
+                continue
+            if not (isinstance(value, list) and len(value) == 3 and all(is_finite_number(v) for v in value)):
+                raise BlockswapError(f"{name} must be three finite numbers (red, green, blue), got {value!r}")
+        if self.std is not None and not all(v > 0 for v in self.std):
+            raise BlockswapError(f"std must be positive, got {self.std!r}")
 
     @property
     def mode(self) -> str:
@@ -155,11 +178,19 @@ class TrainConfig:
         project (another mount point after a requeue) resumes, and other weights at the same path
         are another run."""
         values = asdict(self)
+        # Settings at which a run does what it does without them are left out of the digest, so a
+        # run that does not use them keeps one fingerprint however many such settings there are.
+        for name, default in NEUTRAL_DEFAULTS.items():
+            if values[name] == default:
+                del values[name]
         if self.teacher is not None:
             if teacher_digest is None:
                 raise ValueError("a run with a teacher is fingerprinted with the teacher's weights digest")
             values["teacher"] = teacher_digest
         return json_digest(values)[:16]
+
+
+NEUTRAL_DEFAULTS = {"teacher_init": False, "mean": None, "std": None}
 
 
 # Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -88,10 +89,12 @@ def pretrained_metrics(spec: str, data, device) -> dict:
     like a training run's metrics.json so that tables read it beside trained networks."""
     device = torch.device(device)
     teacher = load_pretrained_teacher(spec, data.num_classes, data.input_size).to(device)
+    info = describe(spec, data.input_size)
+    # The inputs its library trains it on: a folder's own statistics would feed it other numbers.
+    data = replace(data, mean=tuple(info["mean"]), std=tuple(info["std"]))
     start = time.perf_counter()
     test = evaluate(teacher, evaluation_batches(data, "test", EVAL_BATCH_SIZE, device), device)
     seconds = time.perf_counter() - start
-    info = describe(spec, data.input_size)
     stamp = provenance(seed=0, device=device, seconds=seconds)
     return {
         "test_error": test["top1_error"],
@@ -112,6 +115,7 @@ def pretrained_metrics(spec: str, data, device) -> dict:
         "tags": {"method": "teacher", "network": "teacher"},
         "weights_sha256": info["weights_sha256"],
         "pretrained": info,
+        "normalisation": {"mean": info["mean"], "std": info["std"]},
         "code_version": stamp["code_version"],
         "provenance": stamp,
     }

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +52,7 @@ from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..locks import run_lock
 from ..networks.models import build_model, parse_arch
+from ..networks.pretrained import PretrainedTeacher, inherit_teacher_weights
 from ..provenance import file_digest, provenance, write_json, write_result_text
 from ..seeds import derive_seed
 from ..validation import check_training_batches
@@ -145,6 +146,18 @@ def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
     return time.perf_counter() - start - own, len(batches)
 
 
+def normalised(data: Dataset, config: TrainConfig, teacher_record: dict | None) -> Dataset:
+    """`data` normalised as `config` says: its own mean and std, a pretrained teacher's (the inputs
+    its network was trained on: a user's images are fed to it as its library feeds them), or none."""
+    if config.mean is not None:
+        mean, std = config.mean, config.std
+    elif teacher_record and teacher_record.get("kind") == "pretrained":
+        mean, std = teacher_record["mean"], teacher_record["std"]
+    else:
+        return data
+    return replace(data, mean=tuple(mean), std=tuple(std))
+
+
 class Trainer:
     """One run: its network, teacher, optimiser, checkpoint and history, and the steps the loop of
     `train_together` calls (`begin`, `start_epoch`, `train_step`, `end_epoch`, `finish`)."""
@@ -184,6 +197,8 @@ class Trainer:
             raise BlockswapError(f"{out}: a teacher was given to a run whose configuration names none")
         self.teacher, self.teacher_record = (teacher or self._load_teacher()) if config.teacher else (None, None)
         self.teacher_digest = self.teacher_record["weights_sha256"] if self.teacher_record else None
+        self.data = normalised(self.data, config, self.teacher_record)
+        self.inherited = self._inherit() if config.teacher_init else []
         self.masks = self._prune() if config.prune else None
         self.optimiser = torch.optim.SGD(
             self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -211,6 +226,14 @@ class Trainer:
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher, record
+
+    def _inherit(self) -> list[str]:
+        if not isinstance(self.teacher, PretrainedTeacher):
+            raise BlockswapError(
+                f"{self.out}: teacher_init copies a pretrained teacher's stem and kept blocks into the student; the "
+                f"teacher {self.config.teacher} is not a pretrained network (torchvision:NAME:FILE or timm:NAME:FILE)"
+            )
+        return inherit_teacher_weights(self.model, self.teacher)
 
     def _prune(self) -> dict[str, torch.Tensor]:
         """Masks of the freshly initialised network from one seeded, augmented training minibatch of
@@ -469,6 +492,8 @@ class Trainer:
             "seed": self.config.seed,
             "teacher": self.config.teacher,
             "teacher_source": self.teacher_record,
+            "inherited": self.inherited,
+            "normalisation": {"mean": list(self.data.mean), "std": list(self.data.std)},
             "beta": self.beta if self.teacher is not None else None,
             "processes": self.world.size,
             "mode": self.config.mode,
