@@ -302,6 +302,7 @@ def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path
         budget_kind="latency",
         image_size=16,
         keep=(0,),
+        calibration_samples=10,  # the fewest a calibration takes
         samples=4,
         search_batch_size=8,
         batch_size=6,
@@ -317,7 +318,11 @@ def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path
     assert cheapest < (low + high) / 2 < dearest
     assert [t.name for t in plan.table.types[0]] == ["T"]  # the kept block, timed too
     claim(plan)
-    assert json.loads((out / "latency-table.json").read_text())["kept"] == ["T"]
+    stored = json.loads((out / "latency-table.json").read_text())
+    assert stored["kept"] == ["T"]
+    # Budgets went through the setting's calibration, fitted on networks with the kept block.
+    fitted = stored["calibration"]["cpu/t1/b1"]["networks"]
+    assert len(fitted) == 10 and all(n["genotype"].split()[0] == "T" for n in fitted)
     again = []
     prepare(replace(settings, budget=(low + high) / 2), out, cpu, again.append)
     assert not any("measuring a latency table" in line for line in again)  # reused from the folder

@@ -17,6 +17,7 @@ from ..compress.settings import (
     teacher_spec,
 )
 from ..data.datasets import check_image_size
+from ..deploy.calibration import MIN_NETWORKS
 from ..deploy.export import FORMATS
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
@@ -64,6 +65,7 @@ def settings_from(args) -> CompressSettings:
         seed=args.seed,
         formats=parse_formats(args.formats),
         latency_setting=args.latency_setting,
+        calibration_samples=args.calibration_samples,
         extra={"quiet": args.quiet},
     )
 
@@ -125,6 +127,13 @@ def add_compress(sub) -> None:
     p.add_argument("--seed", type=seed_argument, default=0, help="seeds search, initialisation and data order")
     p.add_argument("--formats", default=",".join(FORMATS), help=f"exports, from {', '.join(FORMATS)} (default both)")
     p.add_argument("--latency-setting", default=DEFAULTS.latency_setting, help="where latency is timed (cpu/t1/b1)")
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=DEFAULTS.calibration_samples,
+        help="whole networks timed to calibrate a latency budget's setting "
+        f"(default {DEFAULTS.calibration_samples}, at least {MIN_NETWORKS})",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

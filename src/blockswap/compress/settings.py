@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..deploy.calibration import DEFAULT_NETWORKS
 from ..deploy.export import FORMATS
 from ..errors import BlockswapError
 from ..networks.models import Architecture
@@ -117,6 +118,7 @@ class CompressSettings:
     seed: int = 0
     formats: tuple[str, ...] = FORMATS
     latency_setting: str = "cpu/t1/b1"
+    calibration_samples: int = DEFAULT_NETWORKS  # whole networks timed to calibrate a latency budget
     extra: dict = field(default_factory=dict)  # not part of the result (e.g. progress bars)
 
     def fingerprint(self, teacher_sha256: str) -> str:

@@ -83,14 +83,20 @@ def calibrate(
     warmup: int = MIN_WARMUP,
     runs: int = MIN_RUNS,
     progress: Callable[[int], None] | None = None,
+    types: Sequence[Sequence[BlockType]] | None = None,
 ) -> dict:
     """Time `samples` whole networks spread over the setting's predicted range and fit the setting's
-    calibration to them (`calibration.calibration_entry`), with how they were timed."""
+    calibration to them (`calibration.calibration_entry`), with how they were timed. `types`: the
+    block types each slot may hold (default: every type of the table's candidate set that fits; a
+    network with kept slots passes its own, so the line is fitted on the networks it will price)."""
     key = table.check_setting(key)
     if not isinstance(samples, int) or samples < line.MIN_NETWORKS:
         raise BlockswapError(f"a calibration needs at least {line.MIN_NETWORKS} validation networks, got {samples}")
     r = table.record
-    types = CostTable.build(table.arch, candidate_set(r["candidates"]), tuple(r["input_size"]), r["num_classes"]).types
+    if types is None:
+        types = CostTable.build(
+            table.arch, candidate_set(r["candidates"]), tuple(r["input_size"]), r["num_classes"]
+        ).types
     if samples > space_size(types):
         raise BlockswapError(f"samples must be at most {space_size(types)} (the networks of this space), got {samples}")
     setting = Setting.parse(key)

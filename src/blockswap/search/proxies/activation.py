@@ -127,7 +127,8 @@ def meco(m: Measurement) -> float:
         # 0 under MeCo's rule, lambda_min 0; it adds nothing and is skipped.
         if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
             f = output[0].detach().double().reshape(output.shape[1], -1)
-            corr = torch.nan_to_num(torch.corrcoef(f), nan=0.0, posinf=0.0, neginf=0.0)
+            # One channel (a bottleneck of width 1): corrcoef returns a scalar; P is then 1 x 1.
+            corr = torch.nan_to_num(torch.corrcoef(f).reshape(f.shape[0], f.shape[0]), nan=0.0, posinf=0.0, neginf=0.0)
             values.append(float(torch.linalg.eigvalsh(corr).min()))
 
     leaves = [module for module in model.modules() if not list(module.children())]
