@@ -19,6 +19,7 @@ from ..compress.settings import (
 from ..data.datasets import check_image_size
 from ..deploy.calibration import MIN_NETWORKS
 from ..deploy.export import FORMATS
+from ..deploy.timing import CLOCKS
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.blocks import CANDIDATE_SETS
@@ -66,6 +67,7 @@ def settings_from(args) -> CompressSettings:
         formats=parse_formats(args.formats),
         latency_setting=args.latency_setting,
         calibration_samples=args.calibration_samples,
+        latency_clock=args.latency_clock,
         extra={"quiet": args.quiet},
     )
 
@@ -127,6 +129,12 @@ def add_compress(sub) -> None:
     p.add_argument("--seed", type=seed_argument, default=0, help="seeds search, initialisation and data order")
     p.add_argument("--formats", default=",".join(FORMATS), help=f"exports, from {', '.join(FORMATS)} (default both)")
     p.add_argument("--latency-setting", default=DEFAULTS.latency_setting, help="where latency is timed (cpu/t1/b1)")
+    p.add_argument(
+        "--latency-clock",
+        choices=sorted(CLOCKS),
+        default=DEFAULTS.latency_clock,
+        help="wall time (default), or this process's CPU time (thread) on a machine other work shares",
+    )
     p.add_argument(
         "--calibration-samples",
         type=int,

@@ -111,17 +111,24 @@ def _latency_table(settings: CompressSettings, skeleton, candidates, kept, size,
     if path.exists():
         table = LatencyTable.load(path)
         r = table.record
-        if (r["arch"], r["candidates"], r.get("kept", []), r["input_size"], r["num_classes"]) == (
-            skeleton.name,
-            candidates,
-            list(kept_types),
-            list(size),
-            classes,
-        ) and setting.key in r["settings"]:
+        if (
+            (r["arch"], r["candidates"], r.get("kept", []), r["input_size"], r["num_classes"])
+            == (
+                skeleton.name,
+                candidates,
+                list(kept_types),
+                list(size),
+                classes,
+            )
+            and setting.key in r["settings"]
+            and r.get("clock", "wall") == settings.latency_clock
+        ):
             record = r
     if record is None:
         log(f"measuring a latency table of {skeleton.name} ({candidates} types) on this machine ({setting.key})")
-        record = build_latency_table(skeleton, candidates, size, classes, [setting], kept=kept_types)
+        record = build_latency_table(
+            skeleton, candidates, size, classes, [setting], kept=kept_types, clock=settings.latency_clock
+        )
     table = LatencyTable(record, str(path))
     costs = CostTable.build(skeleton, candidate_set(candidates), size, classes, kept)
     if setting.key not in record.get("calibration", {}):

@@ -119,6 +119,8 @@ class CompressSettings:
     formats: tuple[str, ...] = FORMATS
     latency_setting: str = "cpu/t1/b1"
     calibration_samples: int = DEFAULT_NETWORKS  # whole networks timed to calibrate a latency budget
+    # "thread": this process's CPU time, which other work on a shared machine does not inflate
+    latency_clock: str = "wall"
     extra: dict = field(default_factory=dict)  # not part of the result (e.g. progress bars)
 
     def fingerprint(self, teacher_sha256: str) -> str:
