@@ -302,7 +302,7 @@ def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path
         budget_kind="latency",
         image_size=16,
         keep=(0,),
-        calibration_samples=10,  # the fewest a calibration takes
+        calibration_samples=20,  # few, but enough for a held-out error that holds on a quiet machine
         latency_clock="thread",  # CI shares the machine with other work: CPU time, not wall time
         samples=4,
         search_batch_size=8,
@@ -311,9 +311,18 @@ def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path
     with pytest.raises(BlockswapError) as info:
         prepare(settings, out, cpu, lambda line: None)
     assert not out.exists()  # a table measured for a refused budget is not left behind
+    if "are refused" in str(info.value):
+        # Whether this machine's timings support a latency budget is the calibration's call; a
+        # refusal must still say why, and the rest of the test needs an accepted calibration.
+        assert "held-out error" in str(info.value) and "latency-calibrate" in str(info.value)
+        pytest.skip(f"the calibration refused latency budgets on this machine: {info.value}")
     low, high = (int(v) for v in re.search(r"(\d+) to (\d+) microseconds of latency", str(info.value)).groups())
     lines = []
-    plan = prepare(replace(settings, budget=(low + high) / 2), out, cpu, lines.append)
+    try:
+        plan = prepare(replace(settings, budget=(low + high) / 2), out, cpu, lines.append)
+    except BlockswapError as err:  # measured afresh: the calibration's call again
+        assert "are refused" in str(err) and "held-out error" in str(err), err
+        pytest.skip(f"the calibration refused latency budgets on this machine: {err}")
     assert any("measuring a latency table" in line for line in lines)
     cheapest, dearest = plan.table.achievable("latency")  # measured again: the same order, not the same numbers
     assert cheapest < (low + high) / 2 < dearest
@@ -323,7 +332,7 @@ def test_a_latency_budget_is_sampled_from_a_table_measured_here(inputs, tmp_path
     assert stored["kept"] == ["T"]
     # Budgets went through the setting's calibration, fitted on networks with the kept block.
     fitted = stored["calibration"]["cpu/t1/b1"]["networks"]
-    assert len(fitted) == 10 and all(n["genotype"].split()[0] == "T" for n in fitted)
+    assert len(fitted) == 20 and all(n["genotype"].split()[0] == "T" for n in fitted)
     again = []
     prepare(replace(settings, budget=(low + high) / 2), out, cpu, again.append)
     assert not any("measuring a latency table" in line for line in again)  # reused from the folder
