@@ -80,17 +80,41 @@ def copy_run(run: Path, to: Path) -> Path:
     return Path(shutil.copytree(run, to, symlinks=True))
 
 
-def load_config(*configfiles) -> dict:
-    """Configuration files (paths, or names under the repository) merged as `snakemake --configfile`
-    merges them, with the schema's defaults applied: the config the workflow sees."""
-    from snakemake.common.configfile import load_configfile
-    from snakemake.utils import update_config, validate
+def one_line_error(call, *patterns) -> str:
+    """The BlockswapError `call()` raises: one line, containing each of `patterns`."""
+    import pytest
 
-    from blockswap.planning.config_file import SCHEMA
+    from blockswap.errors import BlockswapError
+
+    with pytest.raises(BlockswapError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    for pattern in patterns:
+        assert pattern in message, (pattern, message)
+    return message
+
+
+def merged_configfiles(*configfiles) -> dict:
+    """Configuration files (paths, or names under the repository) merged as `snakemake --configfile`
+    merges them."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
 
     config = {}
     for path in configfiles:
         update_config(config, load_configfile(str(ROOT / path)))
+    return config
+
+
+def load_config(*configfiles) -> dict:
+    """Configuration files (paths, or names under the repository) merged as `snakemake --configfile`
+    merges them, with the schema's defaults applied: the config the workflow sees."""
+    from snakemake.utils import validate
+
+    from blockswap.planning.config_file import SCHEMA
+
+    config = merged_configfiles(*configfiles)
     validate(config, str(SCHEMA))
     return config
 
@@ -101,9 +125,8 @@ def workflow_config_error(*configfiles) -> str | None:
     read and merged as `snakemake --configfile` does; then the schema (its defaults applied), the
     plan of networks and its checks, the plan's notes and the teacher. An error the workflow does not
     catch is raised here too (there, it is a traceback)."""
-    from snakemake.common.configfile import load_configfile
     from snakemake.exceptions import WorkflowError
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import validate
 
     from blockswap.errors import BlockswapError
     from blockswap.planning import outputs
@@ -111,9 +134,7 @@ def workflow_config_error(*configfiles) -> str | None:
     from blockswap.planning.config_file import SCHEMA, config_error_message
     from blockswap.planning.plan import plan_networks, plan_notes, teacher_spec
 
-    config = {}
-    for path in configfiles:
-        update_config(config, load_configfile(str(path)))
+    config = merged_configfiles(*configfiles)
     try:
         validate(config, str(SCHEMA))
         check_detection(config)

@@ -8,9 +8,9 @@ import timm
 import torch
 import torchvision
 from datafiles import write_teacher_weights
+from helpers import one_line_error
 
 from blockswap import NetworkSpec, build_model
-from blockswap.errors import BlockswapError
 from blockswap.networks.models import PostActivationStages
 from blockswap.networks.pretrained import (
     ARCHS,
@@ -27,16 +27,6 @@ SIZE = (32, 32)
 
 def images(n=2, size=32, seed=0):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def one_line_error(call, *patterns):
-    with pytest.raises(BlockswapError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for pattern in patterns:
-        assert pattern in message, (pattern, message)
-    return message
 
 
 @pytest.fixture(scope="module")

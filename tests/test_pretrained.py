@@ -10,12 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from helpers import one_line_error
 
 from blockswap import build_model
 from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from blockswap.data.loader import evaluation_batches
 from blockswap.data.splits import Dataset, ImageTensors
-from blockswap.errors import BlockswapError
 from blockswap.networks.models import PostActivationStages
 from blockswap.networks.pretrained import (
     ARCHS,
@@ -60,16 +60,6 @@ def hub(tmp_path, monkeypatch):
 
 def images(n=2, size=64, seed=0):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def one_line_error(call, *patterns):
-    with pytest.raises(BlockswapError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for pattern in patterns:
-        assert pattern in message, (pattern, message)
-    return message
 
 
 def test_registry_agrees_with_torchvision_weights():
