@@ -30,9 +30,10 @@ import torch
 
 from blockswap import CANDIDATE_SETS, Genotype, parse_arch
 from blockswap.devices import resolve_device
-from blockswap.networks.blocks import Block
-from blockswap.networks.layers import Classifier, build_sequence
-from blockswap.networks.models import Network, NetworkSpec, initialise
+from blockswap.networks.architectures import NetworkSpec
+from blockswap.networks.layers import Classifier
+from blockswap.networks.models import Network, initialise
+from blockswap.networks.modules import Block, build_layer, build_sequence
 from blockswap.provenance import provenance
 from blockswap.search.bank import ModuleBank
 from blockswap.search.proxies import PROXIES, measure_candidate
@@ -72,7 +73,11 @@ def fresh(arch, genotype, seed, layout, device, images, labels) -> tuple[dict, f
         spec = NetworkSpec.create(arch, genotype, 10)
         blocks = [Block(bt, s.cin, s.cout, s.stride) for bt, s in zip(spec.genotype, arch.slots)]
         return Network.assemble(
-            spec, build_sequence(arch.stem), blocks, build_sequence(arch.head), Classifier(arch.features, 10).build()
+            spec,
+            build_sequence(arch.stem),
+            blocks,
+            build_sequence(arch.head),
+            build_layer(Classifier(arch.features, 10)),
         )
 
     times["build"], model = timed(build, device)

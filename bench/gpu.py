@@ -525,7 +525,7 @@ def step_fisher(args, rec: Record):
     from fisher_scoring import floor
 
     from blockswap import CANDIDATE_SETS, Genotype, build_model, parse_arch
-    from blockswap.data.datasets import load_dataset
+    from blockswap.data.loaders import load_dataset
     from blockswap.search.fisher import fisher_potential
     from blockswap.search.sampling import CostTable, sample_candidates
     from blockswap.search.scoring import Scorer, ScoringSettings, score_candidates
@@ -986,7 +986,7 @@ def step_correctness(args, rec: Record):
     import torch
 
     from blockswap import CANDIDATE_SETS, Genotype, parse_arch
-    from blockswap.data.datasets import load_dataset
+    from blockswap.data.loaders import load_dataset
     from blockswap.search.sampling import CostTable, sample_candidates
     from blockswap.search.scoring import Scorer, ScoringSettings
 
@@ -1164,8 +1164,8 @@ def step_loader(args, rec: Record):
 
     import torch
 
-    from blockswap.data.datasets import load_dataset
     from blockswap.data.loader import epoch_batches
+    from blockswap.data.loaders import load_dataset
 
     device = device_of(args)
     dry = args.dry_run
@@ -1263,7 +1263,7 @@ def step_latency(args, rec: Record):
     from blockswap.deploy.calibration import DEFAULT_NETWORKS, MIN_NETWORKS
     from blockswap.deploy.latency import LatencyTable, build_latency_table
     from blockswap.deploy.latency_validation import calibrate, check_table
-    from blockswap.deploy.timing import Setting
+    from blockswap.deploy.settings import Setting
     from blockswap.errors import BlockswapError
 
     dry = args.dry_run

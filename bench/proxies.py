@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from blockswap import CANDIDATE_SETS, parse_arch
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.provenance import provenance
 from blockswap.search.proxies import PROXIES
 from blockswap.search.sampling import CostTable, sample_candidates

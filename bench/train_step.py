@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.devices import resolve_device
 from blockswap.provenance import provenance

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from blockswap.data.folder import load_folder
 from blockswap.data.loader import epoch_batches, evaluation_batches
-from blockswap.networks.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from blockswap.data.loaders import load_folder
+from blockswap.networks.teacher_specs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def write_digits(folder: Path) -> int:

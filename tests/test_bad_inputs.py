@@ -909,7 +909,7 @@ BATCH_SIZES = [1, 2, 4, 128, 269, 538, 1076, 1077, 2000]
 
 @functools.cache
 def digits_train_size() -> int:
-    from blockswap.data.datasets import load_dataset
+    from blockswap.data.loaders import load_dataset
 
     return len(load_dataset("digits", image_size=SIZE).train)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, build_model, parse_arch
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
+from blockswap.networks.architectures import STANDARD, NetworkSpec
 from blockswap.networks.blocks import CANDIDATE_SETS, candidate_set
 from blockswap.networks.genotype import Genotype
-from blockswap.networks.models import STANDARD, NetworkSpec
 from blockswap.search.bank import ModuleBank, Reset
 from blockswap.search.proxies import PROXIES, Proxy
 from blockswap.search.score_files import is_timing

@@ -5,7 +5,7 @@ functions a workflow configuration check calls with its keys' names."""
 import pytest
 
 from blockswap import BlockswapError
-from blockswap.networks.models import parse_arch
+from blockswap.networks.architectures import parse_arch
 from blockswap.validation import check_batch_norm_batch, check_training_batches, smallest_training_batch
 
 WRN = parse_arch("wrn-10-2")  # stages at the image size, then halved twice

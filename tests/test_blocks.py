@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_block, valid_types
-from blockswap.networks.blocks import Block, BlockType, Groups
+from blockswap.networks.blocks import BlockType, Groups
 from blockswap.networks.layers import sequence_cost
+from blockswap.networks.modules import Block
 
 # The types that fit every WRN width below (the bottleneck set's BG(8,.) need wider blocks:
 # test_bottleneck_shapes.py builds them at ResNet-50's).

@@ -20,10 +20,11 @@ from blockswap import CANDIDATE_SETS, NetworkSpec, parse_arch, parse_block
 from blockswap.cli import main
 from blockswap.compress.pipeline import claim, prepare
 from blockswap.compress.settings import CompressSettings, parse_budget
-from blockswap.data.folder import load_folder
+from blockswap.data.loaders import load_folder
 from blockswap.deploy.export import deployable, load_torchscript
 from blockswap.errors import BlockswapError
-from blockswap.networks.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_teacher
+from blockswap.networks.pretrained import load_pretrained_teacher
+from blockswap.networks.teacher_specs import IMAGENET_MEAN, IMAGENET_STD
 from blockswap.provenance import json_digest
 from blockswap.search.evolution import SearchSettings, run_search
 from blockswap.search.sampling import CostTable

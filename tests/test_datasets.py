@@ -21,19 +21,20 @@ from blockswap.cli import main
 from blockswap.data import archives, loader, splits
 from blockswap.data import datasets as ds
 from blockswap.data.augmentation import Augmentation
+from blockswap.data.loaders import LOADERS, load_dataset
 from blockswap.planning.config_file import SCHEMA
 
 
 @pytest.mark.slow
 def test_digits_split_is_fixed_stratified_and_complete():
-    d = ds.load_dataset("digits", image_size=12)
+    d = load_dataset("digits", image_size=12)
     assert (len(d.train), len(d.val), len(d.test)) == (1077, 360, 360)
     assert d.train.images.shape == (1077, 3, 12, 12) and d.train.images.dtype == torch.uint8
     for split in (d.train, d.val, d.test):
         counts = torch.bincount(split.labels, minlength=10).float()
         fractions = counts / counts.sum()
         assert fractions.min() > 0.08 and fractions.max() < 0.12  # each class ~10 % everywhere
-    again = ds.load_dataset("digits", image_size=12)
+    again = load_dataset("digits", image_size=12)
     assert torch.equal(again.test.images, d.test.images) and torch.equal(again.test.labels, d.test.labels)
     # Splits are disjoint images of the 1797 scans.
     all_rows = torch.cat([d.train.images, d.val.images, d.test.images]).flatten(1)
@@ -42,14 +43,14 @@ def test_digits_split_is_fixed_stratified_and_complete():
 
 
 def test_digits_are_three_channel_grey():
-    d = ds.load_dataset("digits")
+    d = load_dataset("digits")
     assert d.image_size == ds.DIGITS_DEFAULT_SIZE
     assert torch.equal(d.train.images[:, 0], d.train.images[:, 2])
 
 
 def test_cifar10_reads_torchvisions_on_disk_format(tmp_path):
     write_cifar10(tmp_path, per_batch=20)
-    d = ds.load_dataset("cifar10", tmp_path)
+    d = load_dataset("cifar10", tmp_path)
     assert (len(d.train), len(d.test), d.val) == (100, 20, None)
     assert d.train.images.shape == (100, 3, 32, 32) and d.num_classes == 10
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "rb") as fh:
@@ -98,12 +99,12 @@ def test_cifar_batches_of_every_pickle_protocol_are_read(tmp_path, protocol):
 
 def test_cifar10_validation_holdout_is_fixed(tmp_path):
     write_cifar10(tmp_path)
-    a = ds.load_dataset("cifar10", tmp_path, val_size=10)
-    b = ds.load_dataset("cifar10", tmp_path, val_size=10)
+    a = load_dataset("cifar10", tmp_path, val_size=10)
+    b = load_dataset("cifar10", tmp_path, val_size=10)
     assert (len(a.train), len(a.val)) == (90, 10)
     assert torch.equal(a.val.images, b.val.images)
     with pytest.raises(BlockswapError, match="val_size must be between 0 and 99"):
-        ds.load_dataset("cifar10", tmp_path, val_size=100)
+        load_dataset("cifar10", tmp_path, val_size=100)
 
 
 @pytest.fixture
@@ -128,14 +129,14 @@ def test_cifar10_download_extracts_the_archive(tmp_path, monkeypatch, local_mirr
     original = archives.CIFAR_ARCHIVES["cifar10"]
     mirrored = dataclasses.replace(original, url=f"{url}/{archive.name}", md5=md5)
     monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar10", mirrored)
-    load = ds._make_cifar_loader("cifar10", 10, ds.CIFAR10_MEAN, ds.CIFAR10_STD)
+    load = LOADERS["cifar10"]
     d = load(data_dir=tmp_path / "data", download=True)
     assert len(d.train) == 100 and (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
 
 
 def test_missing_cifar_says_where_to_put_it(tmp_path):
     with pytest.raises(BlockswapError) as err:
-        ds.load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", tmp_path)
     message = str(err.value)
     assert str(tmp_path / "cifar-10-batches-py") in message and "cifar-10-python.tar.gz" in message
     assert "\n" not in message
@@ -145,7 +146,7 @@ def test_offline_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     original = archives.CIFAR_ARCHIVES["cifar100"]
     offline = dataclasses.replace(original, url="http://127.0.0.1:9/cifar-100-python.tar.gz")
     monkeypatch.setitem(archives.CIFAR_ARCHIVES, "cifar100", offline)
-    load = ds._make_cifar_loader("cifar100", 100, ds.CIFAR100_MEAN, ds.CIFAR100_STD)
+    load = LOADERS["cifar100"]
     with pytest.raises(BlockswapError, match="cifar100 not found: .*download failed: .*refused"):
         load(data_dir=tmp_path, download=True)
 
@@ -154,19 +155,19 @@ def test_corrupt_cifar_batch(tmp_path):
     folder = write_cifar10(tmp_path)
     (folder / "test_batch").write_bytes(b"\x80\x04garbage")
     with pytest.raises(BlockswapError, match="test_batch is corrupt"):
-        ds.load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", tmp_path)
 
 
 def test_svhn_reads_mat_files_and_maps_label_10_to_0(tmp_path):
     write_svhn(tmp_path)
-    d = ds.load_dataset("svhn", tmp_path)
+    d = load_dataset("svhn", tmp_path)
     assert d.train.images.shape == (12, 3, 32, 32)
     assert d.train.labels.min() >= 0 and d.train.labels.max() <= 9
 
 
 def test_imagenet_needs_imagefolder_trees(tmp_path):
     with pytest.raises(BlockswapError, match="imagenet/train/<class>"):
-        ds.load_dataset("imagenet", tmp_path)
+        load_dataset("imagenet", tmp_path)
 
 
 def test_imagenet_reads_an_imagefolder(tmp_path):
@@ -176,13 +177,13 @@ def test_imagenet_reads_an_imagefolder(tmp_path):
         for cls in ("a", "b"):
             (tmp_path / "imagenet" / split / cls).mkdir(parents=True)
             Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "imagenet" / split / cls / "x.JPEG")
-    d = ds.load_dataset("imagenet", tmp_path, image_size=32)
+    d = load_dataset("imagenet", tmp_path, image_size=32)
     assert d.num_classes == 2 and d.test[0][0].shape == (3, 32, 32)
 
 
 def test_unknown_dataset():
     with pytest.raises(BlockswapError, match="allowed: digits, cifar10, cifar100, svhn, imagenet"):
-        ds.load_dataset("mnist")
+        load_dataset("mnist")
 
 
 # --- augmentation -------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def test_crop_is_a_shift_with_zero_padding_and_flip_mirrors():
 
 
 def test_batches_are_normalised_seeded_and_cover_the_split():
-    d = ds.load_dataset("digits")
+    d = load_dataset("digits")
 
     def epoch(seed):
         batches = loader.TensorBatches(
@@ -262,7 +263,7 @@ def test_crop_pads_with_normalised_black_and_cutout_is_zero_after_normalisation(
 
 
 def test_last_partial_batch_is_kept_unless_dropped():
-    d = ds.load_dataset("digits", image_size=8)
+    d = load_dataset("digits", image_size=8)
     kept = list(loader.epoch_batches(d, 100, seed=0))
     dropped = list(loader.epoch_batches(d, 100, seed=0, drop_last=True))
     assert [len(y) for _, y in kept] == [100] * 10 + [77]
@@ -272,7 +273,7 @@ def test_last_partial_batch_is_kept_unless_dropped():
 
 
 def test_ranks_share_each_global_batch_exactly():
-    d = ds.load_dataset("digits", image_size=8)
+    d = load_dataset("digits", image_size=8)
     whole = list(loader.epoch_batches(d, 100, seed=4))
     parts = [list(loader.epoch_batches(d, 100, seed=4, shard=(r, 3))) for r in range(3)]
     for i, (x, y) in enumerate(whole):
@@ -293,7 +294,7 @@ def image_folder(tmp_path):
             folder.mkdir(parents=True)
             for i in range(5):
                 Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(folder / f"{i}.png")
-    return ds.load_dataset("imagenet", tmp_path, image_size=32)
+    return load_dataset("imagenet", tmp_path, image_size=32)
 
 
 def test_imagefolder_training_honours_cutout_drop_last_and_shards(image_folder):
@@ -331,7 +332,7 @@ def test_imagefolder_augmentation_is_fixed_by_epoch_and_image_alone(tmp_path):
     # Noise JPEGs, randomly resized and cropped, then flipped: the crops of each image in an epoch
     # are the same with or without workers and whichever shard reads it, and new the next epoch.
     write_imagenet(tmp_path, classes=2, per_class=5)
-    data = ds.load_dataset("imagenet", tmp_path, image_size=16)
+    data = load_dataset("imagenet", tmp_path, image_size=16)
     rng = torch.get_rng_state()
     one = crops_by_index(data, seed=3, workers=0)
     assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is left as it was
@@ -349,12 +350,12 @@ def test_imagefolder_augmentation_is_fixed_by_epoch_and_image_alone(tmp_path):
 def test_fixed_size_datasets_refuse_another_image_size(tmp_path):
     write_cifar10(tmp_path / "c")
     write_svhn(tmp_path / "s")
-    assert ds.load_dataset("cifar10", tmp_path / "c", image_size=32).train.images.shape[-1] == 32
+    assert load_dataset("cifar10", tmp_path / "c", image_size=32).train.images.shape[-1] == 32
     for name, root in (("cifar10", tmp_path / "c"), ("svhn", tmp_path / "s")):
         with pytest.raises(BlockswapError, match=f"{name} images are 32x32 and are not resized: image size 24"):
-            ds.load_dataset(name, root, image_size=24)
+            load_dataset(name, root, image_size=24)
     with pytest.raises(BlockswapError, match="cifar100 images are 32x32"):
-        ds.load_dataset("cifar100", tmp_path, image_size=64)  # refused before looking for files
+        load_dataset("cifar100", tmp_path, image_size=64)  # refused before looking for files
 
 
 def test_cli_refuses_an_image_size_a_dataset_cannot_give(tmp_path, capsys):
@@ -367,8 +368,8 @@ def test_cli_refuses_an_image_size_a_dataset_cannot_give(tmp_path, capsys):
 
 def test_resizable_datasets_honour_the_image_size(tmp_path):
     write_tree(tmp_path, {"a": 3, "b": 3})
-    assert ds.load_dataset("digits", image_size=20).train.images.shape[-2:] == (20, 20)
-    assert ds.load_dataset("folder", tmp_path, image_size=20).train.images.shape[-2:] == (20, 20)
+    assert load_dataset("digits", image_size=20).train.images.shape[-2:] == (20, 20)
+    assert load_dataset("folder", tmp_path, image_size=20).train.images.shape[-2:] == (20, 20)
     assert [d.name for d in ds.DATASETS.values() if not d.resizable] == ["cifar10", "cifar100", "svhn"]
 
 
@@ -392,30 +393,30 @@ def write_tree(root: Path, counts: dict, seed: int = 0, sizes=((30, 40), (50, 20
 def test_folder_classes_split_sizes_and_image_size(tmp_path):
     write_tree(tmp_path, {"cat": 10, "dog": 12, "emu": 8})
     (tmp_path / "cat" / "notes.txt").write_text("not an image")  # other files are not images: skipped
-    d = ds.load_dataset("folder", tmp_path, image_size=24)
+    d = load_dataset("folder", tmp_path, image_size=24)
     assert d.name == "folder" and d.num_classes == 3 and d.source["classes"] == ["cat", "dog", "emu"]
     assert (len(d.test), len(d.val), len(d.train)) == (6, 2, 22)  # 20 % of 30 tested, 10 % of the rest validates
     assert d.image_size == 24 and d.train.images.shape == (22, 3, 24, 24) and d.train.images.dtype == torch.uint8
     labels = torch.cat([d.train.labels, d.val.labels, d.test.labels])
     assert torch.bincount(labels).tolist() == [10, 12, 8]  # every image in exactly one split
-    assert len(ds.load_dataset("folder", tmp_path, image_size=24, val_size=5).val) == 5
-    assert ds.load_dataset("folder", tmp_path).image_size == 32  # the documented default
+    assert len(load_dataset("folder", tmp_path, image_size=24, val_size=5).val) == 5
+    assert load_dataset("folder", tmp_path).image_size == 32  # the documented default
     assert ds.dataset_info("folder").classes(tmp_path) == 3
 
 
 def test_folder_split_is_seeded_and_reproducible(tmp_path):
     write_tree(tmp_path, {"a": 9, "b": 9, "c": 9}, sizes=((16, 16),))
-    a = ds.load_dataset("folder", tmp_path, image_size=16)
-    b = ds.load_dataset("folder", tmp_path, image_size=16)
+    a = load_dataset("folder", tmp_path, image_size=16)
+    b = load_dataset("folder", tmp_path, image_size=16)
     for x, y in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
         assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
-    more_val = ds.load_dataset("folder", tmp_path, image_size=16, val_size=6)
+    more_val = load_dataset("folder", tmp_path, image_size=16, val_size=6)
     assert torch.equal(more_val.test.images, a.test.images)  # the test split does not move with val_size
 
 
 def test_folder_normalisation_is_the_training_splits_statistics(tmp_path, capsys):
     write_tree(tmp_path / "tree", {"a": 8, "b": 7})
-    d = ds.load_dataset("folder", tmp_path / "tree", image_size=12)
+    d = load_dataset("folder", tmp_path / "tree", image_size=12)
     pixels = d.train.images.numpy().astype(np.float64) / 255
     assert np.allclose(d.mean, pixels.mean(axis=(0, 2, 3)), atol=1e-6)
     assert np.allclose(d.std, pixels.std(axis=(0, 2, 3), ddof=1), atol=1e-6)  # sample std, as for digits
@@ -436,17 +437,17 @@ def test_folder_normalisation_is_the_training_splits_statistics(tmp_path, capsys
 def test_folder_with_train_and_test_trees(tmp_path):
     write_tree(tmp_path / "train", {"a": 10, "b": 10})
     write_tree(tmp_path / "test", {"a": 3, "b": 2}, seed=1)
-    d = ds.load_dataset("folder", tmp_path, image_size=16, val_size=4)
+    d = load_dataset("folder", tmp_path, image_size=16, val_size=4)
     assert (len(d.train), len(d.val), len(d.test)) == (16, 4, 5)
     assert d.test.labels.tolist() == [0, 0, 0, 1, 1] and d.source["layout"] == "train/ and test/ trees"
     write_tree(tmp_path / "test", {"c": 1})
     with pytest.raises(BlockswapError, match="same class folders as the training tree; not in training: c"):
-        ds.load_dataset("folder", tmp_path)
+        load_dataset("folder", tmp_path)
 
 
 def test_folder_trains_like_any_in_memory_dataset(tmp_path):
     write_tree(tmp_path, {"a": 6, "b": 6}, sizes=((16, 16),))
-    d = ds.load_dataset("folder", tmp_path, image_size=16)
+    d = load_dataset("folder", tmp_path, image_size=16)
     x, y = next(iter(loader.epoch_batches(d, 4, seed=0)))
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.long
 
@@ -469,7 +470,7 @@ def test_folder_errors_are_one_line(tmp_path, make, message):
     root = tmp_path / "missing"
     make(root)
     with pytest.raises(BlockswapError, match=message) as err:
-        ds.load_dataset("folder", root)
+        load_dataset("folder", root)
     assert "\n" not in str(err.value)
 
 
@@ -541,7 +542,7 @@ def test_folder_config_plans_and_evaluates_at_the_trained_size(tmp_path, monkeyp
 
     def recording(name, data_dir, image_size, *rest):
         sizes.append(image_size)
-        return ds.load_dataset(name, data_dir, image_size, *rest)
+        return load_dataset(name, data_dir, image_size, *rest)
 
     monkeypatch.setattr(training, "load_dataset", recording)
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "tree")]) in (0, None)
@@ -571,7 +572,7 @@ def test_folder_reads_grey_palette_and_transparent_images_as_rgb(tmp_path):
     Image.fromarray(np.full((9, 13), 77, np.uint8)).save(tmp_path / "a" / "grey.png")
     Image.fromarray(np.full((9, 9, 4), 200, np.uint8)).save(tmp_path / "b" / "alpha.png")
     Image.fromarray(np.full((9, 9, 3), 50, np.uint8)).convert("P").save(tmp_path / "b" / "palette.gif")
-    d = ds.load_dataset("folder", tmp_path, image_size=8, val_size=1)
+    d = load_dataset("folder", tmp_path, image_size=8, val_size=1)
     assert len(d.train) + len(d.val) + len(d.test) == 7
     grey = [img for img in torch.cat([d.train.images, d.val.images, d.test.images]) if (img == 77).all()]
     assert len(grey) == 1 and grey[0].shape == (3, 8, 8)

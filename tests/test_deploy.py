@@ -24,7 +24,7 @@ from blockswap import (
     parse_block,
 )
 from blockswap.cli import main
-from blockswap.deploy import calibration, timing
+from blockswap.deploy import calibration, settings, timing
 from blockswap.deploy import latency_validation as latency_check
 from blockswap.deploy.export import (
     Deployable,
@@ -35,7 +35,8 @@ from blockswap.deploy.export import (
 )
 from blockswap.deploy.latency import LatencyTable, build_latency_table
 from blockswap.deploy.latency_validation import check_table
-from blockswap.deploy.timing import Setting, settings_from
+from blockswap.deploy.settings import Setting
+from blockswap.deploy.timing import settings_from
 from blockswap.provenance import read_sidecar, write_json, write_result_text
 from blockswap.reporting.report import table2
 from blockswap.reporting.students import students_table
@@ -342,12 +343,12 @@ def test_latency_without_a_table_and_bad_limits_are_one_line_errors(tmp_path, ca
 
 def test_settings():
     assert Setting.parse("cpu/t2/b128") == Setting("cpu", 2, 128) and Setting.parse("cuda/b1").key == "cuda/b1"
-    assert Setting.parse("cpu/tall/b1").threads == timing.available_cores()
+    assert Setting.parse("cpu/tall/b1").threads == settings.available_cores()
     for bad in ("cpu/t0/b1", "cpu/b1", "tpu/b1", "cpu/t1/bx"):
         with pytest.raises(BlockswapError, match="unknown latency setting"):
             Setting.parse(bad)
     keys = [s.key for s in settings_from("cpu", [1, "all"], [1, 8])]
-    assert keys[:2] == ["cpu/t1/b1", "cpu/t1/b8"] and len(keys) == (2 if timing.available_cores() == 1 else 4)
+    assert keys[:2] == ["cpu/t1/b1", "cpu/t1/b8"] and len(keys) == (2 if settings.available_cores() == 1 else 4)
 
 
 # --- exports ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from blockswap.detection.train import (
     train_detector,
 )
 from blockswap.errors import BlockswapError
-from blockswap.networks.models import NetworkSpec
+from blockswap.networks.architectures import NetworkSpec
 
 BLOCKSWAP = str(BIN / "blockswap")
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main
-from blockswap.data.datasets import load_dataset
 from blockswap.data.loader import epoch_batches
+from blockswap.data.loaders import load_dataset
 from blockswap.seeds import derive_seed
 from blockswap.training import distributed
 from blockswap.training.checkpoint import save_model

@@ -16,7 +16,7 @@ import torch
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main, make_parser
 from blockswap.cli.training import train_config
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.training.checkpoint import (
     CHECKPOINT_FORMAT,

@@ -17,7 +17,7 @@ from blockswap.deploy import calibration, timing
 from blockswap.deploy import latency_validation as validation
 from blockswap.deploy.export import Deployable
 from blockswap.deploy.latency import LatencyTable, build_latency_table
-from blockswap.deploy.timing import Setting
+from blockswap.deploy.settings import Setting
 from blockswap.provenance import file_digest, read_sidecar, write_json
 from blockswap.search.sampling import CostTable, sample_candidates
 

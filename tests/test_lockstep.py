@@ -11,7 +11,7 @@ import torch
 
 from blockswap import BlockswapError
 from blockswap.cli import main
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.training.config import TrainConfig
 from blockswap.training.runs import convergence

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blockswap import BlockswapError, Genotype, build_model, parse_arch
-from blockswap.networks.layers import PreActivationModule
+from blockswap.networks.modules import PreActivationModule
 
 
 @pytest.mark.parametrize(

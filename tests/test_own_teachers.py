@@ -12,15 +12,8 @@ from helpers import one_line_error
 
 from blockswap import NetworkSpec, build_model
 from blockswap.networks.models import PostActivationStages
-from blockswap.networks.pretrained import (
-    ARCHS,
-    IMAGENET_MEAN,
-    SOURCES,
-    describe,
-    inherit_teacher_weights,
-    load_pretrained_teacher,
-    parse_spec,
-)
+from blockswap.networks.pretrained import describe, inherit_teacher_weights, load_pretrained_teacher
+from blockswap.networks.teacher_specs import ARCHS, IMAGENET_MEAN, SOURCES, parse_spec
 
 SIZE = (32, 32)
 

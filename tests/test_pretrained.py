@@ -17,13 +17,8 @@ from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from blockswap.data.loader import evaluation_batches
 from blockswap.data.splits import Dataset, ImageTensors
 from blockswap.networks.models import PostActivationStages
-from blockswap.networks.pretrained import (
-    ARCHS,
-    describe,
-    is_pretrained_spec,
-    load_pretrained_teacher,
-    parse_spec,
-)
+from blockswap.networks.pretrained import describe, load_pretrained_teacher
+from blockswap.networks.teacher_specs import ARCHS, is_pretrained_spec, parse_spec
 from blockswap.training.distillation import check_compatible, distillation_loss
 from blockswap.training.teachers import pretrained_metrics
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, build_model, parse_arch
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.search.measure import measure_along_training
 from blockswap.search.proxies import (
     FLOOR,

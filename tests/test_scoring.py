@@ -12,7 +12,7 @@ import pytest
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
-from blockswap.data.datasets import load_dataset
+from blockswap.data.loaders import load_dataset
 from blockswap.search.sampling import CostTable, sample_candidates
 from blockswap.search.score_files import is_timing
 from blockswap.search.scoring import (

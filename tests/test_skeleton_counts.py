@@ -11,8 +11,8 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from blockswap import CANDIDATE_SETS, Genotype, NetworkSpec, build_model, count, parse_arch, parse_block, valid_types
-from blockswap.networks.blocks import build_block
-from blockswap.networks.pretrained import ARCHS, SOURCES
+from blockswap.networks.modules import build_block
+from blockswap.networks.teacher_specs import ARCHS, SOURCES
 
 OWN_BLOCKS = (parse_block("T"), parse_block("T(4)"), parse_block("T(2)"))
 SKELETONS = ["resnet-18", "resnet-34", "resnet-50", "resnet-101", "resnet-152"]

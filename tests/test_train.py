@@ -16,8 +16,8 @@ import torch
 
 from blockswap import BlockswapError, build_model
 from blockswap.cli import main
-from blockswap.data.datasets import load_dataset
 from blockswap.data.loader import evaluation_batches
+from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.training.checkpoint import (
     CHECKPOINT_FORMAT,

@@ -5,10 +5,13 @@ so a file damaged or edited after it was written is named instead of silently ch
 
 from __future__ import annotations
 
+import ast
 import errno
 import fcntl
 import functools
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -20,8 +23,6 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
 
 from .errors import BlockswapError
 from .version import __version__
@@ -54,11 +55,37 @@ def code_version() -> str:
     return f"{__version__}+{commit.stdout.strip()}"
 
 
-def device_name(device: str | torch.device | None = None) -> str:
+def device_name(device=None) -> str:
+    """The device a result was computed on. A process that never loaded torch (a table, a
+    selection) ran on the CPU without torch's threads, and says only which CPU."""
+    if device is None and "torch" not in sys.modules:
+        return f"cpu:{platform.processor() or platform.machine()}"
+    import torch
+
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return f"{device.type}:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def torch_version() -> str:
+    """The torch this process runs, or would run, with its build tag (2.14.1+cu130). A process that
+    never imported torch (a table, a selection) reads it from torch/version.py as a constant:
+    importing torch to ask is about a second."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].__version__
+    spec = importlib.util.find_spec("torch")
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        try:
+            tree = ast.parse((Path(folder) / "version.py").read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
+                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                    return node.value.value
+    return importlib.metadata.version("torch")
 
 
 def _stamp() -> dict:
@@ -74,7 +101,7 @@ def provenance(seed: int | None = None, device=None, seconds: float | None = Non
     record = {
         **_stamp(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "device": device_name(device),
     }
     if seed is not None:

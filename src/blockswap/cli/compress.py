@@ -22,9 +22,9 @@ from ..deploy.export import FORMATS
 from ..deploy.timing import CLOCKS
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS
-from ..networks.models import parse_arch
-from ..networks.pretrained import parse_spec, supported
+from ..networks.teacher_specs import parse_spec, supported
 from ..search.evolution import SEARCH_METHODS
 from ..search.sampling import BUDGET_KINDS
 from ..seeds import seed_argument

@@ -12,10 +12,11 @@ from ..deploy import calibration
 from ..deploy.export import deployable, export_run
 from ..deploy.latency import LatencyTable, build_latency_table
 from ..deploy.latency_validation import calibrate, check_table
-from ..deploy.timing import Setting, machine_fingerprint, measure_model, settings_from
+from ..deploy.settings import Setting
+from ..deploy.timing import machine_fingerprint, measure_model, settings_from
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS
-from ..networks.models import parse_arch
 from ..provenance import provenance, write_json, write_result_text
 from ..seeds import seed_argument
 from ..training.checkpoint import load_model

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from ..data.datasets import dataset_info, load_dataset
+from ..data.datasets import dataset_info
+from ..networks.architectures import NetworkSpec, parse_arch
 from ..networks.blocks import CANDIDATE_SETS, FAMILIES, WRAPPERS, parse_block
 from ..networks.genotype import Genotype
-from ..networks.models import NetworkSpec, parse_arch
 from ..provenance import provenance, write_json
 from .data_options import add_data_options
 
@@ -70,6 +70,8 @@ def add_cost(sub) -> None:
 
 
 def cmd_data(args) -> None:
+    from ..data.loaders import load_dataset  # torch: `blocks` and `cost`, in this module too, need none
+
     start = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir, args.image_size, args.val_size, args.download)
     splits = {name: getattr(data, name) for name in ("train", "val", "test") if getattr(data, name) is not None}

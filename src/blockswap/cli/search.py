@@ -6,12 +6,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.datasets import dataset_info, load_dataset
+from ..data.datasets import dataset_info
+from ..data.loaders import load_dataset
 from ..deploy.latency import LatencyTable
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS, candidate_set
-from ..networks.models import parse_arch
 from ..provenance import (
     input_digests,
     provenance,

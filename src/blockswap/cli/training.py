@@ -7,13 +7,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..data.datasets import load_dataset
 from ..data.loader import evaluation_batches
+from ..data.loaders import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.genotype import Genotype
-from ..networks.models import parse_arch
-from ..networks.pretrained import is_pretrained_spec
+from ..networks.teacher_specs import is_pretrained_spec
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
 from ..training.checkpoint import METRICS_FILE, load_model

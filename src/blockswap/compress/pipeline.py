@@ -27,17 +27,20 @@ from pathlib import Path
 
 import torch
 
-from ..data.folder import class_names, load_folder
+from ..data.folder import class_names
 from ..data.loader import evaluation_batches
+from ..data.loaders import load_folder
 from ..data.splits import Dataset
 from ..deploy.export import FORMATS, deployable, export_latency, export_model
 from ..deploy.latency import LatencyTable, build_latency_table
 from ..deploy.latency_validation import calibrate
-from ..deploy.timing import Setting, machine_fingerprint, measure_model
+from ..deploy.settings import Setting
+from ..deploy.timing import machine_fingerprint, measure_model
 from ..errors import BlockswapError
+from ..networks.architectures import Architecture, parse_arch
 from ..networks.blocks import BlockType, candidate_set, parse_block
-from ..networks.models import Architecture, parse_arch
-from ..networks.pretrained import PretrainedArch, PretrainedTeacher, describe, load_pretrained_teacher, parse_spec
+from ..networks.pretrained import PretrainedTeacher, describe, load_pretrained_teacher
+from ..networks.teacher_specs import PretrainedArch, parse_spec
 from ..provenance import atomic_write, file_digest, provenance, read_sidecar, seal, verify, write_json
 from ..search.evolution import SearchSettings, history_winner, read_history, search_to_file
 from ..search.sampling import CostTable, check_budget

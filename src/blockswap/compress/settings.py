@@ -12,8 +12,8 @@ from pathlib import Path
 from ..deploy.calibration import DEFAULT_NETWORKS
 from ..deploy.export import FORMATS
 from ..errors import BlockswapError
-from ..networks.models import Architecture
-from ..networks.pretrained import PretrainedArch, is_pretrained_spec, parse_spec, supported
+from ..networks.architectures import Architecture
+from ..networks.teacher_specs import PretrainedArch, is_pretrained_spec, parse_spec, supported
 from ..provenance import json_digest
 from ..search.sampling import BUDGET_KINDS
 

@@ -10,6 +10,9 @@ order (label 0 is the first); every image of any size is centre-cropped to a squ
 CIFAR. A validation split (`val_size` images, or 10 % of the training images when none is given)
 is held out of the training images with the fixed split seed, and the normalisation is the
 per-channel mean and standard deviation of the remaining training images.
+
+This module reads the tree's layout and its images (loaders.py holds them as tensors), so that
+costing a network for a folder dataset counts its classes without torch.
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from ..errors import BlockswapError
-from .splits import SPLIT_SEED, Dataset, ImageTensors, channel_stats, holdout
 
 FOLDER_DEFAULT_SIZE = 32
 FOLDER_TEST_FRACTION = 0.2  # one tree: the share of its images held out for testing
@@ -43,7 +44,7 @@ def class_folders(folder: Path) -> list[Path]:
     return classes
 
 
-def _split_trees(root: Path) -> bool:
+def split_trees(root: Path) -> bool:
     """True for the train/ + test/ layout, False for one tree; one error for half of the former."""
     present = [(root / name).is_dir() for name in ("train", "test")]
     if any(present) and not all(present):
@@ -57,7 +58,7 @@ def _split_trees(root: Path) -> bool:
 
 def class_names(root: Path) -> list[str]:
     """The classes of a folder dataset, from its folder names alone (enough for costing)."""
-    return [d.name for d in class_folders(root / "train" if _split_trees(root) else root)]
+    return [d.name for d in class_folders(root / "train" if split_trees(root) else root)]
 
 
 def image_files(class_dir: Path) -> list[Path]:
@@ -84,42 +85,3 @@ def read_image(path: Path, size: int) -> np.ndarray:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise BlockswapError(f"cannot read image {path}: {reason}") from None
     return np.asarray(square, dtype=np.uint8)
-
-
-def read_tree(folder: Path, size: int, classes: list[str] | None = None) -> tuple[list[str], ImageTensors]:
-    """Every image under `folder`/<class>/, labelled by its class's index among `classes` (default:
-    the tree's own class folders, sorted)."""
-    dirs = class_folders(folder)
-    names = [d.name for d in dirs]
-    if classes is not None and names != classes:
-        extra, absent = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
-        raise BlockswapError(
-            f"{folder} must have the same class folders as the training tree"
-            + (f"; not in training: {', '.join(extra)}" if extra else "")
-            + (f"; missing: {', '.join(absent)}" if absent else "")
-        )
-    files = [(label, path) for label, d in enumerate(dirs) for path in image_files(d)]
-    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    for i, (_, path) in enumerate(files):
-        images[i] = read_image(path, size)
-    labels = torch.tensor([label for label, _ in files], dtype=torch.long)
-    return names, ImageTensors(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels)
-
-
-def load_folder(data_dir="data", image_size=None, val_size=0) -> Dataset:
-    root = Path(data_dir)
-    size = image_size or FOLDER_DEFAULT_SIZE
-    if _split_trees(root):
-        classes, train = read_tree(root / "train", size)
-        _, test = read_tree(root / "test", size, classes)
-        layout = "train/ and test/ trees"
-    else:
-        classes, everything = read_tree(root, size)
-        if len(everything) < 2:
-            raise BlockswapError(f"folder dataset {root} has {len(everything)} image; a test split needs at least 2")
-        train, test = holdout(everything, max(1, round(FOLDER_TEST_FRACTION * len(everything))), SPLIT_SEED)
-        layout = f"one tree, {FOLDER_TEST_FRACTION:.0%} held out for testing"
-    train, val = holdout(train, val_size or round(FOLDER_VAL_FRACTION * len(train)), SPLIT_SEED)
-    mean, std = channel_stats(train.images)  # the training images only: validation and test stay unseen
-    source = {"path": str(root), "layout": layout, "classes": classes, "normalisation": "training split"}
-    return Dataset("folder", len(classes), size, mean, std, train, test, val, source)

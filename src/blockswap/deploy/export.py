@@ -20,15 +20,8 @@ from ..errors import BlockswapError
 from ..networks.models import Network
 from ..provenance import atomic_write, provenance, seal
 from ..training.checkpoint import load_model
-from .timing import (
-    MIN_RUNS,
-    MIN_WARMUP,
-    Setting,
-    check_protocol,
-    cpu_threads,
-    measure_model,
-    median_seconds,
-)
+from .settings import Setting
+from .timing import MIN_RUNS, MIN_WARMUP, check_protocol, cpu_threads, measure_model, median_seconds
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17

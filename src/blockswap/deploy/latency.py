@@ -31,18 +31,20 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import BlockType, build_block, candidate_set, parse_block, valid_types
+from ..networks.architectures import Architecture, parse_arch
+from ..networks.blocks import BlockType, candidate_set, parse_block, valid_types
 from ..networks.genotype import Genotype
-from ..networks.layers import Classifier, build_sequence
-from ..networks.models import Architecture, initialise, parse_arch
+from ..networks.layers import Classifier
+from ..networks.models import initialise
+from ..networks.modules import build_block, build_layer, build_sequence
 from ..provenance import read_verified
 from . import calibration, timing
+from .settings import Setting
 from .timing import (
     CLOCKS,
     MIN_RUNS,
     MIN_WARMUP,
     US,
-    Setting,
     check_clock,
     check_protocol,
     fingerprint_mismatch,
@@ -74,7 +76,7 @@ def block_shapes(arch: Architecture, input_size: tuple[int, int]) -> list[Shape]
 
 
 def _head(arch: Architecture, num_classes: int) -> nn.Module:
-    return nn.Sequential(build_sequence(arch.head), Classifier(arch.features, num_classes).build())
+    return nn.Sequential(build_sequence(arch.head), build_layer(Classifier(arch.features, num_classes)))
 
 
 def _seeded(module: nn.Module, seed: int) -> nn.Module:

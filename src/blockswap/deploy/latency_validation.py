@@ -13,16 +13,18 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BlockswapError
+from ..networks.architectures import NetworkSpec
 from ..networks.blocks import BlockType, candidate_set
 from ..networks.genotype import Genotype
-from ..networks.models import NetworkSpec, build_model
+from ..networks.models import build_model
 from ..search.sampling import CostTable
 from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
 from ..stats.ranks import kendall_tau_b
 from . import calibration as line
 from .export import deployable
 from .latency import LATENCY_COLUMN, LatencyTable
-from .timing import MIN_RUNS, MIN_WARMUP, Setting, load_average, measure_model
+from .settings import Setting
+from .timing import MIN_RUNS, MIN_WARMUP, load_average, measure_model
 
 # The calibration's networks come from a random stream of their own, so that a check run with the
 # same seed times other students than the ones the calibration was fitted on.

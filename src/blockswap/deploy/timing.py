@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,10 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
+from .settings import DEVICES, Setting, available_cores
 
 MIN_WARMUP = 10  # untimed calls before timing, at least
 MIN_RUNS = 50  # timed calls whose median is kept, at least
-DEVICES = ("cpu", "cuda")
-DEFAULT_SETTING = "cpu/t1/b1"
 US = 1e6  # microseconds per second: latency budgets and sampler columns are whole microseconds
 # What a timing reads: wall time (what a deployment sees), or the CPU time of the calling thread,
 # which on a one-thread CPU setting is the same work without the time other processes took the core
@@ -38,51 +36,6 @@ CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 # --- settings and the machine -------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, which a batch scheduler narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Where and how a latency is measured: device, CPU threads (0 on CUDA: not fixed), batch size."""
-
-    device: str
-    threads: int
-    batch: int
-
-    @property
-    def key(self) -> str:
-        return f"cuda/b{self.batch}" if self.device == "cuda" else f"cpu/t{self.threads}/b{self.batch}"
-
-    @classmethod
-    def parse(cls, text: str) -> Setting:
-        """`cpu/t1/b1`, `cpu/tall/b128` (all cores of this machine) or `cuda/b1`."""
-        parts = str(text).strip().lower().split("/")
-        try:
-            if parts[0] == "cuda" and len(parts) == 2 and parts[1].startswith("b"):
-                return cls("cuda", 0, _positive(parts[1][1:]))
-            if parts[0] == "cpu" and len(parts) == 3 and parts[1].startswith("t") and parts[2].startswith("b"):
-                threads = available_cores() if parts[1] == "tall" else _positive(parts[1][1:])
-                return cls("cpu", threads, _positive(parts[2][1:]))
-        except ValueError:
-            pass
-        raise BlockswapError(
-            f"unknown latency setting {text!r}; allowed: cpu/tT/bB (T threads or 'all', batch B, "
-            "e.g. cpu/t1/b1) or cuda/bB"
-        )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
 
 
 def settings_from(device: str, threads: Iterable[int | str], batches: Iterable[int]) -> list[Setting]:

@@ -20,15 +20,9 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import BlockswapError
+from ..networks.architectures import GenotypeLike, NetworkSpec, parse_arch
 from ..networks.layers import Classifier, sequence_cost
-from ..networks.models import (
-    GenotypeLike,
-    Network,
-    NetworkSpec,
-    build_model,
-    initialise,
-    parse_arch,
-)
+from ..networks.models import Network, build_model, initialise
 from ..search.sampling import CostTable, cost_of
 
 FPN_CHANNELS = 256

@@ -28,9 +28,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from ..errors import BlockswapError
 from .layers import (
     Conv,
@@ -39,7 +36,6 @@ from .layers import (
     Norm,
     PreActivation,
     Relu,
-    build_sequence,
     sequence_cost,
 )
 
@@ -167,67 +163,20 @@ def postactivation_layout(bt: BlockType, cin: int, cout: int, stride: int) -> Po
     return PostActivationLayout(unit, shortcut)
 
 
-class Block(nn.Module):
-    """A wrapped block. `forward` returns (output, probe): the probe is the residual branch's
-    output before the shortcut is added, where the Fisher potential is measured (docs/paper.md s.2)."""
-
-    def __init__(self, block_type: BlockType, cin: int, cout: int, stride: int):
-        super().__init__()
-        layout = block_type.layout(cin, cout, stride)
-        self.block_type = block_type
-        self.in_channels, self.out_channels, self.stride = cin, cout, stride
-        self.preacts = nn.ModuleList(p.build() for p in layout.preacts)
-        self.units = nn.ModuleList(build_sequence(u) for u in layout.units)
-        self.shortcut = layout.shortcut.build() if layout.shortcut is not None else None
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        activated = self.preacts[0](x)
-        # WRN convention: a projection shortcut sees the pre-activated input, identity the raw one.
-        residual = x if self.shortcut is None else self.shortcut(activated)
-        branch = self.units[0](activated)
-        for preact, unit in zip(self.preacts[1:], self.units[1:]):
-            branch = unit(preact(branch))
-        return residual + branch, branch
-
-
-class PostActivationBlock(nn.Module):
-    """A torchvision / timm ResNet block: relu(unit(x) + shortcut(x)). `forward` returns (output,
-    probe) as `Block` does, the probe being the unit's output before the sum."""
-
-    def __init__(self, block_type: BlockType, cin: int, cout: int, stride: int):
-        super().__init__()
-        layout = block_type.layout(cin, cout, stride)
-        self.block_type = block_type
-        self.in_channels, self.out_channels, self.stride = cin, cout, stride
-        self.unit = build_sequence(layout.unit)
-        self.shortcut = build_sequence(layout.shortcut) if layout.shortcut is not None else None
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        branch = self.unit(x)
-        residual = x if self.shortcut is None else self.shortcut(x)
-        return self.relu(residual + branch), branch
-
-
 @dataclass(frozen=True)
 class Wrapper:
-    """How a family's unit is wrapped into a block: its layer specs, and the module built from them."""
+    """How a family's unit is wrapped into a block: its layer specs (modules.py builds the module of
+    each wrapper from them)."""
 
     layout: Callable[[BlockType, int, int, int], BlockLayout | PostActivationLayout]
-    module: Callable[[BlockType, int, int, int], nn.Module]
     description: str
 
 
 WRAPPERS: dict[str, Wrapper] = {
-    "basic": Wrapper(preactivation_layout, Block, "basic (2 units)"),
-    "bottleneck": Wrapper(preactivation_layout, Block, "bottleneck (1 unit)"),
-    "post-activation": Wrapper(postactivation_layout, PostActivationBlock, "post-activation (torchvision)"),
+    "basic": Wrapper(preactivation_layout, "basic (2 units)"),
+    "bottleneck": Wrapper(preactivation_layout, "bottleneck (1 unit)"),
+    "post-activation": Wrapper(postactivation_layout, "post-activation (torchvision)"),
 }
-
-
-def build_block(block_type: BlockType, cin: int, cout: int, stride: int) -> nn.Module:
-    """The module of one block of `block_type` at these widths, wrapped as its family says."""
-    return WRAPPERS[block_type.spec.wrapper].module(block_type, cin, cout, stride)
 
 
 # --- families -----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import Cost, PreActivationModule
-from .models import NetworkSpec
+from .architectures import NetworkSpec
+from .layers import Cost
+from .modules import PreActivationModule
 
 
 def _conv_cost(m: nn.Conv2d, inputs, output) -> Cost:

@@ -1,9 +1,9 @@
 """Declarative layer specs: the single source from which modules are built *and* costs are counted.
 
-Every block and network is described as a sequence of these small frozen records. `build()` turns a
-record into a PyTorch module; `cost()` gives its trainable parameters, multiply-accumulates and
-paper ops at a spatial size without building anything. Counting a candidate therefore needs no
-network, and the hook-based counter in `counting.py` checks the two against each other.
+Every block and network is described as a sequence of these small frozen records. `cost()` gives a
+record's trainable parameters, multiply-accumulates and paper ops at a spatial size without building
+anything; `modules.py` builds the PyTorch module of each. Counting a candidate therefore needs no
+network (nor torch), and the hook-based counter in `counting.py` checks the two against each other.
 
 Ops follow the paper's convention (docs/paper.md s.5): conv/linear MACs, plus one op per element
 entering a *block-level* ReLU (`PreActivation`) and max-pool window reads. ReLUs inside cheap
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -63,17 +61,6 @@ class Conv:
         macs = weights * h_out * w_out
         return Cost(params=weights, macs=macs, ops=macs)
 
-    def build(self) -> nn.Module:
-        return nn.Conv2d(
-            self.cin,
-            self.cout,
-            self.kernel,
-            stride=self.stride,
-            padding=self.padding,
-            groups=self.groups,
-            bias=False,
-        )
-
 
 class SameSize:
     """A layer that keeps the spatial size (BN, ReLU, BN-ReLU)."""
@@ -91,9 +78,6 @@ class Norm(SameSize):
     def cost(self, h: int, w: int) -> Cost:
         return Cost(params=2 * self.channels)
 
-    def build(self) -> nn.Module:
-        return nn.BatchNorm2d(self.channels)
-
 
 @dataclass(frozen=True)
 class Relu(SameSize):
@@ -101,14 +85,6 @@ class Relu(SameSize):
 
     def cost(self, h: int, w: int) -> Cost:
         return Cost()
-
-    def build(self) -> nn.Module:
-        return nn.ReLU(inplace=True)
-
-
-class PreActivationModule(nn.Sequential):
-    """BN + ReLU at block level (before each unit of a wrapper, the network's final one, the
-    ImageNet stem). A class of its own so the hook counter can find the ReLUs the paper counts."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +95,6 @@ class PreActivation(SameSize):
 
     def cost(self, h: int, w: int) -> Cost:
         return Cost(params=2 * self.channels, ops=self.channels * h * w)
-
-    def build(self) -> nn.Module:
-        return PreActivationModule(nn.BatchNorm2d(self.channels), nn.ReLU(inplace=True))
 
 
 @dataclass(frozen=True)
@@ -143,9 +116,6 @@ class MaxPool:
         h_out, w_out = self.output_size(h, w)
         return Cost(ops=self.channels * h_out * w_out * self.kernel * self.kernel)
 
-    def build(self) -> nn.Module:
-        return nn.MaxPool2d(self.kernel, stride=self.stride, padding=self.padding)
-
 
 @dataclass(frozen=True)
 class Classifier:
@@ -164,9 +134,6 @@ class Classifier:
         weights = self.features * self.classes
         return Cost(params=weights + self.classes, macs=weights, ops=weights + self.classes)
 
-    def build(self) -> nn.Module:
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(self.features, self.classes))
-
 
 LayerSpec = Conv | Norm | Relu | PreActivation | MaxPool | Classifier
 
@@ -178,7 +145,3 @@ def sequence_cost(layers: Iterable[LayerSpec], h: int, w: int) -> tuple[Cost, in
         total = total + layer.cost(h, w)
         h, w = layer.output_size(h, w)
     return total, h, w
-
-
-def build_sequence(layers: Iterable[LayerSpec]) -> nn.Sequential:
-    return nn.Sequential(*(layer.build() for layer in layers))

@@ -27,10 +27,8 @@ block a student keeps as the teacher's, into the student.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -38,186 +36,15 @@ import torch.nn as nn
 from ..errors import BlockswapError
 from ..provenance import file_digest
 from .models import Intermediates, Network, PostActivationStages
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation torchvision's and timm's ResNets are trained with
-IMAGENET_STD = (0.229, 0.224, 0.225)
-RESNET_SECTIONS = ("layer1", "layer2", "layer3", "layer4")
-RESNET_STEM = ("conv1", "bn1")  # the stem's layers with weights (its ReLU and max-pool have none)
-SAFETENSORS_SUFFIX = ".safetensors"
-# Checkpoints that wrap the state dict (training scripts' files): the keys it may sit under.
-WRAPPER_KEYS = ("state_dict", "model", "module")
-
-
-@dataclass(frozen=True)
-class PretrainedArch:
-    source: str  # the library whose network this is (SOURCES)
-    builder: str  # the library's name for it: torchvision.models.<builder>, timm.create_model(<builder>)
-    arch: str  # the name our tables give it
-    skeleton: str  # our student architecture with its macro-architecture (networks.models)
-    block: str  # its own block in the zoo's notation: T (BasicBlock) or T(b) (Bottleneck, 3x3 at N/b)
-    candidates: str  # the candidate set whose blocks fit its section widths (networks.blocks)
-    weights: str | None = None  # torchvision's weights enum entry of the published ImageNet file
-    url: str | None = None  # where torchvision publishes that file
-    at_layers: tuple[str, ...] = RESNET_SECTIONS  # submodules whose outputs are the attention-transfer points
-    at_post_activation: bool = True  # block: relu(bn(conv(...)) + identity), so the outputs are post-ReLU
-    stem_layers: tuple[str, ...] = RESNET_STEM
-    classifier: str = "fc"  # the final linear layer: its output count is the class count
-    num_classes: int = 1000  # of the published ImageNet weights
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    @property
-    def spec_name(self) -> str:
-        return f"{self.source}:{self.builder}"
-
-    @property
-    def file_name(self) -> str | None:
-        # torch.hub caches a download under the URL's base name (torch.hub.load_state_dict_from_url).
-        return Path(urlparse(self.url).path).name if self.url else None
-
-    @property
-    def hash_prefix(self) -> str | None:
-        # torchvision names its files NAME-<first 8 hex digits of the file's sha256>.pth.
-        return self.file_name.rsplit("-", 1)[1].split(".", 1)[0] if self.file_name else None
-
-
-def _resnets(source: str, published: bool) -> dict[str, PretrainedArch]:
-    """The ResNets both libraries build with torchvision's layout and parameter names."""
-    rows = [
-        # builder, our name, skeleton, block, candidates, torchvision's weights enum, file
-        ("resnet18", "resnet-18", "resnet-18", "T", "paper", "ResNet18_Weights", "resnet18-f37072fd.pth"),
-        ("resnet34", "resnet-34", "resnet-34", "T", "paper", "ResNet34_Weights", "resnet34-b627a593.pth"),
-        ("resnet50", "resnet-50", "resnet-50", "T(4)", "bottleneck", "ResNet50_Weights", "resnet50-0676ba61.pth"),
-        ("resnet101", "resnet-101", "resnet-101", "T(4)", "bottleneck", "ResNet101_Weights", "resnet101-63fe2227.pth"),
-        ("resnet152", "resnet-152", "resnet-152", "T(4)", "bottleneck", "ResNet152_Weights", "resnet152-394f9c45.pth"),
-        (
-            "wide_resnet50_2",
-            "wide-resnet-50-2",
-            "resnet-50",
-            "T(2)",
-            "bottleneck",
-            "Wide_ResNet50_2_Weights",
-            "wide_resnet50_2-95faca4d.pth",
-        ),
-        (
-            "wide_resnet101_2",
-            "wide-resnet-101-2",
-            "resnet-101",
-            "T(2)",
-            "bottleneck",
-            "Wide_ResNet101_2_Weights",
-            "wide_resnet101_2-32ee1156.pth",
-        ),
-    ]
-    return {
-        builder: PretrainedArch(
-            source,
-            builder,
-            name,
-            skeleton,
-            block,
-            candidates,
-            f"{enum}.IMAGENET1K_V1" if published else None,
-            f"https://download.pytorch.org/models/{file}" if published else None,
-        )
-        for builder, name, skeleton, block, candidates, enum, file in rows
-    }
-
-
-def _build_torchvision(builder: str, num_classes: int) -> nn.Module:
-    import torchvision  # 1.5 s to import: only when a torchvision teacher is really built
-
-    return getattr(torchvision.models, builder)(weights=None, num_classes=num_classes)
-
-
-def _build_timm(builder: str, num_classes: int) -> nn.Module:
-    try:
-        import timm  # optional (the timm extra): only for a timm teacher
-    except ImportError:
-        raise BlockswapError("timm is not installed: pip install -e '.[timm]' (or pip install timm)") from None
-    return timm.create_model(builder, pretrained=False, num_classes=num_classes)
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    archs: dict[str, PretrainedArch]
-    build: Callable[[str, int], nn.Module]  # (builder, classes) -> the network, randomly initialised
-    hub_cache: bool  # its published files may sit in the torch hub cache (spec without a path)
-
-
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in [
-        Source("torchvision", _resnets("torchvision", published=True), _build_torchvision, hub_cache=True),
-        Source("timm", _resnets("timm", published=False), _build_timm, hub_cache=False),
-    ]
-}
-ARCHS = SOURCES["torchvision"].archs  # torchvision's, with their published ImageNet files
-SPEC_FORMS = "SOURCE:NAME:/path/to/weights (SOURCE torchvision or timm), or torchvision:NAME for its published file"
-
-
-def supported() -> str:
-    """Every teacher name, for the errors that list what is allowed."""
-    return ", ".join(a.spec_name for s in SOURCES.values() for a in s.archs.values())
-
-
-def is_pretrained_spec(spec) -> bool:
-    """True for any string with a source's prefix (`torchvision:`, `timm:`): the prefix claims the
-    name, so an unsupported architecture is an error naming the supported ones, not a missing folder."""
-    return isinstance(spec, str) and spec.partition(":")[0] in SOURCES and ":" in spec
-
-
-def parse_spec(spec: str) -> tuple[PretrainedArch, Path | None]:
-    """The architecture and the explicit weights file (None: the torch hub cache) of a spec."""
-    if not is_pretrained_spec(spec):
-        raise BlockswapError(f"{spec!r} is not a pretrained teacher; write {SPEC_FORMS}")
-    source_name, _, rest = spec.partition(":")
-    source = SOURCES[source_name]
-    # Split at the first ':' after the name only: the path may itself contain ':'.
-    name, sep, path = rest.partition(":")
-    if name not in source.archs:
-        raise BlockswapError(
-            f"unknown {source.name} teacher {name!r} in {spec!r}; supported: {', '.join(source.archs)} "
-            f"(all: {supported()})"
-        )
-    if sep and not path:
-        raise BlockswapError(f"{spec!r} names no weights file after the last ':'; write {SPEC_FORMS}")
-    if not path and not source.hub_cache:
-        raise BlockswapError(
-            f"{spec!r} names no weights file: {source.name} teachers are read from a file, "
-            f"{source.name}:{name}:/path/to/weights (.pth, .bin or {SAFETENSORS_SUFFIX})"
-        )
-    return source.archs[name], (Path(path).expanduser().resolve() if path else None)
-
-
-def hub_cache_path(arch: PretrainedArch) -> Path:
-    """Where torchvision itself would cache the file (honours $TORCH_HOME, as torch.hub does)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / arch.file_name
-
-
-def weights_path(spec: str) -> Path:
-    """The weights file a spec loads, which must exist; nothing is ever downloaded."""
-    arch, path = parse_spec(spec)
-    if path is None:
-        where = hub_cache_path(arch)
-    else:
-        where = path
-    if where.is_file():
-        return where.resolve()
-    problem = "is a folder, not a file" if where.exists() else "does not exist"
-    if arch.url is None:
-        raise BlockswapError(f"weights of {spec} not found: {where} {problem} (runs are offline: nothing is fetched)")
-    cache = hub_cache_path(arch)
-    elsewhere = (
-        f"or put {arch.file_name} at {cache} and write {arch.spec_name}"
-        if path is not None
-        else f"or write {arch.spec_name}:/path/to/{arch.file_name}"
-    )
-    raise BlockswapError(
-        f"weights of {spec} not found: {where} {problem}; put {arch.file_name} ({arch.weights}) there "
-        f"({elsewhere}); download it from {arch.url} (runs are offline: nothing is fetched)"
-    )
+from .teacher_specs import (
+    SAFETENSORS_SUFFIX,
+    SOURCES,
+    WRAPPER_KEYS,
+    PretrainedArch,
+    parse_spec,
+    supported,
+    weights_path,
+)
 
 
 def _build(arch: PretrainedArch, num_classes: int) -> nn.Module:

@@ -4,8 +4,8 @@ see: what the plan is built from and what its checks check (plain functions of t
 from __future__ import annotations
 
 from ..data.datasets import dataset_info
+from ..networks.architectures import NetworkSpec, parse_arch
 from ..networks.blocks import candidate_set
-from ..networks.models import NetworkSpec, parse_arch
 
 
 def input_size(config: dict) -> tuple[tuple[int, int], int]:

@@ -4,10 +4,10 @@ teacher, settings that contradict each other), reported in one line before any j
 from __future__ import annotations
 
 from ..data.datasets import dataset_info
-from ..deploy.timing import Setting
+from ..deploy.settings import Setting
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.blocks import candidate_set, parse_block
-from ..networks.models import parse_arch
 from ..search.evolution import scaled_sizes
 from ..search.sampling import CostTable, check_budget
 from ..search.scoring import ScoringSettings

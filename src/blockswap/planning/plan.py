@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import BlockswapError
+from ..networks.architectures import NetworkSpec, parse_arch
 from ..networks.blocks import parse_block
-from ..networks.models import NetworkSpec, parse_arch
-from ..networks.pretrained import SOURCES, weights_path
+from ..networks.teacher_specs import SOURCES, weights_path
 from .budgets import (
     ablation_budgets,
     ablation_seeds,

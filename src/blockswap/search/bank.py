@@ -32,17 +32,11 @@ import torch
 from torch import nn
 
 from ..errors import BlockswapError
-from ..networks.blocks import BlockType, build_block
-from ..networks.layers import Classifier, build_sequence
-from ..networks.models import (
-    Architecture,
-    GenotypeLike,
-    InitialValue,
-    Network,
-    NetworkSpec,
-    initial_values,
-    set_initial_value,
-)
+from ..networks.architectures import Architecture, GenotypeLike, NetworkSpec
+from ..networks.blocks import BlockType
+from ..networks.layers import Classifier
+from ..networks.models import InitialValue, Network, initial_values, set_initial_value
+from ..networks.modules import build_block, build_layer, build_sequence
 
 # Every hook dictionary of an nn.Module: a hook left behind would act on the next candidate.
 HOOKS = (
@@ -105,7 +99,7 @@ class ModuleBank:
         self.cuda = device.type == "cuda"
         self.stem = self._placed(build_sequence(arch.stem))
         self.head = self._placed(build_sequence(arch.head))
-        self.classifier = self._placed(Classifier(arch.features, num_classes).build())
+        self.classifier = self._placed(build_layer(Classifier(arch.features, num_classes)))
         self.blocks: dict[tuple[int, BlockType], nn.Module] = {}
         self.resets: dict[int, Reset] = {id(m): Reset.of(m) for m in (self.stem, self.head, self.classifier)}
         self.host = torch.empty(0)

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BlockswapError
+from ..networks.architectures import Architecture
 from ..networks.blocks import BlockType, valid_types
 from ..networks.genotype import Genotype
 from ..networks.layers import Cost
-from ..networks.models import Architecture
 
 BUDGET_KINDS = ("params", "macs", "latency")
 BUDGET_UNITS = {"params": "params", "macs": "macs", "latency": "microseconds of latency"}

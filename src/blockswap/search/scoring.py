@@ -24,8 +24,9 @@ from tqdm import tqdm
 from ..data.loader import training_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
+from ..networks.architectures import parse_arch
 from ..networks.genotype import Genotype
-from ..networks.models import Network, build_model, parse_arch
+from ..networks.models import Network, build_model
 from ..provenance import (
     check_result_name,
     input_digests,

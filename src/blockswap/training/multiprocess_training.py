@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.datasets import load_dataset
+from ..data.loaders import load_dataset
 from ..data.splits import Dataset
 from . import distributed
 from .checkpoint import METRICS_FILE

@@ -15,7 +15,8 @@ from torch import nn
 from ..data.loader import evaluation_batches
 from ..data.splits import Dataset
 from ..errors import BlockswapError
-from ..networks.pretrained import describe, is_pretrained_spec, load_pretrained_teacher, weights_path
+from ..networks.pretrained import describe, load_pretrained_teacher
+from ..networks.teacher_specs import is_pretrained_spec, weights_path
 from ..provenance import file_digest, provenance
 from .checkpoint import MODEL_FILE, load_model
 from .evaluation import EVAL_BATCH_SIZE, evaluate

@@ -46,12 +46,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..data.datasets import load_dataset
 from ..data.loader import epoch_batches, evaluation_batches
+from ..data.loaders import load_dataset
 from ..data.splits import Dataset
 from ..errors import BlockswapError
 from ..locks import run_lock
-from ..networks.models import build_model, parse_arch
+from ..networks.architectures import parse_arch
+from ..networks.models import build_model
 from ..networks.pretrained import PretrainedTeacher, inherit_teacher_weights
 from ..provenance import file_digest, provenance, write_json, write_result_text
 from ..seeds import derive_seed
