@@ -36,7 +36,8 @@ from blockswap.networks.models import Network, initialise
 from blockswap.networks.modules import Block, build_layer, build_sequence
 from blockswap.provenance import provenance
 from blockswap.search.bank import ModuleBank
-from blockswap.search.proxies import PROXIES, measure_candidate
+from blockswap.search.proxies import PROXIES
+from blockswap.search.proxies.candidate import measure_candidate
 from blockswap.search.sampling import CostTable, sample_candidates
 from blockswap.search.scoring import MEMORY_FORMATS, ScoringSettings
 from blockswap.seeds import derive_seed

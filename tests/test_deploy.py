@@ -38,6 +38,7 @@ from blockswap.deploy.latency_validation import check_table
 from blockswap.deploy.settings import Setting
 from blockswap.deploy.timing import settings_from
 from blockswap.provenance import read_sidecar, write_json, write_result_text
+from blockswap.reporting.latency_ranks import latency_ranks
 from blockswap.reporting.report import table2
 from blockswap.reporting.students import students_table
 from blockswap.search.sampling import (
@@ -256,7 +257,7 @@ def test_latency_ranks_of_trained_networks(tmp_path, capsys):
                 }
             )
     frame = pd.DataFrame(rows)
-    ranks = latency_check.latency_ranks(frame).set_index("measure")
+    ranks = latency_ranks(frame).set_index("measure")
     assert (ranks["n"] == 4).all()
     assert ranks.loc["params", "kendall_tau"] == pytest.approx(
         scipy.stats.kendalltau([1, 2, 3, 4], [1, 3, 2, 4])[0], abs=1e-4
@@ -265,7 +266,7 @@ def test_latency_ranks_of_trained_networks(tmp_path, capsys):
         scipy.stats.kendalltau([30, 20, 25, 10], [1, 3, 2, 4])[0], abs=1e-4
     )
     with pytest.raises(BlockswapError, match="no measured latency"):
-        latency_check.latency_ranks(frame.assign(latency_ms=None))
+        latency_ranks(frame.assign(latency_ms=None))
     students = tmp_path / "students.csv"
     write_result_text(students, frame.to_csv(index=False))
     code, out, err = run(

@@ -9,8 +9,9 @@ import torch
 from cocofiles import write_coco
 from helpers import BIN, ROOT
 
+from blockswap.detection import AP_NAMES
 from blockswap.detection.coco import CocoDetection, horizontal_flip
-from blockswap.detection.evaluate import AP_NAMES, coco_metrics
+from blockswap.detection.evaluate import coco_metrics
 from blockswap.detection.model import backbone_cost, build_detector, detector_cost
 from blockswap.detection.search import coco_minibatch, detection_fisher
 from blockswap.detection.train import (

@@ -19,22 +19,14 @@ from torch import nn
 from blockswap import CANDIDATE_SETS, BlockswapError, Genotype, build_model, parse_arch
 from blockswap.data.loaders import load_dataset
 from blockswap.search.measure import measure_along_training
-from blockswap.search.proxies import (
-    FLOOR,
-    PROXIES,
-    Measurement,
-    measure_candidate,
-    parse_proxies,
-)
+from blockswap.search.proxies import FLOOR, PROXIES, parse_proxies, stored_value
 from blockswap.search.proxies.activation import RELU_CALLS, relu_kernel
-from blockswap.search.proxies.base import stored_value
+from blockswap.search.proxies.base import Measurement
+from blockswap.search.proxies.candidate import measure_candidate
 from blockswap.search.sampling import CostTable, sample_candidates
 from blockswap.search.score_files import is_timing
-from blockswap.search.scoring import (
-    ScoringSettings,
-    read_scores,
-    score_candidates,
-)
+from blockswap.search.scoring import ScoringSettings, score_candidates
+from blockswap.search.selection import read_scores
 from blockswap.seeds import derive_seed
 
 F64 = torch.float64
@@ -96,7 +88,7 @@ def test_every_entry_states_what_it_needs():
         "random",
     } <= set(PROXIES)
     for name, p in PROXIES.items():
-        assert p.name == name and isinstance(p.higher_is_better, bool) and callable(p.compute)
+        assert p.name == name and isinstance(p.higher_is_better, bool) and callable(p.compute_function())
         assert p.definition and p.source and p.dtype and "\n" not in p.definition
     assert not PROXIES["synflow"].labels and PROXIES["synflow"].batchnorm == "bypassed"
     assert PROXIES["grasp"].cost == "double-backward"

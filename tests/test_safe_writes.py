@@ -20,7 +20,8 @@ from blockswap.locks import exclusive, run_lock
 from blockswap.provenance import atomic_write_text, temporary_name
 from blockswap.search.scoring import score_candidates
 from blockswap.training import checkpoint
-from blockswap.training.checkpoint import CHECKPOINT_FORMAT, METRICS_FILE, safe_load
+from blockswap.training.checkpoint import CHECKPOINT_FORMAT, safe_load
+from blockswap.training.run_files import METRICS_FILE
 from blockswap.training.runs import CHECKPOINT_FILE
 
 # --- a .partial file (and a run lock) that is a symbolic link ---------------------------------------

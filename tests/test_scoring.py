@@ -15,13 +15,8 @@ from blockswap.cli import main
 from blockswap.data.loaders import load_dataset
 from blockswap.search.sampling import CostTable, sample_candidates
 from blockswap.search.score_files import is_timing
-from blockswap.search.scoring import (
-    ScoringSettings,
-    parse_shard,
-    score_candidates,
-    select_best,
-    shard_of,
-)
+from blockswap.search.scoring import ScoringSettings, parse_shard, score_candidates, shard_of
+from blockswap.search.selection import select_best
 
 SIZE = 8
 

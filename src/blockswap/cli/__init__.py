@@ -1,9 +1,10 @@
 """The `blockswap` command: one subcommand per step of the paper's pipeline.
 
 Each module registers its subcommands in a `COMMANDS` table of (add arguments, run) pairs:
-`networks` (blocks, cost, data), `search` (sample, score, pick, select, ...), `training` (train,
-evaluate), `reporting` (report, figure, reseal), `workflow` (plan), `deploy` (latency, export, ...),
-`detection` (Table 4: search, train, evaluate, table) and `compress` (a user's own network).
+`networks` (blocks, cost, data), `search` (sample, pick, select, best), `scoring` (score, search),
+`training` (train, evaluate), `reporting` (report, figure, reseal), `workflow` (plan), `deploy`
+(latency, export, ...), `detection` (Table 4: search, train, evaluate, table) and `compress` (a
+user's own network).
 `COMMAND_MODULES` names each subcommand's module, so a run imports that module alone: a workflow
 job that writes a table or picks a network does not pay for torch's import. A user's mistake
 (`BlockswapError`, or a bad argument) is one line on stderr and exit code 2, and so is a file the
@@ -27,7 +28,8 @@ MAX_MESSAGE = 1000  # characters of an error line, at most (about)
 # Subcommand -> the module of blockswap.cli whose COMMANDS table defines it.
 COMMAND_MODULES = {
     **dict.fromkeys(("blocks", "cost", "data"), "networks"),
-    **dict.fromkeys(("sample", "score", "pick", "select", "search", "best"), "search"),
+    **dict.fromkeys(("sample", "pick", "select", "best"), "search"),
+    **dict.fromkeys(("score", "search"), "scoring"),
     **dict.fromkeys(("train", "evaluate"), "training"),
     **dict.fromkeys(("report", "figure", "reseal"), "reporting"),
     "plan": "workflow",

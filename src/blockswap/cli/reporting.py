@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..deploy.latency_validation import latency_ranks, latency_ranks_display
 from ..errors import BlockswapError
 from ..provenance import input_record, provenance, reseal, seal_all, write_results
 from ..reporting.convergence import DEFAULT_PLATEAU, convergence_display, convergence_table
+from ..reporting.latency_ranks import latency_ranks, latency_ranks_display
 from ..reporting.noise import ceiling_display, ceiling_table
 from ..reporting.proxy_tables import (
     correlation_display,

@@ -16,7 +16,7 @@ from ..networks.genotype import Genotype
 from ..networks.teacher_specs import is_pretrained_spec
 from ..provenance import provenance, write_json
 from ..seeds import seed_argument
-from ..training.checkpoint import METRICS_FILE, load_model
+from ..training.checkpoint import load_model
 from ..training.config import CONFIG_FIELDS, PROTOCOLS, PRUNERS, SCHEDULES, TrainConfig
 from ..training.distributed import (
     SINGLE,
@@ -28,6 +28,7 @@ from ..training.distributed import (
 )
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
 from ..training.multiprocess_training import train_parallel, train_rank
+from ..training.run_files import METRICS_FILE
 from ..training.teachers import is_pretrained_teacher, pretrained_metrics
 from ..training.train import Trainer, train_together
 from ..validation import load_yaml

@@ -45,9 +45,10 @@ from ..provenance import atomic_write, file_digest, provenance, read_sidecar, se
 from ..search.evolution import SearchSettings, history_winner, read_history, search_to_file
 from ..search.sampling import CostTable, check_budget
 from ..search.scoring import Scorer, ScoringSettings
-from ..training.checkpoint import MODEL_FILE, load_model
+from ..training.checkpoint import load_model
 from ..training.config import TrainConfig
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
+from ..training.run_files import MODEL_FILE
 from ..training.train import Trainer
 from ..validation import check_batch_norm_batch, check_training_batches
 from .report import REPORT_FILE, write_report

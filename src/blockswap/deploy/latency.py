@@ -53,9 +53,6 @@ from .timing import (
 )
 
 LATENCY_FORMAT = "blockswap-latency/1"
-# A trained network's measured end-to-end latency: the key of `blockswap measure`'s file, and the
-# column of the students table that holds it.
-LATENCY_COLUMN = "latency_ms"
 
 
 # --- the table -----------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """How good is a latency table? Predicted (sum of parts) against measured end-to-end latency of
 random students of the table's space, and how well the table and the cheap counts (params, MACs)
 rank networks by measured latency; and the whole-network timings a setting's calibration is fitted
-to (`calibrate`, the line itself in `calibration`) (docs/deployment.md).
+to (`calibrate`, the line itself in `calibration`) (docs/deployment.md). How the counts rank trained
+networks by their measured latency is a table of the run's (reporting/latency_ranks.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,11 +18,10 @@ from ..networks.blocks import BlockType, candidate_set
 from ..networks.genotype import Genotype
 from ..networks.models import build_model
 from ..search.sampling import CostTable
-from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
-from ..stats.ranks import kendall_tau_b
+from ..stats.ranks import finite_or_none, tau_with_interval
 from . import calibration as line
 from .export import deployable
-from .latency import LATENCY_COLUMN, LatencyTable
+from .latency import LatencyTable
 from .settings import Setting
 from .timing import MIN_RUNS, MIN_WARMUP, load_average, measure_model
 
@@ -166,28 +165,12 @@ def check_table(
     return frame, summary
 
 
-def tau_with_interval(x, y, seed: int = BOOTSTRAP_SEED) -> dict:
-    """Kendall tau-b of x with y, its 95 % paired bootstrap interval and n (None where undefined)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if n < 3:
-        return {"tau": None, "low": None, "high": None, "n": n}
-    index = np.random.default_rng(seed).integers(0, n, (BOOTSTRAP_RESAMPLES, n))
-    point = float(kendall_tau_b(x[None], y[None])[0])
-    low, high = interval(kendall_tau_b(x[index], y[index]))
-    return {"tau": _defined(point), "low": _defined(low), "high": _defined(high), "n": n}
-
-
-def _defined(value: float, digits: int = 4):
-    return None if not math.isfinite(value) else round(value, digits)
-
-
 def calibration(frame: pd.DataFrame, seed: int = 0) -> dict:
     """How much of the table's error a setting's calibration (`calibration`: a line fitted to
     whole networks) removes, scored on these students: `median_ratio` is measured / predicted over
     all of them; the calibrated figures are the held-out error of the line, each student predicted
     by the line fitted on the other folds (None with fewer students than a calibration needs)."""
-    ratio = _defined(float((frame["measured_ms"] / frame["predicted_ms"]).median()))
+    ratio = finite_or_none(float((frame["measured_ms"] / frame["predicted_ms"]).median()))
     if len(frame) < line.MIN_NETWORKS:
         return {"median_ratio": ratio, "calibrated_mape_pct": None, "calibrated_within_10pct": None}
     error = line.error_summary(line.held_out_errors(frame["predicted_ms"], frame["measured_ms"], seed))
@@ -215,57 +198,3 @@ def check_summary(frame: pd.DataFrame) -> dict:
         round(float(frame["measured_ms"].max()), 4),
     ]
     return summary
-
-
-# --- trained networks ----------------------------------------------------------------------------
-
-RANK_COLUMNS = ["measure", "kendall_tau", "low", "high", "n"]
-
-
-def latency_ranks(students: pd.DataFrame) -> pd.DataFrame:
-    """Kendall tau of params, MACs and trained test error against measured latency among the
-    trained networks of a run (`tables/students.csv` with its latency_ms column). A network trained
-    under several seeds is one network: its latencies are averaged, so n counts distinct networks."""
-    if LATENCY_COLUMN not in students.columns or students[LATENCY_COLUMN].isna().all():
-        raise BlockswapError(
-            "the students table has no measured latency (latency_ms is empty): "
-            "set latency.enabled and rerun, or pass 'blockswap measure' files to 'report students'"
-        )
-    measured = students.dropna(subset=[LATENCY_COLUMN])
-    networks = measured.groupby(["arch", "genotype"], sort=True).agg(
-        params=("params", "first"),
-        macs=("macs", "first"),
-        test_error=("test_error", "mean"),
-        latency=(LATENCY_COLUMN, "mean"),
-    )
-    rows = []
-    for measure in ("params", "macs", "test_error"):
-        tau = tau_with_interval(networks[measure], networks["latency"])
-        rows.append([measure, tau["tau"], tau["low"], tau["high"], tau["n"]])
-    return pd.DataFrame(rows, columns=RANK_COLUMNS)
-
-
-def latency_ranks_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """The latency ranks as printed: tau and its 95 % interval as text, and what n counts."""
-
-    def show(value) -> str:
-        return "n/a" if value is None or pd.isna(value) else f"{value:+.2f}"
-
-    rows = [
-        {
-            "measure": row.measure,
-            "Kendall tau with measured latency": show(row.kendall_tau),
-            "95 % interval": f"[{show(row.low)}, {show(row.high)}]",
-            "n": row.n,
-        }
-        for row in frame.itertuples(index=False)
-    ]
-    rows.append(
-        {
-            "measure": "note",
-            "Kendall tau with measured latency": "n counts distinct trained networks (seeds of one network "
-            "averaged); a tau near 1 means the count orders networks as their measured latency does; the "
-            "interval is a 95 % bootstrap over networks",
-        }
-    )
-    return pd.DataFrame(rows)

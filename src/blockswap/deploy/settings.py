@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from ..errors import BlockswapError
 
 DEVICES = ("cpu", "cuda")
+# A trained network's measured end-to-end latency: the key of `blockswap measure`'s file, and the
+# column of the students table that holds it.
+LATENCY_COLUMN = "latency_ms"
 
 
 def available_cores() -> int:

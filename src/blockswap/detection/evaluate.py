@@ -16,10 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import BlockswapError
+from . import AP_NAMES, IOU_TYPES
 from .coco import CocoDetection, collate
-
-IOU_TYPES = ("bbox", "segm")
-AP_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
 
 def coco_metrics(coco_gt, detections: list[dict], iou_type: str, image_ids: Iterable[int]) -> dict:

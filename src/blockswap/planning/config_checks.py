@@ -9,8 +9,8 @@ from ..errors import BlockswapError
 from ..networks.architectures import parse_arch
 from ..networks.blocks import candidate_set, parse_block
 from ..search.evolution import scaled_sizes
+from ..search.proxies import parse_proxies
 from ..search.sampling import CostTable, check_budget
-from ..search.scoring import ScoringSettings
 from ..validation import check_batch_norm_batch, check_training_batches
 from .budgets import (
     ablation_budgets,
@@ -147,7 +147,7 @@ def check_budgets(config: dict) -> None:
 
 def check_search_method(config: dict) -> None:
     """Guided-search settings the schema cannot check: the tournament against the population, the
-    proxy against the registry (through ScoringSettings, which parses it), and the comparison's
+    proxy against the registry, and the comparison's
     counts against its seeds, evaluations and budgets."""
     search, comparison = config["search"], config.get("comparison") or {}
     population, tournament = search.get("population", 64), search.get("tournament", 10)
@@ -158,7 +158,7 @@ def check_search_method(config: dict) -> None:
         )
     scaled_sizes(search["samples"], population, tournament)
     try:
-        ScoringSettings(arch="-", dataset="-", num_classes=1, image_size=1, proxies=[search.get("proxy", "fisher")])
+        parse_proxies([search.get("proxy", "fisher")])
     except BlockswapError as err:
         raise BlockswapError(f"search.proxy: {err}") from None
     seeds, trained = comparison.get("seeds") or [], comparison.get("trained", 0)

@@ -15,11 +15,11 @@ import seaborn as sns  # noqa: E402
 
 from ..errors import BlockswapError  # noqa: E402
 from ..provenance import atomic_write, code_version, remove_results  # noqa: E402
-from ..search.proxies.base import FLOOR
+from ..search.proxies import FLOOR
 from ..search.score_files import selection_column
-from ..search.scoring import read_scores  # noqa: E402
+from ..search.selection import read_scores
 from ..stats.intervals import mean_interval  # noqa: E402
-from ..training.checkpoint import check_recorded_file  # noqa: E402
+from ..training.run_files import check_recorded_file
 from ..validation import read_csv_table, read_json_record, require  # noqa: E402
 from .correlation import POOLED, ranked
 from .report import ERROR_STD_DDOF, TABLE2_ORDER  # noqa: E402

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import BlockswapError
 from ..search.proxies import PROXIES
 from ..search.score_files import TIMING_PREFIX, parse_proxy_column
-from ..search.scoring import read_scores
+from ..search.selection import read_scores
 from ..stats.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from ..validation import read_csv_table
 from .correlation import POOLED, Measure, correlate, stability
@@ -43,7 +43,6 @@ def correlation_table(students: pd.DataFrame, proxy_files: dict, resamples: int 
     given params and given MACs, 95 % bootstrap intervals, n, whether the proxy beats the params
     control, the paper's Table 1 rho where the setting is the paper's (docs/proxies.md), and the
     group's noise ceiling from the seeds of the random students (CEILING_COLUMNS)."""
-    # Imported here: scoring loads torch, which the other tables do not need.
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     random = students[students["method"] == "random"]
     dataset = random["dataset"].iloc[0] if len(random) else ""

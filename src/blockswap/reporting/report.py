@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..detection.evaluate import AP_NAMES, IOU_TYPES
+from ..detection import AP_NAMES, IOU_TYPES
 from ..errors import BlockswapError
 from ..validation import read_json_record, require
 from .paper import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..deploy.latency import LATENCY_COLUMN
+from ..deploy.settings import LATENCY_COLUMN
 from ..errors import BlockswapError
 from ..validation import EXPECTED, check_value, read_csv_table, read_json_record, require
 

@@ -20,7 +20,7 @@ Every parameter and buffer then holds, bit for bit, what a fresh build of the ca
 (tests/test_bank.py), whatever the previous candidate's measurement did to the modules: SGD steps,
 BN running statistics, gradients, frozen weights. Proxies that change a network's structure
 (SynFlow removes its BatchNorm layers) or redraw its weights (zen) work on their own copy
-(`proxies.private_copy`), never on the bank's modules.
+(`proxies.candidate.private_copy`), never on the bank's modules.
 """
 
 from __future__ import annotations

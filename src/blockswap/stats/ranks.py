@@ -3,7 +3,11 @@ resample), so that a point estimate and its bootstrap are one call."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from .intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval
 
 # Pairwise matrices are (resamples, n, n): resamples are processed in chunks of at most this many
 # float64 cells (about 64 MB), so a 300-network pooled bootstrap fits a laptop.
@@ -44,3 +48,20 @@ def partial_tau(t_xy: np.ndarray, t_xz: np.ndarray, t_yz: np.ndarray) -> np.ndar
     """Kendall's partial tau of x and y given z (Kendall 1942), from the three pairwise taus."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return (t_xy - t_xz * t_yz) / np.sqrt((1 - t_xz**2) * (1 - t_yz**2))
+
+
+def tau_with_interval(x, y, seed: int = BOOTSTRAP_SEED) -> dict:
+    """Kendall tau-b of x with y, its 95 % paired bootstrap interval and n (None where undefined)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    if n < 3:
+        return {"tau": None, "low": None, "high": None, "n": n}
+    index = np.random.default_rng(seed).integers(0, n, (BOOTSTRAP_RESAMPLES, n))
+    point = float(kendall_tau_b(x[None], y[None])[0])
+    low, high = interval(kendall_tau_b(x[index], y[index]))
+    return {"tau": finite_or_none(point), "low": finite_or_none(low), "high": finite_or_none(high), "n": n}
+
+
+def finite_or_none(value: float, digits: int = 4) -> float | None:
+    """`value` rounded, or None where it is undefined (NaN, infinite): what a JSON summary holds."""
+    return None if not math.isfinite(value) else round(value, digits)

@@ -9,7 +9,6 @@ run that wrote it, so it is not.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from pathlib import Path
@@ -18,14 +17,12 @@ import torch
 
 from ..errors import BlockswapError
 from ..networks.models import Network, build_model
-from ..provenance import atomic_write, file_digest, seal, verify
+from ..provenance import atomic_write, seal, verify
+from .run_files import MODEL_FILE, check_recorded_file
 from .snip import apply_masks
 
 MODEL_FORMAT = "blockswap-model/1"
 CHECKPOINT_FORMAT = "blockswap-checkpoint/1"
-MODEL_FILE = "model.pt"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
 # torch.save writes a zip archive; anything else (a CSV, a legacy raw pickle) is not one of ours.
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -110,25 +107,6 @@ def model_record(model: Network, input_size, dataset: str, masks: dict | None = 
 def save_model(model: Network, path: str | Path, input_size, dataset: str, masks: dict | None = None) -> None:
     atomic_save(model_record(model, input_size, dataset, masks), path)
     seal(path)
-
-
-def check_recorded_file(path: str | Path, key: str) -> None:
-    """A run's model.pt or history.csv must be the file its metrics.json, beside it, recorded under
-    `key` when the run finished. A file copied in from another run carries its own seal, consistent
-    with it; only the record beside it tells the two apart. Folders without that record (a run not
-    finished, a file moved out of its folder) are taken as they are."""
-    path = Path(path)
-    record = path.parent / METRICS_FILE
-    try:
-        metrics = json.loads(record.read_bytes())
-    except (OSError, ValueError):  # no record here; a damaged one is named by the readers of metrics.json
-        return
-    expected = metrics.get(key) if isinstance(metrics, dict) else None
-    if isinstance(expected, str) and file_digest(path) != expected:
-        raise BlockswapError(
-            f"{path} is not the file {record} records for its run (seed {metrics.get('seed')!r}): it was replaced "
-            "or copied from another run; put the run's own file back, or delete the folder and rerun it"
-        )
 
 
 def load_model(path: str | Path, recorded: bool = True) -> tuple[Network, dict]:

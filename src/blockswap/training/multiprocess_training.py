@@ -12,9 +12,9 @@ import torch
 from ..data.loaders import load_dataset
 from ..data.splits import Dataset
 from . import distributed
-from .checkpoint import METRICS_FILE
 from .config import TrainConfig
 from .distributed import World
+from .run_files import METRICS_FILE
 from .runs import finished_run
 from .train import Trainer
 

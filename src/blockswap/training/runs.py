@@ -11,8 +11,9 @@ import torch
 from ..errors import BlockswapError
 from ..provenance import verify
 from . import teachers
-from .checkpoint import METRICS_FILE, MODEL_FILE, check_recorded_file, load_model
+from .checkpoint import load_model
 from .config import TrainConfig, is_finite_number
+from .run_files import METRICS_FILE, MODEL_FILE, check_recorded_file
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

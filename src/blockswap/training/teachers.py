@@ -18,8 +18,9 @@ from ..errors import BlockswapError
 from ..networks.pretrained import describe, load_pretrained_teacher
 from ..networks.teacher_specs import is_pretrained_spec, weights_path
 from ..provenance import file_digest, provenance
-from .checkpoint import MODEL_FILE, load_model
+from .checkpoint import load_model
 from .evaluation import EVAL_BATCH_SIZE, evaluate
+from .run_files import MODEL_FILE
 
 
 def is_pretrained_teacher(spec: str) -> bool:

@@ -58,20 +58,13 @@ from ..provenance import file_digest, provenance, write_json, write_result_text
 from ..seeds import derive_seed
 from ..validation import check_training_batches
 from . import distributed, snip
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    HISTORY_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    atomic_save,
-    safe_load,
-    save_model,
-)
+from .checkpoint import CHECKPOINT_FORMAT, atomic_save, safe_load, save_model
 from .config import PRUNERS, SCHEDULES, TrainConfig, is_whole
 from .distillation import check_compatible, default_beta, distillation_loss
 from .distributed import SINGLE, World
 from .evaluation import EVAL_BATCH_SIZE, WithIntermediates, autocast, evaluate
 from .lockstep import check_lockstep
+from .run_files import HISTORY_FILE, METRICS_FILE, MODEL_FILE
 from .runs import (
     CHECKPOINT_FILE,
     convergence,

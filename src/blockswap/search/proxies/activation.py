@@ -11,9 +11,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ...errors import BlockswapError
-from .base import Measurement, Proxy
-
-MELLOR = "Mellor et al., Neural Architecture Search without Training (ICML 2021)"
+from .base import Measurement
 
 # Every way a ReLU is called: nn.ReLU (F.relu, in place or not), the functional forms, the
 # tensor methods. A TorchFunctionMode sees the outermost call only (the mode is off while the
@@ -144,51 +142,3 @@ def meco(m: Measurement) -> float:
         for handle in handles:
             handle.remove()
     return sum(values)
-
-
-ENTRIES = {
-    p.name: p
-    for p in [
-        Proxy(
-            "naswot",
-            True,
-            "log |K_H|, K_H[i,j] = ReLU units where examples i and j have the same code (x > 0)",
-            MELLOR,
-            labels=False,
-            data="minibatch",
-            batchnorm="train",
-            dtype="float64",
-            cost="forward",
-            kind="activation",
-            compute=naswot,
-        ),
-        Proxy(
-            "jacob_cov",
-            True,
-            "-sum(log(lambda + 1e-5) + 1/(lambda + 1e-5)), lambda the eigenvalues of the "
-            "correlation of per-example input Jacobians of the output sum",
-            MELLOR + " (arXiv v1); Abdelfattah et al. (ICLR 2021)",
-            labels=False,
-            data="minibatch",
-            batchnorm="train",
-            dtype="scoring",
-            cost="forward+backward",
-            kind="activation",
-            compute=jacob_cov,
-        ),
-        Proxy(
-            "meco",
-            True,
-            "sum over layers of the minimum eigenvalue of the channel correlation of the feature "
-            "map of one Gaussian example",
-            "Jiang et al., MeCo (NeurIPS 2023)",
-            labels=False,
-            data="gaussian",
-            batchnorm="train",
-            dtype="scoring",
-            cost="forward",
-            kind="activation",
-            compute=meco,
-        ),
-    ]
-}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...seeds import derive_seed
-from .base import Measurement, Proxy, stream
+from .base import Measurement, stream
 
 
 def _cost(column: str):
@@ -17,47 +17,11 @@ def _cost(column: str):
     return compute
 
 
-def _cost_control(column: str, what: str) -> Proxy:
-    """Table 1's control that reads a cost column of the candidates file: no network, no data."""
-    return Proxy(
-        column,
-        True,
-        f"{what} (the candidates file's {column} column)",
-        "Table 1's control",
-        labels=False,
-        data="none",
-        batchnorm="none",
-        dtype="-",
-        cost="free",
-        kind="control",
-        compute=_cost(column),
-        cost_column=column,
-    )
-
-
 def random_score(m: Measurement) -> float:
     """Uniform on [0, 1) from derive_seed(scoring seed, candidate, stream("random")): repeatable,
     the same in every shard, the same at every k, and independent of the network."""
     return float(np.random.default_rng(derive_seed(m.seed, m.candidate, stream("random"))).random())
 
 
-ENTRIES = {
-    p.name: p
-    for p in [
-        _cost_control("params", "trainable parameters"),
-        _cost_control("macs", "multiply-accumulates"),
-        Proxy(
-            "random",
-            True,
-            "uniform [0, 1) seeded by (seed, candidate): the score of no information",
-            "a baseline",
-            labels=False,
-            data="none",
-            batchnorm="none",
-            dtype="float64",
-            cost="free",
-            kind="control",
-            compute=random_score,
-        ),
-    ]
-}
+params = _cost("params")
+macs = _cost("macs")

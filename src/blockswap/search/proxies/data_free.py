@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from .base import Measurement, Proxy, weight_layers
+from .base import Measurement, weight_layers
 
 
 def bypass_batchnorm(model: nn.Module) -> nn.Module:
@@ -95,37 +95,3 @@ def zen(m: Measurement) -> float:
     delta = float((f - f_mixed).abs().flatten(1).sum(1).mean())
     bn = sum(0.5 * math.log(float(b.running_var.mean())) for b in model.modules() if isinstance(b, nn.BatchNorm2d))
     return (math.log(delta) if delta > 0 else -math.inf) + bn
-
-
-ENTRIES = {
-    p.name: p
-    for p in [
-        Proxy(
-            "synflow",
-            True,
-            "log10 of sum over conv/linear weights of |theta * dR/dtheta|, R = sum of the output "
-            "of the |theta| network without BN on an all-ones input",
-            "Tanaka et al., SynFlow (NeurIPS 2020); Abdelfattah et al. (ICLR 2021) as a NAS proxy",
-            labels=False,
-            data="ones",
-            batchnorm="bypassed",
-            dtype="float64",
-            cost="forward+backward",
-            kind="data-free",
-            compute=synflow,
-        ),
-        Proxy(
-            "zen",
-            True,
-            "log mean_n ||f(x) - f(x + 0.01 eps)||_1 + sum_BN log sqrt(mean running_var), Gaussian weights and inputs",
-            "Lin et al., Zen-NAS (ICCV 2021)",
-            labels=False,
-            data="gaussian",
-            batchnorm="train",
-            dtype="scoring",
-            cost="forward",
-            kind="data-free",
-            compute=zen,
-        ),
-    ]
-}

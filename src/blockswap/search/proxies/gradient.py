@@ -11,9 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import BlockswapError
-from .base import Measurement, Proxy, weight_layers
-
-ZERO_COST = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS (ICLR 2021)"
+from .base import Measurement, weight_layers
 
 
 def _weight_grads(m: Measurement, create_graph: bool = False):
@@ -126,60 +124,3 @@ def zico(m: Measurement) -> float:
         if layer_sum != 0:
             total += math.log(layer_sum)
     return total
-
-
-def _entry(name, definition, source, compute, cost="forward+backward"):
-    return Proxy(
-        name,
-        True,
-        definition,
-        source,
-        labels=True,
-        data="minibatch",
-        batchnorm="train",
-        dtype="scoring",
-        cost=cost,
-        kind="gradient",
-        compute=compute,
-    )
-
-
-ENTRIES = {
-    p.name: p
-    for p in [
-        _entry(
-            "fisher_zc",
-            "zero-cost-nas fisher: sum over conv/linear layers and output channels of "
-            "fan_in * 0.5 mean_n (sum_hw a*dL/da)^2",
-            ZERO_COST + "; Theis et al. 2018",
-            fisher_zc,
-        ),
-        _entry(
-            "snip",
-            "sum over conv/linear weights of |theta * dL/dtheta|",
-            ZERO_COST + "; Lee et al., SNIP (ICLR 2019)",
-            snip,
-        ),
-        _entry(
-            "grasp",
-            "sum over conv/linear weights of -theta * (H dL/dtheta), H the loss Hessian",
-            ZERO_COST + "; Wang et al., GraSP (ICLR 2020)",
-            grasp,
-            cost="double-backward",
-        ),
-        _entry("plain", "sum over conv/linear weights of theta * dL/dtheta", ZERO_COST, plain),
-        _entry(
-            "grad_norm_zc",
-            "sum over conv/linear layers of ||dL/dW||_2 (zero-cost-nas; equals Table 1's grad_norm on these networks)",
-            ZERO_COST,
-            grad_norm_zc,
-        ),
-        _entry(
-            "zico",
-            "sum over conv/linear layers of log sum_w mean|g_w| / std(g_w) over 2 half-minibatches",
-            "Li et al., ZiCo (ICLR 2023)",
-            zico,
-            cost="forward+backward",
-        ),
-    ]
-}
