@@ -98,12 +98,34 @@ def test_console_script_without_traceback(tmp_path):
     assert proc.stderr.strip() == f"blockswap: error: unknown block type 'Nope'; allowed: {ALLOWED_FORMS}"
 
 
+def test_every_command_is_listed_with_the_module_that_defines_it():
+    """The command line imports only the chosen command's module, found in COMMAND_MODULES: a
+    command a module adds but the table lacks would be unreachable."""
+    import importlib
+    import pkgutil
+
+    from blockswap import cli
+    from blockswap.cli import COMMAND_MODULES
+
+    defined = {}
+    for module in sorted(info.name for info in pkgutil.iter_modules(cli.__path__) if info.name != "__main__"):
+        commands = getattr(importlib.import_module(f"blockswap.cli.{module}"), "COMMANDS", {})
+        defined.update(dict.fromkeys(commands, module))
+    assert defined == COMMAND_MODULES
+
+
+def test_an_unknown_command_lists_every_command(capsys):
+    assert main(["nope"]) == 2
+    message = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in message and "'select'" in message and "'compress'" in message
+
+
 @pytest.mark.slow
 def test_help_on_every_command(capsys):
     """Each command's help in this process; the program's help as a terminal shows it."""
-    from blockswap.cli import COMMANDS
+    from blockswap.cli import COMMAND_MODULES
 
-    for argv in [[name, "--help"] for name in COMMANDS]:
+    for argv in [[name, "--help"] for name in COMMAND_MODULES]:
         with pytest.raises(SystemExit) as done:
             main(argv)
         assert done.value.code == 0 and "usage:" in capsys.readouterr().out, argv
