@@ -969,6 +969,7 @@ def last_stage_is_1x1(size: int) -> bool:
     return -(-size // 4) == 1
 
 
+@pytest.mark.slow
 @settings(SETTINGS, max_examples=SEARCH_EXAMPLES or 30)
 @given(size=st.integers(1, 8), batch=st.sampled_from(BATCH_SIZES), drop_last=st.booleans())
 def test_a_training_minibatch_of_one_image_at_1x1_is_one_line(valid, size, batch, drop_last):

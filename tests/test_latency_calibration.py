@@ -247,6 +247,7 @@ def test_damaged_calibration_data_is_one_line(calibrated, tmp_path, capsys, dama
 # --- the command -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_latency_calibrate_times_whole_networks_and_stores_the_line(tmp_path, capsys):
     path = tmp_path / "t.json"
     argv = ["latency", ARCH, "--dataset", "digits", "--image-size", "8", "--threads", "1", "--quiet", "--out", path]

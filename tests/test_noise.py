@@ -100,6 +100,7 @@ def test_seed_statistics_average_over_pairs_of_seeds():
     assert row["ceiling_tau_low"] <= row["ceiling_tau"] <= row["ceiling_tau_high"]
 
 
+@pytest.mark.slow
 def test_independent_noise_leaves_no_ceiling_to_speak_of():
     rng = np.random.default_rng(0)
     errors = 10 + rng.normal(0, 1, (200, 2))  # the networks are all alike: error is seed noise alone

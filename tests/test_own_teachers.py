@@ -167,6 +167,7 @@ def test_a_student_of_own_blocks_only_is_the_teacher_up_to_its_classifier(files)
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_student_of_another_skeleton_or_block_is_refused(files):
     teacher = load_pretrained_teacher(f"torchvision:resnet50:{files['resnet50']}", 3, SIZE)
     one_line_error(

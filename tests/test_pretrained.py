@@ -195,6 +195,7 @@ def test_unreadable_files_are_one_clear_line(weights, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_state_dicts_of_the_wrong_network_are_one_clear_line(reference, tmp_path):
     state = reference.state_dict()
     renamed = dict(state)

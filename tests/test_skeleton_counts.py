@@ -44,7 +44,7 @@ def cases():
             yield bt, shape
 
 
-@pytest.mark.parametrize("size", [14, 7, 5])
+@pytest.mark.parametrize("size", [14, pytest.param(7, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
 def test_every_block_shape_counts_as_flop_counter_mode_and_the_module(size):
     checked = 0
     for bt, (cin, cout, stride) in cases():
@@ -68,7 +68,7 @@ def random_genotype(arch_name, rng, types):
     [
         ("resnet-50", (224, 224), 1000, "bottleneck"),
         ("resnet-101", (64, 48), 7, "bottleneck"),
-        ("resnet-152", (32, 32), 3, "bottleneck"),
+        pytest.param("resnet-152", (32, 32), 3, "bottleneck", marks=pytest.mark.slow),
         ("resnet-18", (40, 40), 5, "paper"),
         ("resnet-34", (224, 224), 2, "paper"),
     ],

@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # each test starts Python processes
 
 # Commands whose whole run needs no torch (the workflow's cost, sample, pick, select, best, report,
 # figure and reseal jobs, and `blockswap plan`).
