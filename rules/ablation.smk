@@ -38,7 +38,7 @@ rule proxies:
         gpu=1,
         mem_mb=4000,
     params:
-        data=commands.data_args(config),
+        data=commands.scoring_data_args(config),
         search=config["search"],
         limit=config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,
@@ -69,7 +69,7 @@ rule proxies_reseeded:
         gpu=1,
         mem_mb=4000,
     params:
-        data=commands.data_args(config),
+        data=commands.scoring_data_args(config),
         search=config["search"],
         limit=config["ablation"]["stability_candidates"] or config["ablation"]["random_students"],
         proxies=SHOOTOUT_PROXIES,

@@ -28,8 +28,8 @@ from blockswap.planning.plan import (
     plan_notes,
     RELEASED_GENOTYPES,
     STUDENT_METHODS,
-    teacher_spec,
 )
+from blockswap.planning.teacher import teacher_spec
 from blockswap.planning.config_checks import check_detection
 from blockswap.reporting.single_blocktype import reference_args
 

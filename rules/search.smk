@@ -19,8 +19,9 @@ rule sample:
         search=config["search"],
         data=commands.data_args(config),
         latency=commands.sample_latency_args(config, LATENCY_TABLE),
+        keep=commands.keep_args(config),
     shell:
-        "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} "
+        "blockswap sample --arch {params.arch} --budget {wildcards.budget} {params.latency} {params.keep} "
         "--budget-kind {params.search[budget_kind]} --tolerance {params.search[tolerance]} "
         "--candidates {params.search[candidates]} --samples {params.search[samples]} "
         "--seed {params.search[seed]} {params.data} --out {output} > {log} 2>&1"
@@ -44,7 +45,7 @@ rule score:
         mem_mb=4000,
     params:
         search=config["search"],
-        data=commands.data_args(config),
+        data=commands.scoring_data_args(config),
         proxy=commands.search_proxy_args(config),
     shell:
         "blockswap score {input.candidates} {params.data} --shard {wildcards.shard}/{params.search[shards]} "

@@ -51,7 +51,7 @@ def reads_data_files(name) -> bool:
 MINIATURE_VALUES = {
     "own-network.yaml": lambda data: [
         f"data_dir={data / 'own-network' / 'images'}",
-        f"teacher={{weights: {data / 'own-network' / 'resnet18.pth'}}}",
+        f"teacher={{weights: {data / 'own-network' / 'resnet50.pth'}}}",
     ],
 }
 
@@ -132,7 +132,8 @@ def workflow_config_error(*configfiles) -> str | None:
     from blockswap.planning import outputs
     from blockswap.planning.config_checks import check_detection
     from blockswap.planning.config_file import SCHEMA, config_error_message
-    from blockswap.planning.plan import plan_networks, plan_notes, teacher_spec
+    from blockswap.planning.plan import plan_networks, plan_notes
+    from blockswap.planning.teacher import teacher_spec
 
     config = merged_configfiles(*configfiles)
     try:

@@ -113,6 +113,30 @@ def test_search_proxy_args_score_another_proxy_at_initialisation(default):
     )
 
 
+def test_scoring_data_args_use_a_pretrained_teachers_normalisation(default, tmp_path):
+    """Candidates are scored on inputs normalised as their students are trained: a pretrained
+    teacher's library's mean and std; a trained teacher's students use the dataset's own."""
+    assert commands.scoring_data_args(default) == commands.data_args(default)
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"")
+    own = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "own-network.yaml"])
+    own = changed(own, teacher={"weights": str(weights)})
+    assert commands.scoring_data_args(own) == (
+        "--dataset folder --data-dir=my-images --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225"
+    )
+    assert commands.guided_search_args(own).endswith(commands.scoring_data_args(own))
+
+
+def test_keep_args_name_the_blocks_and_the_teacher(default, tmp_path):
+    assert commands.keep_args(default) == ""
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"")
+    own = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "own-network.yaml"])
+    own = changed(own, teacher={"weights": str(weights), "keep": "layer1,layer3.0"})
+    assert commands.keep_args(own) == f"--keep layer1,layer3.0 --teacher torchvision:resnet50:{weights.resolve()}"
+    assert commands.guided_search_args(own).endswith(commands.keep_args(own))
+
+
 def test_guided_search_args(default):
     assert commands.guided_search_args(default) == (
         "--arch wrn-16-2 --budget-kind params --tolerance 0.025 --candidates paper --population 64 "

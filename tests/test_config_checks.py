@@ -71,6 +71,8 @@ WORKFLOW_CASES = [
         "ablation.stability_candidates: 13 is more than search.samples (12); allowed: 2 to 12",
     ),
     ({"ablation": {"stability_seeds": 1}}, "ablation.stability_seeds: 1 should not be valid"),
+    # Blocks kept as a pretrained teacher's own need one (the tiny run trains its teacher).
+    ({"teacher": {"keep": "layer1"}}, "teacher.keep names blocks of a pretrained teacher, and no pretrained teacher"),
     # Names and seeds that cannot make file names or seed every generator.
     ({"run": "r" * 101}, f"run: '{'r' * 101}' is too long"),
     ({"seeds": [0, 1, 2**32]}, "seeds.2: 4294967296 is greater than the maximum of 4294967295"),

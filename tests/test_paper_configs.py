@@ -17,6 +17,8 @@ import yaml
 from helpers import MINIATURE, ROOT, run_miniature, snakemake
 from snakemake_log import job_counts
 
+from blockswap.provenance import read_sidecar
+
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
 
 
@@ -142,14 +144,23 @@ def check_own_network(results: Path) -> None:
     students = rows(results, "students")
     assert count(students) == {"teacher": 1, "blockswap": 1}
     teacher = json.loads((results / "teachers" / "seed-0" / "metrics.json").read_text())
-    # The user's 3-class torchvision ResNet-18, counted by FlopCounterMode, fed its own normalisation.
-    assert teacher["mode"] == "pretrained" and teacher["params"] == 11_178_051
+    # The user's 3-class torchvision ResNet-50, counted by FlopCounterMode, fed its own normalisation.
+    assert teacher["mode"] == "pretrained" and teacher["params"] == 23_514_179
     assert teacher["pretrained"]["num_classes"] == 3 and teacher["normalisation"]["mean"] == [0.485, 0.456, 0.406]
+    # Candidates keep the teacher's first section (teacher.keep: layer1, three Bottlenecks) and were
+    # scored on inputs normalised as the students are trained: the teacher's normalisation.
+    candidates = read_sidecar(results / "search" / "8000000" / "candidates.csv")
+    assert candidates["kept"] == {"0": "T(4)", "1": "T(4)", "2": "T(4)"}
+    scores = read_sidecar(results / "search" / "8000000" / "scores" / "shard-0.csv")
+    assert scores["settings"]["mean"] == teacher["normalisation"]["mean"]
+    assert scores["settings"]["std"] == teacher["normalisation"]["std"]
     run = next((results / "students").glob("blockswap-*/seed-0"))
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["inherited"] == ["conv1", "bn1"] and metrics["arch"] == "resnet-18"
+    assert metrics["genotype"][:3] == ["T(4)"] * 3 and metrics["arch"] == "resnet-50"
+    # The stem and the kept blocks start from the teacher's weights.
+    assert metrics["inherited"] == ["conv1", "bn1", "layer1.0", "layer1.1", "layer1.2"]
     assert metrics["normalisation"] == teacher["normalisation"]
-    assert 3e6 * 0.975 < metrics["params"] < 3e6 * 1.025
+    assert 8e6 * 0.975 < metrics["params"] < 8e6 * 1.025
 
 
 # Configuration -> (tables, figures the README lists for it, the row checks).

@@ -322,3 +322,38 @@ def test_a_band_with_fewer_networks_than_samples_fails_at_once_with_the_count(wr
         sample_candidates(wrn101, 50_000, 12, seed=0)
     frame = sample_candidates(wrn101, 50_000, 4, seed=0)
     assert len(frame) == 4 == brute_force_count(wrn101, 50_000, "params", 0.025)
+
+
+KEEP = ["--arch", "resnet-18", "--budget", "5e6", "--samples", "4", "--dataset", "imagenet", "--image-size", "32"]
+SPEC = "torchvision:resnet18:/weights/never/read.pth"  # sampling reads the teacher's names, not its file
+
+
+def test_sample_keeps_the_named_blocks_of_a_pretrained_teacher(tmp_path):
+    out = tmp_path / "candidates.csv"
+    assert main(["sample", *KEEP, "--keep", "layer1,layer3.1", "--teacher", SPEC, "--out", str(out)]) == 0
+    genotypes = [g.split() for g in pd.read_csv(out)["genotype"]]
+    assert len(genotypes) == 4 and len({" ".join(g) for g in genotypes}) == 4
+    for genotype in genotypes:
+        kept = [i for i, block in enumerate(genotype) if block == "T"]
+        assert kept == [0, 1, 5]  # layer1's two BasicBlocks and layer3's second
+    from blockswap.provenance import read_sidecar
+
+    assert read_sidecar(out)["kept"] == {"0": "T", "1": "T", "5": "T"}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keep", "layer1"], "--keep names blocks of a pretrained teacher, and no pretrained teacher is given"),
+        (
+            ["--keep", "layer9", "--teacher", SPEC],
+            "--keep 'layer9' is not a block of resnet18; allowed: layer1 (.0-.1)",
+        ),
+        (["--keep", "layer1", "--teacher", "torchvision:resnet50:/w.pth"], "skeleton is resnet-50, not resnet-18"),
+    ],
+)
+def test_sample_keep_mistakes_are_one_line(tmp_path, capsys, extra, message):
+    out = tmp_path / "candidates.csv"
+    assert main(["sample", *KEEP, *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()

@@ -6,13 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from blockswap import CANDIDATE_SETS, BlockswapError, parse_arch
 from blockswap.cli import main
 from blockswap.data.loaders import load_dataset
+from blockswap.provenance import read_sidecar
 from blockswap.search.sampling import CostTable, sample_candidates
 from blockswap.search.score_files import is_timing
 from blockswap.search.scoring import ScoringSettings, parse_shard, score_candidates, shard_of
@@ -385,3 +388,28 @@ def test_select_by_another_proxy_uses_its_sign(tmp_path):
         main(["select", str(scores), "--candidates", str(csv), "--proxy", "nope", "--out", str(tmp_path / "n.json")])
         == 2
     )
+
+
+def test_a_given_normalisation_is_what_candidates_are_scored_with(tmp_path, digits, candidates):
+    """--mean/--std (a pretrained teacher's normalisation) reach the minibatches: the scores equal
+    scoring data normalised that way, differ from the dataset's own, and are in the fingerprint."""
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    rows = candidates.head(2)
+    given = score_candidates(rows, settings(mean=mean, std=std), digits, tmp_path / "given.csv")
+    renormalised = replace(digits, mean=tuple(mean), std=tuple(std))
+    by_hand = score_candidates(rows, settings(), renormalised, tmp_path / "by-hand.csv")
+    own = score_candidates(rows, settings(), digits, tmp_path / "own.csv")
+    assert without_seconds(given).equals(without_seconds(by_hand))
+    assert not np.allclose(given["fisher"], own["fisher"])
+    records = [read_sidecar(tmp_path / name) for name in ("given.csv", "by-hand.csv")]
+    assert records[0]["settings"]["mean"] == mean and records[1]["settings"]["mean"] is None
+    assert records[0]["fingerprint"] != records[1]["fingerprint"]
+
+
+def test_a_normalisation_needs_both_mean_and_std(tmp_path, capsys):
+    with pytest.raises(BlockswapError, match="both mean and std"):
+        settings(mean=[0.5, 0.5, 0.5])
+    candidates_csv = tmp_path / "c.csv"
+    candidates_csv.write_text("candidate,genotype,params,macs,ops\n")
+    assert main(["score", str(candidates_csv), "--dataset", "digits", "--mean", "0.5,0.5,0.5", "--out", "x"]) == 2
+    assert "--mean and --std go together" in capsys.readouterr().err

@@ -67,10 +67,10 @@ def random_genotype(arch_name, rng, types):
     "arch,size,classes,types",
     [
         ("resnet-50", (224, 224), 1000, "bottleneck"),
-        ("resnet-101", (64, 48), 7, "bottleneck"),
+        pytest.param("resnet-101", (64, 48), 7, "bottleneck", marks=pytest.mark.slow),
         pytest.param("resnet-152", (32, 32), 3, "bottleneck", marks=pytest.mark.slow),
         ("resnet-18", (40, 40), 5, "paper"),
-        ("resnet-34", (224, 224), 2, "paper"),
+        pytest.param("resnet-34", (224, 224), 2, "paper", marks=pytest.mark.slow),
     ],
 )
 def test_whole_students_count_as_flop_counter_mode(arch, size, classes, types):
@@ -87,7 +87,13 @@ def test_whole_students_count_as_flop_counter_mode(arch, size, classes, types):
         assert cost.macs == flop_counter_macs(net, (3, *size))
 
 
-@pytest.mark.parametrize("builder", sorted(ARCHS))
+# The quick lane counts one network of each kind (basic, bottleneck, wide); the slow lane all seven.
+QUICK_BUILDERS = ("resnet18", "resnet50", "wide_resnet50_2")
+
+
+@pytest.mark.parametrize(
+    "builder", [b if b in QUICK_BUILDERS else pytest.param(b, marks=pytest.mark.slow) for b in sorted(ARCHS)]
+)
 def test_a_skeleton_of_own_blocks_counts_as_the_library_network(builder):
     # torchvision's published params and GMACs (224 px), and FlopCounterMode at another size.
     arch = ARCHS[builder]

@@ -72,15 +72,26 @@ def config(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
+QUICK_TEACHER = dict(epochs=1)  # a finished run to read back, rebuild and refuse; learning is learned_teacher's
+
+
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory, digits):
     out = tmp_path_factory.mktemp("teacher")
+    Trainer(config(**QUICK_TEACHER), out, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
+    return out
+
+
+@pytest.fixture(scope="module")
+def learned_teacher(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("learned-teacher")
     Trainer(config(), out, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
     return out
 
 
 @pytest.mark.slow
-def test_teacher_learns_and_writes_its_outputs(teacher_dir):
+def test_teacher_learns_and_writes_its_outputs(learned_teacher):
+    teacher_dir = learned_teacher
     metrics = json.loads((teacher_dir / "metrics.json").read_text())
     assert metrics["test_error"] < CHANCE / 3
     assert metrics["params"] == build_model("wrn-10-2").spec.cost((SIZE, SIZE)).params
@@ -98,7 +109,8 @@ def test_teacher_learns_and_writes_its_outputs(teacher_dir):
 
 
 @pytest.mark.slow
-def test_distilled_student_learns(tmp_path, digits, teacher_dir):
+def test_distilled_student_learns(tmp_path, digits, learned_teacher):
+    teacher_dir = learned_teacher
     cfg = config(genotype=["G(4)", "B(2)", "BG(2,M/4)"], teacher=str(teacher_dir), epochs=6, beta=100.0)
     metrics = Trainer(cfg, tmp_path, torch.device("cpu"), digits, progress=False, log=lambda *_: None).run()
     assert metrics["test_error"] < CHANCE / 2
@@ -125,10 +137,10 @@ def test_evaluate_recomputes_the_test_error(teacher_dir, capsys):
 def test_finished_run_is_not_retrained_and_foreign_config_refused(teacher_dir, digits):
     logs = []
     before = (teacher_dir / "model.pt").stat().st_mtime_ns
-    Trainer(config(), teacher_dir, torch.device("cpu"), digits, progress=False, log=logs.append).run()
+    Trainer(config(**QUICK_TEACHER), teacher_dir, torch.device("cpu"), digits, progress=False, log=logs.append).run()
     assert "nothing to do" in logs[-1] and (teacher_dir / "model.pt").stat().st_mtime_ns == before
     with pytest.raises(BlockswapError, match="finished run of a different configuration"):
-        Trainer(config(lr=0.05), teacher_dir, torch.device("cpu"), digits, progress=False).run()
+        Trainer(config(**QUICK_TEACHER, lr=0.05), teacher_dir, torch.device("cpu"), digits, progress=False).run()
 
 
 def test_teacher_student_mismatch_is_a_clear_error(tmp_path, digits, teacher_dir):

@@ -10,9 +10,7 @@ from ..compress.pipeline import compress
 from ..compress.settings import (
     BUDGET_FORMS,
     CompressSettings,
-    keep_slots,
     parse_budget,
-    parse_channels,
     parse_formats,
     teacher_spec,
 )
@@ -24,11 +22,13 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS
-from ..networks.teacher_specs import parse_spec, supported
+from ..networks.teacher_specs import keep_slots, parse_spec, supported
 from ..search.evolution import SEARCH_METHODS
 from ..search.sampling import BUDGET_KINDS
 from ..seeds import seed_argument
+from .data_options import add_normalisation_options, normalisation
 
+TEACHERS_OWN = "the teacher library's"
 DEFAULTS = CompressSettings(teacher="", data="", budget=1.0)
 
 
@@ -40,9 +40,7 @@ def settings_from(args) -> CompressSettings:
             raise BlockswapError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.tolerance < 1:
         raise BlockswapError(f"--tolerance must be a fraction between 0 and 1, got {args.tolerance}")
-    mean, std = parse_channels(args.mean, "mean"), parse_channels(args.std, "std")
-    if (mean is None) != (std is None):
-        raise BlockswapError("--mean and --std go together: give both, or neither for the teacher's own")
+    mean, std = normalisation(args, TEACHERS_OWN)
     return CompressSettings(
         teacher=spec,
         data=str(Path(args.data).expanduser().resolve()),
@@ -104,8 +102,7 @@ def add_compress(sub) -> None:
     p.add_argument("--budget-kind", choices=BUDGET_KINDS, default="params", help="what the budget counts")
     p.add_argument("--out", required=True, help="output folder (a rerun with the same settings resumes it)")
     p.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="image side in pixels (default 224)")
-    p.add_argument("--mean", help="input normalisation R,G,B (0..1 scale); default: the teacher library's")
-    p.add_argument("--std", help="input normalisation R,G,B; default: the teacher library's")
+    add_normalisation_options(p, TEACHERS_OWN)
     p.add_argument(
         "--keep",
         help="blocks kept as the teacher's own, with its weights: sections or blocks by the teacher's names, e.g. "

@@ -7,6 +7,7 @@ are one argument group with one help text each; a command picks the ones it uses
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..data.datasets import DATASETS, dataset_info
 from ..errors import BlockswapError
@@ -64,3 +65,32 @@ def add_data_options(
             "--download", action="store_true", help="download missing dataset files when the network allows"
         )
     return group
+
+
+def parse_channels(text: str | None, what: str) -> tuple[float, float, float] | None:
+    """Three comma-separated numbers (red, green, blue), for --mean and --std."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (what == "std" and min(values) <= 0):
+        positive = " positive" if what == "std" else ""
+        raise BlockswapError(f"--{what} takes three{positive} numbers, red,green,blue (0..1 scale), got {text!r}")
+    return values
+
+
+def add_normalisation_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """--mean and --std: the input normalisation, when it is not `default` (a pretrained teacher's,
+    which its students are trained with, say)."""
+    parser.add_argument("--mean", help=f"input normalisation R,G,B (0..1 scale); default: {default}")
+    parser.add_argument("--std", help=f"input normalisation R,G,B, with --mean; default: {default}")
+
+
+def normalisation(args, default: str) -> tuple[tuple | None, tuple | None]:
+    """(mean, std) of --mean and --std, both or neither (None, None: `default`)."""
+    mean, std = parse_channels(args.mean, "mean"), parse_channels(args.std, "std")
+    if (mean is None) != (std is None):
+        raise BlockswapError(f"--mean and --std go together: give both, or neither for {default}")
+    return mean, std

@@ -12,6 +12,7 @@ from ..devices import DEVICE_HELP, resolve_device
 from ..errors import BlockswapError
 from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS, candidate_set
+from ..networks.teacher_specs import kept_blocks
 from ..provenance import (
     provenance_path,
     read_sidecar,
@@ -33,7 +34,16 @@ from ..search.scoring import MEMORY_FORMATS, MINIBATCH_MODES, Scorer, ScoringSet
 from ..search.selection import load_candidates
 from ..seeds import seed_argument
 from ..validation import check_batch_norm_batch
-from .data_options import add_data_options
+from .data_options import add_data_options, add_normalisation_options, normalisation
+from .search import add_keep_options
+
+DATASETS_OWN = "the dataset's own"
+
+
+def scoring_normalisation(args) -> dict:
+    """ScoringSettings' mean and std from --mean/--std (none: the dataset's own)."""
+    mean, std = normalisation(args, DATASETS_OWN)
+    return {} if mean is None else {"mean": list(mean), "std": list(std)}
 
 
 def check_scoring_batch(arch, data, batch_size: int) -> None:
@@ -59,6 +69,7 @@ def add_memory_format(p) -> None:
 
 
 def cmd_score(args) -> None:
+    normalised = scoring_normalisation(args)  # a mistake in it is named before any file is read
     candidates = load_candidates(args.candidates_csv)
     if args.limit is not None:
         if args.limit < 1:
@@ -84,6 +95,7 @@ def cmd_score(args) -> None:
         minibatch=args.minibatch,
         channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
+        **normalised,
     )
     check_scoring_batch(parse_arch(arch), data, settings.batch_size)
     shard = parse_shard(args.shard)
@@ -133,15 +145,19 @@ def add_score(sub) -> None:
         "up to 5.6%% from float32 on an H100; default: float32)",
     )
     add_memory_format(p)
+    add_normalisation_options(p, DATASETS_OWN + "; give a pretrained teacher's, as its students are trained with")
     p.add_argument("--limit", type=int, help="score only the first K candidates (e.g. the ablation's random students)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output CSV (a .provenance.json is written beside it)")
 
 
 def cmd_search(args) -> None:
+    normalised = scoring_normalisation(args)
     arch = parse_arch(args.arch)
     input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
-    table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
+    table = CostTable.build(
+        arch, candidate_set(args.candidates), input_size, classes, kept_blocks(args.keep, args.teacher, arch)
+    )
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.image_size, 0, args.download)
     scoring = ScoringSettings(
@@ -154,6 +170,7 @@ def cmd_search(args) -> None:
         proxies=[args.proxy],
         channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
+        **normalised,
     ).on(device)
     check_scoring_batch(arch, data, scoring.batch_size)
     scorer = Scorer(scoring, data, device)
@@ -231,6 +248,8 @@ def add_search(sub) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tf32", action="store_true", help="GPU: TF32 convolutions (default: float32)")
     add_memory_format(p)
+    add_normalisation_options(p, DATASETS_OWN + "; give a pretrained teacher's, as its students are trained with")
+    add_keep_options(p)
     p.add_argument("--out", required=True, help="history CSV (a .provenance.json is written beside it)")
 
 

@@ -11,6 +11,7 @@ from ..data.datasets import dataset_info
 from ..errors import BlockswapError
 from ..networks.architectures import parse_arch
 from ..networks.blocks import CANDIDATE_SETS, candidate_set
+from ..networks.teacher_specs import kept_blocks
 from ..provenance import (
     input_digests,
     provenance,
@@ -37,7 +38,8 @@ def cmd_sample(args) -> None:
     arch = parse_arch(args.arch)
     input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     start = time.perf_counter()
-    table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes)
+    kept = kept_blocks(args.keep, args.teacher, arch)
+    table = CostTable.build(arch, candidate_set(args.candidates), input_size, classes, kept)
     limits = parse_limits(args.limit)
     held_out = None
     if args.latency_table:
@@ -53,6 +55,7 @@ def cmd_sample(args) -> None:
         "latency_setting": args.latency_setting if args.latency_table else None,
         "latency_held_out_error": held_out,
         "candidates": args.candidates,
+        "kept": {str(i): t.name for i, t in sorted(kept.items())},
         "samples": args.samples,
         "dataset": args.dataset,
         "input_size": list(input_size),
@@ -105,7 +108,19 @@ def add_sample(sub) -> None:
     p.add_argument(
         "--latency-setting", default="cpu/t1/b1", help="which setting of the latency table (default cpu/t1/b1)"
     )
+    add_keep_options(p)
     p.add_argument("--out", required=True, help="output CSV: candidate, genotype, params, macs, ops (latency_us)")
+
+
+def add_keep_options(p) -> None:
+    p.add_argument(
+        "--keep",
+        help="blocks every candidate keeps as the pretrained --teacher's own: sections or blocks by the "
+        "teacher's names, e.g. layer1,layer2.0 (draw only the rest)",
+    )
+    p.add_argument(
+        "--teacher", help="the pretrained teacher whose blocks --keep names: SOURCE:NAME[:WEIGHTS], as for train"
+    )
 
 
 def cmd_pick(args) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 from ..deploy.calibration import DEFAULT_NETWORKS
 from ..deploy.export import FORMATS
 from ..errors import BlockswapError
-from ..networks.architectures import Architecture
-from ..networks.teacher_specs import PretrainedArch, is_pretrained_spec, parse_spec, supported
+from ..networks.teacher_specs import is_pretrained_spec, parse_spec, supported
 from ..provenance import json_digest
 from ..search.sampling import BUDGET_KINDS
 
@@ -51,37 +50,6 @@ def teacher_spec(teacher: str, weights: str | None) -> str:
         teacher = f"{teacher}:{Path(weights).expanduser().resolve()}"
     parse_spec(teacher)
     return teacher
-
-
-def keep_slots(text: str | None, arch: PretrainedArch, skeleton: Architecture) -> tuple[int, ...]:
-    """Block positions named by the teacher's module names: a section (layer1) or one block (layer3.2)."""
-    if not text:
-        return ()
-    sections = {
-        name: [i for i, s in enumerate(skeleton.slots) if s.stage == n] for n, name in enumerate(arch.at_layers)
-    }
-    allowed = ", ".join(f"{name} (.0-.{len(slots) - 1})" for name, slots in sections.items())
-    kept: list[int] = []
-    for item in str(text).split(","):
-        name, _, index = item.strip().partition(".")
-        if name not in sections or (index and not (index.isdigit() and int(index) < len(sections[name]))):
-            raise BlockswapError(f"--keep {item.strip()!r} is not a block of {arch.builder}; allowed: {allowed}")
-        kept += sections[name] if not index else [sections[name][int(index)]]
-    return tuple(sorted(set(kept)))
-
-
-def parse_channels(text: str | None, what: str) -> tuple[float, float, float] | None:
-    """Three comma-separated numbers (red, green, blue), for --mean and --std."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (what == "std" and min(values) <= 0):
-        positive = " positive" if what == "std" else ""
-        raise BlockswapError(f"--{what} takes three{positive} numbers, red,green,blue (0..1 scale), got {text!r}")
-    return values
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import BlockswapError
+from .blocks import parse_block
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from .architectures import Architecture
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation torchvision's and timm's ResNets are trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -212,3 +215,37 @@ def weights_path(spec: str) -> Path:
         f"weights of {spec} not found: {where} {problem}; put {arch.file_name} ({arch.weights}) there "
         f"({elsewhere}); download it from {arch.url} (runs are offline: nothing is fetched)"
     )
+
+
+def keep_slots(
+    text: str | None, arch: PretrainedArch, skeleton: Architecture, option: str = "--keep"
+) -> tuple[int, ...]:
+    """The student's block positions a student keeps as the teacher's own, named by the teacher's
+    module names: a section (layer1) or one block (layer3.2), comma-separated."""
+    if not text:
+        return ()
+    sections = {
+        name: [i for i, s in enumerate(skeleton.slots) if s.stage == n] for n, name in enumerate(arch.at_layers)
+    }
+    allowed = ", ".join(f"{name} (.0-.{len(slots) - 1})" for name, slots in sections.items())
+    kept: list[int] = []
+    for item in str(text).split(","):
+        name, _, index = item.strip().partition(".")
+        if name not in sections or (index and not (index.isdigit() and int(index) < len(sections[name]))):
+            raise BlockswapError(f"{option} {item.strip()!r} is not a block of {arch.builder}; allowed: {allowed}")
+        kept += sections[name] if not index else [sections[name][int(index)]]
+    return tuple(sorted(set(kept)))
+
+
+def kept_blocks(text: str | None, spec: str | None, skeleton: Architecture, option: str = "--keep") -> dict:
+    """{slot: the teacher's own block type} for the blocks `text` names (keep_slots) of the teacher
+    `spec`, whose skeleton must be `skeleton`; {} when nothing is kept."""
+    if not text:
+        return {}
+    if spec is None:
+        raise BlockswapError(f"{option} names blocks of a pretrained teacher, and no pretrained teacher is given")
+    arch, _ = parse_spec(spec)
+    if arch.skeleton != skeleton.name:
+        raise BlockswapError(f"{option}: {arch.spec_name}'s skeleton is {arch.skeleton}, not {skeleton.name}")
+    block = parse_block(arch.block)
+    return {slot: block for slot in keep_slots(text, arch, skeleton, option)}

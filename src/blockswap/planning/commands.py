@@ -10,9 +10,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Sequence
 
+from ..networks.teacher_specs import parse_spec
 from ..search.score_files import OWN_COLUMN_PROXIES
 from .plan import NetworkPlan
 from .run_cost import training_epochs
+from .teacher import teacher_spec
 
 
 def optional_arg(flag: str, value) -> str:
@@ -33,6 +35,24 @@ def data_args(config: dict, download: bool = False) -> str:
     """The dataset options every data-reading command takes."""
     args = f"--dataset {config['dataset']} --data-dir={shlex.quote(config['data_dir'])} {image_size_arg(config)}"
     return args + (" --download" if download and config["download"] else "")
+
+
+def scoring_data_args(config: dict) -> str:
+    """The data options of a scoring command, with a pretrained teacher's normalisation: candidates
+    are scored on inputs normalised as their students will be trained (the teacher's library's),
+    not with the dataset's own statistics."""
+    spec = teacher_spec(config)
+    if spec is None:
+        return data_args(config)
+    arch, _ = parse_spec(spec)
+    return f"{data_args(config)} --mean {comma_list(arch.mean)} --std {comma_list(arch.std)}"
+
+
+def keep_args(config: dict) -> str:
+    """The blocks every candidate keeps as the pretrained teacher's own (teacher.keep), for the
+    commands that draw candidates (sample, search)."""
+    keep = config["teacher"].get("keep")
+    return f"--keep {shlex.quote(keep)} --teacher {shlex.quote(teacher_spec(config))}" if keep else ""
 
 
 def training_args(config: dict, method: str = "teacher") -> str:
@@ -89,7 +109,8 @@ def guided_search_args(config: dict) -> str:
     return (
         f"--arch {config['teacher']['arch']} --budget-kind {s['budget_kind']} --tolerance {s['tolerance']} "
         f"--candidates {s['candidates']} --population {s['population']} --tournament {s['tournament']} "
-        f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {data_args(config)}"
+        f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {scoring_data_args(config)}"
+        + (f" {keep_args(config)}" if config["teacher"].get("keep") else "")
     )
 
 

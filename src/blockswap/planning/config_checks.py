@@ -23,6 +23,7 @@ from .budgets import (
     samples_budget,
 )
 from .config_file import check_numbers
+from .teacher import kept
 
 
 def check_moonshine(config: dict) -> None:
@@ -123,7 +124,7 @@ def check_budgets(config: dict) -> None:
     size, classes = input_size(config)
     arch = parse_arch(config["teacher"]["arch"])
     try:
-        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes)
+        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes, kept(config))
     except BlockswapError as err:
         raise BlockswapError(f"search.candidates: {err}") from None
     for budget, key in keys.items():
@@ -187,6 +188,7 @@ def check_plan(config: dict) -> None:
     """Mistakes that schema validation cannot see, reported before any job runs."""
     check_numbers(config)
     check_search_method(config)
+    kept(config)  # teacher.keep: a pretrained teacher's blocks, by its names
     search, ablation = config["search"], config["ablation"]
     seeds = set(config["seeds"])
     extra = sorted(set(ablation_seeds(config)) - seeds)

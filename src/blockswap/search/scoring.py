@@ -95,6 +95,10 @@ class ScoringSettings:
     # How Table 1's metrics after k minibatches are read (search/fisher.py): "accumulated" adds
     # the k passes up, as the paper's ablation; "snapshot" reads pass k alone. Equal at k = 1.
     table1_mode: str = "accumulated"
+    # The input normalisation (per-channel mean and std of 0..1 pixels) when it is not the dataset's
+    # own: a pretrained teacher's, with which the students will be trained.
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
     def __post_init__(self):
         if self.channels_last not in (None, True, False):
@@ -105,6 +109,10 @@ class ScoringSettings:
         if self.batch_size < 1:
             raise BlockswapError(f"batch size must be at least 1, got {self.batch_size}")
         self.proxies = [p.name for p in parse_proxies(self.proxies)]
+        if (self.mean is None) != (self.std is None):
+            raise BlockswapError("a scoring normalisation needs both mean and std, or neither (the dataset's own)")
+        if self.mean is not None:
+            self.mean, self.std = [float(v) for v in self.mean], [float(v) for v in self.std]
         self.minibatches = sorted(set(int(k) for k in self.minibatches))
         if self.minibatches[0] < 1:
             raise BlockswapError(f"minibatch counts must be positive, got {self.minibatches}")
@@ -149,6 +157,8 @@ class Scorer:
 
     def __init__(self, settings: ScoringSettings, data: Dataset, device: torch.device, fresh: bool = False):
         settings = settings.on(device)
+        if settings.mean is not None:
+            data = replace(data, mean=tuple(settings.mean), std=tuple(settings.std))
         self.settings, self.data, self.device = settings, data, device
         self.arch = parse_arch(settings.arch)
         self.proxies = parse_proxies(settings.proxies)
