@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import MINIATURE, ROOT, run_miniature, snakemake
+from helpers import CORES, MINIATURE, ROOT, run_miniature, snakemake
 from snakemake_log import job_counts
 
 from blockswap.provenance import read_sidecar
@@ -216,6 +216,32 @@ def test_shipped_configuration_runs_end_to_end_in_miniature(name, tiny_data, min
     # Nothing is left to do: every input of every rule was declared, so a rerun finds no job.
     again = run_miniature(name, tiny_data, workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
+def test_own_network_with_a_basic_block_teacher_runs_end_to_end(tiny_data, tmp_path):
+    """config/own-network.yaml with a user's ResNet-18 (basic blocks) in place of its ResNet-50,
+    keeping the teacher's first block."""
+    root, torch_home = tiny_data
+    own = root / "own-network"
+    proc = snakemake(
+        "--directory", tmp_path, "--cores", CORES, "all",
+        "--configfile", ROOT / "config" / "own-network.yaml", MINIATURE / "own-network.yaml",
+        MINIATURE / "own-network-resnet-18.yaml",
+        "--config", f"data_dir={own / 'images'}", f"teacher={{weights: {own / 'resnet18.pth'}}}",
+        env={"TORCH_HOME": str(torch_home)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = tmp_path / "results" / "own-network"
+    teacher = json.loads((results / "teachers" / "seed-0" / "metrics.json").read_text())
+    assert teacher["params"] == 11_178_051 and teacher["pretrained"]["num_classes"] == 3  # torchvision's count
+    assert read_sidecar(results / "search" / "3000000" / "candidates.csv")["kept"] == {"0": "T"}
+    run = next((results / "students").glob("blockswap-*/seed-0"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["arch"] == "resnet-18" and metrics["genotype"][0] == "T" and "T" not in metrics["genotype"][1:]
+    assert metrics["inherited"] == ["conv1", "bn1", "layer1.0"]
+    assert metrics["normalisation"] == teacher["normalisation"]
+    assert 3e6 * 0.975 < metrics["params"] < 3e6 * 1.025
+    assert (results / "tables" / "table2.csv").stat().st_size > 0
 
 
 # Paper-design job counts (dry runs, full scale): the ablation trains 100 random students at each
