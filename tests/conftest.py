@@ -47,7 +47,7 @@ def tiny_data(tmp_path_factory):
     write_imagenet(root, classes=1000, per_class=1)
     write_coco(root)
     # A user's own network (config/own-network.yaml): a 3-class torchvision ResNet-50, a ResNet-18 (its
-    # basic-block variant, tests/miniature/own-network-resnet-18.yaml) and their images.
+    # basic-block variant, tests/miniature/variants/own-network-resnet-18.yaml) and their images.
     write_teacher_weights(root / "own-network" / "resnet50.pth", "torchvision", "resnet50", 3)
     write_teacher_weights(root / "own-network" / "resnet18.pth", "torchvision", "resnet18", 3)
     write_image_folder(root / "own-network" / "images", classes=3, per_class=16)

@@ -226,7 +226,7 @@ def test_own_network_with_a_basic_block_teacher_runs_end_to_end(tiny_data, tmp_p
     proc = snakemake(
         "--directory", tmp_path, "--cores", CORES, "all",
         "--configfile", ROOT / "config" / "own-network.yaml", MINIATURE / "own-network.yaml",
-        MINIATURE / "own-network-resnet-18.yaml",
+        MINIATURE / "variants" / "own-network-resnet-18.yaml",
         "--config", f"data_dir={own / 'images'}", f"teacher={{weights: {own / 'resnet18.pth'}}}",
         env={"TORCH_HOME": str(torch_home)},
     )  # fmt: skip
