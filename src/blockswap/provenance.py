@@ -68,6 +68,7 @@ def device_name(device=None) -> str:
     return f"{device.type}:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+@functools.lru_cache(maxsize=1)  # fixed for the life of a process, as code_version
 def torch_version() -> str:
     """The torch this process runs, or would run, with its build tag (2.14.1+cu130). A process that
     never imported torch (a table, a selection) reads it from torch/version.py as a constant:

@@ -40,12 +40,6 @@ from .search import add_keep_options
 DATASETS_OWN = "the dataset's own"
 
 
-def scoring_normalisation(args) -> dict:
-    """ScoringSettings' mean and std from --mean/--std (none: the dataset's own)."""
-    mean, std = normalisation(args, DATASETS_OWN)
-    return {} if mean is None else {"mean": list(mean), "std": list(std)}
-
-
 def check_scoring_batch(arch, data, batch_size: int) -> None:
     """The proxies are measured with batch norm in training mode: a minibatch of one image where the
     last stage is 1x1 is one line here, before any candidate is scored (torch would fail mid-candidate)."""
@@ -69,7 +63,7 @@ def add_memory_format(p) -> None:
 
 
 def cmd_score(args) -> None:
-    normalised = scoring_normalisation(args)  # a mistake in it is named before any file is read
+    mean, std = normalisation(args, DATASETS_OWN)  # a mistake in it is named before any file is read
     candidates = load_candidates(args.candidates_csv)
     if args.limit is not None:
         if args.limit < 1:
@@ -95,7 +89,8 @@ def cmd_score(args) -> None:
         minibatch=args.minibatch,
         channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
-        **normalised,
+        mean=mean,
+        std=std,
     )
     check_scoring_batch(parse_arch(arch), data, settings.batch_size)
     shard = parse_shard(args.shard)
@@ -152,7 +147,7 @@ def add_score(sub) -> None:
 
 
 def cmd_search(args) -> None:
-    normalised = scoring_normalisation(args)
+    mean, std = normalisation(args, DATASETS_OWN)
     arch = parse_arch(args.arch)
     input_size, classes = dataset_info(args.dataset).network_input(args.image_size, args.data_dir)
     table = CostTable.build(
@@ -170,7 +165,8 @@ def cmd_search(args) -> None:
         proxies=[args.proxy],
         channels_last=MEMORY_FORMATS[args.memory_format],
         tf32=args.tf32,
-        **normalised,
+        mean=mean,
+        std=std,
     ).on(device)
     check_scoring_batch(arch, data, scoring.batch_size)
     scorer = Scorer(scoring, data, device)

@@ -106,12 +106,12 @@ def search_proxy_args(config: dict) -> str:
 def guided_search_args(config: dict) -> str:
     """What every `blockswap search` job gets from search: (the seed and the budget are the job's)."""
     s = config["search"]
-    return (
+    flags = (
         f"--arch {config['teacher']['arch']} --budget-kind {s['budget_kind']} --tolerance {s['tolerance']} "
         f"--candidates {s['candidates']} --population {s['population']} --tournament {s['tournament']} "
         f"--proxy {s['proxy']} --score-seed {s['seed']} --batch-size {s['batch_size']} {scoring_data_args(config)}"
-        + (f" {keep_args(config)}" if config["teacher"].get("keep") else "")
     )
+    return " ".join(filter(None, [flags, keep_args(config)]))
 
 
 def samples_latency(config: dict) -> bool:

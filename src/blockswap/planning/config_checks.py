@@ -112,7 +112,7 @@ def check_single_blocktype(config: dict) -> None:
             )
 
 
-def check_budgets(config: dict) -> None:
+def check_budgets(config: dict, keep: dict) -> None:
     """Every sampled budget must hold at least search.samples distinct networks (counted exactly),
     or its sampling job would fail after the jobs before it had run."""
     keys = budget_keys(config)
@@ -124,7 +124,7 @@ def check_budgets(config: dict) -> None:
     size, classes = input_size(config)
     arch = parse_arch(config["teacher"]["arch"])
     try:
-        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes, kept(config))
+        table = CostTable.build(arch, candidate_set(search["candidates"]), size, classes, keep)
     except BlockswapError as err:
         raise BlockswapError(f"search.candidates: {err}") from None
     for budget, key in keys.items():
@@ -188,7 +188,7 @@ def check_plan(config: dict) -> None:
     """Mistakes that schema validation cannot see, reported before any job runs."""
     check_numbers(config)
     check_search_method(config)
-    kept(config)  # teacher.keep: a pretrained teacher's blocks, by its names
+    keep = kept(config)  # teacher.keep: a pretrained teacher's blocks, by its names
     search, ablation = config["search"], config["ablation"]
     seeds = set(config["seeds"])
     extra = sorted(set(ablation_seeds(config)) - seeds)
@@ -224,7 +224,7 @@ def check_plan(config: dict) -> None:
     check_moonshine(config)
     check_single_blocktype(config)
     check_minibatches(config)
-    check_budgets(config)
+    check_budgets(config, keep)
     check_latency(config)
 
 

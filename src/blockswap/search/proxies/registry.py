@@ -10,6 +10,7 @@ is measured.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import sys
@@ -73,11 +74,17 @@ class Proxy:
 
     def compute_function(self) -> Callable:
         """The compute function (its group's module, and torch, are imported here)."""
-        group, _, name = self.function.partition(".")
-        return getattr(importlib.import_module(f"{__package__}.{group}"), name)
+        return compute_function(self.function)
 
     def compute(self, measurement) -> float:
         return self.compute_function()(measurement)
+
+
+@functools.cache  # scoring calls each proxy once per candidate and point
+def compute_function(path: str) -> Callable:
+    """The function GROUP.NAME of search/proxies/GROUP.py."""
+    group, _, name = path.partition(".")
+    return getattr(importlib.import_module(f"{__package__}.{group}"), name)
 
 
 def stored_value(proxy: Proxy, value: float, candidate: int, k: int) -> float:
