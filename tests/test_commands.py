@@ -70,12 +70,13 @@ def test_training_args(default):
             "gamma": 0.5,
             "cutout": True,
             "channels_last": False,
+            "cuda_graphs": True,
             "drop_last": True,
         },
     )
     assert commands.training_args(every, "blockswap") == (
         "--protocol cifar --epochs 15 --batch-size 32 --lr 0.05 --weight-decay 0.0005 --nproc 1 --cutout "
-        "--schedule cosine --milestones 3,6 --gamma 0.5 --drop-last"
+        "--schedule cosine --milestones 3,6 --gamma 0.5 --cuda-graphs --drop-last"
     )
 
 

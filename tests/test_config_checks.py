@@ -173,6 +173,10 @@ def load(name, **changes):
         ({"image_size": 32.0}, "image_size: 32.0 is not an integer"),
         ({"seeds": [0, 1.0]}, "seeds.1: 1.0 is not an integer"),
         ({"search": {"samples": 1000.0}}, "search.samples: 1000.0 is not an integer"),
+        (
+            {"training": {"cuda_graphs": True, "gpus": 4}},
+            "training.cuda_graphs needs training.gpus: 1 (captured steps run in one process), got 4",
+        ),
     ],
 )
 def test_numbers_no_job_can_use_are_plan_errors(changes, message):

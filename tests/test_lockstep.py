@@ -115,10 +115,10 @@ def test_students_of_one_seed_see_the_same_minibatches(tmp_path, data, teacher, 
     seen = {}
     step = Trainer.train_step
 
-    def record(self, epoch, i, steps, images, labels, target):
+    def record(self, epoch, i, steps, images, labels, *rest):
         digest = hashlib.sha256(images.contiguous().numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
         seen.setdefault(str(self.out), []).append(digest)
-        return step(self, epoch, i, steps, images, labels, target)
+        return step(self, epoch, i, steps, images, labels, *rest)
 
     monkeypatch.setattr(Trainer, "train_step", record)
     cfgs = students(teacher)

@@ -91,7 +91,7 @@ def train_config(args, genotype: str | None = None) -> TrainConfig:
     for name in TRAIN_FLAGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    for flag in ("bf16", "channels_last", "compile", "teacher_init"):
+    for flag in ("bf16", "channels_last", "compile", "cuda_graphs", "teacher_init"):
         values[flag] = values.get(flag, False) or getattr(args, flag)
     if args.teacher:
         # A torchvision spec is a name, not a path; a trained run is recorded by its absolute path.
@@ -304,6 +304,12 @@ def add_train(sub) -> None:
     p.add_argument("--bf16", action="store_true", help="fast mode: bf16 autocast (CUDA)")
     p.add_argument("--channels-last", action="store_true", help="fast mode: NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="fast mode: torch.compile")
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="CUDA: replay each training step from a CUDA graph, lockstep students on their own streams "
+        "(float32, one process)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
     p.add_argument(
         "--tag",

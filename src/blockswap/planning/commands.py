@@ -70,6 +70,7 @@ def training_args(config: dict, method: str = "teacher") -> str:
     if t["gamma"] is not None:
         args += f" --gamma {t['gamma']}"
     args += " --channels-last" if t["channels_last"] else ""
+    args += " --cuda-graphs" if t["cuda_graphs"] else ""
     return args + (" --drop-last" if t["drop_last"] else "")
 
 

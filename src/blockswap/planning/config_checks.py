@@ -226,6 +226,16 @@ def check_plan(config: dict) -> None:
     check_minibatches(config)
     check_budgets(config, keep)
     check_latency(config)
+    check_cuda_graphs(config)
+
+
+def check_cuda_graphs(config: dict) -> None:
+    """Captured steps run in one process: `train --cuda-graphs` refuses --nproc above 1."""
+    training = config["training"]
+    if training["cuda_graphs"] and training["gpus"] > 1:
+        raise BlockswapError(
+            f"training.cuda_graphs needs training.gpus: 1 (captured steps run in one process), got {training['gpus']}"
+        )
 
 
 def check_latency(config: dict) -> None:

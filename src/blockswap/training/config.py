@@ -82,6 +82,9 @@ class TrainConfig:
     bf16: bool = False  # fast mode (CUDA): bf16 autocast
     channels_last: bool = False  # fast mode: NHWC layout
     compile: bool = False  # fast mode: torch.compile
+    # CUDA only: capture each training step as a CUDA graph and give each lockstep student a stream
+    # (training/step_capture.py); meant to replay the same kernels, so the mode stays as it is.
+    cuda_graphs: bool = False
     # A pretrained teacher's stem and the blocks a student keeps as the teacher's own (T, T(b)) are
     # copied into the student before training (networks.pretrained.inherit_teacher_weights).
     teacher_init: bool = False
@@ -190,7 +193,7 @@ class TrainConfig:
         return json_digest(values)[:16]
 
 
-NEUTRAL_DEFAULTS = {"teacher_init": False, "mean": None, "std": None}
+NEUTRAL_DEFAULTS = {"teacher_init": False, "mean": None, "std": None, "cuda_graphs": False}
 
 
 # Protocol presets: values that differ from the dataclass defaults (the CIFAR protocol). ImageNet:

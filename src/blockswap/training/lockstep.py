@@ -32,6 +32,7 @@ LOCKSTEP_FIELDS = (
     "teacher",
     "bf16",
     "channels_last",
+    "cuda_graphs",
 )
 
 

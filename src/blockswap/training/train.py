@@ -33,11 +33,11 @@ as one process.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +71,8 @@ from .runs import (
     finished_run,
     non_finite_tensors,
 )
+from .step_capture import HeldBatch, Streams, check_capturable, stepper
+from .tally import StepTally
 from .teachers import TEACHER_SOURCES
 
 # derive_seed(seed, 0, PRUNE_STREAM) seeds the SNIP minibatch: three parts, so it is no epoch's seed.
@@ -92,16 +94,17 @@ def train_together(trainers: Sequence) -> list[dict | None]:
         t.lockstep = len(trainers)
     lead = trainers[0]
     config = lead.config
-    with ExitStack() as held:
+    with ExitStack() as locks:
         if lead.world.is_main:  # one lock per folder: the other ranks write nothing there
             for t in trainers:
-                held.enter_context(run_lock(t.out))
+                locks.enter_context(run_lock(t.out))
         todo = [t for t in trainers if t.begin() is not None]
+        work = SharedWork(trainers)
         for epoch in range(min((t.start for t in todo), default=config.epochs), config.epochs):
             active = [t for t in todo if t.start <= epoch]
             for t in active:
                 t.start_epoch(epoch)
-            shared, steps = train_pass(active, epoch)
+            shared, steps = train_pass(active, epoch, work)
             for t in active:
                 t.end_epoch(epoch, steps, shared / len(active))
         results = [t.finish() for t in trainers]
@@ -109,11 +112,34 @@ def train_together(trainers: Sequence) -> list[dict | None]:
     return results
 
 
-def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
+class SharedWork:
+    """What the runs of one job share besides the minibatches: the teacher's forward pass, and with
+    `cuda_graphs` the held minibatch tensors, the captured teacher and one CUDA stream per run."""
+
+    def __init__(self, trainers: Sequence):
+        lead = trainers[0]
+        capture = lead.config.cuda_graphs
+        self.held = HeldBatch(lead.config.batch_size) if capture else None
+        self.teacher = None
+        if lead.teacher is not None:
+            forward = partial(teacher_outputs, lead.teacher, lead.device, lead.config.bf16)
+            self.teacher = stepper(forward, lead.device, capture)
+        self.streams = Streams(lead.device, len(trainers), capture)
+        self.index = {id(t): i for i, t in enumerate(trainers)}
+
+
+def teacher_outputs(teacher: nn.Module, device: torch.device, bf16: bool, images: torch.Tensor):
+    """The frozen teacher's logits and attention points for a minibatch."""
+    with torch.no_grad(), autocast(device, bf16):
+        return teacher.forward_intermediates(images)
+
+
+def train_pass(active: Sequence, epoch: int, shared: SharedWork | None = None) -> tuple[float, int]:
     """One epoch's minibatches through every run of `active` (each after its `start_epoch`): the
     seconds spent on what they share (drawing the minibatches, the teacher) and the step count."""
     lead = active[0]
     config = lead.config
+    shared = shared or SharedWork(active)
     start, own = time.perf_counter(), 0.0
     batches = epoch_batches(
         lead.data,
@@ -127,13 +153,15 @@ def train_pass(active: Sequence, epoch: int) -> tuple[float, int]:
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not lead.progress, leave=False)
     for step, (images, labels) in enumerate(bar):
         images = images.contiguous(memory_format=lead.memory_format)
-        target = None
-        if lead.teacher is not None:
-            with torch.no_grad(), autocast(lead.device, config.bf16):
-                target = lead.teacher.forward_intermediates(images)
+        held = False
+        if shared.held is not None:
+            images, labels, held = shared.held.hold(images, labels)
+        target = shared.teacher(images, held=held) if shared.teacher is not None else None
         steps_start = time.perf_counter()
         for t in active:
-            t.train_step(epoch, step, len(batches), images, labels, target)
+            with shared.streams.on(shared.index[id(t)]):
+                t.train_step(epoch, step, len(batches), images, labels, target, held)
+        shared.streams.join()
         own += time.perf_counter() - steps_start  # the students' own steps: not shared time
         if lead.progress:
             bar.set_postfix(lead.running_means())
@@ -201,6 +229,10 @@ class Trainer:
         if world.size > 1:
             step = distributed.data_parallel(step, device)
         self.step_model = torch.compile(step) if config.compile else step
+        check_capturable(config, device, world.size)
+        # The learning rate is the one Python value a captured step freezes: a new one captures again.
+        self.update = stepper(self._update, device, config.cuda_graphs, key=self._learning_rates)
+        self._checked_compatible = False
         self.metrics: dict | None = None  # set when the run is finished
         self.lockstep = 1  # students trained together with this one (train_together sets it)
 
@@ -322,14 +354,19 @@ class Trainer:
         for group in self.optimiser.param_groups:
             group["lr"] = lr
         self.step_model.train()
-        self._epoch = {"lr": lr, "loss_sum": 0.0, "wrong": 0.0, "seen": 0, "seconds": 0.0}
+        self._epoch = {"lr": lr, "seconds": 0.0}
+        self._tally = StepTally(self.device)
 
-    def _loss(self, images: torch.Tensor, labels: torch.Tensor, target, first: bool):
+    def _learning_rates(self) -> tuple:
+        return tuple(group["lr"] for group in self.optimiser.param_groups)
+
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor, target):
         config = self.config
         out = self.step_model(images)
         if target is None:
             return out.logits, F.cross_entropy(out.logits, labels)
-        if first:
+        if not self._checked_compatible:  # shapes only: once per run, on its first (eager) step
+            self._checked_compatible = True
             check_compatible(out.stages, target.stages)
             if target.logits.shape[1] != out.logits.shape[1]:
                 raise BlockswapError(
@@ -355,54 +392,62 @@ class Trainer:
         return self.epoch_means()
 
     def running_means(self) -> dict:
-        """This rank's running loss and error of the epoch, as the progress bar shows them (no sync)."""
-        tally = self._epoch
-        seen = max(tally["seen"], 1)
-        return {"loss": f"{tally['loss_sum'] / seen:.3f}", "err": f"{100 * tally['wrong'] / seen:.1f}%"}
+        """This rank's running loss and error of the epoch, as the progress bar shows them (a host sync)."""
+        sums, seen = self._tally.read(), max(self._tally.seen, 1)
+        return {"loss": f"{sums.loss_sum / seen:.3f}", "err": f"{100 * sums.wrong / seen:.1f}%"}
 
     def epoch_means(self) -> dict:
         """The epoch's mean training loss and error so far, over every rank's share."""
-        tally = self._epoch
-        loss_sum, wrong, seen = distributed.all_sum([tally["loss_sum"], tally["wrong"], tally["seen"]], self.device)
+        sums = self._tally.read()
+        loss_sum, wrong, seen = distributed.all_sum([sums.loss_sum, sums.wrong, self._tally.seen], self.device)
         return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
 
-    def train_step(self, epoch: int, step: int, steps: int, images, labels, target) -> None:
-        """One SGD step on a minibatch; `target` is the teacher's outputs for it (None: no teacher)."""
-        config, world, tally = self.config, self.world, self._epoch
+    def train_step(self, epoch: int, step: int, steps: int, images, labels, target, held: bool = False) -> None:
+        """One SGD step on a minibatch; `target` is the teacher's outputs for it (None: no teacher);
+        `held`: the minibatch is in SharedWork's held tensors (a captured step may replay)."""
+        config, world = self.config, self.world
         start = time.perf_counter()
         n = len(labels)
-        with autocast(self.device, config.bf16):
-            logits, loss = self._loss(images, labels, target, first=step == 0)
-        objective = loss
+        scale = None
         if world.size > 1:
             # Each rank's loss is a mean over its share; weighting it by share / (global batch /
             # ranks) makes DDP's average of the ranks' gradients the global batch's mean gradient.
             # An empty share (a final batch smaller than the ranks) still joins the collectives.
             global_n = min(config.batch_size, len(self.data.train) - step * config.batch_size)
-            objective = loss * (n * world.size / global_n) if n else logits.sum() * 0.0
+            scale = n * world.size / global_n
+        logits, loss = self.update(images, labels, target, scale, held=held)
+        # No host sync: the loss, error and first non-finite step are summed on the device and
+        # checked when the epoch ends (end_epoch).
+        self._tally.add(step, loss, logits, labels)
+        self._epoch["seconds"] += time.perf_counter() - start
+
+    def _update(self, images, labels, target, scale: float | None):
+        """Forward, loss, backward and SGD step: what `self.update` runs eagerly or captures.
+        `scale`: the data-parallel weight of this rank's loss (None in one process)."""
+        with autocast(self.device, self.config.bf16):
+            logits, loss = self._loss(images, labels, target)
+        objective = loss
+        if scale is not None:
+            objective = loss * scale if len(labels) else logits.sum() * 0.0
         self.optimiser.zero_grad(set_to_none=True)
         objective.backward()
         self.optimiser.step()
         if self.masks is not None:
             snip.apply_masks(self.model, self.masks)  # momentum and weight decay must not revive them
-        if n:
-            value = float(loss.detach())  # the step's one host sync, for the log and this check
-            if not math.isfinite(value):
-                # Stop before anything is saved: the epoch's checkpoint is not written, so the
-                # last one (a finite network) stays, and a rerun resumes there and stops here
-                # again. Under data parallelism the rank that sees it raises; its exit stops
-                # the others (distributed.spawn, or torchrun's agent).
-                raise self._diverged(f"loss is {value}", epoch, step, steps)
-            tally["loss_sum"] += value * n
-            tally["wrong"] += float((logits.argmax(1) != labels).sum())
-        tally["seen"] += n
-        tally["seconds"] += time.perf_counter() - start
+        return logits, loss
 
     def end_epoch(self, epoch: int, steps: int, shared_seconds: float = 0.0) -> None:
         """Check, evaluate and checkpoint the epoch; `shared_seconds` is this run's share of the work
         done once for every student of a lockstep job (data, teacher)."""
         start = time.perf_counter()
         tally = self._epoch
+        # Stop before anything is saved: the epoch's checkpoint is not written, so the last one (a
+        # finite network) stays, and a rerun resumes there and stops at the same step again.
+        # Under data parallelism a rank whose share gave the non-finite loss raises here; its exit
+        # stops the others (distributed.spawn, or torchrun's agent).
+        bad = self._tally.read()
+        if bad.first_bad_step is not None:
+            raise self._diverged(f"loss is {bad.first_bad_loss}", epoch, bad.first_bad_step, steps)
         # The last step's update comes after its loss: check the weights (and BN statistics)
         # themselves before the checkpoint keeps them. One sync per epoch; every rank holds the
         # same weights, so all of them stop together.

@@ -1,0 +1,158 @@
+"""A training step captured once as a CUDA graph and replayed, and the students of a lockstep job
+on CUDA streams of their own (`cuda_graphs`, CUDA only).
+
+Why: a small network at batch 128 on a GPU is bound by the host, not the device. A WRN-40-2
+student's step is about 2,000 kernel launches of a few microseconds of work each, so the GPU waits
+for Python. A captured step is one launch; several students' replays on separate streams also let
+their small kernels run side by side.
+
+What a replay computes is what the captured Python computed, on the same memory:
+- Inputs are held: every full minibatch is copied into the same tensors (`HeldBatch`), and the
+  teacher's forward pass is itself captured, so its outputs are the same tensors every step. A call
+  with other tensors (the last, partial minibatch of an epoch) runs eagerly.
+- Python values the capture freezes are its key: the learning rate, which the schedule changes
+  per epoch. A new key (or new input tensors) captures again.
+- The first `WARMUP_CALLS` calls of each captured function run eagerly: they create what a capture
+  must find in place (the optimiser's momentum buffers, cuDNN and cuBLAS handles) and run the
+  first step's checks. They are the run's real steps, not thrown-away ones.
+- The step has no host sync (tally.py sums the loss on the device), no bf16 autocast (its weight
+  cache does not survive a capture), no torch.compile and one process (`check_capturable`).
+
+How the graph is made and replayed is a backend of `GRAPH_BACKENDS`, by device type: CUDA's
+graphs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import BlockswapError
+
+WARMUP_CALLS = 3
+
+
+class CudaGraphs:
+    """Capture with torch.cuda.graph (which waits for the device first), replay on the current stream."""
+
+    @staticmethod
+    def capture(fn: Callable, inputs: Sequence):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = fn(*inputs)
+        return graph, outputs
+
+    @staticmethod
+    def replay(graph) -> None:
+        graph.replay()
+
+
+GRAPH_BACKENDS = {"cuda": CudaGraphs}
+
+
+def check_capturable(config, device: torch.device, processes: int) -> None:
+    """One line naming why `cuda_graphs` cannot be used with this run, if it cannot."""
+    if not config.cuda_graphs:
+        return
+    reasons = [
+        (device.type not in GRAPH_BACKENDS, f"a CUDA device (this run is on {device.type})"),
+        (config.bf16, "no --bf16 (autocast's weight cache does not survive a capture; paper mode is float32)"),
+        (config.compile, "no --compile (torch.compile makes its own graphs)"),
+        (processes > 1, "one process (--nproc 1)"),
+    ]
+    for broken, need in reasons:
+        if broken:
+            raise BlockswapError(f"--cuda-graphs needs {need}")
+
+
+def leaves(tree) -> list:
+    """The tensors (and Nones) of nested tuples and lists, in order: what a capture holds on to."""
+    if isinstance(tree, (tuple, list)):
+        return [leaf for item in tree for leaf in leaves(item)]
+    return [tree]
+
+
+def same_tensors(a: Sequence, b: Sequence) -> bool:
+    la, lb = leaves(list(a)), leaves(list(b))
+    return len(la) == len(lb) and all(x is y for x, y in zip(la, lb))
+
+
+class Eager:
+    """`fn(*inputs)`, run as it is: the step when nothing is captured."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, *inputs, held: bool):
+        return self.fn(*inputs)
+
+
+def stepper(fn: Callable, device: torch.device, capture: bool, key: Callable[[], object] = lambda: None):
+    """`fn` captured (`Captured`) when `capture`, else run eagerly (`Eager`); called alike."""
+    return Captured(fn, device, key) if capture else Eager(fn)
+
+
+class Captured:
+    """`fn(*inputs)` replayed from a graph while its inputs are held tensors (`held=True`), the same
+    ones it was captured with, and `key()` is unchanged; otherwise run eagerly or captured again."""
+
+    def __init__(self, fn: Callable, device: torch.device, key: Callable[[], object] = lambda: None):
+        self.fn, self.key = fn, key
+        self.backend = GRAPH_BACKENDS[device.type]
+        self.calls = self.captures = 0
+        self.graph = self.inputs = self.outputs = self.captured_key = None
+
+    def __call__(self, *inputs, held: bool):
+        self.calls += 1
+        if not held or self.calls <= WARMUP_CALLS:
+            return self.fn(*inputs)
+        key = self.key()
+        if self.graph is None or key != self.captured_key or not same_tensors(inputs, self.inputs):
+            self.graph = self.outputs = None  # the old graph's memory goes back before the new capture
+            self.graph, self.outputs = self.backend.capture(self.fn, inputs)
+            self.inputs, self.captured_key = inputs, key
+            self.captures += 1
+        self.backend.replay(self.graph)  # a capture records the step without running it
+        return self.outputs
+
+
+class HeldBatch:
+    """Full minibatches copied into the same two tensors, so that captured steps can read them."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.images = self.labels = None
+
+    def hold(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(images, labels, held): the held tensors with this minibatch in them, or the minibatch
+        itself (held False) when it is not a full one."""
+        if len(labels) != self.batch_size:
+            return images, labels, False
+        if self.images is None or self.images.shape != images.shape or self.images.stride() != images.stride():
+            self.images, self.labels = images.clone(), labels.clone()
+        else:
+            self.images.copy_(images)
+            self.labels.copy_(labels)
+        return self.images, self.labels, True
+
+
+class Streams:
+    """One CUDA stream per student of a lockstep job, each waiting for the minibatch and the
+    teacher's outputs on the current stream, which waits for all of them before the next minibatch
+    overwrites the held tensors. Off the GPU, or without graphs, everything runs in order."""
+
+    def __init__(self, device: torch.device, count: int, enabled: bool):
+        self.streams = [torch.cuda.Stream(device) for _ in range(count)] if enabled and device.type == "cuda" else []
+
+    def on(self, i: int):
+        if not self.streams:
+            return contextlib.nullcontext()
+        stream = self.streams[i]
+        stream.wait_stream(torch.cuda.current_stream(stream.device))
+        return torch.cuda.stream(stream)
+
+    def join(self) -> None:
+        for stream in self.streams:
+            torch.cuda.current_stream(stream.device).wait_stream(stream)
