@@ -24,6 +24,11 @@ so a step killed at its time limit keeps what it measured):
 - `train`: training images/s through `Trainer.train_epoch` on synthetic CIFAR-shaped data, for
   the WRN-40-2 teacher and three students (BlockSwap 404.2K, all-G(4), all-G(N) depthwise) in
   paper mode, bf16 + channels-last (eager) and fast mode (bf16 + channels-last + compile).
+- `lockstep`: aggregate training images/s of K = 1, 4, 8 WRN-40-2 students at 404.2K trained in
+  lockstep from one WRN-40-2 teacher, side by side: waiting for the device after every student's
+  step (the trainer when it read each loss back), the default trainer (no host sync in a step),
+  and --cuda-graphs (captured steps and teacher, a stream per student), whose trained weights are
+  compared with the default's.
 - `correctness`: Fisher on the device vs on the CPU (10 candidates, same minibatch; TF32 on and
   off), kill-and-resume of `blockswap train` on the device, and digits training in paper and
   fast mode (2 seeds each) with their test errors.
@@ -58,7 +63,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))  # bank.py, fisher_scoring.py and train_step.py are reused
 
-STEPS = ("install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake")
+STEPS = ("install", "env", "fisher", "latency", "train", "lockstep", "correctness", "loader", "snakemake")
 TEACHER = "wrn-40-2"
 STUDENTS = {  # label -> genotype spec (file or one block name for every block)
     "blockswap-404k": "src/blockswap/genotypes/blockswap-404k.yaml",
@@ -897,6 +902,143 @@ def step_train(args, rec: Record):
         rec.set("goal_fast_3x_paper", teacher["fast"]["speedup_vs_paper"] >= 3)
 
 
+# --- lockstep -----------------------------------------------------------------------------------
+
+# How the K students of one lockstep job step (train.train_pass, one teacher forward per minibatch):
+# "sync" waits for the device after every student's step, as the trainer did when it read each
+# loss back; "eager" is the default trainer (no host sync in a step); "graphs" is --cuda-graphs
+# (each step and the teacher's forward replayed from CUDA graphs, one stream per student).
+LOCKSTEP_MODES = ("sync", "eager", "graphs")
+
+
+def lockstep_teacher(device, batch, tmp) -> str:
+    """A WRN-40-2 teacher run folder (two steps of training: its quality does not matter here)."""
+    from train_step import synthetic_cifar
+
+    from blockswap.training.config import TrainConfig
+    from blockswap.training.train import Trainer
+
+    out = f"{tmp}/teacher"
+    Trainer(TrainConfig(arch=TEACHER, dataset="digits", epochs=1, batch_size=batch), out, device,
+            synthetic_cifar(2 * batch), progress=False, log=lambda *_: None).run()  # fmt: skip
+    return out
+
+
+def lockstep_rate(k, mode, steps, batch, device, tmp, teacher, genotypes) -> dict:
+    """Aggregate images/s of K WRN-40-2 students at the 404.2K budget trained in lockstep from
+    `teacher` over `steps` full minibatches, after a warm-up pass of WARMUP_CALLS + 2 minibatches
+    (which holds the captures); the trained students' weights come back for comparison."""
+    from train_step import synthetic_cifar
+
+    from blockswap.data.splits import ImageTensors
+    from blockswap.training.config import TrainConfig
+    from blockswap.training.step_capture import WARMUP_CALLS
+    from blockswap.training.train import SharedWork, Trainer, train_pass
+
+    data = synthetic_cifar(batch * steps)
+    full = data.train
+    cfgs = [
+        TrainConfig(
+            arch=TEACHER,
+            genotype=genotypes[i % len(genotypes)],
+            dataset="digits",
+            batch_size=batch,
+            teacher=teacher,
+            cuda_graphs=mode == "graphs",
+        )  # fmt: skip
+        for i in range(k)
+    ]
+    trainers = [Trainer(cfg, f"{tmp}/{mode}-k{k}/{i}", device, data, progress=False) for i, cfg in enumerate(cfgs)]
+    if mode == "sync":
+        for t in trainers:
+            t.update = synced(t.update, device)
+    work = SharedWork(trainers)
+
+    def one_pass():
+        for t in trainers:
+            t.start_epoch(0)  # epoch 0 again: the same learning rate, so no capture is redone
+        train_pass(trainers, 0, work)
+
+    warm = (WARMUP_CALLS + 2) * batch
+    data.train = ImageTensors(full.images[:warm], full.labels[:warm])
+    warmup, _ = wall(one_pass, device)
+    data.train = full
+    seconds, _ = wall(one_pass, device)
+    images = steps * batch
+    return {
+        "students": k,
+        "images_per_s": rounded(k * images / seconds),
+        "per_student_images_per_s": rounded(images / seconds),
+        "seconds": rounded(seconds, 3),
+        "warmup_seconds": rounded(warmup, 3),
+        "train_loss": rounded(trainers[0].epoch_means()["train_loss"], 8),
+        "captures": sum(getattr(step, "captures", 0) for step in [work.teacher, *(t.update for t in trainers)]),
+    }, {name: t.detach().cpu() for name, t in trainers[0].model.state_dict().items()}
+
+
+def synced(update, device):
+    def step(*args, **kwargs):
+        out = update(*args, **kwargs)
+        sync(device)
+        return out
+
+    return step
+
+
+def step_lockstep(args, rec: Record):
+    import tempfile
+
+    import torch
+
+    from blockswap.training import step_capture
+
+    device = device_of(args)
+    dry = args.dry_run
+    batch, steps, ks = (8, 2, (1, 2)) if dry else (128, 30, (1, 4, 8))
+    if dry:
+        # CUDA graphs need CUDA: the CPU stand-in replays by running the step again, which checks
+        # everything around the capture (held minibatch, captured teacher, streams off the GPU).
+        step_capture.GRAPH_BACKENDS["cpu"] = step_capture.RerunGraphs
+        rec.note("CPU dry run: 'graphs' uses the stand-in backend (step_capture.RerunGraphs), not CUDA graphs")
+    rec.set("setup", {"batch_size": batch, "steps": steps, "students": list(ks), "modes": list(LOCKSTEP_MODES),
+                      "teacher": TEACHER, "budget": FISHER_BUDGET})  # fmt: skip
+    genotypes = [genotype_names(STUDENTS["blockswap-404k"]), genotype_names("G(4)"), genotype_names("G(N)")]
+    results = {mode: {} for mode in LOCKSTEP_MODES}
+    rec.set("results", results)
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        with rec.part("teacher"):
+            teacher = lockstep_teacher(device, batch, tmp)
+        for k in ks:
+            weights = {}
+            for mode in LOCKSTEP_MODES:
+                if not rec.enough(f"{mode} K={k}", 4 + 1.5 * k):
+                    continue
+                with rec.part(f"{mode} K={k}"):
+                    try:
+                        out, weights[mode] = lockstep_rate(k, mode, steps, batch, device, tmp, teacher, genotypes)
+                    finally:
+                        free_memory()
+                    results[mode][f"K={k}"] = out
+                    rec.set("results", results)
+            if "graphs" in weights and "eager" in weights:
+                a, b = weights["eager"], weights["graphs"]
+                results["graphs"][f"K={k}"]["identical_to_eager"] = all(torch.equal(a[n], b[n]) for n in a)
+                results["graphs"][f"K={k}"]["max_rel_diff_vs_eager"] = rounded(
+                    max(
+                        float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-30))
+                        for n in a
+                        if a[n].is_floating_point()
+                    ),
+                    6,
+                )
+                rec.set("results", results)
+    sync_k1 = results["sync"].get("K=1", {}).get("images_per_s")
+    best = max((r["images_per_s"] for mode in results.values() for r in mode.values()), default=None)
+    if sync_k1 and best:
+        rec.set("best_over_sync_k1", rounded(best / sync_k1, 3))
+        rec.set("goal_2x", best / sync_k1 >= 2)
+
+
 # --- correctness --------------------------------------------------------------------------------
 
 
@@ -1478,6 +1620,20 @@ def _train_lines(t: dict) -> list[str]:
     return out
 
 
+def _lockstep_lines(lo: dict) -> list[str]:
+    out = []
+    for mode, runs in lo.get("results", {}).items():
+        cells = [
+            f"{k} {fmt(r.get('images_per_s'))}/s"
+            + (f" (same as eager: {fmt(r['identical_to_eager'])})" if "identical_to_eager" in r else "")
+            for k, r in runs.items()
+        ]
+        out.append(f"{mode}: " + ", ".join(cells))
+    if "best_over_sync_k1" in lo:
+        out.append(f"best / sync K=1 {fmt(lo['best_over_sync_k1'])}x, goal >=2x: {fmt(lo.get('goal_2x'))}")
+    return out
+
+
 def _correctness_lines(c: dict) -> list[str]:
     out = []
     fd = c.get("fisher_device_vs_cpu")
@@ -1554,6 +1710,7 @@ STEP_LINES = {
     "fisher": _fisher_lines,
     "latency": _latency_lines,
     "train": _train_lines,
+    "lockstep": _lockstep_lines,
     "correctness": _correctness_lines,
     "loader": _loader_lines,
 }
@@ -1637,6 +1794,7 @@ STEP_FUNCTIONS = {
     "fisher": step_fisher,
     "latency": step_latency,
     "train": step_train,
+    "lockstep": step_lockstep,
     "correctness": step_correctness,
     "loader": step_loader,
 }

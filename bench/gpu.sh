@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared GPU measurement run: Fisher scoring speed against its floor and
-# variants, training throughput (paper vs fast mode), correctness on the device (Fisher vs CPU,
+# variants, training throughput (paper vs fast mode, lockstep students with and without CUDA graphs), correctness on the device (Fisher vs CPU,
 # kill-and-resume, digits in both modes), the ImageNet loader against ResNet-34's rate, and the
 # paper CIFAR-10 configuration in miniature through snakemake. Measurements: bench/gpu.py.
 #
@@ -10,7 +10,7 @@
 # Every step runs in its own process under `timeout`, inside one overall budget
 # (GPU_BENCH_BUDGET seconds, default 540 on the GPU, 360 dry); a failing or timed-out step is
 # recorded and the next one runs. The summary table comes last. GPU_BENCH_STEPS chooses the steps
-# and their order (default "env fisher latency train snakemake correctness loader"; install and the
+# and their order (default "env fisher latency train lockstep snakemake correctness loader"; install and the
 # report always run).
 #
 # Offline install on the GPU machine (no internet there): the wheels in .whl/ (snakemake and the
@@ -38,7 +38,7 @@ else
     BUDGET=${GPU_BENCH_BUDGET:-540}
     DRYFLAG=
 fi
-STEPS=${GPU_BENCH_STEPS:-env fisher latency train snakemake correctness loader}
+STEPS=${GPU_BENCH_STEPS:-env fisher latency train lockstep snakemake correctness loader}
 RESERVE=8 # seconds kept for the report
 START=$SECONDS
 
@@ -136,7 +136,7 @@ log "=== install: $status: $note"
 record install "$status" 0 $((SECONDS - t0)) 0 "$note"
 
 # --- measurements, in the order of $STEPS ----------------------------------------------------
-declare -A CAP=([env]=20 [fisher]=150 [latency]=100 [train]=90 [correctness]=90 [loader]=35 [snakemake]=110)
+declare -A CAP=([env]=20 [fisher]=150 [latency]=100 [train]=90 [lockstep]=120 [correctness]=90 [loader]=35 [snakemake]=110)
 snakemake_step() { # the paper CIFAR-10 configuration in miniature (the report reads pytest's closing line)
     if [[ ! -f tests/test_paper_configs.py ]]; then
         record snakemake skipped 0 0 0 "skipped: tests/test_paper_configs.py not present"
@@ -152,12 +152,12 @@ snakemake_step() { # the paper CIFAR-10 configuration in miniature (the report r
             -p no:cacheprovider tests/test_paper_configs.py -k "cifar10 and end_to_end"
     fi
 }
-for name in env fisher latency train correctness loader snakemake; do
+for name in env fisher latency train lockstep correctness loader snakemake; do
     wanted "$name" || record "$name" skipped 0 0 0 "not in GPU_BENCH_STEPS"
 done
 for name in $STEPS; do
     case $name in
-    env | fisher | latency | train | correctness | loader)
+    env | fisher | latency | train | lockstep | correctness | loader)
         run_step "$name" "${CAP[$name]}" "$PY" bench/gpu.py "$name" --work "$WORK" --seconds "{SECONDS}" $DRYFLAG
         ;;
     snakemake) snakemake_step ;;

@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import BIN, ROOT
 
-STEPS = ["install", "env", "fisher", "latency", "train", "correctness", "loader", "snakemake"]
+STEPS = ["install", "env", "fisher", "latency", "train", "lockstep", "correctness", "loader", "snakemake"]
 
 
 pytestmark = pytest.mark.slow  # runs the benchmark scripts end to end
@@ -119,6 +119,23 @@ def test_train_step(dry_run):
         assert modes["paper"]["seconds_per_cifar_epoch"] == pytest.approx(
             50_000 / modes["paper"]["images_per_s"], rel=1e-2
         )
+
+
+def test_lockstep_step(dry_run):
+    lockstep = dry_run[0]["steps"]["lockstep"]["result"]
+    assert not lockstep["errors"], lockstep["errors"]
+    results = lockstep["results"]
+    assert set(results) == {"sync", "eager", "graphs"}
+    for mode, runs in results.items():
+        assert set(runs) == {"K=1", "K=2"}, mode
+        for run in runs.values():
+            assert run["images_per_s"] > 0 and run["images_per_s"] == pytest.approx(
+                run["students"] * run["per_student_images_per_s"], rel=1e-3
+            )
+    for k, run in results["graphs"].items():  # the CPU stand-in replays the same step: same weights
+        assert run["identical_to_eager"] and run["max_rel_diff_vs_eager"] == 0, k
+        assert run["captures"] == 1 + run["students"], k  # the teacher once, each student once
+    assert results["eager"]["K=2"]["captures"] == 0
 
 
 def test_correctness_step(dry_run):

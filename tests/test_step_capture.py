@@ -17,7 +17,7 @@ from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
 from blockswap.training import step_capture
 from blockswap.training.config import TrainConfig
-from blockswap.training.step_capture import WARMUP_CALLS, Captured, HeldBatch, check_capturable
+from blockswap.training.step_capture import WARMUP_CALLS, Captured, HeldBatch, RerunGraphs, check_capturable
 from blockswap.training.tally import StepTally
 from blockswap.training.train import Trainer, train_together
 
@@ -115,33 +115,6 @@ def test_a_training_step_never_waits_for_the_device(tmp_path, data, teacher, mon
 
 
 # --- the captured step ----------------------------------------------------------------------------
-
-
-class RerunGraphs:
-    """Stand-in for CUDA graphs: the capture runs the step once (its replay is skipped), and each
-    later replay runs it again on the captured input tensors and copies its outputs into the
-    captured ones, as a graph writes the same memory. Counts captures."""
-
-    captures = 0
-
-    class Graph:
-        def __init__(self, fn, inputs, outputs):
-            self.fn, self.inputs, self.outputs, self.fresh = fn, inputs, outputs, True
-
-    @classmethod
-    def capture(cls, fn, inputs):
-        cls.captures += 1
-        outputs = fn(*inputs)
-        return cls.Graph(fn, inputs, outputs), outputs
-
-    @staticmethod
-    def replay(graph):
-        if graph.fresh:
-            graph.fresh = False
-            return
-        for mine, new in zip(step_capture.leaves(graph.outputs), step_capture.leaves(graph.fn(*graph.inputs))):
-            if mine is not None:
-                mine.copy_(new)
 
 
 @pytest.fixture

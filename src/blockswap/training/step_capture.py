@@ -49,6 +49,35 @@ class CudaGraphs:
         graph.replay()
 
 
+class RerunGraphs:
+    """A stand-in for CUDA graphs, to check on a CPU what surrounds a capture (held inputs, the key,
+    eager partial batches, static outputs): the capture runs `fn` once and its first replay does
+    nothing; each later replay runs `fn` again on the captured input tensors and copies its outputs
+    into the captured ones, as a graph writes the same memory. Never registered by default: the
+    tests and bench/gpu.sh's CPU dry run put it under "cpu" in GRAPH_BACKENDS."""
+
+    captures = 0
+
+    class Graph:
+        def __init__(self, fn: Callable, inputs: Sequence, outputs):
+            self.fn, self.inputs, self.outputs, self.fresh = fn, inputs, outputs, True
+
+    @classmethod
+    def capture(cls, fn: Callable, inputs: Sequence):
+        cls.captures += 1
+        outputs = fn(*inputs)
+        return cls.Graph(fn, inputs, outputs), outputs
+
+    @staticmethod
+    def replay(graph) -> None:
+        if graph.fresh:  # the capture ran it
+            graph.fresh = False
+            return
+        for mine, new in zip(leaves(graph.outputs), leaves(graph.fn(*graph.inputs))):
+            if mine is not None:
+                mine.copy_(new)
+
+
 GRAPH_BACKENDS = {"cuda": CudaGraphs}
 
 
