@@ -29,7 +29,7 @@ from blockswap.provenance import json_digest
 from blockswap.search.evolution import SearchSettings, run_search
 from blockswap.search.sampling import CostTable
 from blockswap.training.checkpoint import load_model
-from blockswap.training.config import TrainConfig
+from blockswap.training.config import NEUTRAL_DEFAULTS, TrainConfig
 from blockswap.training.train import Trainer
 
 SIZE = 32
@@ -225,9 +225,11 @@ def test_the_student_starts_from_the_teachers_stem_and_kept_blocks(inputs, tmp_p
         TrainConfig(**{**config.__dict__, "teacher_init": False}), tmp_path / "b", torch.device("cpu"), progress=False
     )
     assert not torch.equal(without.model.stem[0].weight, teacher.conv1.weight)
-    # A run that leaves teacher_init, mean and std at their defaults has the fingerprint it has without them.
+    # A run that leaves teacher_init, mean and std (and cuda_graphs) at their defaults has the
+    # fingerprint it has without them.
     plain = TrainConfig(arch="resnet-18", dataset="folder")
-    values = {k: v for k, v in asdict(plain).items() if k not in ("teacher_init", "mean", "std")}
+    assert {"teacher_init", "mean", "std", "cuda_graphs"} == set(NEUTRAL_DEFAULTS)
+    values = {k: v for k, v in asdict(plain).items() if k not in NEUTRAL_DEFAULTS}
     assert plain.fingerprint() == json_digest(values)[:16]
     assert (
         plain.fingerprint()
