@@ -7,10 +7,11 @@ The story of one run, in the order this module tells it:
    optimiser, and the step's module (data-parallel over processes: distributed.py).
 2. `train_together` is the loop. `begin` skips a finished run or resumes its checkpoint; then per
    epoch `start_epoch` sets the learning rate, `train_pass` draws the epoch's seeded minibatches,
-   runs the teacher once per minibatch and calls `train_step` (loss, backward, SGD step, the
-   divergence check), and `end_epoch` checks the weights, evaluates on the validation split and
-   writes the checkpoint. Several students of one job share this loop (lockstep.py says which
-   may); one run is a group of one.
+   runs the teacher once per minibatch and calls `train_step` (loss, backward, SGD step; the loss
+   and error are summed on the device, tally.py), and `end_epoch` checks the loss and the weights,
+   evaluates on the validation split and writes the checkpoint. Several students of one job share
+   this loop (lockstep.py says which may); one run is a group of one. With `cuda_graphs` the
+   teacher's forward pass and each step are replayed from CUDA graphs (step_capture.py).
 3. `finish` evaluates on the test split once and writes model.pt, history.csv and metrics.json.
 
 The protocol defaults are the paper's (docs/paper.md s.4): SGD momentum 0.9, lr 0.1 cosine-annealed
