@@ -35,12 +35,13 @@ WARMUP_CALLS = 3
 
 
 class CudaGraphs:
-    """Capture with torch.cuda.graph (which waits for the device first), replay on the current stream."""
+    """Capture with torch.cuda.graph (which waits for the device first) on the current stream, a
+    non-default one (`Streams`), and replay there."""
 
     @staticmethod
     def capture(fn: Callable, inputs: Sequence):
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=torch.cuda.current_stream()):  # where the warm-up ran
             outputs = fn(*inputs)
         return graph, outputs
 
@@ -168,14 +169,35 @@ class HeldBatch:
 
 
 class Streams:
-    """One CUDA stream per student of a lockstep job, each waiting for the minibatch and the
-    teacher's outputs on the current stream, which waits for all of them before the next minibatch
-    overwrites the held tensors. Off the GPU, or without graphs, everything runs in order."""
+    """The streams of one lockstep job on a GPU with captured steps: the job's own stream, which
+    draws the minibatches and runs the teacher, and one per student, each waiting for the minibatch
+    and the teacher's outputs on the job's stream, which waits for all of them before the next
+    minibatch overwrites the held tensors. Nothing runs on the default stream, on which CUDA cannot
+    capture; each function is captured on the stream its eager warm-up ran on (cuBLAS prepares its
+    workspace per stream, and must not do so inside a capture). Off the GPU, or without captured
+    steps, everything runs in order on the current stream."""
 
     def __init__(self, device: torch.device, count: int, enabled: bool):
-        self.streams = [torch.cuda.Stream(device) for _ in range(count)] if enabled and device.type == "cuda" else []
+        on = enabled and device.type == "cuda"
+        self.job = torch.cuda.Stream(device) if on else None
+        self.streams = [torch.cuda.Stream(device) for _ in range(count)] if on else []
+
+    @contextlib.contextmanager
+    def pass_on_job_stream(self):
+        """An epoch's pass on the job's stream, ordered after and before the caller's stream."""
+        if self.job is None:
+            yield
+            return
+        caller = torch.cuda.current_stream(self.job.device)
+        self.job.wait_stream(caller)  # the epoch's tallies and learning rates were set there
+        try:
+            with torch.cuda.stream(self.job):
+                yield
+        finally:
+            caller.wait_stream(self.job)  # evaluation and checkpoints read the trained weights
 
     def on(self, i: int):
+        """Student `i`'s step on its own stream, after what the job's stream has queued."""
         if not self.streams:
             return contextlib.nullcontext()
         stream = self.streams[i]

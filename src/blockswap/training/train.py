@@ -152,20 +152,21 @@ def train_pass(active: Sequence, epoch: int, shared: SharedWork | None = None) -
         shard=lead.world.shard,
     )
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not lead.progress, leave=False)
-    for step, (images, labels) in enumerate(bar):
-        images = images.contiguous(memory_format=lead.memory_format)
-        held = False
-        if shared.held is not None:
-            images, labels, held = shared.held.hold(images, labels)
-        target = shared.teacher(images, held=held) if shared.teacher is not None else None
-        steps_start = time.perf_counter()
-        for t in active:
-            with shared.streams.on(shared.index[id(t)]):
-                t.train_step(epoch, step, len(batches), images, labels, target, held)
-        shared.streams.join()
-        own += time.perf_counter() - steps_start  # the students' own steps: not shared time
-        if lead.progress:
-            bar.set_postfix(lead.running_means())
+    with shared.streams.pass_on_job_stream():
+        for step, (images, labels) in enumerate(bar):
+            images = images.contiguous(memory_format=lead.memory_format)
+            held = False
+            if shared.held is not None:
+                images, labels, held = shared.held.hold(images, labels)
+            target = shared.teacher(images, held=held) if shared.teacher is not None else None
+            steps_start = time.perf_counter()
+            for t in active:
+                with shared.streams.on(shared.index[id(t)]):
+                    t.train_step(epoch, step, len(batches), images, labels, target, held)
+            shared.streams.join()
+            own += time.perf_counter() - steps_start  # the students' own steps: not shared time
+            if lead.progress:
+                bar.set_postfix(lead.running_means())
     return time.perf_counter() - start - own, len(batches)
 
 
