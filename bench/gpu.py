@@ -34,7 +34,9 @@ so a step killed at its time limit keeps what it measured):
   fast mode (2 seeds each) with their test errors.
 - `loader`: ImageNet input pipeline (`load_imagenet` + `epoch_batches` with one worker per core)
   on synthetic JPEGs against ResNet-34's training rate at 224 px, batch 256.
-- `report`: merges the step files into one `gpu.json` and prints the summary table.
+- `report`: merges the step files into one `gpu.json`, writes `timings.json` (this GPU's seconds per
+  training image and per scored candidate, for `blockswap plan CONFIG --timings`) and prints the
+  summary table.
 
 `--dry-run` runs every step at tiny sizes on the CPU (bf16 and compile need CUDA: skipped with a
 note). Run through the shell script, not directly:
@@ -1731,6 +1733,58 @@ def summary_lines(steps: dict) -> dict[str, list[str]]:
     return lines
 
 
+def lockstep_split(runs: dict) -> tuple[float, float] | None:
+    """(student, teacher_forward) seconds per image from a lockstep mode's aggregate rates at K = 1
+    and the largest K: a job's time per minibatch image is teacher_forward + K x student."""
+    rates = {r["students"]: r["images_per_s"] for r in runs.values() if r.get("images_per_s")}
+    if 1 not in rates or len(rates) < 2:
+        return None
+    k = max(rates)
+    one, many = 1 / rates[1], k / rates[k]
+    student = (many - one) / (k - 1)
+    forward = one - student
+    return (student, forward) if student > 0 and forward > 0 else None
+
+
+def plan_timings(steps: dict, gpu: str, dry_run: bool) -> dict | None:
+    """The timings file `blockswap plan --timings` reads (planning/timings.py), from this run's
+    train, lockstep, fisher and loader steps; None when the teacher's training rate is missing."""
+    from blockswap.planning.timings import TIMINGS_FORMAT
+
+    result = {name: step.get("result") or {} for name, step in steps.items()}
+    train = result.get("train", {}).get("results", {})
+    teacher_rate = train.get(f"teacher {TEACHER}", {}).get("paper", {}).get("images_per_s")
+    if not teacher_rate:
+        return None
+    when = time.strftime("%Y-%m-%d")
+    measured = f"bench/gpu.sh on {gpu}, {when}" + (" (CPU dry run, tiny sizes)" if dry_run else "")
+    teacher = 1 / teacher_rate
+    lockstep = result.get("lockstep", {}).get("results", {})
+    eager = lockstep_split(lockstep.get("eager", {}))
+    if eager:
+        student, forward = eager
+    else:
+        rates = [modes["paper"]["images_per_s"] for label, modes in train.items()
+                 if label in STUDENTS and modes.get("paper", {}).get("images_per_s")]  # fmt: skip
+        if not rates:
+            return None
+        student, forward = sum(1 / r for r in rates) / len(rates), teacher / 3
+        measured += "; the teacher's forward pass taken as a third of its training step"
+    wrn = {"side": 32, "teacher": teacher, "student": student, "teacher_forward": forward, "measured": measured}
+    graphs = lockstep_split(lockstep.get("graphs", {}))
+    if graphs:
+        wrn["cuda_graphs"] = {"student": graphs[0], "teacher_forward": graphs[1]}
+    score = result.get("fisher", {}).get("score_cli", {}).get("seconds_for_1000_with_startup")
+    wrn["score"] = score / 1000 if score else None
+    families = {"wrn": wrn}
+    resnet = result.get("loader", {}).get("resnet34", {}).get("paper", {}).get("images_per_s")
+    if resnet:
+        families["resnet"] = {"side": 224, "teacher": 1 / resnet, "student": 1 / resnet,
+                              "teacher_forward": 1 / resnet / 3, "score": None,
+                              "measured": measured + "; ResNet-34 for the teacher and every student"}  # fmt: skip
+    return {"format": TIMINGS_FORMAT, "families": families}
+
+
 def step_report(args):
     work, out = Path(args.work), Path(args.out)
     steps = read_steps(work)
@@ -1760,6 +1814,9 @@ def step_report(args):
     lines = summary_lines(steps)
     combined["summary"] = lines
     (out / "gpu.json").write_text(json.dumps(combined, indent=1, default=_jsonable))
+    timings = plan_timings(steps, gpu, args.dry_run)
+    if timings is not None:  # `blockswap plan CONFIG --timings $OUT/timings.json`
+        (out / "timings.json").write_text(json.dumps(timings, indent=1))
     print()
     print(
         f"== bench/gpu.sh on {gpu} (torch {env.get('torch')}): {args.elapsed:.0f} s of a {args.budget:.0f} s budget =="

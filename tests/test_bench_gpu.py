@@ -45,7 +45,7 @@ def test_every_step_is_in_the_json_and_the_summary_comes_last(dry_run):
     result, stdout, out = dry_run
     assert result["dry_run"] is True
     assert list(result["steps"]) == STEPS
-    assert sorted(p.name for p in out.iterdir()) == ["gpu.json", "gpu.log"]  # few files come back from $OUT
+    assert sorted(p.name for p in out.iterdir()) == ["gpu.json", "gpu.log", "timings.json"]  # few files come back
     lines = stdout.strip().splitlines()
     assert lines[-1].startswith("full results:")
     header = max(i for i, line in enumerate(lines) if line.startswith("== bench/gpu.sh on CPU dry run"))
@@ -136,6 +136,36 @@ def test_lockstep_step(dry_run):
         assert run["identical_to_eager"] and run["max_rel_diff_vs_eager"] == 0, k
         assert run["captures"] == 1 + run["students"], k  # the teacher once, each student once
     assert results["eager"]["K=2"]["captures"] == 0
+
+
+def test_the_run_writes_timings_blockswap_plan_reads(dry_run, capsys):
+    from blockswap.cli import main
+    from blockswap.planning.timings import BUILT_IN, read_timings
+
+    out = dry_run[2]
+    timings = read_timings(out / "timings.json")  # every check of the format passes
+    wrn = timings["wrn"]
+    train = dry_run[0]["steps"]["train"]["result"]["results"]["teacher wrn-40-2"]["paper"]
+    assert wrn["teacher"] == pytest.approx(1 / train["images_per_s"])
+    assert (
+        "CPU dry run" in wrn["measured"]
+        and wrn["score"] > 0
+        and set(wrn["cuda_graphs"])
+        == {
+            "student",
+            "teacher_forward",
+        }
+    )
+    assert timings["resnet"] != BUILT_IN["resnet"]  # the loader step timed ResNet-34 too
+    config = str(ROOT / "config" / "paper-cifar10.yaml")
+    assert main(["plan", config]) == 0
+    built_in = capsys.readouterr().out
+    assert main(["plan", config, "--timings", str(out / "timings.json")]) == 0
+    mine = capsys.readouterr().out
+    # The CPU's tiny-batch rates are far slower than the H100's: the same plan, many more hours.
+    total = {text: float(next(line for line in text.splitlines() if line.startswith("total")).split()[3])
+             for text in (built_in, mine)}  # fmt: skip
+    assert total[mine] > 10 * total[built_in] and "CPU dry run" in mine
 
 
 def test_correctness_step(dry_run):

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..planning.config_file import load_config
 from ..planning.plan import RELEASED_GENOTYPES
 from ..planning.summary import plan_summary
+from ..planning.timings import read_timings
 
 
 def cmd_plan(args) -> None:
-    for line in plan_summary(load_config(args.configfiles), RELEASED_GENOTYPES):
+    timings = read_timings(args.timings)
+    for line in plan_summary(load_config(args.configfiles), RELEASED_GENOTYPES, timings):
         print(line)
 
 
@@ -20,6 +22,12 @@ def add_plan(sub) -> None:
         "of GPU-hours from measured timings. Several files merge like Snakemake's --configfile.",
     )
     p.add_argument("configfiles", nargs="+", help="configuration files (e.g. config/paper-cifar10.yaml)")
+    p.add_argument(
+        "--timings",
+        metavar="FILE",
+        help="seconds per image and per candidate measured on your GPU (the timings.json `bash bench/gpu.sh` "
+        "writes); default: the built-in H100 figures",
+    )
 
 
 COMMANDS = {"plan": (add_plan, cmd_plan)}

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import BlockswapError
+from ..numeric import is_positive_number
 
 FOLDS = 5  # held-out folds: each network is predicted once by a line that never saw it
 MIN_NETWORKS = 10  # fewest validation networks: two per fold
@@ -99,10 +100,6 @@ def calibration_entry(
     }
 
 
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
 def _agree(a, b) -> bool:
     return isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=AGREE, abs_tol=AGREE_SECONDS)
 
@@ -120,8 +117,8 @@ def entry_problem(entry, predict: Callable[[str], float]) -> str | None:
         return f"it lacks the timings of at least {MIN_NETWORKS} validation networks"
     if not all(
         isinstance(n.get("genotype"), str)
-        and _positive(n.get("predicted_seconds"))
-        and _positive(n.get("measured_seconds"))
+        and is_positive_number(n.get("predicted_seconds"))
+        and is_positive_number(n.get("measured_seconds"))
         for n in networks
     ):
         return "a validation network lacks its genotype or a positive time"

@@ -20,7 +20,6 @@ a setting without one, or whose held-out error is above 10 %, refuses them.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from ..networks.genotype import Genotype
 from ..networks.layers import Classifier
 from ..networks.models import initialise
 from ..networks.modules import build_block, build_layer, build_sequence
+from ..numeric import is_positive_number
 from ..provenance import read_verified
 from . import calibration, timing
 from .settings import Setting
@@ -169,10 +169,6 @@ TABLE_KEYS = (
 )
 
 
-def _seconds(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
 def table_problem(record: dict) -> str | None:
     """What is wrong with a latency table read from a file (a hand edit, a damaged copy), or None:
     every lookup and sum is then safe."""
@@ -207,14 +203,14 @@ def table_problem(record: dict) -> str | None:
     if not isinstance(record.get("calibration", {}), dict) or not set(record.get("calibration", {})) <= set(settings):
         return "calibration is not a mapping of the table's settings"
     for part in ("stem", "head"):
-        if not (isinstance(record[part], dict) and all(_seconds(record[part].get(k)) for k in settings)):
+        if not (isinstance(record[part], dict) and all(is_positive_number(record[part].get(k)) for k in settings)):
             return f"{part} lacks a positive time for every setting"
     shapes, positions = record["shapes"], record["positions"]
     if not (isinstance(shapes, list) and all(isinstance(s, dict) and isinstance(s.get("times"), dict) for s in shapes)):
         return "shapes is not a list of timed shapes"
     for shape in shapes:
         for name, times in shape["times"].items():
-            if not (isinstance(times, dict) and all(_seconds(times.get(k)) for k in settings)):
+            if not (isinstance(times, dict) and all(is_positive_number(times.get(k)) for k in settings)):
                 return f"{str(name)[:40]} lacks a positive time for every setting"
     if not (
         isinstance(positions, list)

@@ -8,15 +8,17 @@ from pathlib import Path
 from .config_checks import check_detection
 from .detection import detection_plan
 from .plan import plan_networks, plan_notes
-from .run_cost import EPOCH_TIMINGS, family, plan_cost, training_epochs
+from .run_cost import family, plan_cost, training_epochs
+from .timings import BUILT_IN, student_rates
 
 
-def plan_summary(config: dict, genotype_dir: Path) -> list[str]:
-    """The plan of a validated configuration, as lines of text."""
+def plan_summary(config: dict, genotype_dir: Path, timings: dict = BUILT_IN) -> list[str]:
+    """The plan of a validated configuration, as lines of text; GPU-hours from `timings`
+    (timings.read_timings: the built-in figures, or a file bench/gpu.sh wrote)."""
     if config["dataset"] == "coco":
         return detection_summary(config)
     plans = plan_networks(config, genotype_dir, f"results/{config['run']}")
-    rows = plan_cost(config, plans)
+    rows = plan_cost(config, plans, timings)
     epochs = {method: training_epochs(config, method) for method in ("teacher", "blockswap", "random")}
     lines = [
         f"run {config['run']}: {config['dataset']}, teacher {config['teacher']['arch']}, epochs per run: "
@@ -28,11 +30,17 @@ def plan_summary(config: dict, genotype_dir: Path) -> list[str]:
     total_epochs = sum(r.epochs for r in rows)
     total = f"{sum(known):.2f}" if len(known) == len(rows) else "n/a"
     lines.append(f"{'total':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
-    timing = EPOCH_TIMINGS[family(config["teacher"]["arch"])]
-    source = timing["measured"] or "no measurement covers this architecture family yet"
+    timing = timings[family(config["teacher"]["arch"])]
+    graphs = config["training"]["cuda_graphs"]
+    _, _, graphed = student_rates(timing, graphs)
+    steps = {
+        (False, False): "",
+        (True, True): ", students' steps with CUDA graphs",
+        (True, False): ", students' steps eager (no CUDA-graph timing was measured)",
+    }[(graphs, graphed)]
     lines.append(
         f"runs: training runs (the total counts no scoring); GPU-hours: estimates from seconds per image "
-        f"measured by bench/gpu.sh ({source}), scaled by pixel count"
+        f"({timing['measured']}{steps}), scaled by pixel count"
     )
     return lines + [f"note: {note}" for note in plan_notes(config)]
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from ..errors import BlockswapError
+from ..numeric import is_finite_number
 from ..provenance import json_digest
 from ..seeds import MAX_SEED
 from . import snip
@@ -37,11 +38,6 @@ SCHEDULES: dict[str, Callable[[TrainConfig, int], float]] = {"cosine": cosine_lr
 
 def is_whole(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def is_finite_number(x) -> bool:
-    """A finite real number (bool is not one, though Python counts it as an int)."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # Real-valued fields (None allowed for the optional ones): an inf or nan lr, weight decay or AT

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from ..errors import BlockswapError
+from ..numeric import is_finite_number
 from ..provenance import verify
 from . import teachers
 from .checkpoint import load_model
-from .config import TrainConfig, is_finite_number
+from .config import TrainConfig
 from .run_files import METRICS_FILE, MODEL_FILE, check_recorded_file
 
 CHECKPOINT_FILE = "checkpoint.pt"
