@@ -1,9 +1,11 @@
 """Lockstep training: several students in one job equal each trained alone, resume each on their own,
-and every student of one seed sees the same minibatches (common random numbers)."""
+and every student of one seed sees the same minibatches (common random numbers); no step waits for
+the device, and captured steps (--cuda-graphs, replayed here by a CPU stand-in) give the same runs."""
 
 import dataclasses
 import hashlib
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -13,8 +15,10 @@ from blockswap import BlockswapError
 from blockswap.cli import main
 from blockswap.data.loaders import load_dataset
 from blockswap.data.splits import ImageTensors
+from blockswap.training import step_capture
 from blockswap.training.config import TrainConfig
 from blockswap.training.runs import convergence
+from blockswap.training.step_capture import WARMUP_CALLS, RerunGraphs
 from blockswap.training.train import Trainer, train_together
 
 SIZE = 8
@@ -26,8 +30,8 @@ GENOTYPES = [["G(2)", "B(2)", "S"], ["BG(2,M/2)", "S", "G(4)"], ["S", "G(N)", "B
 @pytest.fixture(scope="module")
 def data():
     digits = load_dataset("digits", image_size=SIZE)
-    # 96 training images: three minibatches of 32 per epoch.
-    return dataclasses.replace(digits, train=ImageTensors(digits.train.images[:96], digits.train.labels[:96]))
+    # 100 training images: three full minibatches of 32 and a partial one of 4 per epoch.
+    return dataclasses.replace(digits, train=ImageTensors(digits.train.images[:100], digits.train.labels[:100]))
 
 
 def config(**overrides):
@@ -85,7 +89,7 @@ def test_the_teacher_runs_once_per_minibatch_for_all_students(tmp_path, data, te
     forward = runs[0].teacher.forward_intermediates
     monkeypatch.setattr(runs[0].teacher, "forward_intermediates", lambda x: calls.append(1) or forward(x))
     train_together(runs)
-    assert len(calls) == 3 * 3  # 3 epochs of 3 minibatches, not 3 students x 9
+    assert len(calls) == 3 * 4  # 3 epochs of 4 minibatches, not 3 students x 12
 
 
 def test_each_student_resumes_on_its_own(tmp_path, data, teacher, alone):
@@ -128,7 +132,7 @@ def test_students_of_one_seed_see_the_same_minibatches(tmp_path, data, teacher, 
     # ... and another seed sees other minibatches.
     Trainer(dataclasses.replace(cfgs[0], seed=1), tmp_path / "seed-1", CPU, data, **QUIET).run()
     first, second, other = (seen[str(tmp_path / name)] for name in ("alone-0", "alone-1", "seed-1"))
-    assert len(first) == 9 and first == second
+    assert len(first) == 12 and first == second
     assert all(a != b for a, b in zip(first, other))
 
 
@@ -197,3 +201,69 @@ def test_a_second_trainer_of_a_folder_in_use_stops_with_one_line(tmp_path, data,
     assert not out.exists() and not any(p.name.endswith(".lock") for p in tmp_path.iterdir())
     Trainer(students(teacher)[0], out, CPU, data, **QUIET).run()  # free again: trains
     assert (out / "metrics.json").is_file() and not (tmp_path / ".run.lock").exists()
+
+
+# --- on a GPU's terms: no host sync in a step, and captured steps (CUDA graphs) ---
+
+
+def test_a_training_step_never_waits_for_the_device(tmp_path, data, teacher, monkeypatch):
+    # Every way a tensor's value reaches the host raises inside a step: the per-step loss read
+    # (and any other sync) would make the host wait for a GPU between steps and students.
+    inside = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, _original=original, _name=name, **kwargs):
+            if inside:
+                raise AssertionError(f"Tensor.{_name} inside a training step")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+    step, steps = Trainer.train_step, []
+
+    def watched(self, *args):
+        inside.append(1)
+        try:
+            return step(self, *args)
+        finally:
+            inside.pop()
+            steps.append(1)
+
+    monkeypatch.setattr(Trainer, "train_step", watched)
+    runs = [Trainer(cfg, tmp_path / str(i), CPU, data, **QUIET) for i, cfg in enumerate(students(teacher))]
+    metrics = train_together(runs)
+    assert len(steps) == 3 * 3 * 4 and all(math.isfinite(m["test_error"]) for m in metrics)
+    inside.append(1)  # the guard itself: a read inside a step does raise
+    with pytest.raises(AssertionError, match="Tensor.__float__ inside a training step"):
+        float(torch.ones(()))
+    inside.clear()
+
+
+@pytest.fixture
+def rerun_graphs(monkeypatch):
+    RerunGraphs.captures = 0
+    monkeypatch.setitem(step_capture.GRAPH_BACKENDS, "cpu", RerunGraphs)
+    return RerunGraphs
+
+
+def same_runs(a, b):
+    ma, mb = (json.loads((f / "metrics.json").read_text()) for f in (a, b))
+    assert ma["test_error"] == mb["test_error"]
+    ha, hb = (pd.read_csv(f / "history.csv") for f in (a, b))
+    pd.testing.assert_series_equal(ha["train_loss"], hb["train_loss"], check_exact=True)
+    wa, wb = (torch.load(f / "model.pt", weights_only=True)["state_dict"] for f in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_captured_lockstep_steps_equal_eager_ones_and_capture_once_per_learning_rate(
+    tmp_path, data, teacher, alone, rerun_graphs
+):
+    cfgs = students(teacher, cuda_graphs=True)
+    train_together([Trainer(cfg, tmp_path / str(i), CPU, data, **QUIET) for i, cfg in enumerate(cfgs)])
+    for i in range(len(GENOTYPES)):
+        same_runs(tmp_path / str(i), alone / str(i))
+    # 3 epochs of 3 full minibatches (held) and a partial one (eager). The teacher is captured
+    # once (its inputs never change); each student once per learning rate (cosine: one per epoch)
+    # after its WARMUP_CALLS eager steps, here at the first step of epoch 2.
+    assert WARMUP_CALLS == 3
+    assert rerun_graphs.captures == 1 + 3 * 2

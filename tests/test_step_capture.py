@@ -1,30 +1,22 @@
-"""The training step without host syncs (the epoch's sums stay on the device) and the captured step:
-held minibatches, a captured teacher, recapture when the learning rate changes, eager partial
-batches. CUDA graphs cannot run here; a stand-in backend that replays by running the step again on
-the held tensors checks everything around them on the CPU."""
+"""The epoch's sums on the device (no host sync in a step) and the pieces of a captured step: held
+minibatches, recapture when the learning rate changes, eager calls with other tensors, what
+--cuda-graphs refuses. CUDA graphs cannot run here; a stand-in backend that replays by running the
+step again on the held tensors checks everything around them on the CPU (tests/test_lockstep.py
+trains lockstep jobs with it)."""
 
-import dataclasses
-import json
 import math
 
-import pandas as pd
 import pytest
 import torch
 
 from blockswap import BlockswapError
 from blockswap.cli import main
-from blockswap.data.loaders import load_dataset
-from blockswap.data.splits import ImageTensors
 from blockswap.training import step_capture
 from blockswap.training.config import TrainConfig
-from blockswap.training.step_capture import WARMUP_CALLS, Captured, HeldBatch, RerunGraphs, check_capturable
+from blockswap.training.step_capture import Captured, HeldBatch, RerunGraphs, check_capturable
 from blockswap.training.tally import StepTally
-from blockswap.training.train import Trainer, train_together
 
-SIZE = 8
 CPU = torch.device("cpu")
-QUIET = dict(progress=False, log=lambda *_: None)
-GENOTYPES = [["G(2)", "B(2)", "S"], ["BG(2,M/2)", "S", "G(4)"]]
 
 
 # --- the epoch's sums on the device ---------------------------------------------------------------
@@ -58,98 +50,7 @@ def test_the_first_non_finite_step_and_its_loss_are_kept():
     assert tally.read().first_bad_step == 2 and tally.seen == 10
 
 
-@pytest.fixture(scope="module")
-def data():
-    digits = load_dataset("digits", image_size=SIZE)
-    # 100 training images: three full minibatches of 32 and a partial one of 4 per epoch.
-    return dataclasses.replace(digits, train=ImageTensors(digits.train.images[:100], digits.train.labels[:100]))
-
-
-def config(**overrides):
-    base = dict(arch="wrn-10-1", dataset="digits", image_size=SIZE, epochs=3, batch_size=32, seed=0)
-    return TrainConfig(**{**base, **overrides})
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, data):
-    out = tmp_path_factory.mktemp("teacher")
-    Trainer(config(epochs=1), out, CPU, data, **QUIET).run()
-    return str(out)
-
-
-def students(teacher, **overrides):
-    return [config(genotype=g, teacher=teacher, **overrides) for g in GENOTYPES]
-
-
-def test_a_training_step_never_waits_for_the_device(tmp_path, data, teacher, monkeypatch):
-    # Every way a tensor's value reaches the host raises inside a step: the per-step loss read
-    # (and any other sync) would make the host wait for a GPU between steps and students.
-    inside = []
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
-        original = getattr(torch.Tensor, name)
-
-        def guarded(self, *args, _original=original, _name=name, **kwargs):
-            if inside:
-                raise AssertionError(f"Tensor.{_name} inside a training step")
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, guarded)
-    step, steps = Trainer.train_step, []
-
-    def watched(self, *args):
-        inside.append(1)
-        try:
-            return step(self, *args)
-        finally:
-            inside.pop()
-            steps.append(1)
-
-    monkeypatch.setattr(Trainer, "train_step", watched)
-    runs = [Trainer(cfg, tmp_path / str(i), CPU, data, **QUIET) for i, cfg in enumerate(students(teacher))]
-    metrics = train_together(runs)
-    assert len(steps) == 2 * 3 * 4 and all(math.isfinite(m["test_error"]) for m in metrics)
-    inside.append(1)  # the guard itself: a read inside a step does raise
-    with pytest.raises(AssertionError, match="Tensor.__float__ inside a training step"):
-        float(torch.ones(()))
-    inside.clear()
-
-
 # --- the captured step ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rerun_graphs(monkeypatch):
-    RerunGraphs.captures = 0
-    monkeypatch.setitem(step_capture.GRAPH_BACKENDS, "cpu", RerunGraphs)
-    return RerunGraphs
-
-
-def same_runs(a, b):
-    ma, mb = (json.loads((f / "metrics.json").read_text()) for f in (a, b))
-    assert ma["test_error"] == mb["test_error"]
-    ha, hb = (pd.read_csv(f / "history.csv") for f in (a, b))
-    pd.testing.assert_series_equal(ha["train_loss"], hb["train_loss"], check_exact=True)
-    wa, wb = (torch.load(f / "model.pt", weights_only=True)["state_dict"] for f in (a, b))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-def test_captured_lockstep_steps_equal_eager_ones_and_capture_once_per_learning_rate(
-    tmp_path, data, teacher, rerun_graphs
-):
-    eager = [Trainer(cfg, tmp_path / "eager" / str(i), CPU, data, **QUIET) for i, cfg in enumerate(students(teacher))]
-    train_together(eager)
-    graphed = [
-        Trainer(cfg, tmp_path / "graphs" / str(i), CPU, data, **QUIET)
-        for i, cfg in enumerate(students(teacher, cuda_graphs=True))
-    ]
-    train_together(graphed)
-    for i in range(len(GENOTYPES)):
-        same_runs(tmp_path / "eager" / str(i), tmp_path / "graphs" / str(i))
-    # 3 epochs of 3 full minibatches (held) and a partial one (eager). The teacher is captured
-    # once (its inputs never change); each student once per learning rate (cosine: one per epoch)
-    # after its WARMUP_CALLS eager steps, here at the first step of epoch 2.
-    assert WARMUP_CALLS == 3
-    assert rerun_graphs.captures == 1 + 2 * 2
 
 
 def test_a_captured_step_replays_only_on_its_own_held_tensors():
@@ -191,7 +92,12 @@ def test_held_batch_keeps_its_tensors_for_full_minibatches_only():
     assert c is not a and a is held.images
 
 
-# --- what --cuda-graphs needs ---------------------------------------------------------------------
+# --- what --cuda-graphs needs ----------------------------------------------------------------------
+
+
+def config(**overrides):
+    return TrainConfig(arch="wrn-10-1", dataset="digits", image_size=8, epochs=1, **overrides)
+
 
 CUDA = torch.device("cuda")
 
