@@ -926,10 +926,13 @@ def lockstep_teacher(device, batch, tmp) -> str:
     return out
 
 
-def lockstep_rate(k, mode, steps, batch, device, tmp, teacher, genotypes) -> dict:
+def lockstep_rate(k, mode, steps, batch, device, tmp, teacher, genotypes, label=None) -> dict:
     """Aggregate images/s of K WRN-40-2 students at the 404.2K budget trained in lockstep from
     `teacher` over `steps` full minibatches, after a warm-up pass of WARMUP_CALLS + 2 minibatches
-    (which holds the captures); the trained students' weights come back for comparison."""
+    (which holds the captures). Then, untimed, an epoch-1 pass that ends on a partial minibatch: a
+    new learning rate (captured again) and an eager step between replays. The first student's
+    weights after all of it come back for comparison between modes."""
+    import torch
     from train_step import synthetic_cifar
 
     from blockswap.data.splits import ImageTensors
@@ -946,36 +949,54 @@ def lockstep_rate(k, mode, steps, batch, device, tmp, teacher, genotypes) -> dic
             dataset="digits",
             batch_size=batch,
             teacher=teacher,
+            epochs=2,
             cuda_graphs=mode == "graphs",
         )  # fmt: skip
         for i in range(k)
     ]
-    trainers = [Trainer(cfg, f"{tmp}/{mode}-k{k}/{i}", device, data, progress=False) for i, cfg in enumerate(cfgs)]
+    folder = f"{tmp}/{label or mode}-k{k}"
+    trainers = [Trainer(cfg, f"{folder}/{i}", device, data, progress=False) for i, cfg in enumerate(cfgs)]
     if mode == "sync":
         for t in trainers:
             t.update = synced(t.update, device)
     work = SharedWork(trainers)
 
-    def one_pass():
+    def one_pass(epoch=0):
         for t in trainers:
-            t.start_epoch(0)  # epoch 0 again: the same learning rate, so no capture is redone
-        train_pass(trainers, 0, work)
+            t.start_epoch(epoch)  # epoch 0 again: the same learning rate, so no capture is redone
+        train_pass(trainers, epoch, work)
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     warm = (WARMUP_CALLS + 2) * batch
     data.train = ImageTensors(full.images[:warm], full.labels[:warm])
     warmup, _ = wall(one_pass, device)
     data.train = full
     seconds, _ = wall(one_pass, device)
     images = steps * batch
-    return {
+    out = {
         "students": k,
         "images_per_s": rounded(k * images / seconds),
         "per_student_images_per_s": rounded(images / seconds),
         "seconds": rounded(seconds, 3),
         "warmup_seconds": rounded(warmup, 3),
         "train_loss": rounded(trainers[0].epoch_means()["train_loss"], 8),
-        "captures": sum(getattr(step, "captures", 0) for step in [work.teacher, *(t.update for t in trainers)]),
-    }, {name: t.detach().cpu() for name, t in trainers[0].model.state_dict().items()}
+    }
+    tail = 3 * batch + batch // 2  # three full minibatches and a partial one
+    data.train = ImageTensors(full.images[:tail], full.labels[:tail])
+    one_pass(epoch=1)
+    sync(device)
+    out["captures"] = sum(getattr(step, "captures", 0) for step in [work.teacher, *(t.update for t in trainers)])
+    if device.type == "cuda":
+        out["max_memory_reserved_gb"] = rounded(torch.cuda.max_memory_reserved(device) / 1e9, 3)
+    return out, {name: t.detach().cpu() for name, t in trainers[0].model.state_dict().items()}
+
+
+def max_rel_tensor_diff(a: dict, b: dict) -> float:
+    """max over floating tensors of max|a - b| / max|b|."""
+    return max(
+        float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-30)) for n in a if a[n].is_floating_point()
+    )
 
 
 def synced(update, device):
@@ -1025,15 +1046,20 @@ def step_lockstep(args, rec: Record):
             if "graphs" in weights and "eager" in weights:
                 a, b = weights["eager"], weights["graphs"]
                 results["graphs"][f"K={k}"]["identical_to_eager"] = all(torch.equal(a[n], b[n]) for n in a)
-                results["graphs"][f"K={k}"]["max_rel_diff_vs_eager"] = rounded(
-                    max(
-                        float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-30))
-                        for n in a
-                        if a[n].is_floating_point()
-                    ),
-                    6,
-                )
+                results["graphs"][f"K={k}"]["max_rel_diff_vs_eager"] = rounded(max_rel_tensor_diff(b, a), 6)
                 rec.set("results", results)
+            # The control: eager against eager. cuDNN's backward kernels need not be deterministic,
+            # so graphs against eager is read beside how far two eager runs already differ.
+            if k == ks[0] and "eager" in weights and rec.enough(f"eager again K={k}", 4 + 1.5 * k):
+                with rec.part(f"eager again K={k}"):
+                    try:
+                        _, again = lockstep_rate(k, "eager", steps, batch, device, tmp, teacher, genotypes, "again")
+                    finally:
+                        free_memory()
+                    control = results["eager"][f"K={k}"]
+                    control["repeat_identical"] = all(torch.equal(again[n], weights["eager"][n]) for n in again)
+                    control["repeat_max_rel_diff"] = rounded(max_rel_tensor_diff(again, weights["eager"]), 6)
+                    rec.set("results", results)
     sync_k1 = results["sync"].get("K=1", {}).get("images_per_s")
     best = max((r["images_per_s"] for mode in results.values() for r in mode.values()), default=None)
     if sync_k1 and best:
@@ -1631,6 +1657,12 @@ def _lockstep_lines(lo: dict) -> list[str]:
             for k, r in runs.items()
         ]
         out.append(f"{mode}: " + ", ".join(cells))
+    control = lo.get("results", {}).get("eager", {}).get("K=1", {})
+    if "repeat_identical" in control:
+        out.append(
+            f"control, eager twice at K=1: identical {fmt(control['repeat_identical'])}, "
+            f"max rel diff {fmt(control.get('repeat_max_rel_diff'))}"
+        )
     if "best_over_sync_k1" in lo:
         out.append(f"best / sync K=1 {fmt(lo['best_over_sync_k1'])}x, goal >=2x: {fmt(lo.get('goal_2x'))}")
     return out

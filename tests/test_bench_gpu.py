@@ -134,8 +134,11 @@ def test_lockstep_step(dry_run):
             )
     for k, run in results["graphs"].items():  # the CPU stand-in replays the same step: same weights
         assert run["identical_to_eager"] and run["max_rel_diff_vs_eager"] == 0, k
-        assert run["captures"] == 1 + run["students"], k  # the teacher once, each student once
+        # The teacher once; each student once, and again for epoch 1's learning rate.
+        assert run["captures"] == 1 + 2 * run["students"], k
     assert results["eager"]["K=2"]["captures"] == 0
+    control = results["eager"]["K=1"]  # eager against eager: the CPU repeats itself exactly
+    assert control["repeat_identical"] and control["repeat_max_rel_diff"] == 0
 
 
 def test_the_run_writes_timings_blockswap_plan_reads(dry_run, capsys):

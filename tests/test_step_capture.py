@@ -13,7 +13,7 @@ from blockswap import BlockswapError
 from blockswap.cli import main
 from blockswap.training import step_capture
 from blockswap.training.config import TrainConfig
-from blockswap.training.step_capture import Captured, HeldBatch, RerunGraphs, check_capturable
+from blockswap.training.step_capture import WARMUP_CALLS, Captured, HeldBatch, RerunGraphs, check_capturable
 from blockswap.training.tally import StepTally
 
 CPU = torch.device("cpu")
@@ -50,35 +50,29 @@ def test_the_first_non_finite_step_and_its_loss_are_kept():
     assert tally.read().first_bad_step == 2 and tally.seen == 10
 
 
+@pytest.fixture
+def rerun_cpu(monkeypatch):
+    monkeypatch.setitem(step_capture.GRAPH_BACKENDS, "cpu", RerunGraphs)
+
+
 # --- the captured step ----------------------------------------------------------------------------
 
 
-def test_a_captured_step_replays_only_on_its_own_held_tensors():
-    calls = []
-
-    def fn(x):
-        calls.append(1)
-        return (x * 2,)
-
-    RerunGraphs.captures = 0
-    step_capture.GRAPH_BACKENDS["cpu"] = RerunGraphs
-    try:
-        lr = [0.1]
-        step = Captured(fn, CPU, key=lambda: lr[0])
-        held = HeldBatch(batch_size=2)
-        outs = []
-        for k in range(6):
-            x, _, is_held = held.hold(torch.full((2, 1), float(k)), torch.zeros(2))
-            outs.append(step(x, held=is_held)[0].clone())
-        partial = step(torch.ones(1, 1), held=False)[0]  # another shape: eager, a fresh tensor
-        lr[0] = 0.05
-        x, _, _ = held.hold(torch.full((2, 1), 9.0), torch.zeros(2))
-        after = step(x, held=True)[0]
-    finally:
-        del step_capture.GRAPH_BACKENDS["cpu"]
+def test_a_captured_step_replays_only_on_its_own_held_tensors(rerun_cpu):
+    lr = [0.1]
+    step = Captured(lambda x: (x * 2,), CPU, key=lambda: lr[0])
+    held = HeldBatch(batch_size=2)
+    outs = []
+    for k in range(6):
+        x, _, is_held = held.hold(torch.full((2, 1), float(k)), torch.zeros(2))
+        outs.append(step(x, held=is_held)[0].clone())
+    partial = step(torch.ones(1, 1), held=False)[0]  # another shape: eager, a fresh tensor
+    lr[0] = 0.05
+    x, _, _ = held.hold(torch.full((2, 1), 9.0), torch.zeros(2))
+    after = step(x, held=True)[0]
     assert [o[0, 0].item() for o in outs] == [0, 2, 4, 6, 8, 10]
     assert partial.item() == 2 and after[0, 0].item() == 18
-    assert RerunGraphs.captures == 2  # at the 4th held call, and again for the new learning rate
+    assert step.captures == 2  # at the 4th held call, and again for the new learning rate
 
 
 def test_held_batch_keeps_its_tensors_for_full_minibatches_only():
@@ -129,3 +123,34 @@ def test_cuda_graphs_on_the_cpu_is_refused_by_the_command_line(tmp_path, capsys)
 def test_cuda_graphs_joins_the_fingerprint_only_when_on():
     assert config().fingerprint() == config(cuda_graphs=False).fingerprint()
     assert config(cuda_graphs=True).fingerprint() != config().fingerprint()
+
+
+def test_a_step_is_not_captured_before_every_momentum_buffer_exists(tmp_path):
+    # A capture would record SGD's "create the buffer" branch and reset the buffer at every replay.
+    from blockswap.data.loaders import load_dataset
+    from blockswap.training.train import Trainer
+
+    data = load_dataset("digits", image_size=8)
+    trainer = Trainer(config(), tmp_path / "run", CPU, data, progress=False, log=lambda *_: None)
+    with pytest.raises(BlockswapError, match=r"cannot capture the training step: no momentum buffer yet for stem"):
+        trainer._check_capturable()
+    trainer.train_epoch(0)  # eager steps create them
+    trainer._check_capturable()
+
+
+def test_captured_asks_before_each_capture(rerun_cpu):
+    asked = []
+    step = Captured(lambda x: (x + 1,), CPU, key=lambda: len(asked) // 2, before_capture=lambda: asked.append(1))
+    x = torch.zeros(1)
+    for _ in range(WARMUP_CALLS + 2):
+        step(x, held=True)
+    assert asked == [1]  # warm-up calls eager, then one capture, then a replay
+
+    def refuse():
+        raise BlockswapError("not yet")
+
+    refused = Captured(lambda x: (x,), CPU, before_capture=refuse)
+    for _ in range(WARMUP_CALLS):
+        refused(x, held=True)
+    with pytest.raises(BlockswapError, match="not yet"):
+        refused(x, held=True)

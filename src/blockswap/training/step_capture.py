@@ -119,17 +119,24 @@ class Eager:
         return self.fn(*inputs)
 
 
-def stepper(fn: Callable, device: torch.device, capture: bool, key: Callable[[], object] = lambda: None):
+def stepper(fn: Callable, device: torch.device, capture: bool, key=lambda: None, before_capture=lambda: None):
     """`fn` captured (`Captured`) when `capture`, else run eagerly (`Eager`); called alike."""
-    return Captured(fn, device, key) if capture else Eager(fn)
+    return Captured(fn, device, key, before_capture) if capture else Eager(fn)
 
 
 class Captured:
     """`fn(*inputs)` replayed from a graph while its inputs are held tensors (`held=True`), the same
     ones it was captured with, and `key()` is unchanged; otherwise run eagerly or captured again."""
 
-    def __init__(self, fn: Callable, device: torch.device, key: Callable[[], object] = lambda: None):
-        self.fn, self.key = fn, key
+    def __init__(
+        self,
+        fn: Callable,
+        device: torch.device,
+        key: Callable[[], object] = lambda: None,
+        before_capture: Callable[[], None] = lambda: None,
+    ):
+        """`key()`: the Python values `fn` freezes; `before_capture()` raises if `fn` cannot be captured yet."""
+        self.fn, self.key, self.before_capture = fn, key, before_capture
         self.backend = GRAPH_BACKENDS[device.type]
         self.calls = self.captures = 0
         self.graph = self.inputs = self.outputs = self.captured_key = None
@@ -140,6 +147,7 @@ class Captured:
             return self.fn(*inputs)
         key = self.key()
         if self.graph is None or key != self.captured_key or not same_tensors(inputs, self.inputs):
+            self.before_capture()
             self.graph = self.outputs = None  # the old graph's memory goes back before the new capture
             self.graph, self.outputs = self.backend.capture(self.fn, inputs)
             self.inputs, self.captured_key = inputs, key

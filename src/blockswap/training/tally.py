@@ -46,7 +46,9 @@ class StepTally:
             # Only the first non-finite step is kept: the error names where training went wrong.
             first = ~torch.isfinite(value) & (self.first_bad < 0)
             self.first_bad.masked_fill_(first, step)
-            self.bad_loss = torch.where(first, value, self.bad_loss)
+            # In place: these tensors are made on one stream and updated on a student's (CUDA
+            # streams), so none of them may be freed and reallocated mid-epoch.
+            self.bad_loss.copy_(torch.where(first, value, self.bad_loss))
         self.seen += n
 
     def read(self) -> EpochSums:

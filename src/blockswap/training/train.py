@@ -76,6 +76,8 @@ from .step_capture import HeldBatch, Streams, check_capturable, stepper
 from .tally import StepTally
 from .teachers import TEACHER_SOURCES
 
+PROGRESS_EVERY = 25  # steps between the progress bar's running loss and error (each a host sync)
+
 # derive_seed(seed, 0, PRUNE_STREAM) seeds the SNIP minibatch: three parts, so it is no epoch's seed.
 PRUNE_STREAM = 1
 
@@ -165,8 +167,8 @@ def train_pass(active: Sequence, epoch: int, shared: SharedWork | None = None) -
                     t.train_step(epoch, step, len(batches), images, labels, target, held)
             shared.streams.join()
             own += time.perf_counter() - steps_start  # the students' own steps: not shared time
-            if lead.progress:
-                bar.set_postfix(lead.running_means())
+            if lead.progress and (step % PROGRESS_EVERY == 0 or step == len(batches) - 1):
+                bar.set_postfix(lead.running_means())  # a host sync: not every step
     return time.perf_counter() - start - own, len(batches)
 
 
@@ -233,8 +235,11 @@ class Trainer:
         self.step_model = torch.compile(step) if config.compile else step
         check_capturable(config, device, world.size)
         # The learning rate is the one Python value a captured step freezes: a new one captures again.
-        self.update = stepper(self._update, device, config.cuda_graphs, key=self._learning_rates)
+        self.update = stepper(
+            self._update, device, config.cuda_graphs, key=self._learning_rates, before_capture=self._check_capturable
+        )
         self._checked_compatible = False
+        self._shared: SharedWork | None = None  # train_epoch's, when called alone
         self.metrics: dict | None = None  # set when the run is finished
         self.lockstep = 1  # students trained together with this one (train_together sets it)
 
@@ -362,6 +367,17 @@ class Trainer:
     def _learning_rates(self) -> tuple:
         return tuple(group["lr"] for group in self.optimiser.param_groups)
 
+    def _check_capturable(self) -> None:
+        """A capture must find every momentum buffer in place: SGD creates a missing one by cloning
+        the gradient, and a captured clone would reset that buffer at every replay."""
+        if self.config.momentum == 0:
+            return
+        missing = [n for n, p in self.model.named_parameters() if "momentum_buffer" not in self.optimiser.state[p]]
+        if missing:
+            raise BlockswapError(
+                f"{self.out}: cannot capture the training step: no momentum buffer yet for {', '.join(missing[:3])}"
+            )
+
     def _loss(self, images: torch.Tensor, labels: torch.Tensor, target):
         config = self.config
         out = self.step_model(images)
@@ -390,7 +406,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training data, without evaluation or checkpoint (benchmarks time it)."""
         self.start_epoch(epoch)
-        train_pass([self], epoch)
+        if self._shared is None:  # kept across epochs: captured steps read its held tensors
+            self._shared = SharedWork([self])
+        train_pass([self], epoch, self._shared)
         return self.epoch_means()
 
     def running_means(self) -> dict:
