@@ -133,9 +133,9 @@ def test_a_step_is_not_captured_before_every_momentum_buffer_exists(tmp_path):
     data = load_dataset("digits", image_size=8)
     trainer = Trainer(config(), tmp_path / "run", CPU, data, progress=False, log=lambda *_: None)
     with pytest.raises(BlockswapError, match=r"cannot capture the training step: no momentum buffer yet for stem"):
-        trainer._check_capturable()
+        trainer._check_momentum_buffers()
     trainer.train_epoch(0)  # eager steps create them
-    trainer._check_capturable()
+    trainer._check_momentum_buffers()
 
 
 def test_captured_asks_before_each_capture(rerun_cpu):

@@ -236,7 +236,11 @@ class Trainer:
         check_capturable(config, device, world.size)
         # The learning rate is the one Python value a captured step freezes: a new one captures again.
         self.update = stepper(
-            self._update, device, config.cuda_graphs, key=self._learning_rates, before_capture=self._check_capturable
+            self._update,
+            device,
+            config.cuda_graphs,
+            key=self._learning_rates,
+            before_capture=self._check_momentum_buffers,
         )
         self._checked_compatible = False
         self._shared: SharedWork | None = None  # train_epoch's, when called alone
@@ -367,7 +371,7 @@ class Trainer:
     def _learning_rates(self) -> tuple:
         return tuple(group["lr"] for group in self.optimiser.param_groups)
 
-    def _check_capturable(self) -> None:
+    def _check_momentum_buffers(self) -> None:
         """A capture must find every momentum buffer in place: SGD creates a missing one by cloning
         the gradient, and a captured clone would reset that buffer at every replay."""
         if self.config.momentum == 0:
