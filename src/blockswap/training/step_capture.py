@@ -15,8 +15,9 @@ What a replay computes is what the captured Python computed, on the same memory:
 - The first `WARMUP_CALLS` calls of each captured function run eagerly: they create what a capture
   must find in place (the optimiser's momentum buffers, cuDNN and cuBLAS handles) and run the
   first step's checks. They are the run's real steps, not thrown-away ones.
-- The step has no host sync (tally.py sums the loss on the device), no bf16 autocast (its weight
-  cache does not survive a capture), no torch.compile and one process (`check_capturable`).
+- The step has no host sync (tally.py sums the loss on the device). It is paper mode's float32
+  (bf16 autocast would need its cast cache off inside a capture), without torch.compile (which
+  makes graphs of its own), in one process (`check_capturable`).
 
 How the graph is made and replayed is a backend of `GRAPH_BACKENDS`, by device type: CUDA's
 graphs here.
@@ -88,7 +89,7 @@ def check_capturable(config, device: torch.device, processes: int) -> None:
         return
     reasons = [
         (device.type not in GRAPH_BACKENDS, f"a CUDA device (this run is on {device.type})"),
-        (config.bf16, "no --bf16 (autocast's weight cache does not survive a capture; paper mode is float32)"),
+        (config.bf16, "no --bf16 (captured steps are paper mode's float32)"),
         (config.compile, "no --compile (torch.compile makes its own graphs)"),
         (processes > 1, "one process (--nproc 1)"),
     ]
