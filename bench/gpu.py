@@ -1017,7 +1017,8 @@ def step_lockstep(args, rec: Record):
 
     device = device_of(args)
     dry = args.dry_run
-    batch, steps, ks = (8, 2, (1, 2)) if dry else (128, 30, (1, 4, 8))
+    # K = 1 first (the baseline and the control), then K = 8 (the goal), then K = 4 if time is left.
+    batch, steps, ks = (8, 2, (1, 2)) if dry else (128, 30, (1, 8, 4))
     if dry:
         # CUDA graphs need CUDA: the CPU stand-in replays by running the step again, which checks
         # everything around the capture (held minibatch, captured teacher, streams off the GPU).
