@@ -154,3 +154,12 @@ def test_captured_asks_before_each_capture(rerun_cpu):
         refused(x, held=True)
     with pytest.raises(BlockswapError, match="not yet"):
         refused(x, held=True)
+
+
+def test_cuda_graphs_with_several_processes_is_refused_before_any_starts(tmp_path, capsys, rerun_cpu):
+    # The stand-in makes the CPU a capturing device, so the process count is what is refused.
+    out = tmp_path / "run"
+    args = "train --arch wrn-10-1 --dataset digits --image-size 8 --epochs 1 --device cpu --cuda-graphs --nproc 2"
+    code = main([*args.split(), "--quiet", "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err == "blockswap: error: --cuda-graphs needs one process (--nproc 1)\n"
+    assert not out.exists()

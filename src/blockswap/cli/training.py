@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..data.loader import evaluation_batches
 from ..data.loaders import load_dataset
 from ..devices import DEVICE_HELP, resolve_device
@@ -29,6 +31,7 @@ from ..training.distributed import (
 from ..training.evaluation import EVAL_BATCH_SIZE, evaluate
 from ..training.multiprocess_training import train_parallel, train_rank
 from ..training.run_files import METRICS_FILE
+from ..training.step_capture import check_capturable
 from ..training.teachers import is_pretrained_teacher, pretrained_metrics
 from ..training.train import Trainer, train_together
 from ..validation import load_yaml
@@ -160,6 +163,9 @@ def cmd_train(args) -> None:
     config = train_config(args, student_genotypes(args, 1)[0])
     tags = student_tags(args, 1)[0]
     world = world_from_env()
+    processes = world.size if world is not None else args.nproc
+    if processes > 1:  # before any process starts: one line, not one per rank
+        check_capturable(config, torch.device(device_type(args.device)), processes)
     if world is not None and world.size > 1:  # one rank of a torchrun launch
         if args.nproc not in (1, world.size):
             raise BlockswapError(f"--nproc {args.nproc} contradicts torchrun's WORLD_SIZE={world.size}; leave it out")
