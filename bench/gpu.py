@@ -914,15 +914,19 @@ LOCKSTEP_MODES = ("sync", "eager", "graphs")
 
 
 def lockstep_teacher(device, batch, tmp) -> str:
-    """A WRN-40-2 teacher run folder (two steps of training: its quality does not matter here)."""
+    """A WRN-40-2 teacher run folder (two steps of training, tested on two minibatches: its quality
+    does not matter here)."""
     from train_step import synthetic_cifar
 
+    from blockswap.data.splits import ImageTensors
     from blockswap.training.config import TrainConfig
     from blockswap.training.train import Trainer
 
     out = f"{tmp}/teacher"
+    data = synthetic_cifar(2 * batch)
+    data.test = ImageTensors(data.test.images[: 2 * batch], data.test.labels[: 2 * batch])
     Trainer(TrainConfig(arch=TEACHER, dataset="digits", epochs=1, batch_size=batch), out, device,
-            synthetic_cifar(2 * batch), progress=False, log=lambda *_: None).run()  # fmt: skip
+            data, progress=False, log=lambda *_: None).run()  # fmt: skip
     return out
 
 
