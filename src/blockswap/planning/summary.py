@@ -31,13 +31,14 @@ def plan_summary(config: dict, genotype_dir: Path, timings: dict = BUILT_IN) -> 
     total = f"{sum(known):.2f}" if len(known) == len(rows) else "n/a"
     lines.append(f"{'total':<26}{total_runs:>8}{total_epochs:>10}{total:>12}")
     timing = timings[family(config["teacher"]["arch"])]
-    graphs = config["training"]["cuda_graphs"]
-    _, _, graphed = student_rates(timing, graphs)
-    steps = {
-        (False, False): "",
-        (True, True): ", students' steps with CUDA graphs",
-        (True, False): ", students' steps eager (no CUDA-graph timing was measured)",
-    }[(graphs, graphed)]
+    steps = ""
+    if config["training"]["cuda_graphs"]:
+        _, _, graphed = student_rates(timing, True)
+        steps = (
+            ", students' steps with CUDA graphs"
+            if graphed
+            else ", students' steps eager (no CUDA-graph timing was measured)"
+        )
     lines.append(
         f"runs: training runs (the total counts no scoring); GPU-hours: estimates from seconds per image "
         f"({timing['measured']}{steps}), scaled by pixel count"

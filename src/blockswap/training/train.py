@@ -73,7 +73,7 @@ from .runs import (
     non_finite_tensors,
 )
 from .step_capture import HeldBatch, Streams, check_capturable, stepper
-from .tally import StepTally
+from .tally import EpochSums, StepTally
 from .teachers import TEACHER_SOURCES
 
 PROGRESS_EVERY = 25  # steps between the progress bar's running loss and error (each a host sync)
@@ -107,9 +107,9 @@ def train_together(trainers: Sequence) -> list[dict | None]:
             active = [t for t in todo if t.start <= epoch]
             for t in active:
                 t.start_epoch(epoch)
-            shared, steps = train_pass(active, epoch, work)
+            shared_seconds, steps = train_pass(active, epoch, work)
             for t in active:
-                t.end_epoch(epoch, steps, shared / len(active))
+                t.end_epoch(epoch, steps, shared_seconds / len(active))
         results = [t.finish() for t in trainers]
         distributed.barrier()  # the other ranks return once the results are written
     return results
@@ -137,12 +137,11 @@ def teacher_outputs(teacher: nn.Module, device: torch.device, bf16: bool, images
         return teacher.forward_intermediates(images)
 
 
-def train_pass(active: Sequence, epoch: int, shared: SharedWork | None = None) -> tuple[float, int]:
+def train_pass(active: Sequence, epoch: int, shared: SharedWork) -> tuple[float, int]:
     """One epoch's minibatches through every run of `active` (each after its `start_epoch`): the
     seconds spent on what they share (drawing the minibatches, the teacher) and the step count."""
     lead = active[0]
     config = lead.config
-    shared = shared or SharedWork(active)
     start, own = time.perf_counter(), 0.0
     batches = epoch_batches(
         lead.data,
@@ -420,9 +419,10 @@ class Trainer:
         sums, seen = self._tally.read(), max(self._tally.seen, 1)
         return {"loss": f"{sums.loss_sum / seen:.3f}", "err": f"{100 * sums.wrong / seen:.1f}%"}
 
-    def epoch_means(self) -> dict:
-        """The epoch's mean training loss and error so far, over every rank's share."""
-        sums = self._tally.read()
+    def epoch_means(self, sums: EpochSums | None = None) -> dict:
+        """The epoch's mean training loss and error so far, over every rank's share (`sums`: this
+        rank's, when already read)."""
+        sums = sums or self._tally.read()
         loss_sum, wrong, seen = distributed.all_sum([sums.loss_sum, sums.wrong, self._tally.seen], self.device)
         return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
 
@@ -469,15 +469,15 @@ class Trainer:
         # finite network) stays, and a rerun resumes there and stops at the same step again.
         # Under data parallelism a rank whose share gave the non-finite loss raises here; its exit
         # stops the others (distributed.spawn, or torchrun's agent).
-        bad = self._tally.read()
-        if bad.first_bad_step is not None:
-            raise self._diverged(f"loss is {bad.first_bad_loss}", epoch, bad.first_bad_step, steps)
+        sums = self._tally.read()
+        if sums.first_bad_step is not None:
+            raise self._diverged(f"loss is {sums.first_bad_loss}", epoch, sums.first_bad_step, steps)
         # The last step's update comes after its loss: check the weights (and BN statistics)
         # themselves before the checkpoint keeps them. One sync per epoch; every rank holds the
         # same weights, so all of them stop together.
         if non_finite_tensors(self.model.state_dict()):
             raise self._diverged("the weights became non-finite", epoch, steps - 1, steps)
-        row = {"epoch": epoch + 1, **self.epoch_means(), "lr": tally["lr"]}
+        row = {"epoch": epoch + 1, **self.epoch_means(sums), "lr": tally["lr"]}
         if self.data.val is not None and self.world.is_main:
             val = evaluate(
                 self.model,
