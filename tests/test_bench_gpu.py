@@ -2,6 +2,7 @@
 runs at tiny sizes, a failing part or step is recorded without stopping the others, and one JSON
 holds every step with its results."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -150,15 +151,12 @@ def test_the_run_writes_timings_blockswap_plan_reads(dry_run, capsys):
     wrn = timings["wrn"]
     train = dry_run[0]["steps"]["train"]["result"]["results"]["teacher wrn-40-2"]["paper"]
     assert wrn["teacher"] == pytest.approx(1 / train["images_per_s"])
-    assert (
-        "CPU dry run" in wrn["measured"]
-        and wrn["score"] > 0
-        and set(wrn["cuda_graphs"])
-        == {
-            "student",
-            "teacher_forward",
-        }
-    )
+    assert "CPU dry run" in wrn["measured"] and wrn["score"] > 0
+    # Tiny CPU timings on a loaded machine may not split into positive parts; the file carries the
+    # graphed rates exactly when this run's graphed lockstep rates split.
+    graphs = bench_gpu().lockstep_split(dry_run[0]["steps"]["lockstep"]["result"]["results"]["graphs"])
+    expected = None if graphs is None else {"student": graphs[0], "teacher_forward": graphs[1]}
+    assert wrn.get("cuda_graphs") == (expected and pytest.approx(expected))
     assert timings["resnet"] != BUILT_IN["resnet"]  # the loader step timed ResNet-34 too
     config = str(ROOT / "config" / "paper-cifar10.yaml")
     assert main(["plan", config]) == 0
@@ -169,6 +167,27 @@ def test_the_run_writes_timings_blockswap_plan_reads(dry_run, capsys):
     total = {text: float(next(line for line in text.splitlines() if line.startswith("total")).split()[3])
              for text in (built_in, mine)}  # fmt: skip
     assert total[mine] > 10 * total[built_in] and "CPU dry run" in mine
+
+
+def bench_gpu():
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lockstep_runs(rates: dict) -> dict:
+    return {f"K={k}": {"students": k, "images_per_s": rate} for k, rate in rates.items()}
+
+
+def test_lockstep_rates_split_into_the_teachers_forward_pass_and_each_student():
+    split = bench_gpu().lockstep_split
+    forward, student = 0.004, 0.006  # seconds per image: a job's minibatch costs forward + K x student
+    runs = lockstep_runs({k: k / (forward + k * student) for k in (1, 4, 8)})  # aggregate images/s
+    assert split(runs) == pytest.approx((student, forward))
+    assert split(lockstep_runs({1: 100.0})) is None  # one K cannot be split
+    assert split(lockstep_runs({1: 100.0, 4: 40.0})) is None  # slower per student than K = 1 alone: noise
+    assert split({"K=8": {"students": 8, "images_per_s": 150.0}}) is None  # K = 1 missing
 
 
 def test_correctness_step(dry_run):
