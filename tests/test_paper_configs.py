@@ -111,6 +111,9 @@ def check_paper_cifar10(results: Path) -> None:
     # Guided search (overlay: one budget, 2 search seeds of 4 evaluations, the first seed's winners trained).
     curves = rows(results, "search_curves")
     assert curves["evaluations"].tolist() == [1, 2, 4] and (curves["random n"] == 2).all()
+    # Both methods start from the same random networks (a population of 2 of the 4 evaluations).
+    first = curves[curves["evaluations"] <= 2]
+    assert first["random mean"].tolist() == first["evolution mean"].tolist()
     assert (curves["evolution n"] == 2).all() and (curves["paired seeds"] == 2).all()
     winners = rows(results, "search_winners")
     assert sorted(winners["method"]) == ["evolution", "randomsearch"] and (winners["n"] == 1).all()
