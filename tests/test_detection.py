@@ -1,7 +1,6 @@
 """Table 4 pieces: the detector over any genotype, the COCO reader, COCOeval and the
 Fisher search through the detection loss, on a tiny COCO-format folder."""
 
-import json
 import subprocess
 
 import pytest
@@ -131,83 +130,6 @@ def test_reference_schedule():
     assert config.lr_at(16, 0, 5000) == pytest.approx(0.001) and config.lr_at(22, 0, 5000) == pytest.approx(1e-4)
     with pytest.raises(BlockswapError):
         DetectionTrainConfig(epochs=0)
-
-
-def test_cli_search_train_evaluate_table(coco, tmp_path):
-    run = [BLOCKSWAP, "detection"]
-    size = ["--min-size", "64", "--max-size", "96", "--data-dir", str(coco)]
-    proc = subprocess.run(
-        run
-        + [
-            "search",
-            *size,
-            "--arch",
-            "resnet-18",
-            "--samples",
-            "2",
-            "--batch-size",
-            "2",
-            "--out",
-            str(tmp_path / "s.json"),
-            "--candidates-out",
-            str(tmp_path / "c.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    found = json.loads((tmp_path / "s.json").read_text())
-    assert len(found["genotype"]) == 8 and (tmp_path / "s.json.provenance.json").is_file()
-    metrics = []
-    for method, genotype in (("moonshine", "G(N)"), ("blockswap", str(tmp_path / "s.json"))):
-        out = tmp_path / method
-        proc = subprocess.run(
-            run
-            + [
-                "train",
-                *size,
-                "--arch",
-                "resnet-18",
-                "--genotype",
-                genotype,
-                "--epochs",
-                "1",
-                "--batch-size",
-                "2",
-                "--limit",
-                "4",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        proc = subprocess.run(
-            run
-            + [
-                "evaluate",
-                "--data-dir",
-                str(coco),
-                "--model",
-                str(out / "model.pt"),
-                "--tag",
-                f"method={method}",
-                "--out",
-                str(out / "metrics.json"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        metrics.append(str(out / "metrics.json"))
-    table = ["report", "table4", *metrics, "--csv", str(tmp_path / "table4.csv"), "--md", str(tmp_path / "table4.md")]
-    proc = subprocess.run([BLOCKSWAP, *table], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert "ResNet34-G(N)" in (tmp_path / "table4.md").read_text()
 
 
 def test_training_resumes_after_an_interrupted_epoch(coco, tmp_path):

@@ -140,6 +140,9 @@ def check_paper_coco(results: Path) -> None:
     params = table4.set_index("method")["backbone params"]
     assert abs(params["blockswap"] / params["moonshine"] - 1) < 0.025
     student = json.loads((results / "detection" / "search" / "student.json").read_text())
+    for backbone in ("resnet34-gn", "blockswap"):  # the overlay's train_limit reached both trainings
+        trained = json.loads((results / "detection" / backbone / "train.json").read_text())
+        assert trained["provenance"]["config"]["limit"] == 6 and trained["provenance"]["config"]["arch"] == "resnet-34"
     assert " ".join(student["genotype"]) == table4.set_index("method").loc["blockswap", "genotype"]
 
 
