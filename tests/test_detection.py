@@ -142,7 +142,7 @@ def test_training_resumes_after_an_interrupted_epoch(coco, tmp_path):
         warmup_iters=1,
         min_size=64,
         max_size=96,
-        limit=4,
+        limit=2,  # one step per epoch
         seed=2,
     )
 
