@@ -1386,7 +1386,8 @@ def step_loader(args, rec: Record):
             elif seen >= workers:
                 sync(device)
                 start = time.perf_counter()
-            if time.perf_counter() - begin > rec.left() - 20:
+            # Cut short only once something is timed: a rate from no images would be no result.
+            if count and time.perf_counter() - begin > rec.left() - 20:
                 rec.note("loader timing cut short to keep time for the GPU side")
                 break
         sync(device)

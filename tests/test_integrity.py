@@ -415,9 +415,12 @@ def test_correlation_reads_whole_proxies_and_refuses_them_without_random_student
 
 # A `blockswap score` whose every candidate takes half a second longer: still running when the test
 # starts a second one into the same output.
-SLOW_SCORE = (
-    "import sys, time; from blockswap.search.scoring import Scorer; real = Scorer.score; "
-    "Scorer.score = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]; "
+# The CLI, scoring its first candidate after half a second and then stopping for ten minutes inside
+# the second: it holds the shard's lock, with one row written, for as long as the test needs it to.
+STALLED_SCORE = (
+    "import itertools, sys, time; from blockswap.search.scoring import Scorer; real = Scorer.score; "
+    "calls = itertools.count(); "
+    "Scorer.score = lambda self, *a: (time.sleep(0.5 if next(calls) == 0 else 600), real(self, *a))[1]; "
     "from blockswap.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -426,7 +429,7 @@ SLOW_SCORE = (
 def test_a_second_scoring_process_refuses_at_once(scored, tmp_path, capsys):
     """Before: the second process resumed the first one's partial file and both appended to it."""
     out, partial = tmp_path / "s.csv", tmp_path / "s.csv.partial"
-    first = subprocess.Popen([sys.executable, "-c", SLOW_SCORE, *score_args(scored / "c.csv", out)])
+    first = subprocess.Popen([sys.executable, "-c", STALLED_SCORE, *score_args(scored / "c.csv", out)])
     try:
         deadline = time.time() + 120
         while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 3):
@@ -435,7 +438,8 @@ def test_a_second_scoring_process_refuses_at_once(scored, tmp_path, capsys):
         start = time.perf_counter()
         code = main(score_args(scored / "c.csv", out))
         assert_one_line_error(code, capsys.readouterr().err, f"another process is scoring into {out}")
-        assert time.perf_counter() - start < 10 and not out.exists()
+        # At once: well inside the ten minutes the first process holds the lock.
+        assert time.perf_counter() - start < 60 and not out.exists()
     finally:
         first.kill()
         first.wait()

@@ -303,12 +303,13 @@ def test_count_in_band_matches_the_162k_band_probability():
 
 def test_count_in_band_is_fast_on_wrn_40_2():
     """18 slots, 23 types, every budget of the paper's CIFAR-10 configuration: well under a second
-    each (about 5-50 ms on one core; the dict programme takes ~12 s for 811.4K alone)."""
+    each (about 5-50 ms on one core; the dict programme takes ~12 s for 811.4K alone). Timed in
+    this process's CPU time, which other work on a loaded machine does not add to."""
     table = CostTable.build(parse_arch("wrn-40-2"), CANDIDATE_SETS["released"], CIFAR, 10)
     for budget in (811_400, 556_000, 404_200, 289_200, 217_000, 162_200, 200_000, 400_000, 800_000):
-        start = time.perf_counter()
+        start = time.process_time()
         assert count_in_band(table, budget) > 1000
-        assert time.perf_counter() - start < 1.0, budget
+        assert time.process_time() - start < 1.0, budget
 
 
 def test_a_band_with_fewer_networks_than_samples_fails_at_once_with_the_count(wrn101):

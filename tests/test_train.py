@@ -259,16 +259,35 @@ def train_cmd(out, epochs=4):  # epoch 1 checkpointed, a kill in a later epoch, 
     ]
 
 
+# `blockswap train`, stopping for ten minutes before the third step of its second epoch (after
+# epoch 1's checkpoint, with two steps of epoch 2 taken in memory), once it has touched $STALLED.
+STALLED_TRAIN = """
+import os, pathlib, sys, time
+from blockswap.training.train import Trainer
+real = Trainer.train_step
+def train_step(self, epoch, step, *rest):
+    if (epoch, step) == (1, 2):
+        pathlib.Path(os.environ["STALLED"]).touch()
+        time.sleep(600)
+    return real(self, epoch, step, *rest)
+Trainer.train_step = train_step
+from blockswap.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_numbers(tmp_path):
     subprocess.run(train_cmd(tmp_path / "ref"), check=True, capture_output=True)
-    out = tmp_path / "run"
-    proc = subprocess.Popen(train_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out, stalled = tmp_path / "run", tmp_path / "stalled"
+    command = [sys.executable, "-c", STALLED_TRAIN, *train_cmd(out)[3:]]  # in place of -m blockswap.cli
+    proc = subprocess.Popen(command, env={**os.environ, "STALLED": str(stalled)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists():
+    while time.time() < deadline and not stalled.exists() and proc.poll() is None:
         time.sleep(0.01)
-    time.sleep(0.4)  # somewhere inside a later epoch
-    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.poll() is None and stalled.exists(), "the run ended before its second epoch"
+    os.kill(proc.pid, signal.SIGKILL)  # inside epoch 2, two steps after epoch 1's checkpoint
     proc.wait()
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
     resumed = subprocess.run(train_cmd(out), check=True, capture_output=True, text=True)
