@@ -916,6 +916,8 @@ LOCKSTEP_MODES = ("sync", "eager", "graphs")
 def lockstep_teacher(device, batch, tmp) -> str:
     """A WRN-40-2 teacher run folder (two steps of training, tested on two minibatches: its quality
     does not matter here)."""
+    from dataclasses import replace
+
     from train_step import synthetic_cifar
 
     from blockswap.data.splits import ImageTensors
@@ -924,7 +926,7 @@ def lockstep_teacher(device, batch, tmp) -> str:
 
     out = f"{tmp}/teacher"
     data = synthetic_cifar(2 * batch)
-    data.test = ImageTensors(data.test.images[: 2 * batch], data.test.labels[: 2 * batch])
+    data = replace(data, test=ImageTensors(data.test.images[: 2 * batch], data.test.labels[: 2 * batch]))
     Trainer(TrainConfig(arch=TEACHER, dataset="digits", epochs=1, batch_size=batch), out, device,
             data, progress=False, log=lambda *_: None).run()  # fmt: skip
     return out

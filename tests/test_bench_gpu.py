@@ -2,6 +2,7 @@
 runs at tiny sizes, a failing part or step is recorded without stopping the others, and one JSON
 holds every step with its results."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -169,6 +170,7 @@ def test_the_run_writes_timings_blockswap_plan_reads(dry_run, capsys):
     assert total[mine] > 10 * total[built_in] and "CPU dry run" in mine
 
 
+@functools.cache  # bench/gpu.py puts bench/ on sys.path when imported: once
 def bench_gpu():
     spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
     module = importlib.util.module_from_spec(spec)

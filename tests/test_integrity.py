@@ -413,8 +413,6 @@ def test_correlation_reads_whole_proxies_and_refuses_them_without_random_student
 # --- scoring: one writer, partial files repaired or named --------------------------------------------
 
 
-# A `blockswap score` whose every candidate takes half a second longer: still running when the test
-# starts a second one into the same output.
 # The CLI, scoring its first candidate after half a second and then stopping for ten minutes inside
 # the second: it holds the shard's lock, with one row written, for as long as the test needs it to.
 STALLED_SCORE = (

@@ -422,7 +422,8 @@ class Trainer:
     def epoch_means(self, sums: EpochSums | None = None) -> dict:
         """The epoch's mean training loss and error so far, over every rank's share (`sums`: this
         rank's, when already read)."""
-        sums = sums or self._tally.read()
+        if sums is None:
+            sums = self._tally.read()
         loss_sum, wrong, seen = distributed.all_sum([sums.loss_sum, sums.wrong, self._tally.seen], self.device)
         return {"train_loss": loss_sum / seen, "train_error": 100 * wrong / seen}
 
